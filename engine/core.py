@@ -1,0 +1,154 @@
+"""The deterministic heart of a run: which steps are ready, what a failure means, when the
+run is done. No I/O, no clock, no concurrency: the runner feeds it events and asks it
+questions, so the same core could drive steps in another durable engine.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from enum import StrEnum
+
+from engine.spec import FailurePolicy, Trigger
+from engine.workflow import Workflow
+from memory.records import StepStatus
+
+
+class FailureAction(StrEnum):
+    STOP_RUN = "stop_run"  # policy fail: no new steps; the run fails
+    SKIP_DEPENDENTS = "skip_dependents"  # policy continue
+    RUN_FALLBACK = "run_fallback"
+    USE_DEFAULT = "use_default"  # policy degrade
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a step the core has made ready."""
+
+    step_id: str
+    skip_reason: str | None  # None: run it (its condition, if any, is still to be checked)
+
+
+class RunCore:
+    def __init__(self, wf: Workflow, priority: dict[str, float]) -> None:
+        self.wf = wf
+        self.status: dict[str, StepStatus] = dict.fromkeys(wf.order, StepStatus.PENDING)
+        self.remaining = {sid: len(wf.deps[sid]) for sid in wf.order}
+        self.unsatisfied_dep: dict[str, str] = {}  # step -> a dependency that has no output
+        self.output_from: dict[str, str] = {}  # failed primary -> fallback whose output stands in
+        self.unsettled = sum(1 for sid in wf.order if sid not in wf.fallback_of)
+        self.stop_reason: str | None = None
+        self._ready: list[tuple[float, int, str]] = []
+        self._index = {sid: i for i, sid in enumerate(wf.order)}
+        self._priority = priority
+
+    # -- feeding events --------------------------------------------------------------------
+    def restore(self, committed: dict[str, StepStatus]) -> None:
+        """Resume: steps with a checkpoint keep it; everything else runs (again)."""
+        for sid, st in committed.items():
+            self.status[sid] = st
+        for sid in self.wf.order:
+            primary = self.wf.fallback_of.get(sid)
+            if sid in committed:
+                if primary is not None and primary not in committed:
+                    self.status[primary] = StepStatus.FAILED
+                    self.output_from[primary] = sid
+                    self._settle(primary, satisfied=True)
+                elif primary is None:
+                    self._settle(sid, satisfied=True)
+
+    def start(self) -> None:
+        for sid in self.wf.order:
+            if (
+                self.remaining[sid] == 0
+                and self.status[sid] is StepStatus.PENDING
+                and sid not in self.wf.fallback_of
+            ):
+                self._push(sid)
+
+    def succeeded(self, sid: str, status: StepStatus = StepStatus.SUCCEEDED) -> list[str]:
+        """A step committed its output. Returns fallback steps that are no longer needed."""
+        self.status[sid] = status
+        primary = self.wf.fallback_of.get(sid)
+        if primary is not None:  # a fallback stood in for its primary
+            self.output_from[primary] = sid
+            self._settle(primary, satisfied=True)
+            return []
+        self._settle(sid, satisfied=True)
+        fb = self.wf.steps[sid].fallback
+        return [fb] if fb and self.status[fb] is StepStatus.PENDING else []
+
+    def skipped(self, sid: str) -> None:
+        self.status[sid] = StepStatus.SKIPPED
+        if sid not in self.wf.fallback_of:
+            self._settle(sid, satisfied=False)
+
+    def failed(self, sid: str) -> FailureAction:
+        """A step failed for good (retries exhausted). Says what its policy does next."""
+        self.status[sid] = StepStatus.FAILED
+        primary = self.wf.fallback_of.get(sid)
+        if primary is not None:  # the fallback failed too: the primary's own failure stands
+            self.stop_reason = f"step {primary!r} failed and so did its fallback {sid!r}"
+            return FailureAction.STOP_RUN
+        policy = self.wf.steps[sid].on_failure
+        if policy is FailurePolicy.FAIL:
+            self.stop_reason = self.stop_reason or f"step {sid!r} failed"
+            return FailureAction.STOP_RUN
+        if policy is FailurePolicy.CONTINUE:
+            self._settle(sid, satisfied=False)
+            return FailureAction.SKIP_DEPENDENTS
+        if policy is FailurePolicy.FALLBACK:
+            fb = self.wf.steps[sid].fallback
+            assert fb is not None
+            self._push(fb)
+            return FailureAction.RUN_FALLBACK
+        return FailureAction.USE_DEFAULT
+
+    def degraded(self, sid: str) -> None:
+        self.status[sid] = StepStatus.DEGRADED
+        self._settle(sid, satisfied=True)
+
+    def cancelled(self, sid: str) -> None:
+        self.status[sid] = StepStatus.CANCELLED
+
+    def waiting(self, sid: str) -> None:
+        self.status[sid] = StepStatus.WAITING
+
+    # -- questions -------------------------------------------------------------------------
+    def pop_ready(self) -> Decision | None:
+        if self.stop_reason is not None or not self._ready:
+            return None
+        _, _, sid = heapq.heappop(self._ready)
+        dep = self.unsatisfied_dep.get(sid)
+        if dep is not None and self.wf.steps[sid].trigger is Trigger.ALL_SUCCEEDED:
+            why = "failed" if self.status[dep] is StepStatus.FAILED else "was skipped"
+            return Decision(sid, f"dependency {dep!r} {why}")
+        return Decision(sid, None)
+
+    @property
+    def has_ready(self) -> bool:
+        return self.stop_reason is None and bool(self._ready)
+
+    @property
+    def done(self) -> bool:
+        return self.unsettled == 0
+
+    def not_needed_fallbacks(self) -> list[str]:
+        return [f for f in self.wf.fallback_of if self.status[f] is StepStatus.PENDING]
+
+    # -- internals -------------------------------------------------------------------------
+    def _push(self, sid: str) -> None:
+        heapq.heappush(self._ready, (-self._priority.get(sid, 0.0), self._index[sid], sid))
+
+    def _settle(self, sid: str, *, satisfied: bool) -> None:
+        self.unsettled -= 1
+        for child in self.wf.dependents[sid]:
+            if not satisfied:
+                self.unsatisfied_dep.setdefault(child, sid)
+            self.remaining[child] -= 1
+            if (
+                self.remaining[child] == 0
+                and self.status[child] is StepStatus.PENDING
+                and child not in self.wf.fallback_of  # those run only when invoked
+            ):
+                self._push(child)

@@ -1,0 +1,278 @@
+"""The engine's public API: validate and plan specs, start, resume, cancel runs, and
+complete client-executed steps. Executors and the store are injected."""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import (
+    ConfigurationError,
+    Problem,
+    RunNotFoundError,
+    RunStateError,
+    SpecError,
+    StepError,
+)
+from engine.executors.base import StepExecutor
+from engine.models import ModelTable
+from engine.plan import Plan, make_plan
+from engine.report import run_metrics
+from engine.runner import EventSink, RunExecution, shape_output
+from engine.spec import ExecutorKind, InputSpec, Step, WorkflowSpec, parse_spec
+from engine.workflow import Workflow, compile_workflow
+from memory.owner import owner_alive
+from memory.records import Checkpoint, RunRecord, RunStatus, RunStore, StepStatus
+from memory.sqlite_store import RunNotFound
+
+MODEL_KINDS = frozenset({ExecutorKind.PROMPT, ExecutorKind.CLIENT, ExecutorKind.SAMPLING})
+
+
+@dataclass
+class EngineConfig:
+    models: ModelTable = field(default_factory=ModelTable)
+    # Where steps that need a model run when they do not say (`run:`): prompt or client.
+    model_executor: ExecutorKind = ExecutorKind.PROMPT
+    max_concurrency: int = 64
+    executor_limits: dict[ExecutorKind, int] = field(
+        default_factory=lambda: {ExecutorKind.PROMPT: 8, ExecutorKind.SHELL: 8, ExecutorKind.SAMPLING: 4}
+    )
+    workspace: Path = field(default_factory=Path.cwd)
+    client_poll_s: float = 1.0
+    clock: Callable[[], float] = time.time
+    rand: Callable[[], float] = random.random
+    # Said when a model step has no executor: how to configure one.
+    missing_model_hint: str = (
+        "set ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL for a proxy) to run it on the Anthropic API, "
+        "or set `run: client` on the step (or `defaults.model_executor: client`) to hand it to the "
+        "calling client"
+    )
+
+
+def new_run_id() -> str:
+    return "run_" + time.strftime("%Y%m%d") + "_" + secrets.token_hex(4)
+
+
+def coerce_inputs(spec: WorkflowSpec, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Declared inputs with defaults applied and CLI strings converted to their type."""
+    problems: list[Problem] = []
+    out: dict[str, Any] = {}
+    for name in given:
+        if name not in spec.inputs:
+            declared = ", ".join(spec.inputs) or "none"
+            problems.append(Problem(f"inputs.{name}", f"unknown input (the workflow declares: {declared})"))
+    for name, decl in spec.inputs.items():
+        if name in given:
+            try:
+                out[name] = _coerce(decl, given[name])
+            except ValueError as exc:
+                problems.append(Problem(f"inputs.{name}", str(exc)))
+        elif decl.required and decl.default is None:
+            problems.append(Problem(f"inputs.{name}", f"required input is missing: pass --input {name}=VALUE"))
+        else:
+            out[name] = decl.default
+    if problems:
+        raise SpecError(problems)
+    return out
+
+
+def _coerce(decl: InputSpec, value: Any) -> Any:
+    if not isinstance(value, str) or decl.type == "string":
+        return value
+    try:
+        if decl.type == "integer":
+            return int(value)
+        if decl.type == "number":
+            return float(value)
+        if decl.type == "boolean":
+            low = value.lower()
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(value)
+        return json.loads(value)
+    except (ValueError, json.JSONDecodeError):
+        raise ValueError(f"expected {decl.type}, got {value!r}") from None
+
+
+class Engine:
+    def __init__(
+        self,
+        store: RunStore,
+        executors: Mapping[ExecutorKind, StepExecutor],
+        config: EngineConfig | None = None,
+    ) -> None:
+        self.store = store
+        self.executors = dict(executors)
+        self.config = config or EngineConfig()
+        self.live: dict[str, RunExecution] = {}
+
+    # -- specs -----------------------------------------------------------------------------
+    def compile(self, spec: WorkflowSpec | Mapping[str, Any]) -> Workflow:
+        if not isinstance(spec, WorkflowSpec):
+            spec = parse_spec(dict(spec))
+        return compile_workflow(spec)
+
+    def plan(self, wf: Workflow, history_s: Mapping[str, float] | None = None) -> Plan:
+        return make_plan(wf, self.config.models, history_s)
+
+    def executor_kind(self, step: Step, spec: WorkflowSpec) -> ExecutorKind:
+        if step.run is not None:
+            return step.run
+        kind = step.executor
+        if kind is ExecutorKind.PROMPT:
+            return spec.defaults.model_executor or self.config.model_executor
+        return kind
+
+    def preflight(self, wf: Workflow) -> None:
+        """Fail before anything runs when a step's executor is not available here."""
+        problems = []
+        for sid in wf.order:
+            kind = self.executor_kind(wf.steps[sid], wf.spec)
+            if kind in self.executors:
+                continue
+            if kind is ExecutorKind.PROMPT:
+                problems.append(f"step {sid!r} needs a model and none is configured: {self.config.missing_model_hint}")
+            elif kind is ExecutorKind.SHELL:
+                problems.append(
+                    f"step {sid!r} runs a shell command, which is off here: set TUTTI_ALLOW_SHELL to the "
+                    "programs to allow (e.g. TUTTI_ALLOW_SHELL=git,wc or '*')"
+                )
+            else:
+                problems.append(f"step {sid!r} needs the {kind.value} executor, which is not available here")
+        checker = getattr(self.executors.get(ExecutorKind.SHELL), "check_step", None)
+        if checker is not None:
+            for sid in wf.order:
+                if self.executor_kind(wf.steps[sid], wf.spec) is ExecutorKind.SHELL:
+                    msg = checker(wf.steps[sid])
+                    if msg:
+                        problems.append(f"step {sid!r}: {msg}")
+        if problems:
+            raise ConfigurationError("cannot run this workflow:\n" + "\n".join(f"  - {p}" for p in problems))
+
+    # -- runs ------------------------------------------------------------------------------
+    async def create_run(
+        self,
+        spec: WorkflowSpec | Mapping[str, Any],
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        parent_run_id: str | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        wf = self.compile(spec)
+        self.preflight(wf)
+        values = coerce_inputs(wf.spec, inputs or {})
+        run = RunRecord(
+            id=run_id or new_run_id(),
+            name=wf.spec.name,
+            status=RunStatus.PENDING,
+            spec=wf.spec.model_dump(mode="json", exclude_defaults=True),
+            inputs=values,
+            created_at=self.config.clock(),
+            parent_run_id=parent_run_id,
+        )
+        await self.store.create_run(run, wf.order)
+        return run.id
+
+    async def load(self, run_id: str) -> RunRecord:
+        try:
+            return await self.store.load_run(run_id)
+        except RunNotFound:
+            raise RunNotFoundError(run_id) from None
+
+    async def execute(
+        self, run_id: str, *, attached: bool = False, on_event: EventSink | None = None
+    ) -> RunRecord:
+        """Run (or continue) a run until it rests: finished, failed, cancelled, or (when not
+        `attached`) waiting for client steps. Returns the stored record with metrics."""
+        run = await self.load(run_id)
+        if run_id in self.live:
+            raise RunStateError(f"run {run_id} is already running in this process")
+        if run.status.finished and run.status is RunStatus.SUCCEEDED:
+            raise RunStateError(f"run {run_id} already succeeded; nothing to resume")
+        if run.status is RunStatus.RUNNING and owner_alive(run.owner):
+            raise RunStateError(
+                f"run {run_id} is running in another process ({run.owner}); wait for it or cancel it there"
+            )
+        wf = self.compile(run.spec)
+        self.preflight(wf)
+        execution = RunExecution(self, run, wf, self.plan(wf), attached=attached, on_event=on_event)
+        self.live[run_id] = execution
+        started = self.config.clock()
+        try:
+            await execution.execute()
+        finally:
+            del self.live[run_id]
+        final = await self.load(run_id)
+        metrics = run_metrics(final, wf, wall_s=self.config.clock() - started)
+        await self.store.set_run(run_id, metrics=metrics)
+        final.metrics = metrics
+        return final
+
+    async def run(
+        self,
+        spec: WorkflowSpec | Mapping[str, Any],
+        inputs: Mapping[str, Any] | None = None,
+        **kw: Any,
+    ) -> RunRecord:
+        return await self.execute(await self.create_run(spec, inputs), **kw)
+
+    async def resume(self, run_id: str, **kw: Any) -> RunRecord:
+        run = await self.load(run_id)
+        if run.status is RunStatus.RUNNING and not owner_alive(run.owner):
+            await self.store.set_run(run_id, status=RunStatus.INTERRUPTED, owner=None)
+        elif not run.status.resumable and run.status is not RunStatus.RUNNING:
+            raise RunStateError(f"run {run_id} is {run.status.value}; only failed, cancelled, interrupted or waiting runs resume")
+        return await self.execute(run_id, **kw)
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel a run executing in this process; its running steps are recorded cancelled."""
+        execution = self.live.get(run_id)
+        if execution is None:
+            return False
+        execution.request_cancel()
+        return True
+
+    async def reset_steps(self, run_id: str, step_ids: list[str]) -> None:
+        if step_ids:
+            await self.store.reset_steps(run_id, step_ids)
+
+    async def complete_step(
+        self, run_id: str, step_id: str, *, output: Any = None, error: str | None = None
+    ) -> RunStatus:
+        """Supply the output (or the failure) of a step handed to the client.
+
+        In the process executing the run, the run moves on at once. Otherwise the result
+        is committed and the run continues when it is resumed, or when the process
+        executing it next polls the store."""
+        execution = self.live.get(run_id)
+        if execution is not None:
+            await execution.deliver(step_id, output, error)
+            return RunStatus.RUNNING
+        run = await self.load(run_id)
+        rec = run.steps.get(step_id)
+        if rec is None:
+            raise StepError(f"run {run_id} has no step {step_id!r}", retryable=False)
+        if rec.status is not StepStatus.WAITING:
+            raise StepError(
+                f"step {step_id!r} of run {run_id} is {rec.status.value}, not waiting for the client",
+                retryable=False,
+            )
+        wf = self.compile(run.spec)
+        now = self.config.clock()
+        if error is None:
+            value = shape_output(wf.steps[step_id], output)
+            cp = Checkpoint(step_id, 0, StepStatus.SUCCEEDED, value, rec.attempts, rec.started_at, now,
+                            executor=ExecutorKind.CLIENT.value)
+            await self.store.commit_checkpoint(run_id, cp)
+        else:
+            await self.store.set_step(run_id, step_id, StepStatus.FAILED, error=f"the client reported: {error}",
+                                      finished_at=now)
+        return run.status

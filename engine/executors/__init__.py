@@ -1,0 +1,1 @@
+"""Step executors: builtin, shell, prompt (Anthropic API), client (handed back)."""

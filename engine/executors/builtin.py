@@ -1,0 +1,52 @@
+"""Built-in transforms: template rendering, JSON values, pass-through, merge, parse, wait."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+
+from engine.errors import StepError
+from engine.executors.base import StepCall, StepOutcome
+from engine.spec import BuiltinOp
+
+
+class BuiltinExecutor:
+    async def execute(self, call: StepCall) -> StepOutcome:
+        step = call.step
+        op = step.builtin_op
+        if op is BuiltinOp.TEMPLATE:
+            return StepOutcome(call.render(step.args or ""))
+        if op is BuiltinOp.JSON:
+            return StepOutcome(call.render_value(step.value))
+        if op is BuiltinOp.PASS:
+            if step.value is not None:
+                return StepOutcome(call.render_value(step.value))
+            outputs = call.dep_outputs()
+            if len(outputs) == 1:
+                return StepOutcome(next(iter(outputs.values())))
+            return StepOutcome(outputs or None)
+        if op is BuiltinOp.MERGE:
+            return StepOutcome(call.dep_outputs())
+        if op is BuiltinOp.PARSE_JSON:
+            text = call.render(step.args or "")
+            try:
+                return StepOutcome(json.loads(text))
+            except json.JSONDecodeError as exc:
+                raise StepError(f"not valid JSON: {exc}", retryable=False, kind="parse") from None
+        if op is BuiltinOp.WAIT:
+            seconds = _seconds(call.render_value(step.value))
+            await anyio.sleep(seconds)
+            return StepOutcome(call.render(step.args) if step.args is not None else seconds)
+        raise AssertionError(op)
+
+
+def _seconds(value: Any) -> float:
+    try:
+        seconds = float(value or 0)
+    except (TypeError, ValueError):
+        raise StepError(f"wait needs a number of seconds in `value`, got {value!r}", retryable=False) from None
+    if seconds < 0:
+        raise StepError("wait needs a non-negative number of seconds", retryable=False)
+    return seconds

@@ -1,0 +1,191 @@
+"""Planning: mode, critical path, parallel groups, estimated speedup, thinking per step,
+and the graph as Mermaid. Pure functions over a validated `Workflow`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+
+from engine.models import ModelTable
+from engine.spec import ExecutorKind, Mode, ThinkingMode
+from engine.thinking import ThinkingChoice, choose
+from engine.workflow import Workflow
+
+# Rough defaults, used only when neither the step (`estimate_s`) nor history says more.
+DEFAULT_ESTIMATE_S = {
+    ExecutorKind.BUILTIN: 0.01,
+    ExecutorKind.SHELL: 1.0,
+    ExecutorKind.CLIENT: 60.0,
+}
+MODEL_ESTIMATE_S = {ThinkingMode.INSTANT: 5.0, ThinkingMode.STANDARD: 20.0, ThinkingMode.EXTENDED: 60.0}
+MODEL_EXECUTORS = frozenset({ExecutorKind.PROMPT, ExecutorKind.CLIENT, ExecutorKind.SAMPLING})
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    id: str
+    executor: ExecutorKind
+    depends_on: tuple[str, ...]
+    estimate_s: float
+    thinking: ThinkingChoice | None  # for steps that run on a model
+    model: str | None
+    priority: float  # longest estimated path from this step to the end, itself included
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    mode: Mode
+    mode_reason: str
+    steps: dict[str, StepPlan]
+    groups: list[list[str]]  # steps that can run together (topological generations)
+    critical_path: list[str]
+    critical_path_s: float
+    sequential_s: float
+    estimated_s: float
+    estimated_speedup: float
+    implicit_edges: list[tuple[str, str]]
+    mermaid: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "mode": self.mode.value,
+            "mode_reason": self.mode_reason,
+            "groups": self.groups,
+            "critical_path": self.critical_path,
+            "critical_path_s": round(self.critical_path_s, 3),
+            "sequential_s": round(self.sequential_s, 3),
+            "estimated_s": round(self.estimated_s, 3),
+            "estimated_speedup": round(self.estimated_speedup, 2),
+            "implicit_edges": [list(e) for e in self.implicit_edges],
+            "steps": {
+                s.id: {
+                    "executor": s.executor.value,
+                    "depends_on": list(s.depends_on),
+                    "estimate_s": s.estimate_s,
+                    "model": s.model,
+                    "thinking": s.thinking.mode.value if s.thinking else None,
+                    "thinking_reason": s.thinking.reason if s.thinking else None,
+                }
+                for s in self.steps.values()
+            },
+            "mermaid": self.mermaid,
+        }
+
+
+def choose_mode(wf: Workflow) -> tuple[Mode, str]:
+    spec = wf.spec
+    conditional = [s.id for s in spec.steps if s.when]
+    if spec.type is not Mode.AUTO:
+        return spec.type, f"the spec asks for {spec.type.value}"
+    if conditional:
+        return Mode.FLOW, f"flow: steps {', '.join(conditional)} run only when their condition holds"
+    return Mode.CHAIN, "chain: plain dependencies, no conditions"
+
+
+def _mermaid(wf: Workflow, critical: set[str]) -> str:
+    lines = ["flowchart TD"]
+    for sid in wf.order:
+        step = wf.steps[sid]
+        label = f"{sid}<br/>{step.executor.value}"
+        shape = f'{sid}{{"{label}"}}' if step.when else f'{sid}["{label}"]'
+        lines.append(f"  {shape}")
+    for sid in wf.order:
+        for d in wf.deps[sid]:
+            arrow = "-.->" if (d, sid) in wf.implicit else "-->"
+            lines.append(f"  {d} {arrow} {sid}")
+    for f, p in wf.fallback_of.items():
+        lines.append(f"  {p} -. on failure .-> {f}")
+    if critical:
+        lines.append("  classDef critical stroke-width:3px")
+        lines.append(f"  class {','.join(s for s in wf.order if s in critical)} critical")
+    return "\n".join(lines)
+
+
+def make_plan(
+    wf: Workflow,
+    models: ModelTable | None = None,
+    history_s: Mapping[str, float] | None = None,
+    model_executor: ExecutorKind = ExecutorKind.PROMPT,
+) -> Plan:
+    """Plan a validated workflow. `history_s` gives measured durations from earlier runs."""
+    models = models or ModelTable()
+    spec = wf.spec
+    history_s = history_s or {}
+    est: dict[str, float] = {}
+    thinking: dict[str, ThinkingChoice | None] = {}
+    model_names: dict[str, str | None] = {}
+    for sid in wf.order:
+        step = wf.steps[sid]
+        kind = step.executor
+        choice = None
+        model_name = None
+        if kind in MODEL_EXECUTORS:
+            choice = choose(step, spec, wf.upstream_refs.get(sid, 0))
+            model_name = models.resolve(step.model or spec.defaults.model).id
+        thinking[sid] = choice
+        model_names[sid] = model_name
+        if step.estimate_s is not None:
+            est[sid] = step.estimate_s
+        elif sid in history_s:
+            est[sid] = history_s[sid]
+        elif choice is not None and kind is not ExecutorKind.CLIENT:
+            est[sid] = MODEL_ESTIMATE_S[choice.mode]
+        else:
+            est[sid] = DEFAULT_ESTIMATE_S.get(kind, 1.0)
+
+    # Longest path to the end from each step (its priority) and the critical path itself.
+    tail: dict[str, float] = {}
+    nxt: dict[str, str | None] = {}
+    for sid in reversed(wf.order):
+        best, best_child = 0.0, None
+        for c in wf.dependents[sid]:
+            if tail[c] > best:
+                best, best_child = tail[c], c
+        tail[sid] = est[sid] + best
+        nxt[sid] = best_child
+    roots = [s for s in wf.order if not wf.deps[s] and s not in wf.fallback_of]
+    start = max(roots, key=lambda s: tail[s], default=None)
+    critical: list[str] = []
+    while start is not None:
+        critical.append(start)
+        start = nxt[start]
+    crit_s = sum(est[s] for s in critical)
+    runnable = [s for s in wf.order if s not in wf.fallback_of]
+    seq_s = sum(est[s] for s in runnable)
+    parallel = spec.optimization.parallel_where_possible
+    cap = spec.max_concurrency if parallel else 1
+    est_s = max(crit_s, seq_s / cap) if parallel else seq_s
+    g = wf.graph.subgraph(runnable)
+    groups = [sorted(gen, key=wf.order.index) for gen in nx.topological_generations(g)]
+    mode, reason = choose_mode(wf)
+    steps = {
+        sid: StepPlan(
+            id=sid,
+            executor=wf.steps[sid].executor,
+            depends_on=wf.deps[sid],
+            estimate_s=est[sid],
+            thinking=thinking[sid],
+            model=model_names[sid],
+            priority=tail[sid],
+        )
+        for sid in wf.order
+    }
+    return Plan(
+        name=spec.name,
+        mode=mode,
+        mode_reason=reason,
+        steps=steps,
+        groups=groups,
+        critical_path=critical,
+        critical_path_s=crit_s,
+        sequential_s=seq_s,
+        estimated_s=est_s,
+        estimated_speedup=(seq_s / est_s) if est_s > 0 else 1.0,
+        implicit_edges=sorted(wf.implicit),
+        mermaid=_mermaid(wf, set(critical)),
+    )

@@ -1,0 +1,143 @@
+"""What a run achieved: metrics (speedup, critical path, tokens, cost), the recovery plan of
+an unfinished run, and a Mermaid Gantt chart. Pure functions over stored records."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from engine.workflow import Workflow
+from memory.records import RunRecord, RunStatus, StepRecord, StepStatus
+
+_USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "thinking_tokens",
+)
+
+
+def _actual_critical_path(run: RunRecord, wf: Workflow) -> tuple[list[str], float]:
+    """Longest chain of dependencies by measured duration."""
+    best: dict[str, tuple[float, str | None]] = {}
+    for sid in wf.order:
+        d = run.steps[sid].duration_s or 0.0
+        prev = max(((best[p][0], p) for p in wf.deps[sid] if p in best), default=(0.0, None))
+        best[sid] = (prev[0] + d, prev[1])
+    if not best:
+        return [], 0.0
+    end = max(best, key=lambda s: best[s][0])
+    total = best[end][0]
+    path: list[str] = []
+    cur: str | None = end
+    while cur is not None:
+        path.append(cur)
+        cur = best[cur][1]
+    return path[::-1], total
+
+
+def run_metrics(run: RunRecord, wf: Workflow, wall_s: float | None = None) -> dict[str, Any]:
+    steps = run.steps.values()
+    counts: dict[str, int] = {}
+    for s in steps:
+        counts[s.status.value] = counts.get(s.status.value, 0) + 1
+    timed = [s for s in steps if s.started_at is not None and s.finished_at is not None]
+    step_time = sum(s.duration_s or 0.0 for s in timed)
+    span = (max(s.finished_at for s in timed) - min(s.started_at for s in timed)) if timed else 0.0  # type: ignore[type-var,operator]
+    crit, crit_s = _actual_critical_path(run, wf)
+    usage = dict.fromkeys(_USAGE_KEYS, 0)
+    cost = 0.0
+    cost_known = True
+    for s in steps:
+        if s.usage:
+            for k in _USAGE_KEYS:
+                usage[k] += int(s.usage.get(k) or 0)
+            if s.usage.get("cost_usd") is None:
+                cost_known = cost_known and "input_tokens" not in s.usage
+            else:
+                cost += float(s.usage["cost_usd"])
+    return {
+        "steps": len(run.steps),
+        "status_counts": counts,
+        "wall_s": round(wall_s, 4) if wall_s is not None else None,
+        "span_s": round(span, 4),
+        "step_time_s": round(step_time, 4),
+        "speedup": round(step_time / span, 2) if span > 0 else None,
+        "critical_path": crit,
+        "critical_path_s": round(crit_s, 4),
+        "tokens": usage,
+        "cost_usd": round(cost, 6) if cost_known else None,
+        "partial": any(s.status in (StepStatus.DEGRADED, StepStatus.FAILED) for s in steps)
+        and run.status is RunStatus.SUCCEEDED,
+    }
+
+
+def recovery_plan(run: RunRecord) -> dict[str, Any] | None:
+    """For an unfinished run: what failed and why, and what `resume` would do."""
+    if run.status is RunStatus.SUCCEEDED:
+        return None
+    keep = [s.step_id for s in run.steps.values() if s.status.has_output and s.seq is not None]
+    rerun = [s.step_id for s in run.steps.values() if s.status in (StepStatus.FAILED, StepStatus.INTERRUPTED, StepStatus.CANCELLED, StepStatus.RUNNING)]
+    pending = [s.step_id for s in run.steps.values() if s.status is StepStatus.PENDING]
+    waiting = [s.step_id for s in run.steps.values() if s.status is StepStatus.WAITING]
+    failures = {
+        s.step_id: {
+            "error": s.error,
+            "attempts": s.attempts,
+            "kind": (s.detail or {}).get("error_kind"),
+            "retryable": (s.detail or {}).get("retryable"),
+            "hint": _hint(s),
+        }
+        for s in run.steps.values()
+        if s.status is StepStatus.FAILED
+    }
+    return {
+        "failures": failures,
+        "resume": {
+            "keeps_committed": keep,
+            "reruns": rerun,
+            "then_runs": pending,
+            "waiting_for_client": waiting,
+        },
+        "command": f"tutti resume {run.id}",
+    }
+
+
+def _hint(s: StepRecord) -> str:
+    kind = (s.detail or {}).get("error_kind")
+    if kind == "timeout":
+        return "raise the step's `timeout` or make it do less, then resume"
+    if kind == "exit_code":
+        return "the command exited non-zero: see stderr in the error, fix the cause, then resume"
+    if kind == "policy":
+        return "the program is not allowed: add it to TUTTI_ALLOW_SHELL, then resume"
+    if kind in ("TemplateError", "parse"):
+        return "the step's template or output shape is wrong: fix the spec and start a new run"
+    if kind == "api":
+        return "the model API refused the call: check the key, model and limits, then resume"
+    return "fix the cause, then resume; committed steps are not run again"
+
+
+def gantt(run: RunRecord) -> str:
+    timed = sorted(
+        (s for s in run.steps.values() if s.started_at is not None and s.finished_at is not None),
+        key=lambda s: s.started_at or 0.0,
+    )
+    lines = ["gantt", f"  title {run.name} ({run.id})", "  dateFormat x", "  axisFormat %M:%S"]
+    for s in timed:
+        tag = {"failed": "crit, ", "degraded": "active, "}.get(s.status.value, "")
+        start = int((s.started_at or 0) * 1000)
+        end = max(start + 1, int((s.finished_at or 0) * 1000))
+        lines.append(f"  {s.step_id} :{tag}{s.step_id}, {start}, {end}")
+    return "\n".join(lines)
+
+
+def age(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    d = time.time() - ts
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if d >= size:
+            return f"{d / size:.0f}{unit} ago"
+    return f"{d:.0f}s ago"

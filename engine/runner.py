@@ -1,0 +1,440 @@
+"""Executing one run: an event-driven loop on anyio around the deterministic `RunCore`.
+
+A step starts the moment its last dependency commits, within the global concurrency
+cap and per-executor caps; ready steps are taken in order of their estimated remaining
+path (critical path first). Each attempt runs under a timeout; failures retry with
+exponential backoff and jitter, then the step's failure policy applies.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from engine.core import FailureAction, RunCore
+from engine.errors import ConfigurationError, StepError, TemplateError
+from engine.executors.base import StepCall, StepOutcome
+from engine.plan import Plan
+from engine.spec import ExecutorKind, Step
+from engine.templating import evaluate
+from engine.workflow import Workflow
+from memory.owner import current_owner
+from memory.records import Checkpoint, Event, RunRecord, RunStatus, StepStatus
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+
+EventSink = Callable[[str, str | None, dict[str, Any]], None]
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+
+
+def shape_output(step: Step, value: Any) -> Any:
+    """Apply the step's `output` shape: `json` parses text (a fenced block, if any)."""
+    if step.output != "json" or not isinstance(value, str):
+        return value
+    m = _FENCE.search(value)
+    text = m.group(1) if m else value
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StepError(f"output is not valid JSON ({exc}); the step says `output: json`", kind="parse") from None
+
+
+@dataclass
+class _Totals:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+
+class RunExecution:
+    """One process's execution of one run, from start (or resume) to a resting status."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        run: RunRecord,
+        wf: Workflow,
+        plan: Plan,
+        *,
+        attached: bool,
+        on_event: EventSink | None,
+    ) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.run_id = run.id
+        self.run = run
+        self.wf = wf
+        self.plan = plan
+        self.attached = attached
+        self.on_event = on_event
+        cfg = engine.config
+        self.kinds = {sid: engine.executor_kind(wf.steps[sid], wf.spec) for sid in wf.order}
+        self.limits = {k: cfg.executor_limits.get(k, 1 << 30) for k in ExecutorKind}
+        parallel = wf.spec.optimization.parallel_where_possible
+        self.cap = min(wf.spec.max_concurrency, cfg.max_concurrency) if parallel else 1
+        self.core = RunCore(wf, {s: p.priority for s, p in plan.steps.items()})
+        self.ctx: dict[str, Any] = {"inputs": run.inputs}
+        self.running = 0
+        self.by_kind = dict.fromkeys(ExecutorKind, 0)
+        self.deferred: dict[ExecutorKind, deque[str]] = {k: deque() for k in ExecutorKind}
+        self.waiting: set[str] = set()
+        self.prior_attempts = {sid: rec.attempts for sid, rec in run.steps.items()}
+        self.totals = _Totals()
+        self.cancel_requested = False
+        self._tg: TaskGroup | None = None
+        self._wake = anyio.Event()
+        self._resting = False
+
+    # -- entry -----------------------------------------------------------------------------
+    async def execute(self) -> RunStatus:
+        committed = {
+            sid: rec.status
+            for sid, rec in self.run.steps.items()
+            if rec.status.has_output and rec.seq is not None
+        }
+        for sid in committed:
+            self._set_ctx(sid, self.run.steps[sid].output, committed[sid])
+        for cp in (self.run.steps[s] for s in committed):
+            self._add_usage(cp.usage)
+        self.core.restore(committed)
+        for primary, fb in self.core.output_from.items():
+            self._set_ctx(primary, self.ctx[fb]["output"], StepStatus.FAILED)
+        reset = [s for s in self.wf.order if s not in committed and self.run.steps[s].status is not StepStatus.PENDING]
+        for sid in reset:
+            self.store.append_event(Event(self.run_id, "step_reset", sid, {"was": self.run.steps[sid].status.value}))
+        await self.engine.reset_steps(self.run_id, reset)
+        self.core.start()
+        now = self.engine.config.clock()
+        await self.store.set_run(self.run_id, status=RunStatus.RUNNING, owner=current_owner(), started_at=now, error=None)
+        self._emit("run_started", None, {"steps": len(self.wf.order), "committed": len(committed)})
+        outer_cancel = False
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                self._dispatch()
+                if self.attached:
+                    tg.start_soon(self._watch_waiting)
+                self._check_rest()
+        except anyio.get_cancelled_exc_class():
+            outer_cancel = True
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                status = await self._finalize(outer_cancel)
+        return status
+
+    def request_cancel(self) -> None:
+        self.cancel_requested = True
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    # -- dispatching -----------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        assert self._tg is not None
+        while self.running < self.cap:
+            nxt = self._next()
+            if nxt is None:
+                return
+            sid, skip = nxt
+            kind = self.kinds[sid]
+            self.running += 1
+            self.by_kind[kind] += 1
+            self._tg.start_soon(self._run_step, sid, kind, skip)
+
+    def _next(self) -> tuple[str, str | None] | None:
+        if self.core.stop_reason is not None:
+            return None
+        for kind, q in self.deferred.items():
+            if q and self.by_kind[kind] < self.limits[kind]:
+                return q.popleft(), None
+        while self.core.has_ready:
+            d = self.core.pop_ready()
+            assert d is not None
+            kind = self.kinds[d.step_id]
+            if d.skip_reason is None and self.by_kind[kind] >= self.limits[kind]:
+                self.deferred[kind].append(d.step_id)
+                continue
+            return d.step_id, d.skip_reason
+        return None
+
+    def _check_rest(self) -> None:
+        """Wake the watcher when nothing more can happen without outside input."""
+        if self.running == 0 and (self.core.stop_reason is not None or not self.core.has_ready):
+            if self.core.done or self.core.stop_reason is not None or not self.waiting:
+                self._resting = True
+            self._wake.set()
+
+    # -- one step --------------------------------------------------------------------------
+    async def _run_step(self, sid: str, kind: ExecutorKind, skip: str | None) -> None:
+        step = self.wf.steps[sid]
+        try:
+            if skip is None and step.when is not None:
+                skip = self._condition(sid, step.when)
+            if skip is not None:
+                await self._skip(sid, skip)
+            else:
+                await self._attempts(sid, step, kind)
+        except anyio.get_cancelled_exc_class():
+            status = StepStatus.CANCELLED if self.cancel_requested else StepStatus.INTERRUPTED
+            with anyio.CancelScope(shield=True):
+                await self.store.set_step(self.run_id, sid, status)
+            self.core.cancelled(sid)
+            raise
+        finally:
+            self.running -= 1
+            self.by_kind[kind] -= 1
+        self._dispatch()
+        self._check_rest()
+
+    def _condition(self, sid: str, when: str) -> str | None:
+        try:
+            result = bool(evaluate(when, self.ctx))
+        except TemplateError as exc:
+            return f"condition could not be evaluated: {exc}"
+        self.store.append_event(Event(self.run_id, "condition", sid, {"when": when, "result": result}))
+        self._emit("condition", sid, {"when": when, "result": result})
+        return None if result else f"condition is false: {when}"
+
+    async def _attempts(self, sid: str, step: Step, kind: ExecutorKind) -> None:
+        spec = self.wf.spec
+        policy = step.retry or spec.defaults.retry
+        timeout = step.timeout or spec.defaults.timeout
+        executor = self.engine.executors[kind]
+        clock = self.engine.config.clock
+        sp = self.plan.steps[sid]
+        model = self.engine.config.models.resolve(step.model or spec.defaults.model) if sp.thinking else None
+        attempt = self.prior_attempts.get(sid, 0)
+        first_start: float | None = None
+        for n in range(1, policy.attempts + 1):
+            attempt += 1
+            started = clock()
+            first_start = first_start or started
+            self.store.note_step_started(self.run_id, sid, attempt, started)
+            self._emit("step_started", sid, {"attempt": attempt})
+            call = StepCall(
+                run_id=self.run_id,
+                step=step,
+                attempt=attempt,
+                context=self.ctx,
+                deps=self.wf.deps[sid],
+                timeout_s=timeout,
+                workspace=self.engine.config.workspace,
+                thinking=sp.thinking,
+                model=model,
+            )
+            try:
+                with anyio.fail_after(timeout):
+                    outcome = await executor.execute(call)
+                if outcome.handoff is None:
+                    output = shape_output(step, outcome.output)
+            except TimeoutError:
+                err = StepError(f"timed out after {timeout:g}s (attempt {attempt})", kind="timeout")
+            except StepError as exc:
+                err = exc
+            except (TemplateError, ConfigurationError) as exc:
+                err = StepError(str(exc), retryable=False, kind=type(exc).__name__)
+            except Exception as exc:  # the step boundary: an executor's error fails the step, not the run
+                err = StepError(f"{type(exc).__name__}: {exc}", kind="exception")
+            else:
+                if outcome.handoff is not None:
+                    await self._handoff(sid, attempt, started, outcome.handoff)
+                else:
+                    await self._commit(sid, output, outcome, attempt, first_start, StepStatus.SUCCEEDED)
+                return
+            self.totals.errors.setdefault(sid, []).append(str(err))
+            self._emit("step_attempt_failed", sid, {"attempt": attempt, "error": str(err)})
+            if not err.retryable or n == policy.attempts:
+                await self._fail(sid, err, attempt, first_start)
+                return
+            await anyio.sleep(policy.delay(n, self.engine.config.rand()))
+
+    async def _commit(
+        self,
+        sid: str,
+        output: Any,
+        outcome: StepOutcome,
+        attempt: int,
+        started: float | None,
+        status: StepStatus,
+        error: str | None = None,
+    ) -> None:
+        usage = outcome.usage
+        if outcome.cost_usd is not None:
+            usage = {**(usage or {}), "cost_usd": outcome.cost_usd}
+        cp = Checkpoint(
+            step_id=sid,
+            seq=0,
+            status=status,
+            output=output,
+            attempts=attempt,
+            started_at=started,
+            finished_at=self.engine.config.clock(),
+            usage=usage,
+            executor=self.kinds[sid].value,
+            error=error,
+        )
+        await self.store.commit_checkpoint(self.run_id, cp)
+        self.waiting.discard(sid)
+        self._add_usage(usage)
+        self._set_ctx(sid, output, status)
+        if status is StepStatus.DEGRADED:
+            self.core.degraded(sid)
+        else:
+            primary = self.wf.fallback_of.get(sid)
+            for fb in self.core.succeeded(sid, status):
+                self.core.status[fb] = StepStatus.SKIPPED
+            if primary is not None:
+                self._set_ctx(primary, output, StepStatus.FAILED)
+        self._check_budget()
+        self._emit(f"step_{status.value}", sid, {"attempts": attempt})
+
+    async def _fail(self, sid: str, err: StepError, attempt: int, started: float | None) -> None:
+        action = self.core.failed(sid)
+        if action is FailureAction.USE_DEFAULT:
+            step = self.wf.steps[sid]
+            await self._commit(sid, step.default, StepOutcome(), attempt, started, StepStatus.DEGRADED, str(err))
+            return
+        detail = {
+            "error_kind": err.kind,
+            "retryable": err.retryable,
+            "attempts": attempt,
+            "errors": self.totals.errors.get(sid, [str(err)])[-5:],
+            "policy": self.wf.steps[sid].on_failure.value,
+            "action": action.value,
+        }
+        await self.store.set_step(
+            self.run_id,
+            sid,
+            StepStatus.FAILED,
+            attempts=attempt,
+            error=str(err),
+            finished_at=self.engine.config.clock(),
+            detail=detail,
+        )
+        self.waiting.discard(sid)
+        self.ctx[sid] = {"output": None, "results": None, "status": "failed", "error": str(err)}
+        self._emit("step_failed", sid, {"error": str(err), "action": action.value})
+
+    async def _skip(self, sid: str, reason: str) -> None:
+        if sid in self.wf.fallback_of:  # a fallback that cannot run leaves its primary failed
+            await self._fail(sid, StepError(f"fallback skipped: {reason}", retryable=False), 0, None)
+            return
+        await self.store.set_step(self.run_id, sid, StepStatus.SKIPPED, detail={"reason": reason})
+        self.core.skipped(sid)
+        self.ctx[sid] = {"output": None, "results": None, "status": "skipped", "error": None}
+        self._emit("step_skipped", sid, {"reason": reason})
+
+    async def _handoff(self, sid: str, attempt: int, started: float, request: dict[str, Any]) -> None:
+        await self.store.set_step(
+            self.run_id, sid, StepStatus.WAITING, attempts=attempt, started_at=started, detail=request
+        )
+        self.core.waiting(sid)
+        self.waiting.add(sid)
+        self._emit("step_waiting", sid, {"request": request})
+
+    # -- client steps ----------------------------------------------------------------------
+    async def deliver(self, sid: str, output: Any, error: str | None) -> None:
+        """The client finished a waiting step (called in this process)."""
+        if sid not in self.waiting:
+            raise StepError(f"step {sid!r} is not waiting for the client", retryable=False)
+        self.waiting.discard(sid)
+        step = self.wf.steps[sid]
+        attempt = self.prior_attempts.get(sid, 0) + 1
+        rec_start = self.engine.config.clock()
+        if error is None:
+            try:
+                output = shape_output(step, output)
+            except StepError as exc:
+                self.waiting.add(sid)
+                raise StepError(f"step {sid!r}: {exc}", retryable=False) from None
+            await self._commit(sid, output, StepOutcome(), attempt, rec_start, StepStatus.SUCCEEDED)
+        else:
+            await self._fail(sid, StepError(f"the client reported: {error}", kind="client"), attempt, rec_start)
+        self._dispatch()
+        self._check_rest()
+
+    async def _watch_waiting(self) -> None:
+        """Attached runs wait here for client steps; completions from another process are
+        seen by polling the store while steps wait."""
+        while not self._resting:
+            with anyio.move_on_after(self.engine.config.client_poll_s):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            if self.waiting and not self._resting:
+                await self._poll_store()
+
+    async def _poll_store(self) -> None:
+        run = await self.store.load_run(self.run_id)
+        for sid in list(self.waiting):
+            rec = run.steps[sid]
+            if rec.status.has_output and rec.seq is not None:
+                self.waiting.discard(sid)
+                self._add_usage(rec.usage)
+                self._set_ctx(sid, rec.output, rec.status)
+                self.core.succeeded(sid, rec.status)
+                self._emit("step_succeeded", sid, {"by": "another process"})
+            elif rec.status is StepStatus.FAILED:
+                self.waiting.discard(sid)
+                self.core.failed(sid)
+                self.ctx[sid] = {"output": None, "results": None, "status": "failed", "error": rec.error}
+        self._dispatch()
+        self._check_rest()
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def _set_ctx(self, sid: str, output: Any, status: StepStatus) -> None:
+        self.ctx[sid] = {"output": output, "results": output, "status": status.value, "error": None}
+
+    def _add_usage(self, usage: dict[str, Any] | None) -> None:
+        if usage:
+            self.totals.input_tokens += int(usage.get("input_tokens", 0))
+            self.totals.output_tokens += int(usage.get("output_tokens", 0))
+            self.totals.cost_usd += float(usage.get("cost_usd") or 0.0)
+
+    def _check_budget(self) -> None:
+        budget = self.wf.spec.budget
+        t = self.totals
+        if budget.max_cost_usd is not None and t.cost_usd > budget.max_cost_usd:
+            self.core.stop_reason = f"cost budget exceeded: ${t.cost_usd:.4f} > ${budget.max_cost_usd}"
+        tokens = t.input_tokens + t.output_tokens
+        if budget.max_tokens is not None and tokens > budget.max_tokens:
+            self.core.stop_reason = f"token budget exceeded: {tokens} > {budget.max_tokens}"
+
+    def _emit(self, kind: str, sid: str | None, data: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, sid, data)
+
+    async def _finalize(self, outer_cancel: bool) -> RunStatus:
+        error: str | None = None
+        if self.cancel_requested:
+            status = RunStatus.CANCELLED
+            error = "cancelled on request"
+        elif outer_cancel:
+            status = RunStatus.INTERRUPTED
+            error = "the process running it stopped; resume to continue"
+        elif self.core.done:
+            status = RunStatus.SUCCEEDED
+            for fb in self.core.not_needed_fallbacks():
+                await self.store.set_step(self.run_id, fb, StepStatus.SKIPPED, detail={"reason": "fallback not needed"})
+        elif self.core.stop_reason is not None:
+            status = RunStatus.FAILED
+            error = self.core.stop_reason
+        elif self.waiting:
+            status = RunStatus.WAITING
+        else:
+            status = RunStatus.FAILED
+            error = "no step can run: check conditions and dependencies"
+        now = self.engine.config.clock()
+        finished = now if status.finished else None
+        await self.store.set_run(self.run_id, status=status, error=error, finished_at=finished, owner=None)
+        await self.store.flush()
+        self._emit(f"run_{status.value}", None, {"error": error})
+        return status

@@ -1,0 +1,220 @@
+"""Semantic validation: a spec becomes a `Workflow` (its dependency graph) or a SpecError
+that names each problem: duplicate ids, unknown references, cycles, unknown commands.
+
+A template that reads another step's output makes that step a dependency even when
+`depends_on` leaves it out; the plan lists such implicit edges.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from engine.errors import Problem, SpecError, TemplateError
+from engine.spec import BuiltinOp, ExecutorKind, Mode, Step, WorkflowSpec
+from engine.templating import STEP_FIELDS, Reference, references
+
+SUPPORTED_MODES = frozenset({Mode.AUTO, Mode.CHAIN, Mode.FLOW})
+
+
+@dataclass
+class Workflow:
+    """A validated spec with its dependency graph."""
+
+    spec: WorkflowSpec
+    steps: dict[str, Step]
+    deps: dict[str, tuple[str, ...]]  # explicit and implicit, in spec order
+    dependents: dict[str, tuple[str, ...]]
+    order: list[str]  # a topological order
+    implicit: set[tuple[str, str]] = field(default_factory=set)  # (dependency, step)
+    fallback_of: dict[str, str] = field(default_factory=dict)  # fallback step -> primary
+    upstream_refs: dict[str, int] = field(default_factory=dict)  # step -> steps it reads
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        g = nx.DiGraph()
+        g.add_nodes_from(self.order)
+        g.add_edges_from((d, s) for s in self.order for d in self.deps[s])
+        g.add_edges_from((p, f) for f, p in self.fallback_of.items())
+        return g
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; known: {', '.join(known)}" if known else ""
+
+
+def _check_ref(
+    ref: Reference, where: str, spec: WorkflowSpec, ids: list[str], problems: list[Problem]
+) -> str | None:
+    """Report a bad reference; return the step id it reads, if any."""
+    if ref.name == "inputs":
+        if ref.attr is None:
+            problems.append(Problem(where, "use ${inputs.NAME}, not ${inputs} alone"))
+        elif ref.attr not in spec.inputs:
+            problems.append(
+                Problem(
+                    where,
+                    f"unknown input {ref.attr!r}"
+                    + (_suggest(ref.attr, list(spec.inputs)) if spec.inputs else "")
+                    + f" (declare it under `inputs:` to use ${{inputs.{ref.attr}}})",
+                )
+            )
+        return None
+    if ref.name not in ids:
+        problems.append(
+            Problem(where, f"unknown step or name {ref.name!r} in template{_suggest(ref.name, ids)}")
+        )
+        return None
+    if ref.attr not in STEP_FIELDS:
+        shown = f"${{{ref}}}"
+        problems.append(
+            Problem(
+                where,
+                f"{shown} reads no step field; use ${{{ref.name}.output}} "
+                f"(fields: {', '.join(STEP_FIELDS)})",
+            )
+        )
+    return ref.name
+
+
+def _step_problems(step: Step, where: str) -> list[Problem]:
+    kind = step.executor
+    out: list[Problem] = []
+    if kind is ExecutorKind.SHELL and not step.shell_argv:
+        out.append(Problem(where, "a shell step needs `argv` or `args` naming the program to run"))
+    if kind in (ExecutorKind.PROMPT, ExecutorKind.CLIENT, ExecutorKind.SAMPLING) and not (
+        step.prompt or step.args
+    ):
+        out.append(Problem(where, f"a {kind.value} step needs `prompt` or `args`"))
+    if kind is ExecutorKind.BUILTIN and step.builtin_op is BuiltinOp.JSON and step.value is None:
+        out.append(Problem(where, "builtin op 'json' needs `value`"))
+    return out
+
+
+def compile_workflow(spec: WorkflowSpec) -> Workflow:
+    """Validate a spec as a whole and build its graph; raise SpecError listing every problem."""
+    problems: list[Problem] = []
+    if spec.type not in SUPPORTED_MODES:
+        problems.append(
+            Problem(
+                "type",
+                f"mode {spec.type.value!r} is not available in this version of tutti; "
+                "use chain, flow or auto",
+            )
+        )
+    ids = [s.id for s in spec.steps]
+    steps: dict[str, Step] = {}
+    for i, s in enumerate(spec.steps):
+        if s.id in steps:
+            first = ids.index(s.id)
+            problems.append(Problem(f"steps[{i}].id", f"duplicate step id {s.id!r} (also steps[{first}])"))
+        steps.setdefault(s.id, s)
+    deps: dict[str, list[str]] = {sid: [] for sid in steps}
+    implicit: set[tuple[str, str]] = set()
+    upstream: dict[str, int] = {}
+    fallback_of: dict[str, str] = {}
+    for i, s in enumerate(spec.steps):
+        where = f"steps[{i}] ({s.id})"
+        problems += _step_problems(s, where)
+        for j, d in enumerate(s.depends_on):
+            if d == s.id:
+                problems.append(Problem(f"{where}.depends_on[{j}]", "a step cannot depend on itself"))
+            elif d not in steps:
+                problems.append(
+                    Problem(f"{where}.depends_on[{j}]", f"unknown step {d!r}{_suggest(d, ids)}")
+                )
+            elif d not in deps[s.id]:
+                deps[s.id].append(d)
+        read: set[str] = set()
+        texts = [(f, t, False) for f, t in s.templated_strings()]
+        if s.when is not None:
+            texts.append(("when", s.when, True))
+        for fname, text, is_expr in texts:
+            try:
+                refs = references(text, expression=is_expr) if is_expr or "${" in text else []
+            except TemplateError as exc:
+                problems.append(Problem(f"{where}.{fname}", str(exc)))
+                continue
+            for ref in refs:
+                target = _check_ref(ref, f"{where}.{fname}", spec, ids, problems)
+                if target == s.id:
+                    problems.append(Problem(f"{where}.{fname}", "a step cannot read its own output"))
+                elif target is not None:
+                    read.add(target)
+                    if target not in deps[s.id]:
+                        deps[s.id].append(target)
+                        implicit.add((target, s.id))
+        upstream[s.id] = len(read)
+        if s.fallback is not None:
+            if s.fallback not in steps:
+                problems.append(
+                    Problem(f"{where}.fallback", f"unknown step {s.fallback!r}{_suggest(s.fallback, ids)}")
+                )
+            elif s.fallback == s.id:
+                problems.append(Problem(f"{where}.fallback", "a step cannot be its own fallback"))
+            elif s.fallback in fallback_of:
+                problems.append(
+                    Problem(
+                        f"{where}.fallback",
+                        f"{s.fallback!r} is already the fallback of {fallback_of[s.fallback]!r}",
+                    )
+                )
+            else:
+                fallback_of[s.fallback] = s.id
+    if problems:
+        raise SpecError(problems)
+
+    g = nx.DiGraph()
+    g.add_nodes_from(ids)
+    g.add_edges_from((d, s) for s, ds in deps.items() for d in ds)
+    try:
+        cycle = nx.find_cycle(g)
+    except nx.NetworkXNoCycle:
+        cycle = []
+    if cycle:
+        path = [u for u, _ in cycle] + [cycle[0][0]]
+        raise SpecError(
+            [Problem("steps", "dependency cycle: " + " -> ".join(path) + " (remove one of these edges)")]
+        )
+    for f, p in fallback_of.items():
+        users = [s for s in ids if f in deps[s]]
+        if users:
+            problems.append(
+                Problem(
+                    f"steps ({f})",
+                    f"{f!r} is the fallback of {p!r}, so it runs only if {p!r} fails; "
+                    f"{', '.join(users)} should depend on {p!r} instead",
+                )
+            )
+        extra = set(deps[f]) - nx.ancestors(g, p)
+        if extra:
+            problems.append(
+                Problem(
+                    f"steps ({f}).depends_on",
+                    f"fallback step {f!r} may only depend on steps that {p!r} depends on; "
+                    f"not on {', '.join(sorted(extra))}",
+                )
+            )
+    if problems:
+        raise SpecError(problems)
+
+    order = list(nx.lexicographical_topological_sort(g, key=ids.index))
+    dependents: dict[str, list[str]] = {sid: [] for sid in ids}
+    for sid in order:
+        for d in deps[sid]:
+            dependents[d].append(sid)
+    return Workflow(
+        spec=spec,
+        steps=steps,
+        deps={k: tuple(v) for k, v in deps.items()},
+        dependents={k: tuple(v) for k, v in dependents.items()},
+        order=order,
+        implicit=implicit,
+        fallback_of=fallback_of,
+        upstream_refs=upstream,
+    )

@@ -1,0 +1,95 @@
+"""A run store in plain dicts: for runs that need no durability (benchmarks of the
+scheduler alone, `state_persistence: false`) and for tests of the engine's logic."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from memory.records import Checkpoint, Event, RunRecord, RunStatus, StepRecord, StepStatus
+
+
+class InMemoryRunStore:
+    def __init__(self) -> None:
+        self._runs: dict[str, RunRecord] = {}
+        self._checkpoints: dict[str, dict[str, Checkpoint]] = {}
+        self._events: dict[str, list[tuple[int, float, Event]]] = {}
+        self._next_event = 0
+
+    def _run(self, run_id: str) -> RunRecord:
+        from memory.sqlite_store import RunNotFound
+
+        try:
+            return self._runs[run_id]
+        except KeyError:
+            raise RunNotFound(run_id) from None
+
+    async def create_run(self, run: RunRecord, step_ids: Sequence[str]) -> None:
+        run = copy.deepcopy(run)
+        run.steps = {sid: StepRecord(sid) for sid in step_ids}
+        self._runs[run.id] = run
+        self._checkpoints[run.id] = {}
+        self._events[run.id] = []
+        self.append_event(Event(run.id, "run_created"))
+
+    async def load_run(self, run_id: str) -> RunRecord:
+        run = copy.deepcopy(self._run(run_id))
+        for cp in self._checkpoints[run_id].values():
+            rec = run.steps[cp.step_id]
+            rec.output, rec.usage, rec.seq = cp.output, cp.usage, cp.seq
+        return run
+
+    async def set_run(self, run_id: str, **fields: Any) -> None:
+        run = self._run(run_id)
+        for k, v in fields.items():
+            setattr(run, k, RunStatus(v) if k == "status" else v)
+        if "status" in fields:
+            self.append_event(Event(run_id, f"run_{RunStatus(fields['status']).value}"))
+
+    async def claim_run(self, run_id: str, owner: str, status: RunStatus) -> None:
+        await self.set_run(run_id, owner=owner, status=status)
+
+    def note_step_started(self, run_id: str, step_id: str, attempt: int, at: float) -> None:
+        rec = self._runs[run_id].steps[step_id]
+        rec.status, rec.attempts, rec.started_at = StepStatus.RUNNING, attempt, at
+
+    def append_event(self, event: Event) -> None:
+        self._next_event += 1
+        self._events[event.run_id].append((self._next_event, time.time(), event))
+
+    async def commit_checkpoint(self, run_id: str, cp: Checkpoint) -> None:
+        cp = dataclasses.replace(cp, seq=len(self._checkpoints[run_id]) + 1)
+        self._checkpoints[run_id][cp.step_id] = cp
+        rec = self._runs[run_id].steps[cp.step_id]
+        rec.status, rec.attempts = cp.status, cp.attempts
+        rec.started_at, rec.finished_at = cp.started_at, cp.finished_at
+        rec.executor, rec.error = cp.executor, cp.error
+        self.append_event(Event(run_id, f"step_{cp.status.value}", cp.step_id, {"seq": cp.seq}))
+
+    async def set_step(self, run_id: str, step_id: str, status: StepStatus, **fields: Any) -> None:
+        rec = self._runs[run_id].steps[step_id]
+        rec.status = status
+        for k, v in fields.items():
+            setattr(rec, k, v)
+        self.append_event(Event(run_id, f"step_{status.value}", step_id))
+
+    async def reset_steps(self, run_id: str, step_ids: Sequence[str]) -> None:
+        for sid in step_ids:
+            rec = self._runs[run_id].steps[sid]
+            rec.status, rec.finished_at = StepStatus.PENDING, None
+
+    async def checkpoints(self, run_id: str) -> list[Checkpoint]:
+        return sorted(self._checkpoints[run_id].values(), key=lambda c: c.seq)
+
+    async def list_runs(self, status: RunStatus | None = None, limit: int = 50) -> list[RunRecord]:
+        runs = [r for r in self._runs.values() if status is None or r.status is status]
+        return sorted(runs, key=lambda r: r.created_at, reverse=True)[:limit]
+
+    async def events(self, run_id: str, after: int = 0) -> list[tuple[int, float, Event]]:
+        return [e for e in self._events[run_id] if e[0] > after]
+
+    async def flush(self) -> None:
+        return None

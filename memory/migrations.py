@@ -1,0 +1,90 @@
+"""Named, append-only schema migrations. Each is applied in the same transaction as its
+record in `migrations`; never edit one that has shipped, add a new one."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_runs_steps_checkpoints_events",
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            status TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            inputs TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            owner TEXT,
+            parent_run_id TEXT,
+            error TEXT,
+            metrics TEXT
+        );
+        CREATE INDEX runs_by_status ON runs(status, created_at);
+        CREATE INDEX runs_by_created ON runs(created_at);
+        CREATE TABLE steps (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            step_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            executor TEXT,
+            started_at REAL,
+            finished_at REAL,
+            error TEXT,
+            detail TEXT,
+            PRIMARY KEY (run_id, step_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE checkpoints (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            step_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            output TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            started_at REAL,
+            finished_at REAL NOT NULL,
+            usage TEXT,
+            executor TEXT,
+            error TEXT,
+            PRIMARY KEY (run_id, step_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            ts REAL NOT NULL,
+            kind TEXT NOT NULL,
+            step_id TEXT,
+            data TEXT
+        );
+        CREATE INDEX events_by_run ON events(run_id, id);
+        """,
+    ),
+]
+
+
+def apply_migrations(conn: sqlite3.Connection) -> list[str]:
+    """Apply pending migrations (safe to call twice, and from two processes at once)."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    applied: list[str] = []
+    for name, sql in MIGRATIONS:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
+                conn.execute("ROLLBACK")
+                continue
+            for statement in sql.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied

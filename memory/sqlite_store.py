@@ -1,0 +1,442 @@
+"""The SQLite run store: one aiosqlite connection per process, WAL, a busy timeout, and
+group commit (writes that arrive while a commit is in flight share the next one).
+
+A step's checkpoint, its status change and its event are one transaction. Writes that
+need not be durable on their own (a step started) are queued and ride along with the
+next commit, so a 1000-step chain costs one commit per step, not three.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+
+from memory.migrations import apply_migrations
+from memory.owner import owner_alive
+from memory.records import (
+    Checkpoint,
+    Event,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+)
+
+Op = tuple[str, tuple[Any, ...]]
+_RUN_FIELDS = frozenset(
+    {"status", "started_at", "finished_at", "owner", "error", "metrics", "name", "inputs", "spec"}
+)
+_STEP_FIELDS = frozenset({"attempts", "executor", "started_at", "finished_at", "error", "detail"})
+_JSON_FIELDS = frozenset({"metrics", "inputs", "spec", "detail"})
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class _Batch:
+    __slots__ = ("done", "error", "ops", "waiters")
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+        self.waiters = 0
+        self.done = anyio.Event()
+        self.error: BaseException | None = None
+
+
+class RunNotFound(LookupError):
+    pass
+
+
+class SqliteRunStore:
+    """Runs, steps, checkpoints and events in one SQLite file (or `:memory:`)."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+        self._conn = conn
+        self.path = path
+        self._batch = _Batch()
+        self._flushing = False
+        self._sqlite: sqlite3.Connection = conn._conn  # noqa: SLF001 - used in its own thread only
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @classmethod
+    async def open(cls, path: str | Path, *, busy_timeout_ms: int = 10_000) -> SqliteRunStore:
+        path = str(path)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        await conn._execute(_setup_conn, conn._conn, busy_timeout_ms)  # noqa: SLF001
+        return cls(conn, path)
+
+    async def close(self) -> None:
+        await self.flush()
+        await self._conn.close()
+
+    async def __aenter__(self) -> SqliteRunStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.close()
+
+    # -- the write path --------------------------------------------------------------------
+    def _queue(self, sql: str, params: tuple[Any, ...]) -> _Batch:
+        self._batch.ops.append((sql, params))
+        return self._batch
+
+    async def _commit(self, batch: _Batch) -> None:
+        """Wait until `batch` is committed, committing it ourselves if nobody else is."""
+        if self._flushing:
+            batch.waiters += 1
+            await batch.done.wait()
+        else:
+            self._flushing = True
+            try:
+                while True:
+                    current, self._batch = self._batch, _Batch()
+                    # Shielded: once a batch is handed to SQLite its waiters must hear back.
+                    with anyio.CancelScope(shield=True):
+                        try:
+                            await self._conn._execute(_apply, self._sqlite, current.ops)  # noqa: SLF001
+                        except Exception as exc:
+                            current.error = exc
+                        current.done.set()
+                    if not self._batch.waiters:
+                        break  # queued ops without waiters ride along with the next commit
+            finally:
+                self._flushing = False
+        if batch.error is not None:
+            raise batch.error
+
+    async def _write(self, ops: Sequence[Op]) -> None:
+        batch = self._batch
+        batch.ops.extend(ops)
+        await self._commit(batch)
+
+    async def flush(self) -> None:
+        """Make every queued write durable."""
+        if self._batch.ops:
+            await self._commit(self._batch)
+
+    # -- runs ------------------------------------------------------------------------------
+    async def create_run(self, run: RunRecord, step_ids: Sequence[str]) -> None:
+        ops: list[Op] = [
+            (
+                "INSERT INTO runs (id, name, status, spec, inputs, created_at, started_at, "
+                "finished_at, owner, parent_run_id, error, metrics) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    run.id,
+                    run.name,
+                    run.status.value,
+                    _dump(run.spec),
+                    _dump(run.inputs),
+                    run.created_at,
+                    run.started_at,
+                    run.finished_at,
+                    run.owner,
+                    run.parent_run_id,
+                    run.error,
+                    None if run.metrics is None else _dump(run.metrics),
+                ),
+            )
+        ]
+        ops += [
+            (
+                "INSERT INTO steps (run_id, step_id, status) VALUES (?, ?, ?)",
+                (run.id, sid, StepStatus.PENDING.value),
+            )
+            for sid in step_ids
+        ]
+        ops.append(_event_op(Event(run.id, "run_created", data={"parent": run.parent_run_id})))
+        await self._write(ops)
+
+    async def set_run(self, run_id: str, **fields: Any) -> None:
+        bad = set(fields) - _RUN_FIELDS
+        if bad:
+            raise ValueError(f"unknown run fields {sorted(bad)}")
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        values = tuple(
+            _dump(v) if k in _JSON_FIELDS and v is not None else (v.value if isinstance(v, RunStatus) else v)
+            for k, v in fields.items()
+        )
+        ops: list[Op] = [(f"UPDATE runs SET {cols} WHERE id = ?", (*values, run_id))]
+        if "status" in fields:
+            ops.append(_event_op(Event(run_id, f"run_{RunStatus(fields['status']).value}")))
+        await self._write(ops)
+
+    async def claim_run(self, run_id: str, owner: str, status: RunStatus) -> None:
+        await self._write(
+            [
+                ("UPDATE runs SET owner = ?, status = ? WHERE id = ?", (owner, status.value, run_id)),
+                _event_op(Event(run_id, f"run_{status.value}", data={"owner": owner})),
+            ]
+        )
+
+    async def load_run(self, run_id: str) -> RunRecord:
+        await self.flush()
+        rows = await self._conn.execute_fetchall("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            raise RunNotFound(run_id)
+        run = _run_from_row(rows[0])
+        for r in await self._conn.execute_fetchall(
+            "SELECT step_id, status, attempts, executor, started_at, finished_at, error, detail "
+            "FROM steps WHERE run_id = ?",
+            (run_id,),
+        ):
+            run.steps[r[0]] = StepRecord(
+                step_id=r[0],
+                status=StepStatus(r[1]),
+                attempts=r[2],
+                executor=r[3],
+                started_at=r[4],
+                finished_at=r[5],
+                error=r[6],
+                detail=_load(r[7]),
+            )
+        for cp in await self.checkpoints(run_id):
+            rec = run.steps.setdefault(cp.step_id, StepRecord(cp.step_id))
+            rec.output, rec.usage, rec.seq = cp.output, cp.usage, cp.seq
+        return run
+
+    async def list_runs(self, status: RunStatus | None = None, limit: int = 50) -> list[RunRecord]:
+        await self.flush()
+        if status is None:
+            sql, params = "SELECT * FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)
+        else:
+            sql = "SELECT * FROM runs WHERE status = ? ORDER BY created_at DESC LIMIT ?"
+            params = (status.value, limit)  # type: ignore[assignment]
+        return [_run_from_row(r) for r in await self._conn.execute_fetchall(sql, params)]
+
+    async def step_counts(self, run_id: str) -> dict[str, int]:
+        rows = await self._conn.execute_fetchall(
+            "SELECT status, count(*) FROM steps WHERE run_id = ? GROUP BY status", (run_id,)
+        )
+        return {r[0]: r[1] for r in rows}
+
+    async def mark_orphans_interrupted(self) -> list[str]:
+        """Runs left `running` by a process that no longer exists become `interrupted`;
+        their running steps become `interrupted` (resume runs them again)."""
+        await self.flush()
+        rows = await self._conn.execute_fetchall(
+            "SELECT id, owner FROM runs WHERE status IN (?, ?)",
+            (RunStatus.RUNNING.value, RunStatus.PENDING.value),
+        )
+        dead = [r[0] for r in rows if not owner_alive(r[1])]
+        ops: list[Op] = []
+        for run_id in dead:
+            ops += [
+                (
+                    "UPDATE runs SET status = ?, owner = NULL WHERE id = ? AND status IN (?, ?)",
+                    (RunStatus.INTERRUPTED.value, run_id, RunStatus.RUNNING.value, RunStatus.PENDING.value),
+                ),
+                (
+                    "UPDATE steps SET status = ? WHERE run_id = ? AND status = ?",
+                    (StepStatus.INTERRUPTED.value, run_id, StepStatus.RUNNING.value),
+                ),
+                _event_op(Event(run_id, "run_interrupted", data={"reason": "owner process gone"})),
+            ]
+        if ops:
+            await self._write(ops)
+        return dead
+
+    async def prune(self, *, older_than_s: float, keep_last: int = 0) -> int:
+        """Delete finished runs older than `older_than_s` seconds (keeping the newest
+        `keep_last` of them), with their steps, checkpoints and events."""
+        cutoff = time.time() - older_than_s
+        await self.flush()
+        rows = await self._conn.execute_fetchall(
+            "SELECT id FROM runs WHERE status IN (?, ?, ?) AND created_at < ? "
+            "ORDER BY created_at DESC LIMIT -1 OFFSET ?",
+            (
+                RunStatus.SUCCEEDED.value,
+                RunStatus.FAILED.value,
+                RunStatus.CANCELLED.value,
+                cutoff,
+                keep_last,
+            ),
+        )
+        ids = [r[0] for r in rows]
+        ops: list[Op] = []
+        for run_id in ids:
+            for table, col in (("events", "run_id"), ("checkpoints", "run_id"), ("steps", "run_id"), ("runs", "id")):
+                ops.append((f"DELETE FROM {table} WHERE {col} = ?", (run_id,)))
+        if ops:
+            await self._write(ops)
+        return len(ids)
+
+    # -- steps -----------------------------------------------------------------------------
+    def note_step_started(self, run_id: str, step_id: str, attempt: int, at: float) -> None:
+        self._queue(
+            "UPDATE steps SET status = ?, attempts = ?, started_at = ? WHERE run_id = ? AND step_id = ?",
+            (StepStatus.RUNNING.value, attempt, at, run_id, step_id),
+        )
+
+    def append_event(self, event: Event) -> None:
+        self._queue(*_event_op(event))
+
+    async def commit_checkpoint(self, run_id: str, cp: Checkpoint) -> None:
+        await self._write(
+            [
+                (
+                    "INSERT OR REPLACE INTO checkpoints (run_id, step_id, seq, status, output, attempts, "
+                    "started_at, finished_at, usage, executor, error) VALUES (?,?,"
+                    "(SELECT COALESCE(MAX(seq), 0) + 1 FROM checkpoints WHERE run_id = ?),?,?,?,?,?,?,?,?)",
+                    (
+                        run_id,
+                        cp.step_id,
+                        run_id,
+                        cp.status.value,
+                        _dump(cp.output),
+                        cp.attempts,
+                        cp.started_at,
+                        cp.finished_at,
+                        None if cp.usage is None else _dump(cp.usage),
+                        cp.executor,
+                        cp.error,
+                    ),
+                ),
+                (
+                    "UPDATE steps SET status = ?, attempts = ?, started_at = ?, finished_at = ?, "
+                    "executor = ?, error = ? WHERE run_id = ? AND step_id = ?",
+                    (
+                        cp.status.value,
+                        cp.attempts,
+                        cp.started_at,
+                        cp.finished_at,
+                        cp.executor,
+                        cp.error,
+                        run_id,
+                        cp.step_id,
+                    ),
+                ),
+                _event_op(Event(run_id, f"step_{cp.status.value}", cp.step_id)),
+            ]
+        )
+
+    async def set_step(self, run_id: str, step_id: str, status: StepStatus, **fields: Any) -> None:
+        bad = set(fields) - _STEP_FIELDS
+        if bad:
+            raise ValueError(f"unknown step fields {sorted(bad)}")
+        cols = "".join(f", {k} = ?" for k in fields)
+        values = tuple(_dump(v) if k in _JSON_FIELDS and v is not None else v for k, v in fields.items())
+        data = {k: v for k, v in fields.items() if k in ("error", "attempts")} or None
+        await self._write(
+            [
+                (
+                    f"UPDATE steps SET status = ?{cols} WHERE run_id = ? AND step_id = ?",
+                    (status.value, *values, run_id, step_id),
+                ),
+                _event_op(Event(run_id, f"step_{status.value}", step_id, data)),
+            ]
+        )
+
+    async def reset_steps(self, run_id: str, step_ids: Sequence[str]) -> None:
+        """Steps without a checkpoint go back to pending before a resume runs them again."""
+        await self._write(
+            [
+                ("UPDATE steps SET status = ?, finished_at = NULL WHERE run_id = ? AND step_id = ?",
+                 (StepStatus.PENDING.value, run_id, sid))
+                for sid in step_ids
+            ]
+        )
+
+    async def checkpoints(self, run_id: str) -> list[Checkpoint]:
+        await self.flush()
+        rows = await self._conn.execute_fetchall(
+            "SELECT step_id, seq, status, output, attempts, started_at, finished_at, usage, executor, "
+            "error FROM checkpoints WHERE run_id = ? ORDER BY seq",
+            (run_id,),
+        )
+        return [
+            Checkpoint(
+                step_id=r[0],
+                seq=r[1],
+                status=StepStatus(r[2]),
+                output=_load(r[3]),
+                attempts=r[4],
+                started_at=r[5],
+                finished_at=r[6],
+                usage=_load(r[7]),
+                executor=r[8],
+                error=r[9],
+            )
+            for r in rows
+        ]
+
+    async def events(self, run_id: str, after: int = 0) -> list[tuple[int, float, Event]]:
+        await self.flush()
+        rows = await self._conn.execute_fetchall(
+            "SELECT id, ts, kind, step_id, data FROM events WHERE run_id = ? AND id > ? ORDER BY id",
+            (run_id, after),
+        )
+        return [(r[0], r[1], Event(run_id, r[2], r[3], _load(r[4]))) for r in rows]
+
+    async def size_stats(self) -> dict[str, int]:
+        """Bytes used per table (dbstat when compiled in), and the file's page usage."""
+        rows = await self._conn.execute_fetchall("PRAGMA page_count")
+        size = await self._conn.execute_fetchall("PRAGMA page_size")
+        out = {"file_bytes": rows[0][0] * size[0][0]}
+        try:
+            for name, used in await self._conn.execute_fetchall(
+                "SELECT name, sum(pgsize) FROM dbstat GROUP BY name"
+            ):
+                out[name] = used
+        except sqlite3.OperationalError:
+            pass
+        return out
+
+
+def _event_op(event: Event) -> Op:
+    return (
+        "INSERT INTO events (run_id, ts, kind, step_id, data) VALUES (?,?,?,?,?)",
+        (event.run_id, time.time(), event.kind, event.step_id, None if event.data is None else _dump(event.data)),
+    )
+
+
+def _run_from_row(r: Any) -> RunRecord:
+    return RunRecord(
+        id=r[0],
+        name=r[1],
+        status=RunStatus(r[2]),
+        spec=json.loads(r[3]),
+        inputs=json.loads(r[4]),
+        created_at=r[5],
+        started_at=r[6],
+        finished_at=r[7],
+        owner=r[8],
+        parent_run_id=r[9],
+        error=r[10],
+        metrics=_load(r[11]),
+    )
+
+
+def _setup_conn(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # NORMAL in WAL mode: a commit survives a process crash (what resume needs); only an
+    # OS crash or power loss can lose the last commits.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    apply_migrations(conn)
+
+
+def _apply(conn: sqlite3.Connection, ops: list[Op]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, params in ops:
+            conn.execute(sql, params)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
