@@ -207,6 +207,9 @@ class SqliteRunStore:
         for cp in await self.checkpoints(run_id):
             rec = run.steps.setdefault(cp.step_id, StepRecord(cp.step_id))
             rec.output, rec.usage, rec.seq = cp.output, cp.usage, cp.seq
+        order = [s.get("id") for s in run.spec.get("steps", []) if isinstance(s, dict)]
+        if order:  # spec order, not the table's key order
+            run.steps = {sid: run.steps[sid] for sid in order if sid in run.steps}
         return run
 
     async def list_runs(self, status: RunStatus | None = None, limit: int = 50) -> list[RunRecord]:

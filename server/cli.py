@@ -1,0 +1,320 @@
+"""The `tutti` command line: run, plan, resume, runs, show, complete, prune."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from rich.console import Console
+from rich.table import Table
+
+from engine.engine import Engine
+from engine.errors import TuttiError
+from engine.report import age, gantt, recovery_plan
+from engine.spec import load_spec_file
+from memory.records import RunRecord, RunStatus
+from memory.sqlite_store import SqliteRunStore
+from server.progress import Progress
+from server.settings import Settings, build_engine
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING = 0, 1, 2, 3
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def run_json(run: RunRecord) -> dict[str, Any]:
+    """The `--json` shape: one object with the run, its steps, outputs and metrics."""
+    return {
+        "run_id": run.id,
+        "name": run.name,
+        "status": run.status.value,
+        "error": run.error,
+        "parent_run_id": run.parent_run_id,
+        "inputs": run.inputs,
+        "outputs": {s.step_id: s.output for s in run.steps.values() if s.status.has_output},
+        "steps": {
+            s.step_id: {
+                "status": s.status.value,
+                "attempts": s.attempts,
+                "duration_s": None if s.duration_s is None else round(s.duration_s, 4),
+                "output": s.output,
+                "error": s.error,
+                **({"detail": s.detail} if s.detail else {}),
+            }
+            for s in run.steps.values()
+        },
+        "metrics": run.metrics,
+        "recovery": recovery_plan(run),
+    }
+
+
+def exit_code(run: RunRecord) -> int:
+    if run.status is RunStatus.SUCCEEDED:
+        return EXIT_OK
+    return EXIT_WAITING if run.status is RunStatus.WAITING else EXIT_FAILED
+
+
+def print_run(run: RunRecord, *, with_gantt: bool = False) -> None:
+    table = Table(title=f"{run.name}  {run.id}  [{run.status.value}]", title_justify="left")
+    for col in ("step", "status", "attempts", "seconds", "output / error"):
+        table.add_column(col, overflow="fold")
+    for s in run.steps.values():
+        text = s.error or (s.detail or {}).get("reason") or _short(s.output)
+        secs = "" if s.duration_s is None else f"{s.duration_s:.3f}"
+        table.add_row(s.step_id, s.status.value, str(s.attempts), secs, text)
+    out.print(table)
+    m = run.metrics or {}
+    if m:
+        tokens = m.get("tokens") or {}
+        cost = m.get("cost_usd")
+        out.print(
+            f"critical path: {' -> '.join(m.get('critical_path') or []) or '-'} "
+            f"({m.get('critical_path_s', 0):.3f}s)\n"
+            f"step time {m.get('step_time_s', 0):.3f}s over {m.get('span_s', 0):.3f}s: "
+            f"speedup {m.get('speedup') or '-'}x against running steps one by one\n"
+            f"tokens in {tokens.get('input_tokens', 0)}, out {tokens.get('output_tokens', 0)} "
+            f"(thinking {tokens.get('thinking_tokens', 0)}); cost "
+            + ("unknown" if cost is None else f"${cost:.4f}")
+        )
+    if run.error:
+        out.print(f"[bold]error:[/bold] {run.error}")
+    plan = recovery_plan(run)
+    if plan and run.status is not RunStatus.WAITING:
+        r = plan["resume"]
+        out.print(
+            f"resume keeps {len(r['keeps_committed'])} committed steps, re-runs "
+            f"{', '.join(r['reruns']) or 'none'}, then runs {len(r['then_runs'])} more: {plan['command']}"
+        )
+    if run.status is RunStatus.WAITING:
+        for s in run.steps.values():
+            if s.status.value == "waiting":
+                instr = (s.detail or {}).get("instructions", "")
+                out.print(f"waiting for the client: [bold]{s.step_id}[/bold]: {_short(instr, 200)}")
+        out.print(f"complete with: tutti complete {run.id} STEP --output TEXT, then tutti resume {run.id}")
+    if with_gantt:
+        out.print("\n```mermaid\n" + gantt(run) + "\n```")
+    elif run.status is RunStatus.SUCCEEDED:
+        # the final outputs in full: those of the steps nothing else depends on
+        needed = {d for spec_step in run.spec.get("steps", []) for d in spec_step.get("depends_on", [])}
+        for s in run.steps.values():
+            if s.status.has_output and s.step_id not in needed and isinstance(s.output, str):
+                out.print(f"\n[bold]{s.step_id}[/bold]:\n{s.output}")
+
+
+def _short(value: Any, n: int = 80) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _parse_inputs(pairs: list[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise TuttiError(f"--input takes NAME=VALUE, got {pair!r}")
+        values[key] = value
+    return values
+
+
+async def _with_engine(
+    args: argparse.Namespace,
+    fn: Callable[[Engine], Awaitable[int]],
+    engine_kw: dict[str, Any] | None = None,
+) -> int:
+    settings = Settings.from_env(db=args.db)
+    async with await SqliteRunStore.open(settings.db_path) as store:
+        await store.mark_orphans_interrupted()
+        engine = build_engine(settings, store, **(engine_kw or {}))
+        return await fn(engine)
+
+
+async def _finish(args: argparse.Namespace, engine: Engine, run_id: str, resume: bool) -> int:
+    progress = Progress(err, enabled=not args.json)
+    with progress:
+        if resume:
+            run = await engine.resume(run_id, on_event=progress.on_event)
+        else:
+            run = await engine.execute(run_id, on_event=progress.on_event)
+    if args.json:
+        out.print_json(data=run_json(run))
+    else:
+        print_run(run)
+    return exit_code(run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    spec = load_spec_file(args.file)
+    inputs = _parse_inputs(args.input)
+
+    async def go(engine: Engine) -> int:
+        run_id = await engine.create_run(spec, inputs)
+        if not args.json:
+            err.print(f"run {run_id} ({spec.name}): {len(spec.steps)} steps")
+        return await _finish(args, engine, run_id, resume=False)
+
+    workspace = Path(args.workspace) if args.workspace else Path(args.file).resolve().parent
+    return anyio.run(_with_engine, args, go, dict(shell_allow_all=True, workspace=workspace))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    async def go(engine: Engine) -> int:
+        return await _finish(args, engine, args.run_id, resume=True)
+
+    kw: dict[str, Any] = {"shell_allow_all": True}
+    if args.workspace:
+        kw["workspace"] = Path(args.workspace)
+    return anyio.run(_with_engine, args, go, kw)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    spec = load_spec_file(args.file)
+    settings = Settings.from_env(db=args.db)
+    from engine.models import ModelTable
+    from engine.plan import make_plan
+    from engine.workflow import compile_workflow
+
+    plan = make_plan(compile_workflow(spec), ModelTable.from_file(settings.models_file))
+    if args.json:
+        out.print_json(data=plan.to_dict())
+        return EXIT_OK
+    out.print(f"[bold]{plan.name}[/bold]: mode {plan.mode.value} ({plan.mode_reason})")
+    for i, group in enumerate(plan.groups, 1):
+        out.print(f"  group {i}: {', '.join(group)}")
+    for s in plan.steps.values():
+        think = f", thinking {s.thinking.mode.value} ({s.thinking.reason})" if s.thinking else ""
+        out.print(f"  {s.id}: {s.executor.value}, ~{s.estimate_s:g}s{think}")
+    out.print(
+        f"critical path: {' -> '.join(plan.critical_path)} (~{plan.critical_path_s:g}s); "
+        f"one by one ~{plan.sequential_s:g}s; estimated speedup {plan.estimated_speedup:.2f}x"
+    )
+    if plan.implicit_edges:
+        out.print("implicit dependencies (from templates): " + ", ".join(f"{a}->{b}" for a, b in plan.implicit_edges))
+    out.print("\n```mermaid\n" + plan.mermaid + "\n```")
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    async def go(engine: Engine) -> int:
+        status = RunStatus(args.status) if args.status else None
+        runs = await engine.store.list_runs(status, args.limit)
+        if args.json:
+            out.print_json(data=[{"run_id": r.id, "name": r.name, "status": r.status.value, "created_at": r.created_at, "error": r.error} for r in runs])
+            return EXIT_OK
+        table = Table()
+        for col in ("run", "name", "status", "created", "error"):
+            table.add_column(col, overflow="fold")
+        for r in runs:
+            table.add_row(r.id, r.name, r.status.value, age(r.created_at), _short(r.error, 60))
+        out.print(table)
+        return EXIT_OK
+
+    return anyio.run(_with_engine, args, go)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    async def go(engine: Engine) -> int:
+        run = await engine.load(args.run_id)
+        if args.json:
+            out.print_json(data=run_json(run))
+        else:
+            print_run(run, with_gantt=True)
+        return EXIT_OK
+
+    return anyio.run(_with_engine, args, go)
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    async def go(engine: Engine) -> int:
+        if args.error is not None:
+            await engine.complete_step(args.run_id, args.step_id, error=args.error)
+        else:
+            text = Path(args.output_file).read_text(encoding="utf-8") if args.output_file else args.output
+            await engine.complete_step(args.run_id, args.step_id, output=text)
+        err.print(f"step {args.step_id} of run {args.run_id} completed")
+        if args.resume:
+            return await _finish(args, engine, args.run_id, resume=True)
+        return EXIT_OK
+
+    return anyio.run(_with_engine, args, go, {"shell_allow_all": True})
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    async def go(engine: Engine) -> int:
+        store = engine.store
+        assert isinstance(store, SqliteRunStore)
+        n = await store.prune(older_than_s=args.older_than_days * 86400, keep_last=args.keep)
+        err.print(f"pruned {n} finished runs older than {args.older_than_days:g} days")
+        return EXIT_OK
+
+    return anyio.run(_with_engine, args, go)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tutti", description="Durable, parallel multi-step AI workflows.")
+    p.add_argument("--db", help="SQLite database file (default: TUTTI_DB or the user data dir)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(fn=fn)
+        sp.add_argument("--db", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        return sp
+
+    sp = add("run", cmd_run, "run a workflow file (JSON or YAML)")
+    sp.add_argument("file")
+    sp.add_argument("--input", "-i", action="append", default=[], metavar="NAME=VALUE")
+    sp.add_argument("--json", action="store_true", help="print one JSON object with the result")
+    sp.add_argument("--workspace", help="directory shell steps run in (default: the file's directory)")
+    sp = add("plan", cmd_plan, "validate a workflow and show its plan")
+    sp.add_argument("file")
+    sp.add_argument("--json", action="store_true")
+    sp = add("resume", cmd_resume, "continue a failed, cancelled, interrupted or waiting run")
+    sp.add_argument("run_id")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--workspace")
+    sp = add("runs", cmd_runs, "list recent runs")
+    sp.add_argument("--status", choices=[s.value for s in RunStatus])
+    sp.add_argument("--limit", type=int, default=20)
+    sp.add_argument("--json", action="store_true")
+    sp = add("show", cmd_show, "show a run: steps, timings, critical path, speedup, cost, Gantt")
+    sp.add_argument("run_id")
+    sp.add_argument("--json", action="store_true")
+    sp = add("complete", cmd_complete, "supply the output of a step waiting for the client")
+    sp.add_argument("run_id")
+    sp.add_argument("step_id")
+    g = sp.add_mutually_exclusive_group(required=True)
+    g.add_argument("--output")
+    g.add_argument("--output-file")
+    g.add_argument("--error", help="report that the step failed, with this message")
+    sp.add_argument("--resume", action="store_true", help="resume the run afterwards")
+    sp.add_argument("--json", action="store_true")
+    sp = add("prune", cmd_prune, "delete old finished runs and their checkpoints")
+    sp.add_argument("--older-than-days", type=float, default=30.0)
+    sp.add_argument("--keep", type=int, default=0, help="keep this many of the newest old runs")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "db", None) is None:
+        args.db = None
+    try:
+        return int(args.fn(args))
+    except TuttiError as exc:
+        err.print(f"[bold red]error:[/bold red] {exc}", markup=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.print("interrupted; the run is recorded as interrupted: `tutti resume RUN_ID` continues it")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

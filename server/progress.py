@@ -1,0 +1,58 @@
+"""Live progress of a run on the terminal: a bar on a TTY, one line per finished step
+otherwise. Fed by the engine's event callback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as Bar
+
+_DONE = {"step_succeeded", "step_degraded", "step_failed", "step_skipped"}
+_STYLE = {"step_succeeded": "green", "step_degraded": "yellow", "step_failed": "red", "step_skipped": "dim"}
+
+
+class Progress:
+    def __init__(self, console: Console, *, enabled: bool = True) -> None:
+        self.console = console
+        self.enabled = enabled
+        self.bar: Bar | None = None
+        self.task: Any = None
+
+    def __enter__(self) -> Progress:
+        if self.enabled and self.console.is_terminal:
+            self.bar = Bar(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+    def on_event(self, kind: str, step_id: str | None, data: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if kind == "run_started":
+            if self.bar is not None:
+                self.task = self.bar.add_task("running", total=data["steps"], completed=data["committed"])
+            elif data["committed"]:
+                self.console.print(f"resuming: {data['committed']} steps already committed")
+            return
+        if kind in _DONE:
+            detail = data.get("error") or data.get("reason") or ""
+            line = f"[{_STYLE[kind]}]{kind.removeprefix('step_'):>9}[/] {step_id}" + (f"  {detail}" if detail else "")
+            self.console.print(line, markup=True, highlight=False)
+            if self.bar is not None and self.task is not None:
+                self.bar.update(self.task, advance=1, description=f"{step_id} {kind.removeprefix('step_')}")
+        elif kind == "step_waiting":
+            self.console.print(f"  waiting {step_id}  (handed to the client)")
+        elif kind == "step_attempt_failed":
+            self.console.print(f"[yellow]    retry[/] {step_id} attempt {data['attempt']}: {data['error']}", markup=True)

@@ -1,0 +1,109 @@
+"""Settings, read from the environment, and the engine they configure.
+
+| variable | meaning | default |
+|---|---|---|
+| ANTHROPIC_API_KEY | key for prompt steps on the Anthropic API | unset: prompt steps cannot run here |
+| ANTHROPIC_BASE_URL | another endpoint for the Messages API | the SDK's |
+| TUTTI_DB | the SQLite database file | user data dir / tutti.db |
+| TUTTI_ALLOW_SHELL | programs shell steps may run outside the CLI (`git,wc` or `*`) | none |
+| TUTTI_MODELS | JSON file overriding model aliases, thinking styles, prices | built-in table |
+| TUTTI_MAX_CONCURRENCY | global cap on steps running at once | 64 |
+| TUTTI_API_RETRIES | SDK retries per model call on 429/529/5xx | 2 |
+| TUTTI_SHELL_MAX_OUTPUT | bytes a shell step may print | 1000000 |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+from engine.engine import Engine, EngineConfig
+from engine.errors import ConfigurationError
+from engine.executors.base import StepExecutor
+from engine.executors.builtin import BuiltinExecutor
+from engine.executors.client import ClientExecutor
+from engine.executors.shell import DEFAULT_MAX_OUTPUT, ShellExecutor
+from engine.models import ModelTable
+from engine.spec import ExecutorKind
+from memory.records import RunStore
+
+
+def default_db_path() -> Path:
+    return Path(platformdirs.user_data_dir("tutti", appauthor=False)) / "tutti.db"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_path: Path
+    api_key: str | None = None
+    base_url: str | None = None
+    allow_shell: frozenset[str] = field(default_factory=frozenset)
+    models_file: str | None = None
+    max_concurrency: int = 64
+    api_retries: int = 2
+    shell_max_output: int = DEFAULT_MAX_OUTPUT
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, db: str | None = None) -> Settings:
+        env = os.environ if env is None else env
+        allow = frozenset(p.strip() for p in env.get("TUTTI_ALLOW_SHELL", "").split(",") if p.strip())
+        return cls(
+            db_path=Path(db or env.get("TUTTI_DB") or default_db_path()).expanduser(),
+            api_key=env.get("ANTHROPIC_API_KEY") or None,
+            base_url=env.get("ANTHROPIC_BASE_URL") or None,
+            allow_shell=allow,
+            models_file=env.get("TUTTI_MODELS") or None,
+            max_concurrency=_int(env, "TUTTI_MAX_CONCURRENCY", 64),
+            api_retries=_int(env, "TUTTI_API_RETRIES", 2),
+            shell_max_output=_int(env, "TUTTI_SHELL_MAX_OUTPUT", DEFAULT_MAX_OUTPUT),
+        )
+
+
+def build_engine(
+    settings: Settings,
+    store: RunStore,
+    *,
+    shell_allow_all: bool = False,
+    model_executor: ExecutorKind | None = None,
+    workspace: Path | None = None,
+) -> Engine:
+    """The engine with every executor these settings allow. `shell_allow_all` is for the
+    CLI running a file its user gave it; the server relies on TUTTI_ALLOW_SHELL."""
+    models = ModelTable.from_file(settings.models_file)
+    executors: dict[ExecutorKind, StepExecutor] = {
+        ExecutorKind.BUILTIN: BuiltinExecutor(),
+        ExecutorKind.CLIENT: ClientExecutor(),
+    }
+    if shell_allow_all or settings.allow_shell:
+        allow = None if shell_allow_all else settings.allow_shell
+        executors[ExecutorKind.SHELL] = ShellExecutor(allow, settings.shell_max_output)
+    if settings.api_key:
+        import anthropic
+
+        from engine.executors.prompt import PromptExecutor
+
+        client = anthropic.AsyncAnthropic(
+            api_key=settings.api_key, base_url=settings.base_url, max_retries=settings.api_retries
+        )
+        executors[ExecutorKind.PROMPT] = PromptExecutor(client, models)
+    config = EngineConfig(
+        models=models,
+        model_executor=model_executor or ExecutorKind.PROMPT,
+        max_concurrency=settings.max_concurrency,
+        workspace=workspace or Path.cwd(),
+    )
+    return Engine(store, executors, config)
