@@ -41,7 +41,11 @@ class EngineConfig:
     model_executor: ExecutorKind = ExecutorKind.PROMPT
     max_concurrency: int = 64
     executor_limits: dict[ExecutorKind, int] = field(
-        default_factory=lambda: {ExecutorKind.PROMPT: 8, ExecutorKind.SHELL: 8, ExecutorKind.SAMPLING: 4}
+        default_factory=lambda: {
+            ExecutorKind.PROMPT: 8,
+            ExecutorKind.SHELL: 8,
+            ExecutorKind.SAMPLING: 4,
+        }
     )
     workspace: Path = field(default_factory=Path.cwd)
     client_poll_s: float = 1.0
@@ -66,7 +70,9 @@ def coerce_inputs(spec: WorkflowSpec, given: Mapping[str, Any]) -> dict[str, Any
     for name in given:
         if name not in spec.inputs:
             declared = ", ".join(spec.inputs) or "none"
-            problems.append(Problem(f"inputs.{name}", f"unknown input (the workflow declares: {declared})"))
+            problems.append(
+                Problem(f"inputs.{name}", f"unknown input (the workflow declares: {declared})")
+            )
     for name, decl in spec.inputs.items():
         if name in given:
             try:
@@ -74,7 +80,9 @@ def coerce_inputs(spec: WorkflowSpec, given: Mapping[str, Any]) -> dict[str, Any
             except ValueError as exc:
                 problems.append(Problem(f"inputs.{name}", str(exc)))
         elif decl.required and decl.default is None:
-            problems.append(Problem(f"inputs.{name}", f"required input is missing: pass --input {name}=VALUE"))
+            problems.append(
+                Problem(f"inputs.{name}", f"required input is missing: pass --input {name}=VALUE")
+            )
         else:
             out[name] = decl.default
     if problems:
@@ -139,14 +147,18 @@ class Engine:
             if kind in self.executors:
                 continue
             if kind is ExecutorKind.PROMPT:
-                problems.append(f"step {sid!r} needs a model and none is configured: {self.config.missing_model_hint}")
+                problems.append(
+                    f"step {sid!r} needs a model and none is configured: {self.config.missing_model_hint}"
+                )
             elif kind is ExecutorKind.SHELL:
                 problems.append(
                     f"step {sid!r} runs a shell command, which is off here: set TUTTI_ALLOW_SHELL to the "
                     "programs to allow (e.g. TUTTI_ALLOW_SHELL=git,wc or '*')"
                 )
             else:
-                problems.append(f"step {sid!r} needs the {kind.value} executor, which is not available here")
+                problems.append(
+                    f"step {sid!r} needs the {kind.value} executor, which is not available here"
+                )
         checker = getattr(self.executors.get(ExecutorKind.SHELL), "check_step", None)
         if checker is not None:
             for sid in wf.order:
@@ -155,7 +167,9 @@ class Engine:
                     if msg:
                         problems.append(f"step {sid!r}: {msg}")
         if problems:
-            raise ConfigurationError("cannot run this workflow:\n" + "\n".join(f"  - {p}" for p in problems))
+            raise ConfigurationError(
+                "cannot run this workflow:\n" + "\n".join(f"  - {p}" for p in problems)
+            )
 
     # -- runs ------------------------------------------------------------------------------
     async def create_run(
@@ -229,7 +243,9 @@ class Engine:
         if run.status is RunStatus.RUNNING and not owner_alive(run.owner):
             await self.store.set_run(run_id, status=RunStatus.INTERRUPTED, owner=None)
         elif not run.status.resumable and run.status is not RunStatus.RUNNING:
-            raise RunStateError(f"run {run_id} is {run.status.value}; only failed, cancelled, interrupted or waiting runs resume")
+            raise RunStateError(
+                f"run {run_id} is {run.status.value}; only failed, cancelled, interrupted or waiting runs resume"
+            )
         return await self.execute(run_id, **kw)
 
     def cancel(self, run_id: str) -> bool:
@@ -269,10 +285,23 @@ class Engine:
         now = self.config.clock()
         if error is None:
             value = shape_output(wf.steps[step_id], output)
-            cp = Checkpoint(step_id, 0, StepStatus.SUCCEEDED, value, rec.attempts, rec.started_at, now,
-                            executor=ExecutorKind.CLIENT.value)
+            cp = Checkpoint(
+                step_id,
+                0,
+                StepStatus.SUCCEEDED,
+                value,
+                rec.attempts,
+                rec.started_at,
+                now,
+                executor=ExecutorKind.CLIENT.value,
+            )
             await self.store.commit_checkpoint(run_id, cp)
         else:
-            await self.store.set_step(run_id, step_id, StepStatus.FAILED, error=f"the client reported: {error}",
-                                      finished_at=now)
+            await self.store.set_step(
+                run_id,
+                step_id,
+                StepStatus.FAILED,
+                error=f"the client reported: {error}",
+                finished_at=now,
+            )
         return run.status

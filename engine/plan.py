@@ -20,7 +20,11 @@ DEFAULT_ESTIMATE_S = {
     ExecutorKind.SHELL: 1.0,
     ExecutorKind.CLIENT: 60.0,
 }
-MODEL_ESTIMATE_S = {ThinkingMode.INSTANT: 5.0, ThinkingMode.STANDARD: 20.0, ThinkingMode.EXTENDED: 60.0}
+MODEL_ESTIMATE_S = {
+    ThinkingMode.INSTANT: 5.0,
+    ThinkingMode.STANDARD: 20.0,
+    ThinkingMode.EXTENDED: 60.0,
+}
 MODEL_EXECUTORS = frozenset({ExecutorKind.PROMPT, ExecutorKind.CLIENT, ExecutorKind.SAMPLING})
 
 
@@ -83,7 +87,10 @@ def choose_mode(wf: Workflow) -> tuple[Mode, str]:
     if spec.type is not Mode.AUTO:
         return spec.type, f"the spec asks for {spec.type.value}"
     if conditional:
-        return Mode.FLOW, f"flow: steps {', '.join(conditional)} run only when their condition holds"
+        return (
+            Mode.FLOW,
+            f"flow: steps {', '.join(conditional)} run only when their condition holds",
+        )
     return Mode.CHAIN, "chain: plain dependencies, no conditions"
 
 

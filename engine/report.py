@@ -78,7 +78,12 @@ def recovery_plan(run: RunRecord) -> dict[str, Any] | None:
     if run.status is RunStatus.SUCCEEDED:
         return None
     keep = [s.step_id for s in run.steps.values() if s.status.has_output and s.seq is not None]
-    rerun = [s.step_id for s in run.steps.values() if s.status in (StepStatus.FAILED, StepStatus.INTERRUPTED, StepStatus.CANCELLED, StepStatus.RUNNING)]
+    rerun = [
+        s.step_id
+        for s in run.steps.values()
+        if s.status
+        in (StepStatus.FAILED, StepStatus.INTERRUPTED, StepStatus.CANCELLED, StepStatus.RUNNING)
+    ]
     pending = [s.step_id for s in run.steps.values() if s.status is StepStatus.PENDING]
     waiting = [s.step_id for s in run.steps.values() if s.status is StepStatus.WAITING]
     failures = {

@@ -44,7 +44,9 @@ def shape_output(step: Step, value: Any) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise StepError(f"output is not valid JSON ({exc}); the step says `output: json`", kind="parse") from None
+        raise StepError(
+            f"output is not valid JSON ({exc}); the step says `output: json`", kind="parse"
+        ) from None
 
 
 @dataclass
@@ -108,13 +110,21 @@ class RunExecution:
         self.core.restore(committed)
         for primary, fb in self.core.output_from.items():
             self._set_ctx(primary, self.ctx[fb]["output"], StepStatus.FAILED)
-        reset = [s for s in self.wf.order if s not in committed and self.run.steps[s].status is not StepStatus.PENDING]
+        reset = [
+            s
+            for s in self.wf.order
+            if s not in committed and self.run.steps[s].status is not StepStatus.PENDING
+        ]
         for sid in reset:
-            self.store.append_event(Event(self.run_id, "step_reset", sid, {"was": self.run.steps[sid].status.value}))
+            self.store.append_event(
+                Event(self.run_id, "step_reset", sid, {"was": self.run.steps[sid].status.value})
+            )
         await self.engine.reset_steps(self.run_id, reset)
         self.core.start()
         now = self.engine.config.clock()
-        await self.store.set_run(self.run_id, status=RunStatus.RUNNING, owner=current_owner(), started_at=now, error=None)
+        await self.store.set_run(
+            self.run_id, status=RunStatus.RUNNING, owner=current_owner(), started_at=now, error=None
+        )
         self._emit("run_started", None, {"steps": len(self.wf.order), "committed": len(committed)})
         outer_cancel = False
         try:
@@ -200,7 +210,9 @@ class RunExecution:
             result = bool(evaluate(when, self.ctx))
         except TemplateError as exc:
             return f"condition could not be evaluated: {exc}"
-        self.store.append_event(Event(self.run_id, "condition", sid, {"when": when, "result": result}))
+        self.store.append_event(
+            Event(self.run_id, "condition", sid, {"when": when, "result": result})
+        )
         self._emit("condition", sid, {"when": when, "result": result})
         return None if result else f"condition is false: {when}"
 
@@ -211,7 +223,11 @@ class RunExecution:
         executor = self.engine.executors[kind]
         clock = self.engine.config.clock
         sp = self.plan.steps[sid]
-        model = self.engine.config.models.resolve(step.model or spec.defaults.model) if sp.thinking else None
+        model = (
+            self.engine.config.models.resolve(step.model or spec.defaults.model)
+            if sp.thinking
+            else None
+        )
         attempt = self.prior_attempts.get(sid, 0)
         first_start: float | None = None
         for n in range(1, policy.attempts + 1):
@@ -242,13 +258,17 @@ class RunExecution:
                 err = exc
             except (TemplateError, ConfigurationError) as exc:
                 err = StepError(str(exc), retryable=False, kind=type(exc).__name__)
-            except Exception as exc:  # the step boundary: an executor's error fails the step, not the run
+            except (
+                Exception
+            ) as exc:  # the step boundary: an executor's error fails the step, not the run
                 err = StepError(f"{type(exc).__name__}: {exc}", kind="exception")
             else:
                 if outcome.handoff is not None:
                     await self._handoff(sid, attempt, started, outcome.handoff)
                 else:
-                    await self._commit(sid, output, outcome, attempt, first_start, StepStatus.SUCCEEDED)
+                    await self._commit(
+                        sid, output, outcome, attempt, first_start, StepStatus.SUCCEEDED
+                    )
                 return
             self.totals.errors.setdefault(sid, []).append(str(err))
             self._emit("step_attempt_failed", sid, {"attempt": attempt, "error": str(err)})
@@ -301,7 +321,9 @@ class RunExecution:
         action = self.core.failed(sid)
         if action is FailureAction.USE_DEFAULT:
             step = self.wf.steps[sid]
-            await self._commit(sid, step.default, StepOutcome(), attempt, started, StepStatus.DEGRADED, str(err))
+            await self._commit(
+                sid, step.default, StepOutcome(), attempt, started, StepStatus.DEGRADED, str(err)
+            )
             return
         detail = {
             "error_kind": err.kind,
@@ -326,16 +348,25 @@ class RunExecution:
 
     async def _skip(self, sid: str, reason: str) -> None:
         if sid in self.wf.fallback_of:  # a fallback that cannot run leaves its primary failed
-            await self._fail(sid, StepError(f"fallback skipped: {reason}", retryable=False), 0, None)
+            await self._fail(
+                sid, StepError(f"fallback skipped: {reason}", retryable=False), 0, None
+            )
             return
         await self.store.set_step(self.run_id, sid, StepStatus.SKIPPED, detail={"reason": reason})
         self.core.skipped(sid)
         self.ctx[sid] = {"output": None, "results": None, "status": "skipped", "error": None}
         self._emit("step_skipped", sid, {"reason": reason})
 
-    async def _handoff(self, sid: str, attempt: int, started: float, request: dict[str, Any]) -> None:
+    async def _handoff(
+        self, sid: str, attempt: int, started: float, request: dict[str, Any]
+    ) -> None:
         await self.store.set_step(
-            self.run_id, sid, StepStatus.WAITING, attempts=attempt, started_at=started, detail=request
+            self.run_id,
+            sid,
+            StepStatus.WAITING,
+            attempts=attempt,
+            started_at=started,
+            detail=request,
         )
         self.core.waiting(sid)
         self.waiting.add(sid)
@@ -358,7 +389,9 @@ class RunExecution:
                 raise StepError(f"step {sid!r}: {exc}", retryable=False) from None
             await self._commit(sid, output, StepOutcome(), attempt, rec_start, StepStatus.SUCCEEDED)
         else:
-            await self._fail(sid, StepError(f"the client reported: {error}", kind="client"), attempt, rec_start)
+            await self._fail(
+                sid, StepError(f"the client reported: {error}", kind="client"), attempt, rec_start
+            )
         self._dispatch()
         self._check_rest()
 
@@ -385,7 +418,12 @@ class RunExecution:
             elif rec.status is StepStatus.FAILED:
                 self.waiting.discard(sid)
                 self.core.failed(sid)
-                self.ctx[sid] = {"output": None, "results": None, "status": "failed", "error": rec.error}
+                self.ctx[sid] = {
+                    "output": None,
+                    "results": None,
+                    "status": "failed",
+                    "error": rec.error,
+                }
         self._dispatch()
         self._check_rest()
 
@@ -403,7 +441,9 @@ class RunExecution:
         budget = self.wf.spec.budget
         t = self.totals
         if budget.max_cost_usd is not None and t.cost_usd > budget.max_cost_usd:
-            self.core.stop_reason = f"cost budget exceeded: ${t.cost_usd:.4f} > ${budget.max_cost_usd}"
+            self.core.stop_reason = (
+                f"cost budget exceeded: ${t.cost_usd:.4f} > ${budget.max_cost_usd}"
+            )
         tokens = t.input_tokens + t.output_tokens
         if budget.max_tokens is not None and tokens > budget.max_tokens:
             self.core.stop_reason = f"token budget exceeded: {tokens} > {budget.max_tokens}"
@@ -423,7 +463,9 @@ class RunExecution:
         elif self.core.done:
             status = RunStatus.SUCCEEDED
             for fb in self.core.not_needed_fallbacks():
-                await self.store.set_step(self.run_id, fb, StepStatus.SKIPPED, detail={"reason": "fallback not needed"})
+                await self.store.set_step(
+                    self.run_id, fb, StepStatus.SKIPPED, detail={"reason": "fallback not needed"}
+                )
         elif self.core.stop_reason is not None:
             status = RunStatus.FAILED
             error = self.core.stop_reason
@@ -434,7 +476,9 @@ class RunExecution:
             error = "no step can run: check conditions and dependencies"
         now = self.engine.config.clock()
         finished = now if status.finished else None
-        await self.store.set_run(self.run_id, status=status, error=error, finished_at=finished, owner=None)
+        await self.store.set_run(
+            self.run_id, status=status, error=error, finished_at=finished, owner=None
+        )
         await self.store.flush()
         self._emit(f"run_{status.value}", None, {"error": error})
         return status

@@ -85,7 +85,7 @@ class RetryPolicy(_Model):
 
     def delay(self, failed_attempt: int, rand: float) -> float:
         """Exponential backoff with full jitter; `rand` in [0, 1)."""
-        base = min(self.max_backoff_s, self.backoff_s * 2 ** (failed_attempt - 1))
+        base: float = min(self.max_backoff_s, self.backoff_s * 2.0 ** (failed_attempt - 1))
         return base * rand if self.jitter else base
 
 

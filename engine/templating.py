@@ -93,6 +93,7 @@ def references(text: str, *, expression: bool = False) -> list[Reference]:
     covered: set[int] = set()
     refs: list[Reference] = []
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(node, nodes.Getattr | nodes.Getitem)
         inner = node.node
         if isinstance(inner, nodes.Name) and inner.ctx == "load" and inner.name not in local:
             attr: str | None = None
@@ -103,9 +104,13 @@ def references(text: str, *, expression: bool = False) -> list[Reference]:
             refs.append(Reference(inner.name, attr))
             covered.add(id(inner))
     for name in ast.find_all(nodes.Name):
-        if name.ctx == "load" and id(name) not in covered and name.name not in local:
-            if name.name not in ENV.globals:
-                refs.append(Reference(name.name, None))
+        if (
+            name.ctx == "load"
+            and id(name) not in covered
+            and name.name not in local
+            and name.name not in ENV.globals
+        ):
+            refs.append(Reference(name.name, None))
     return refs
 
 

@@ -19,8 +19,16 @@ _EASY = re.compile(r"\b(list|format|rename|summari[sz]e|extract|translate|classi
 
 # Budget models: (budget_tokens, max_tokens). Adaptive models: effort level and max_tokens.
 BUDGETS = {ThinkingMode.STANDARD: (4_096, 12_000), ThinkingMode.EXTENDED: (16_000, 32_000)}
-EFFORT = {ThinkingMode.INSTANT: "low", ThinkingMode.STANDARD: "medium", ThinkingMode.EXTENDED: "high"}
-MAX_TOKENS = {ThinkingMode.INSTANT: 4_096, ThinkingMode.STANDARD: 16_000, ThinkingMode.EXTENDED: 32_000}
+EFFORT = {
+    ThinkingMode.INSTANT: "low",
+    ThinkingMode.STANDARD: "medium",
+    ThinkingMode.EXTENDED: "high",
+}
+MAX_TOKENS = {
+    ThinkingMode.INSTANT: 4_096,
+    ThinkingMode.STANDARD: 16_000,
+    ThinkingMode.EXTENDED: 32_000,
+}
 COMMAND_WEIGHT = {"/query": 1.0, "/task": 2.0, "/protocol": 1.5}
 
 

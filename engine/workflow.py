@@ -67,7 +67,9 @@ def _check_ref(
         return None
     if ref.name not in ids:
         problems.append(
-            Problem(where, f"unknown step or name {ref.name!r} in template{_suggest(ref.name, ids)}")
+            Problem(
+                where, f"unknown step or name {ref.name!r} in template{_suggest(ref.name, ids)}"
+            )
         )
         return None
     if ref.attr not in STEP_FIELDS:
@@ -112,7 +114,9 @@ def compile_workflow(spec: WorkflowSpec) -> Workflow:
     for i, s in enumerate(spec.steps):
         if s.id in steps:
             first = ids.index(s.id)
-            problems.append(Problem(f"steps[{i}].id", f"duplicate step id {s.id!r} (also steps[{first}])"))
+            problems.append(
+                Problem(f"steps[{i}].id", f"duplicate step id {s.id!r} (also steps[{first}])")
+            )
         steps.setdefault(s.id, s)
     deps: dict[str, list[str]] = {sid: [] for sid in steps}
     implicit: set[tuple[str, str]] = set()
@@ -123,7 +127,9 @@ def compile_workflow(spec: WorkflowSpec) -> Workflow:
         problems += _step_problems(s, where)
         for j, d in enumerate(s.depends_on):
             if d == s.id:
-                problems.append(Problem(f"{where}.depends_on[{j}]", "a step cannot depend on itself"))
+                problems.append(
+                    Problem(f"{where}.depends_on[{j}]", "a step cannot depend on itself")
+                )
             elif d not in steps:
                 problems.append(
                     Problem(f"{where}.depends_on[{j}]", f"unknown step {d!r}{_suggest(d, ids)}")
@@ -143,7 +149,9 @@ def compile_workflow(spec: WorkflowSpec) -> Workflow:
             for ref in refs:
                 target = _check_ref(ref, f"{where}.{fname}", spec, ids, problems)
                 if target == s.id:
-                    problems.append(Problem(f"{where}.{fname}", "a step cannot read its own output"))
+                    problems.append(
+                        Problem(f"{where}.{fname}", "a step cannot read its own output")
+                    )
                 elif target is not None:
                     read.add(target)
                     if target not in deps[s.id]:
@@ -153,7 +161,10 @@ def compile_workflow(spec: WorkflowSpec) -> Workflow:
         if s.fallback is not None:
             if s.fallback not in steps:
                 problems.append(
-                    Problem(f"{where}.fallback", f"unknown step {s.fallback!r}{_suggest(s.fallback, ids)}")
+                    Problem(
+                        f"{where}.fallback",
+                        f"unknown step {s.fallback!r}{_suggest(s.fallback, ids)}",
+                    )
                 )
             elif s.fallback == s.id:
                 problems.append(Problem(f"{where}.fallback", "a step cannot be its own fallback"))
@@ -179,7 +190,12 @@ def compile_workflow(spec: WorkflowSpec) -> Workflow:
     if cycle:
         path = [u for u, _ in cycle] + [cycle[0][0]]
         raise SpecError(
-            [Problem("steps", "dependency cycle: " + " -> ".join(path) + " (remove one of these edges)")]
+            [
+                Problem(
+                    "steps",
+                    "dependency cycle: " + " -> ".join(path) + " (remove one of these edges)",
+                )
+            ]
         )
     for f, p in fallback_of.items():
         users = [s for s in ids if f in deps[s]]

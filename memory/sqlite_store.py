@@ -67,7 +67,7 @@ class SqliteRunStore:
         self.path = path
         self._batch = _Batch()
         self._flushing = False
-        self._sqlite: sqlite3.Connection = conn._conn  # noqa: SLF001 - used in its own thread only
+        self._sqlite: sqlite3.Connection = conn._conn
 
     # -- lifecycle -------------------------------------------------------------------------
     @classmethod
@@ -76,7 +76,8 @@ class SqliteRunStore:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = await aiosqlite.connect(path, isolation_level=None)
-        await conn._execute(_setup_conn, conn._conn, busy_timeout_ms)  # noqa: SLF001
+        # aiosqlite's private _execute runs a function in its thread: one round trip per batch
+        await conn._execute(_setup_conn, conn._conn, busy_timeout_ms)  # type: ignore[no-untyped-call]
         return cls(conn, path)
 
     async def close(self) -> None:
@@ -108,7 +109,7 @@ class SqliteRunStore:
                     # Shielded: once a batch is handed to SQLite its waiters must hear back.
                     with anyio.CancelScope(shield=True):
                         try:
-                            await self._conn._execute(_apply, self._sqlite, current.ops)  # noqa: SLF001
+                            await self._conn._execute(_apply, self._sqlite, current.ops)  # type: ignore[no-untyped-call]
                         except Exception as exc:
                             current.error = exc
                         current.done.set()
@@ -167,7 +168,9 @@ class SqliteRunStore:
             raise ValueError(f"unknown run fields {sorted(bad)}")
         cols = ", ".join(f"{k} = ?" for k in fields)
         values = tuple(
-            _dump(v) if k in _JSON_FIELDS and v is not None else (v.value if isinstance(v, RunStatus) else v)
+            _dump(v)
+            if k in _JSON_FIELDS and v is not None
+            else (v.value if isinstance(v, RunStatus) else v)
             for k, v in fields.items()
         )
         ops: list[Op] = [(f"UPDATE runs SET {cols} WHERE id = ?", (*values, run_id))]
@@ -178,14 +181,17 @@ class SqliteRunStore:
     async def claim_run(self, run_id: str, owner: str, status: RunStatus) -> None:
         await self._write(
             [
-                ("UPDATE runs SET owner = ?, status = ? WHERE id = ?", (owner, status.value, run_id)),
+                (
+                    "UPDATE runs SET owner = ?, status = ? WHERE id = ?",
+                    (owner, status.value, run_id),
+                ),
                 _event_op(Event(run_id, f"run_{status.value}", data={"owner": owner})),
             ]
         )
 
     async def load_run(self, run_id: str) -> RunRecord:
         await self.flush()
-        rows = await self._conn.execute_fetchall("SELECT * FROM runs WHERE id = ?", (run_id,))
+        rows = list(await self._conn.execute_fetchall("SELECT * FROM runs WHERE id = ?", (run_id,)))
         if not rows:
             raise RunNotFound(run_id)
         run = _run_from_row(rows[0])
@@ -241,7 +247,12 @@ class SqliteRunStore:
             ops += [
                 (
                     "UPDATE runs SET status = ?, owner = NULL WHERE id = ? AND status IN (?, ?)",
-                    (RunStatus.INTERRUPTED.value, run_id, RunStatus.RUNNING.value, RunStatus.PENDING.value),
+                    (
+                        RunStatus.INTERRUPTED.value,
+                        run_id,
+                        RunStatus.RUNNING.value,
+                        RunStatus.PENDING.value,
+                    ),
                 ),
                 (
                     "UPDATE steps SET status = ? WHERE run_id = ? AND status = ?",
@@ -272,7 +283,12 @@ class SqliteRunStore:
         ids = [r[0] for r in rows]
         ops: list[Op] = []
         for run_id in ids:
-            for table, col in (("events", "run_id"), ("checkpoints", "run_id"), ("steps", "run_id"), ("runs", "id")):
+            for table, col in (
+                ("events", "run_id"),
+                ("checkpoints", "run_id"),
+                ("steps", "run_id"),
+                ("runs", "id"),
+            ):
                 ops.append((f"DELETE FROM {table} WHERE {col} = ?", (run_id,)))
         if ops:
             await self._write(ops)
@@ -332,7 +348,9 @@ class SqliteRunStore:
         if bad:
             raise ValueError(f"unknown step fields {sorted(bad)}")
         cols = "".join(f", {k} = ?" for k in fields)
-        values = tuple(_dump(v) if k in _JSON_FIELDS and v is not None else v for k, v in fields.items())
+        values = tuple(
+            _dump(v) if k in _JSON_FIELDS and v is not None else v for k, v in fields.items()
+        )
         data = {k: v for k, v in fields.items() if k in ("error", "attempts")} or None
         await self._write(
             [
@@ -348,8 +366,10 @@ class SqliteRunStore:
         """Steps without a checkpoint go back to pending before a resume runs them again."""
         await self._write(
             [
-                ("UPDATE steps SET status = ?, finished_at = NULL WHERE run_id = ? AND step_id = ?",
-                 (StepStatus.PENDING.value, run_id, sid))
+                (
+                    "UPDATE steps SET status = ?, finished_at = NULL WHERE run_id = ? AND step_id = ?",
+                    (StepStatus.PENDING.value, run_id, sid),
+                )
                 for sid in step_ids
             ]
         )
@@ -387,8 +407,8 @@ class SqliteRunStore:
 
     async def size_stats(self) -> dict[str, int]:
         """Bytes used per table (dbstat when compiled in), and the file's page usage."""
-        rows = await self._conn.execute_fetchall("PRAGMA page_count")
-        size = await self._conn.execute_fetchall("PRAGMA page_size")
+        rows = list(await self._conn.execute_fetchall("PRAGMA page_count"))
+        size = list(await self._conn.execute_fetchall("PRAGMA page_size"))
         out = {"file_bytes": rows[0][0] * size[0][0]}
         try:
             for name, used in await self._conn.execute_fetchall(
@@ -403,7 +423,13 @@ class SqliteRunStore:
 def _event_op(event: Event) -> Op:
     return (
         "INSERT INTO events (run_id, ts, kind, step_id, data) VALUES (?,?,?,?,?)",
-        (event.run_id, time.time(), event.kind, event.step_id, None if event.data is None else _dump(event.data)),
+        (
+            event.run_id,
+            time.time(),
+            event.kind,
+            event.step_id,
+            None if event.data is None else _dump(event.data),
+        ),
     )
 
 

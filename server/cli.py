@@ -95,12 +95,16 @@ def print_run(run: RunRecord, *, with_gantt: bool = False) -> None:
             if s.status.value == "waiting":
                 instr = (s.detail or {}).get("instructions", "")
                 out.print(f"waiting for the client: [bold]{s.step_id}[/bold]: {_short(instr, 200)}")
-        out.print(f"complete with: tutti complete {run.id} STEP --output TEXT, then tutti resume {run.id}")
+        out.print(
+            f"complete with: tutti complete {run.id} STEP --output TEXT, then tutti resume {run.id}"
+        )
     if with_gantt:
         out.print("\n```mermaid\n" + gantt(run) + "\n```")
     elif run.status is RunStatus.SUCCEEDED:
         # the final outputs in full: those of the steps nothing else depends on
-        needed = {d for spec_step in run.spec.get("steps", []) for d in spec_step.get("depends_on", [])}
+        needed = {
+            d for spec_step in run.spec.get("steps", []) for d in spec_step.get("depends_on", [])
+        }
         for s in run.steps.values():
             if s.status.has_output and s.step_id not in needed and isinstance(s.output, str):
                 out.print(f"\n[bold]{s.step_id}[/bold]:\n{s.output}")
@@ -196,7 +200,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         f"one by one ~{plan.sequential_s:g}s; estimated speedup {plan.estimated_speedup:.2f}x"
     )
     if plan.implicit_edges:
-        out.print("implicit dependencies (from templates): " + ", ".join(f"{a}->{b}" for a, b in plan.implicit_edges))
+        out.print(
+            "implicit dependencies (from templates): "
+            + ", ".join(f"{a}->{b}" for a, b in plan.implicit_edges)
+        )
     out.print("\n```mermaid\n" + plan.mermaid + "\n```")
     return EXIT_OK
 
@@ -206,7 +213,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
         status = RunStatus(args.status) if args.status else None
         runs = await engine.store.list_runs(status, args.limit)
         if args.json:
-            out.print_json(data=[{"run_id": r.id, "name": r.name, "status": r.status.value, "created_at": r.created_at, "error": r.error} for r in runs])
+            out.print_json(
+                data=[
+                    {
+                        "run_id": r.id,
+                        "name": r.name,
+                        "status": r.status.value,
+                        "created_at": r.created_at,
+                        "error": r.error,
+                    }
+                    for r in runs
+                ]
+            )
             return EXIT_OK
         table = Table()
         for col in ("run", "name", "status", "created", "error"):
@@ -236,7 +254,11 @@ def cmd_complete(args: argparse.Namespace) -> int:
         if args.error is not None:
             await engine.complete_step(args.run_id, args.step_id, error=args.error)
         else:
-            text = Path(args.output_file).read_text(encoding="utf-8") if args.output_file else args.output
+            text = (
+                Path(args.output_file).read_text(encoding="utf-8")
+                if args.output_file
+                else args.output
+            )
             await engine.complete_step(args.run_id, args.step_id, output=text)
         err.print(f"step {args.step_id} of run {args.run_id} completed")
         if args.resume:
@@ -258,11 +280,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tutti", description="Durable, parallel multi-step AI workflows.")
+    p = argparse.ArgumentParser(
+        prog="tutti", description="Durable, parallel multi-step AI workflows."
+    )
     p.add_argument("--db", help="SQLite database file (default: TUTTI_DB or the user data dir)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, fn: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(fn=fn)
         sp.add_argument("--db", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -272,7 +298,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("file")
     sp.add_argument("--input", "-i", action="append", default=[], metavar="NAME=VALUE")
     sp.add_argument("--json", action="store_true", help="print one JSON object with the result")
-    sp.add_argument("--workspace", help="directory shell steps run in (default: the file's directory)")
+    sp.add_argument(
+        "--workspace", help="directory shell steps run in (default: the file's directory)"
+    )
     sp = add("plan", cmd_plan, "validate a workflow and show its plan")
     sp.add_argument("file")
     sp.add_argument("--json", action="store_true")
@@ -312,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"[bold red]error:[/bold red] {exc}", markup=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        err.print("interrupted; the run is recorded as interrupted: `tutti resume RUN_ID` continues it")
+        err.print(
+            "interrupted; the run is recorded as interrupted: `tutti resume RUN_ID` continues it"
+        )
         return 130
 
 

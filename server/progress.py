@@ -10,7 +10,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as Bar
 
 _DONE = {"step_succeeded", "step_degraded", "step_failed", "step_skipped"}
-_STYLE = {"step_succeeded": "green", "step_degraded": "yellow", "step_failed": "red", "step_skipped": "dim"}
+_STYLE = {
+    "step_succeeded": "green",
+    "step_degraded": "yellow",
+    "step_failed": "red",
+    "step_skipped": "dim",
+}
 
 
 class Progress:
@@ -42,17 +47,26 @@ class Progress:
             return
         if kind == "run_started":
             if self.bar is not None:
-                self.task = self.bar.add_task("running", total=data["steps"], completed=data["committed"])
+                self.task = self.bar.add_task(
+                    "running", total=data["steps"], completed=data["committed"]
+                )
             elif data["committed"]:
                 self.console.print(f"resuming: {data['committed']} steps already committed")
             return
         if kind in _DONE:
             detail = data.get("error") or data.get("reason") or ""
-            line = f"[{_STYLE[kind]}]{kind.removeprefix('step_'):>9}[/] {step_id}" + (f"  {detail}" if detail else "")
+            line = f"[{_STYLE[kind]}]{kind.removeprefix('step_'):>9}[/] {step_id}" + (
+                f"  {detail}" if detail else ""
+            )
             self.console.print(line, markup=True, highlight=False)
             if self.bar is not None and self.task is not None:
-                self.bar.update(self.task, advance=1, description=f"{step_id} {kind.removeprefix('step_')}")
+                self.bar.update(
+                    self.task, advance=1, description=f"{step_id} {kind.removeprefix('step_')}"
+                )
         elif kind == "step_waiting":
             self.console.print(f"  waiting {step_id}  (handed to the client)")
         elif kind == "step_attempt_failed":
-            self.console.print(f"[yellow]    retry[/] {step_id} attempt {data['attempt']}: {data['error']}", markup=True)
+            self.console.print(
+                f"[yellow]    retry[/] {step_id} attempt {data['attempt']}: {data['error']}",
+                markup=True,
+            )

@@ -60,7 +60,9 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, db: str | None = None) -> Settings:
         env = os.environ if env is None else env
-        allow = frozenset(p.strip() for p in env.get("TUTTI_ALLOW_SHELL", "").split(",") if p.strip())
+        allow = frozenset(
+            p.strip() for p in env.get("TUTTI_ALLOW_SHELL", "").split(",") if p.strip()
+        )
         return cls(
             db_path=Path(db or env.get("TUTTI_DB") or default_db_path()).expanduser(),
             api_key=env.get("ANTHROPIC_API_KEY") or None,

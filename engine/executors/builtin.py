@@ -46,7 +46,9 @@ def _seconds(value: Any) -> float:
     try:
         seconds = float(value or 0)
     except (TypeError, ValueError):
-        raise StepError(f"wait needs a number of seconds in `value`, got {value!r}", retryable=False) from None
+        raise StepError(
+            f"wait needs a number of seconds in `value`, got {value!r}", retryable=False
+        ) from None
     if seconds < 0:
         raise StepError("wait needs a non-negative number of seconds", retryable=False)
     return seconds

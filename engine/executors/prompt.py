@@ -69,7 +69,9 @@ class PromptExecutor:
                 kind="api",
             ) from None
         except anthropic.APITimeoutError:
-            raise StepError(f"the Anthropic API did not answer within {call.timeout_s:g}s", kind="timeout") from None
+            raise StepError(
+                f"the Anthropic API did not answer within {call.timeout_s:g}s", kind="timeout"
+            ) from None
         except anthropic.APIConnectionError as exc:
             raise StepError(f"cannot reach the Anthropic API: {exc}", kind="connection") from None
         if message.stop_reason == "refusal":

@@ -6,6 +6,7 @@ group."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -75,9 +76,13 @@ class ShellExecutor:
                 start_new_session=True,  # its own process group, so a kill reaches children
             )
         except FileNotFoundError:
-            raise StepError(f"program {argv[0]!r} not found on PATH", retryable=False, kind="not_found") from None
+            raise StepError(
+                f"program {argv[0]!r} not found on PATH", retryable=False, kind="not_found"
+            ) from None
         except PermissionError:
-            raise StepError(f"program {argv[0]!r} is not executable", retryable=False, kind="not_found") from None
+            raise StepError(
+                f"program {argv[0]!r} is not executable", retryable=False, kind="not_found"
+            ) from None
         try:
             out, err = await self._communicate(process)
         except BaseException:
@@ -88,7 +93,8 @@ class ShellExecutor:
         if code != 0:
             tail = err.decode(errors="replace").strip()[-2000:]
             raise StepError(
-                f"{argv[0]} exited with code {code}" + (f": {tail}" if tail else ""), kind="exit_code"
+                f"{argv[0]} exited with code {code}" + (f": {tail}" if tail else ""),
+                kind="exit_code",
             )
         return StepOutcome(out.decode(errors="replace").rstrip("\n"))
 
@@ -120,31 +126,29 @@ def _confined(workspace: Path, cwd: str | None) -> Path:
     root = workspace.resolve()
     target = (root / cwd).resolve() if cwd else root
     if not target.is_relative_to(root):
-        raise StepError(f"cwd {cwd!r} is outside the workspace {root}", retryable=False, kind="policy")
+        raise StepError(
+            f"cwd {cwd!r} is outside the workspace {root}", retryable=False, kind="policy"
+        )
     if not target.is_dir():
-        raise StepError(f"cwd {cwd!r} is not a directory in the workspace", retryable=False, kind="policy")
+        raise StepError(
+            f"cwd {cwd!r} is not a directory in the workspace", retryable=False, kind="policy"
+        )
     return target
 
 
 async def _kill_group(process: Process) -> None:
-    """SIGTERM the step's process group, then SIGKILL what is left after a grace period."""
+    """SIGTERM the step's process group, SIGKILL it after a grace period (and in any case
+    once the leader is gone, so no child outlives the step)."""
     try:
         pgid = os.getpgid(process.pid)
     except ProcessLookupError:
         pgid = None
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if pgid is not None:
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-        with anyio.move_on_after(_KILL_GRACE_S):
-            await process.wait()
-            if sig is signal.SIGTERM:
-                # the leader is gone; make sure its children are too
-                try:
-                    os.killpg(pgid, signal.SIGKILL) if pgid is not None else None
-                except ProcessLookupError:
-                    pass
-            break
+    if pgid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+    with anyio.move_on_after(_KILL_GRACE_S):
+        await process.wait()
+    if pgid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
     await process.aclose()
