@@ -53,9 +53,9 @@ class EngineConfig:
     rand: Callable[[], float] = random.random
     # Said when a model step has no executor: how to configure one.
     missing_model_hint: str = (
-        "set ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL for a proxy) to run it on the Anthropic API, "
-        "or set `run: client` on the step (or `defaults.model_executor: client`) to hand it to the "
-        "calling client"
+        "set ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL for a proxy) to run them on the Anthropic "
+        "API, or set `run: client` on those steps (or `defaults.model_executor: client`) to hand "
+        "them to the calling client"
     )
 
 
@@ -142,22 +142,25 @@ class Engine:
     def preflight(self, wf: Workflow) -> None:
         """Fail before anything runs when a step's executor is not available here."""
         problems = []
+        missing: dict[ExecutorKind, list[str]] = {}
         for sid in wf.order:
             kind = self.executor_kind(wf.steps[sid], wf.spec)
-            if kind in self.executors:
-                continue
+            if kind not in self.executors:
+                missing.setdefault(kind, []).append(sid)
+        for kind, sids in missing.items():
+            names = ", ".join(sids)
             if kind is ExecutorKind.PROMPT:
                 problems.append(
-                    f"step {sid!r} needs a model and none is configured: {self.config.missing_model_hint}"
+                    f"steps {names} need a model and none is configured: {self.config.missing_model_hint}"
                 )
             elif kind is ExecutorKind.SHELL:
                 problems.append(
-                    f"step {sid!r} runs a shell command, which is off here: set TUTTI_ALLOW_SHELL to the "
-                    "programs to allow (e.g. TUTTI_ALLOW_SHELL=git,wc or '*')"
+                    f"steps {names} run shell commands, which are off here: set TUTTI_ALLOW_SHELL to "
+                    "the programs to allow (e.g. TUTTI_ALLOW_SHELL=git,wc or '*')"
                 )
             else:
                 problems.append(
-                    f"step {sid!r} needs the {kind.value} executor, which is not available here"
+                    f"steps {names} need the {kind.value} executor, which is not available here"
                 )
         checker = getattr(self.executors.get(ExecutorKind.SHELL), "check_step", None)
         if checker is not None:

@@ -14,7 +14,7 @@ import networkx as nx
 
 from engine.errors import Problem, SpecError, TemplateError
 from engine.spec import BuiltinOp, ExecutorKind, Mode, Step, WorkflowSpec
-from engine.templating import STEP_FIELDS, Reference, references
+from engine.templating import STEP_FIELDS, Reference, references, unwrap_condition
 
 SUPPORTED_MODES = frozenset({Mode.AUTO, Mode.CHAIN, Mode.FLOW})
 
@@ -139,7 +139,7 @@ def compile_workflow(spec: WorkflowSpec) -> Workflow:
         read: set[str] = set()
         texts = [(f, t, False) for f, t in s.templated_strings()]
         if s.when is not None:
-            texts.append(("when", s.when, True))
+            texts.append(("when", unwrap_condition(s.when), True))
         for fname, text, is_expr in texts:
             try:
                 refs = references(text, expression=is_expr) if is_expr or "${" in text else []
