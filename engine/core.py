@@ -39,6 +39,7 @@ class RunCore:
         self.unsettled = sum(1 for sid in wf.order if sid not in wf.fallback_of)
         self.stop_reason: str | None = None
         self._ready: list[tuple[float, int, str]] = []
+        self._queued: set[str] = set()  # ever pushed: a step is made ready at most once
         self._index = {sid: i for i, sid in enumerate(wf.order)}
         self._priority = priority
 
@@ -138,6 +139,9 @@ class RunCore:
 
     # -- internals -------------------------------------------------------------------------
     def _push(self, sid: str) -> None:
+        if sid in self._queued:
+            return
+        self._queued.add(sid)
         heapq.heappush(self._ready, (-self._priority.get(sid, 0.0), self._index[sid], sid))
 
     def _settle(self, sid: str, *, satisfied: bool) -> None:

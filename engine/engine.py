@@ -121,6 +121,7 @@ class Engine:
         self.executors = dict(executors)
         self.config = config or EngineConfig()
         self.live: dict[str, RunExecution] = {}
+        self._compiled: dict[str, Workflow] = {}  # runs created here and not yet executed
 
     # -- specs -----------------------------------------------------------------------------
     def compile(self, spec: WorkflowSpec | Mapping[str, Any]) -> Workflow:
@@ -196,6 +197,7 @@ class Engine:
             parent_run_id=parent_run_id,
         )
         await self.store.create_run(run, wf.order)
+        self._compiled[run.id] = wf
         return run.id
 
     async def load(self, run_id: str) -> RunRecord:
@@ -218,7 +220,7 @@ class Engine:
             raise RunStateError(
                 f"run {run_id} is running in another process ({run.owner}); wait for it or cancel it there"
             )
-        wf = self.compile(run.spec)
+        wf = self._compiled.pop(run_id, None) or self.compile(run.spec)
         self.preflight(wf)
         execution = RunExecution(self, run, wf, self.plan(wf), attached=attached, on_event=on_event)
         self.live[run_id] = execution
@@ -306,5 +308,6 @@ class Engine:
                 StepStatus.FAILED,
                 error=f"the client reported: {error}",
                 finished_at=now,
+                detail={"reported_by_client": True},
             )
         return run.status

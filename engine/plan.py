@@ -168,7 +168,8 @@ def make_plan(
     cap = spec.max_concurrency if parallel else 1
     est_s = max(crit_s, seq_s / cap) if parallel else seq_s
     g = wf.graph.subgraph(runnable)
-    groups = [sorted(gen, key=wf.order.index) for gen in nx.topological_generations(g)]
+    position = {sid: i for i, sid in enumerate(wf.order)}
+    groups = [sorted(gen, key=position.__getitem__) for gen in nx.topological_generations(g)]
     mode, reason = choose_mode(wf)
     steps = {
         sid: StepPlan(

@@ -35,6 +35,10 @@ EventSink = Callable[[str, str | None, dict[str, Any]], None]
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
 
+def _never(step: Step) -> bool:
+    return False
+
+
 def shape_output(step: Step, value: Any) -> Any:
     """Apply the step's `output` shape: `json` parses text (a fenced block, if any)."""
     if step.output != "json" or not isinstance(value, str):
@@ -83,6 +87,11 @@ class RunExecution:
         self.limits = {k: cfg.executor_limits.get(k, 1 << 30) for k in ExecutorKind}
         parallel = wf.spec.optimization.parallel_where_possible
         self.cap = min(wf.spec.max_concurrency, cfg.max_concurrency) if parallel else 1
+        self.instant = {
+            sid
+            for sid in wf.order
+            if getattr(engine.executors.get(self.kinds[sid]), "instant", _never)(wf.steps[sid])
+        }
         self.core = RunCore(wf, {s: p.priority for s, p in plan.steps.items()})
         self.ctx: dict[str, Any] = {"inputs": run.inputs}
         self.running = 0
@@ -110,10 +119,20 @@ class RunExecution:
         self.core.restore(committed)
         for primary, fb in self.core.output_from.items():
             self._set_ctx(primary, self.ctx[fb]["output"], StepStatus.FAILED)
+        # A failure the client reported while no process ran the run: its policy applies now.
+        client_failed = [
+            s
+            for s, rec in self.run.steps.items()
+            if rec.status is StepStatus.FAILED and (rec.detail or {}).get("reported_by_client")
+        ]
+        for sid in client_failed:
+            self.core.waiting(sid)
         reset = [
             s
             for s in self.wf.order
-            if s not in committed and self.run.steps[s].status is not StepStatus.PENDING
+            if s not in committed
+            and s not in client_failed
+            and self.run.steps[s].status is not StepStatus.PENDING
         ]
         for sid in reset:
             self.store.append_event(
@@ -130,6 +149,12 @@ class RunExecution:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                for sid in client_failed:
+                    rec = self.run.steps[sid]
+                    err = StepError(
+                        rec.error or "the client reported a failure", retryable=False, kind="client"
+                    )
+                    await self._fail(sid, err, rec.attempts, rec.started_at)
                 self._dispatch()
                 if self.attached:
                     tg.start_soon(self._watch_waiting)
@@ -158,7 +183,29 @@ class RunExecution:
             kind = self.kinds[sid]
             self.running += 1
             self.by_kind[kind] += 1
-            self._tg.start_soon(self._run_step, sid, kind, skip)
+            self._tg.start_soon(self._worker, sid, kind, skip)
+
+    async def _worker(self, sid: str, kind: ExecutorKind, skip: str | None) -> None:
+        """Run a step, then keep going with the next ready step in the same task while
+        there is one: a chain then costs no task spawn per step."""
+        while True:
+            try:
+                await self._run_step(sid, kind, skip)
+            finally:
+                self.running -= 1
+                self.by_kind[kind] -= 1
+            if self.running >= self.cap:
+                break
+            nxt = self._next()
+            if nxt is None:
+                break
+            sid, skip = nxt
+            kind = self.kinds[sid]
+            self.running += 1
+            self.by_kind[kind] += 1
+            self._dispatch()  # more ready steps than this task can take: spawn for them
+        self._dispatch()
+        self._check_rest()
 
     def _next(self) -> tuple[str, str | None] | None:
         if self.core.stop_reason is not None:
@@ -199,11 +246,6 @@ class RunExecution:
                 await self.store.set_step(self.run_id, sid, status)
             self.core.cancelled(sid)
             raise
-        finally:
-            self.running -= 1
-            self.by_kind[kind] -= 1
-        self._dispatch()
-        self._check_rest()
 
     def _condition(self, sid: str, when: str) -> str | None:
         try:
@@ -248,8 +290,11 @@ class RunExecution:
                 model=model,
             )
             try:
-                with anyio.fail_after(timeout):
+                if sid in self.instant:  # cannot await, so a timeout could not fire anyway
                     outcome = await executor.execute(call)
+                else:
+                    with anyio.fail_after(timeout):
+                        outcome = await executor.execute(call)
                 if outcome.handoff is None:
                     output = shape_output(step, outcome.output)
             except TimeoutError:
@@ -416,14 +461,10 @@ class RunExecution:
                 self.core.succeeded(sid, rec.status)
                 self._emit("step_succeeded", sid, {"by": "another process"})
             elif rec.status is StepStatus.FAILED:
-                self.waiting.discard(sid)
-                self.core.failed(sid)
-                self.ctx[sid] = {
-                    "output": None,
-                    "results": None,
-                    "status": "failed",
-                    "error": rec.error,
-                }
+                err = StepError(
+                    rec.error or "the client reported a failure", retryable=False, kind="client"
+                )
+                await self._fail(sid, err, rec.attempts, rec.started_at)
         self._dispatch()
         self._check_rest()
 

@@ -191,9 +191,9 @@ class Step(_Model):
         """The program and its arguments (templates unrendered): `argv`, or `/bash ARGS` split."""
         if self.argv is not None:
             return list(self.argv)
-        words = shlex.split(self.command or "")[1:]
+        words = _split_keeping_templates(self.command or "")[1:]
         if self.args:
-            words += shlex.split(self.args)
+            words += _split_keeping_templates(self.args)
         return words
 
     def templated_strings(self) -> list[tuple[str, str]]:
@@ -209,6 +209,22 @@ class Step(_Model):
         if self.value is not None:
             out += [(f"value{p}", s) for p, s in _strings_in(self.value, "")]
         return out
+
+
+_TEMPLATE_SPAN = re.compile(r"\$\{(?:[^{}]|\{[^{}]*\})*\}")
+
+
+def _split_keeping_templates(text: str) -> list[str]:
+    """shlex.split, except that a `${...}` span stays whole even if it has spaces or quotes
+    inside (`echo ${inputs.v | upper}` is two words)."""
+    spans: list[str] = []
+
+    def hide(m: re.Match[str]) -> str:
+        spans.append(m.group(0))
+        return f"\x00{len(spans) - 1}\x00"
+
+    words = shlex.split(_TEMPLATE_SPAN.sub(hide, text))
+    return [re.sub(r"\x00(\d+)\x00", lambda m: spans[int(m.group(1))], w) for w in words]
 
 
 def _strings_in(value: Any, path: str) -> list[tuple[str, str]]:

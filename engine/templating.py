@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -148,7 +148,10 @@ def evaluate(expr: str, context: Mapping[str, Any]) -> Any:
     """Evaluate a condition or a single `${expr}` to its native value."""
     source = unwrap_condition(expr)
     try:
-        return _compiled_expr(source)(**context)
+        value = _compiled_expr(source)(**context)
+        if isinstance(value, Undefined):  # a missing or forbidden value must not pass as falsy
+            value._fail_with_undefined_error()
+        return value
     except TemplateSyntaxError as exc:
         raise TemplateError(f"{expr!r}: expression syntax error: {exc.message}") from None
     except Exception as exc:

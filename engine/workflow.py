@@ -219,7 +219,8 @@ def compile_workflow(spec: WorkflowSpec) -> Workflow:
     if problems:
         raise SpecError(problems)
 
-    order = list(nx.lexicographical_topological_sort(g, key=ids.index))
+    position = {sid: i for i, sid in enumerate(ids)}
+    order = list(nx.lexicographical_topological_sort(g, key=position.__getitem__))
     dependents: dict[str, list[str]] = {sid: [] for sid in ids}
     for sid in order:
         for d in deps[sid]:

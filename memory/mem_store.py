@@ -3,7 +3,6 @@ scheduler alone, `state_persistence: false`) and for tests of the engine's logic
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ class InMemoryRunStore:
             raise RunNotFound(run_id) from None
 
     async def create_run(self, run: RunRecord, step_ids: Sequence[str]) -> None:
-        run = copy.deepcopy(run)
+        run = dataclasses.replace(run)
         run.steps = {sid: StepRecord(sid) for sid in step_ids}
         self._runs[run.id] = run
         self._checkpoints[run.id] = {}
@@ -36,7 +35,11 @@ class InMemoryRunStore:
         self.append_event(Event(run.id, "run_created"))
 
     async def load_run(self, run_id: str) -> RunRecord:
-        run = copy.deepcopy(self._run(run_id))
+        stored = self._run(run_id)
+        # specs and inputs are never mutated after creation; step records are copied
+        run = dataclasses.replace(
+            stored, steps={k: dataclasses.replace(v) for k, v in stored.steps.items()}
+        )
         for cp in self._checkpoints[run_id].values():
             rec = run.steps[cp.step_id]
             rec.output, rec.usage, rec.seq = cp.output, cp.usage, cp.seq

@@ -238,21 +238,15 @@ class SqliteRunStore:
         their running steps become `interrupted` (resume runs them again)."""
         await self.flush()
         rows = await self._conn.execute_fetchall(
-            "SELECT id, owner FROM runs WHERE status IN (?, ?)",
-            (RunStatus.RUNNING.value, RunStatus.PENDING.value),
+            "SELECT id, owner FROM runs WHERE status = ?", (RunStatus.RUNNING.value,)
         )
         dead = [r[0] for r in rows if not owner_alive(r[1])]
         ops: list[Op] = []
         for run_id in dead:
             ops += [
                 (
-                    "UPDATE runs SET status = ?, owner = NULL WHERE id = ? AND status IN (?, ?)",
-                    (
-                        RunStatus.INTERRUPTED.value,
-                        run_id,
-                        RunStatus.RUNNING.value,
-                        RunStatus.PENDING.value,
-                    ),
+                    "UPDATE runs SET status = ?, owner = NULL WHERE id = ? AND status = ?",
+                    (RunStatus.INTERRUPTED.value, run_id, RunStatus.RUNNING.value),
                 ),
                 (
                     "UPDATE steps SET status = ? WHERE run_id = ? AND status = ?",

@@ -9,10 +9,14 @@ import anyio
 
 from engine.errors import StepError
 from engine.executors.base import StepCall, StepOutcome
-from engine.spec import BuiltinOp
+from engine.spec import BuiltinOp, Step
 
 
 class BuiltinExecutor:
+    def instant(self, step: Step) -> bool:
+        """Every op but `wait` computes without awaiting anything."""
+        return step.builtin_op is not BuiltinOp.WAIT
+
     async def execute(self, call: StepCall) -> StepOutcome:
         step = call.step
         op = step.builtin_op

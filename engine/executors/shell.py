@@ -115,9 +115,12 @@ class ShellExecutor:
                         kind="output_cap",
                     )
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(pump, process.stdout, out, "stdout")
-            tg.start_soon(pump, process.stderr, err, "stderr")
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pump, process.stdout, out, "stdout")
+                tg.start_soon(pump, process.stderr, err, "stderr")
+        except* StepError as group:
+            raise group.exceptions[0] from None
         await process.wait()
         return bytes(out), bytes(err)
 

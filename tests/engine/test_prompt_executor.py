@@ -1,0 +1,386 @@
+"""Prompt steps on the real `anthropic` SDK against a local fake Messages API, driven
+through the real Engine: request shapes per thinking mode, templates, retries, timeouts,
+usage and cost, and the error when no API key is configured."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import anyio
+import pytest
+
+from engine.engine import Engine, EngineConfig
+from engine.errors import ConfigurationError
+from engine.executors.prompt import PromptExecutor
+from engine.prompts import COMMAND_SYSTEM, system_prompt
+from engine.spec import ExecutorKind, Step
+from memory.mem_store import InMemoryRunStore
+from memory.records import RunRecord, RunStore
+from memory.sqlite_store import SqliteRunStore
+from server.settings import Settings, build_engine
+from tests.fake_anthropic import FakeAnthropic, error, message
+from tests.fake_anthropic import delay as slow
+
+pytestmark = pytest.mark.anyio
+
+SEED: dict[str, Any] = {
+    "type": "chain",
+    "steps": [
+        {
+            "id": "analyze_codebase",
+            "command": "/query",
+            "args": "analyze Python security vulnerabilities",
+            "timeout": 300,
+        },
+        {
+            "id": "fix_issues",
+            "command": "/task",
+            "args": "fix security issues: ${analyze_codebase.results}",
+            "depends_on": ["analyze_codebase"],
+        },
+        {
+            "id": "validate_fixes",
+            "command": "/protocol",
+            "args": "run security validation",
+            "depends_on": ["fix_issues"],
+        },
+    ],
+    "optimization": {
+        "parallel_where_possible": True,
+        "adaptive_thinking": True,
+        "state_persistence": True,
+    },
+}
+PREAMBLE = system_prompt(Step(id="plain"))  # what every step's system prompt starts with
+FAST_RETRY = {"retry-after-ms": "5"}  # the SDK honours it: retries without its 0.5 s backoff
+
+
+def one_step(**step: Any) -> dict[str, Any]:
+    return {"steps": [{"id": "ask", "prompt": "Name one prime.", **step}]}
+
+
+async def run(
+    fake: FakeAnthropic,
+    spec: dict[str, Any],
+    *,
+    max_retries: int = 0,
+    store: RunStore | None = None,
+    on_event: Callable[[str, str | None, dict[str, Any]], None] | None = None,
+) -> RunRecord:
+    """Run `spec` to its end on an Engine whose prompt steps call the fake."""
+    async with anthropic.AsyncAnthropic(
+        api_key="test", base_url=fake.base_url, max_retries=max_retries
+    ) as client:
+        engine = Engine(
+            store or InMemoryRunStore(),
+            {ExecutorKind.PROMPT: PromptExecutor(client)},
+            EngineConfig(rand=lambda: 0.0),
+        )
+        with anyio.fail_after(8):
+            return await engine.run(spec, on_event=on_event)
+
+
+# -- request shape ---------------------------------------------------------------------------
+BUDGET, ADAPTIVE = "claude-haiku-4-5", "claude-opus-4-7"
+
+
+@pytest.mark.parametrize(
+    ("model", "mode", "thinking_params"),
+    [
+        (BUDGET, "instant", {"max_tokens": 4096, "thinking": {"type": "disabled"}}),
+        (
+            BUDGET,
+            "standard",
+            {"max_tokens": 12_000, "thinking": {"type": "enabled", "budget_tokens": 4096}},
+        ),
+        (
+            BUDGET,
+            "extended",
+            {"max_tokens": 32_000, "thinking": {"type": "enabled", "budget_tokens": 16_000}},
+        ),
+        (ADAPTIVE, "instant", {"max_tokens": 4096, "thinking": {"type": "disabled"}}),
+        (
+            ADAPTIVE,
+            "standard",
+            {
+                "max_tokens": 16_000,
+                "thinking": {"type": "adaptive"},
+                "output_config": {"effort": "medium"},
+            },
+        ),
+        (
+            ADAPTIVE,
+            "extended",
+            {
+                "max_tokens": 32_000,
+                "thinking": {"type": "adaptive"},
+                "output_config": {"effort": "high"},
+            },
+        ),
+    ],
+)
+async def test_each_thinking_mode_sends_the_models_thinking_settings(
+    fake_anthropic: FakeAnthropic, model: str, mode: str, thinking_params: dict[str, Any]
+) -> None:
+    record = await run(fake_anthropic, one_step(model=model, thinking=mode))
+
+    assert record.status == "succeeded"
+    assert [r.path for r in fake_anthropic.requests] == ["/v1/messages"]
+    assert fake_anthropic.bodies == [
+        {
+            "model": model,
+            "system": PREAMBLE,
+            "messages": [{"role": "user", "content": "Name one prime."}],
+            **thinking_params,
+            "metadata": {"user_id": f"tutti:{record.id}"},
+        }
+    ]
+
+
+async def test_seed_commands_become_named_prompts_and_upstream_results_render_downstream(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.script(message("SQL injection in db.py line 12"), message("patched db.py"))
+
+    await run(fake_anthropic, SEED)
+
+    sent = [(b["system"], b["messages"]) for b in fake_anthropic.bodies]
+    assert sent == [
+        (
+            f"{PREAMBLE}\n\n{COMMAND_SYSTEM['/query']}",
+            [{"role": "user", "content": "analyze Python security vulnerabilities"}],
+        ),
+        (
+            f"{PREAMBLE}\n\n{COMMAND_SYSTEM['/task']}",
+            [{"role": "user", "content": "fix security issues: SQL injection in db.py line 12"}],
+        ),
+        (
+            f"{PREAMBLE}\n\n{COMMAND_SYSTEM['/protocol']}",
+            [{"role": "user", "content": "run security validation"}],
+        ),
+    ]
+
+
+async def test_the_seed_chain_runs_end_to_end_on_the_api(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.script(
+        message("found 2 issues"), message("fixed both"), message("PASS: all checks")
+    )
+
+    record = await run(fake_anthropic, SEED)
+
+    assert record.status == "succeeded"
+    assert {sid: (s.status.value, s.output, s.executor) for sid, s in record.steps.items()} == {
+        "analyze_codebase": ("succeeded", "found 2 issues", "prompt"),
+        "fix_issues": ("succeeded", "fixed both", "prompt"),
+        "validate_fixes": ("succeeded", "PASS: all checks", "prompt"),
+    }
+    assert len(fake_anthropic.requests) == 3
+    assert {r.headers["authorization"] for r in fake_anthropic.requests} == {"Bearer test"}
+
+
+# -- retries ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("failures", "expected_requests"),
+    [
+        (
+            [
+                error(529, "Overloaded", headers=FAST_RETRY),
+                error(529, "Overloaded", headers=FAST_RETRY),
+            ],
+            3,
+        ),
+        # `retry-after: 0` is not positive, so the SDK falls back to its own ~0.5 s backoff
+        ([error(429, "Number of request tokens has exceeded your rate limit", retry_after="0")], 2),
+    ],
+    ids=["529-overloaded", "429-rate-limited"],
+)
+async def test_the_sdk_retries_overload_and_rate_limits_and_the_step_succeeds(
+    fake_anthropic: FakeAnthropic, failures: list[Any], expected_requests: int
+) -> None:
+    fake_anthropic.script(*failures, message("finally"))
+
+    record = await run(fake_anthropic, one_step(), max_retries=2)
+
+    assert (record.status.value, record.steps["ask"].output) == ("succeeded", "finally")
+    assert record.steps["ask"].attempts == 1  # the SDK retried inside one step attempt
+    assert len(fake_anthropic.requests) == expected_requests
+
+
+async def test_exhausted_sdk_retries_fail_the_step_with_the_status(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.script(*[error(529, "Overloaded", headers=FAST_RETRY)] * 2)
+
+    record = await run(fake_anthropic, one_step(model=BUDGET), max_retries=1)
+
+    step = record.steps["ask"]
+    assert (record.status.value, step.status.value, step.attempts) == ("failed", "failed", 1)
+    assert step.error == "Anthropic API error 529 from claude-haiku-4-5: Overloaded"
+    assert len(fake_anthropic.requests) == 2
+
+
+async def test_the_step_retry_policy_makes_another_attempt_after_sdk_retries_run_out(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.script(
+        *[error(529, "Overloaded", headers=FAST_RETRY)] * 2, message("second time lucky")
+    )
+    events: list[tuple[str, str | None, dict[str, Any]]] = []
+
+    record = await run(
+        fake_anthropic,
+        one_step(model=BUDGET, retry={"attempts": 2, "backoff_s": 0}),
+        max_retries=1,
+        on_event=lambda kind, sid, data: events.append((kind, sid, data)),
+    )
+
+    step = record.steps["ask"]
+    assert (step.status.value, step.output, step.attempts) == ("succeeded", "second time lucky", 2)
+    assert [e for e in events if e[0] == "step_attempt_failed"] == [
+        (
+            "step_attempt_failed",
+            "ask",
+            {"attempt": 1, "error": "Anthropic API error 529 from claude-haiku-4-5: Overloaded"},
+        ),
+    ]
+    assert len(fake_anthropic.requests) == 3
+
+
+async def test_a_400_is_not_retried_and_the_error_carries_the_api_message(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.script(error(400, "max_tokens: 999999 > 64000, which is the maximum"))
+
+    record = await run(
+        fake_anthropic, one_step(model=BUDGET, retry={"attempts": 3, "backoff_s": 0}), max_retries=2
+    )
+
+    step = record.steps["ask"]
+    assert (step.status.value, step.attempts) == ("failed", 1)
+    assert step.error == (
+        "Anthropic API error 400 from claude-haiku-4-5: max_tokens: 999999 > 64000, which is the maximum"
+    )
+    assert (step.detail or {})["retryable"] is False
+    assert len(fake_anthropic.requests) == 1
+
+
+async def test_a_refusal_fails_the_step_without_retry(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.script(message("", stop_reason="refusal"))
+
+    record = await run(
+        fake_anthropic, one_step(model=BUDGET, retry={"attempts": 3, "backoff_s": 0}), max_retries=2
+    )
+
+    step = record.steps["ask"]
+    assert (step.status.value, step.attempts, step.error) == (
+        "failed",
+        1,
+        "claude-haiku-4-5 refused the request",
+    )
+    assert ((step.detail or {})["error_kind"], (step.detail or {})["retryable"]) == (
+        "refusal",
+        False,
+    )
+    assert len(fake_anthropic.requests) == 1
+
+
+# -- timeouts --------------------------------------------------------------------------------
+async def test_a_step_timeout_fails_a_slow_call_quickly(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.script(slow(5.0))
+    started = time.monotonic()
+
+    record = await run(fake_anthropic, one_step(timeout=0.5))
+
+    elapsed = time.monotonic() - started
+    step = record.steps["ask"]
+    assert (record.status.value, step.status.value) == ("failed", "failed")
+    assert (step.detail or {})["error_kind"] == "timeout"
+    assert "0.5s" in (step.error or "")
+    assert elapsed < 3.0
+
+
+# -- usage and cost --------------------------------------------------------------------------
+async def test_usage_and_cost_are_recorded_per_step_and_summed_in_the_run_metrics(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.script(
+        message(
+            "a",
+            input_tokens=1000,
+            output_tokens=500,
+            cache_creation_input_tokens=2000,
+            cache_read_input_tokens=10_000,
+            thinking_tokens=300,
+        ),
+        message("b", input_tokens=200, output_tokens=100),
+    )
+    spec = {
+        "defaults": {"model": BUDGET, "thinking": "standard"},
+        "steps": [
+            {"id": "first", "prompt": "one"},
+            {"id": "second", "prompt": "two ${first.output}", "depends_on": ["first"]},
+        ],
+    }
+
+    async with await SqliteRunStore.open(":memory:") as store:
+        record = await run(fake_anthropic, spec, store=store)
+        stored = await store.load_run(record.id)
+
+    # haiku-4-5 at $1/$5 per MTok; cache writes 1.25x input, cache reads 0.1x input
+    first_cost = (1000 * 1 + 2000 * 1.25 + 10_000 * 0.1 + 500 * 5) / 1e6
+    second_cost = (200 * 1 + 100 * 5) / 1e6
+    assert stored.steps["first"].usage == pytest.approx(
+        {
+            "input_tokens": 1000,
+            "output_tokens": 500,
+            "cache_creation_input_tokens": 2000,
+            "cache_read_input_tokens": 10_000,
+            "thinking_tokens": 300,
+            "model": BUDGET,
+            "stop_reason": "end_turn",
+            "cost_usd": first_cost,
+        }
+    )
+    assert stored.steps["second"].usage == pytest.approx(
+        {
+            "input_tokens": 200,
+            "output_tokens": 100,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "thinking_tokens": 0,
+            "model": BUDGET,
+            "stop_reason": "end_turn",
+            "cost_usd": second_cost,
+        }
+    )
+    assert record.metrics is not None
+    assert record.metrics["tokens"] == {
+        "input_tokens": 1200,
+        "output_tokens": 600,
+        "cache_creation_input_tokens": 2000,
+        "cache_read_input_tokens": 10_000,
+        "thinking_tokens": 300,
+    }
+    assert record.metrics["cost_usd"] == pytest.approx(first_cost + second_cost)
+
+
+# -- configuration ---------------------------------------------------------------------------
+async def test_without_an_api_key_the_seed_chain_is_refused_with_how_to_configure_one(
+    tmp_path: Path,
+) -> None:
+    store = InMemoryRunStore()
+    engine = build_engine(Settings(db_path=tmp_path / "tutti.db", api_key=None), store)
+
+    with anyio.fail_after(5), pytest.raises(ConfigurationError) as caught:
+        await engine.run(SEED)
+
+    msg = str(caught.value)
+    assert "analyze_codebase" in msg
+    assert "none is configured" in msg
+    assert "ANTHROPIC_API_KEY" in msg
+    assert "run: client" in msg
+    assert await store.list_runs() == []  # refused before anything was stored

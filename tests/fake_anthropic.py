@@ -1,0 +1,211 @@
+"""A fake Anthropic Messages API (`POST /v1/messages`, non-streaming JSON) on 127.0.0.1.
+
+Tests point the real `anthropic` SDK at it (`base_url=fake.base_url`). It records every
+request and answers from a script of replies (`message`, `error`, `delay`); when the
+script is empty it answers with a deterministic text message.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer: a message (status 200) or an API error, maybe after a delay."""
+
+    status: int = 200
+    text: str | None = None  # None: the default, deterministic text
+    model: str | None = None  # None: the request's model
+    stop_reason: str = "end_turn"
+    usage: dict[str, Any] = field(default_factory=dict)
+    error_type: str = "api_error"
+    error_message: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+
+
+def message(
+    text: str | None = None,
+    *,
+    model: str | None = None,
+    stop_reason: str = "end_turn",
+    input_tokens: int = 10,
+    output_tokens: int = 5,
+    cache_creation_input_tokens: int = 0,
+    cache_read_input_tokens: int = 0,
+    thinking_tokens: int = 0,
+) -> Reply:
+    usage = {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_creation_input_tokens": cache_creation_input_tokens,
+        "cache_read_input_tokens": cache_read_input_tokens,
+        "output_tokens_details": {"thinking_tokens": thinking_tokens},
+    }
+    return Reply(text=text, model=model, stop_reason=stop_reason, usage=usage)
+
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+def error(
+    status: int,
+    msg: str = "",
+    *,
+    type: str | None = None,
+    retry_after: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """An API error with the real body shape; `retry_after` is sent as the `retry-after`
+    header."""
+    etype = type or ERROR_TYPES.get(status, "api_error")
+    hdrs = dict(headers or {})
+    if retry_after is not None:
+        hdrs["retry-after"] = retry_after
+    return Reply(status=status, error_type=etype, error_message=msg or etype, headers=hdrs)
+
+
+def delay(seconds: float, then: Reply | None = None) -> Reply:
+    """Wait `seconds` (interrupted by server shutdown), then answer `then` (default text)."""
+    return replace(then or message(), delay_s=seconds)
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class FakeAnthropic:
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+        self._script: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def bodies(self) -> list[Any]:
+        return [r.body for r in self.requests]
+
+    def script(self, *replies: Reply) -> None:
+        """Queue replies, answered in order; then the default reply again."""
+        with self._lock:
+            self._script.extend(replies)
+
+    def start(self) -> FakeAnthropic:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes handlers waiting in a delay
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    # -- called from handler threads ---------------------------------------------------
+    def _take(self, req: Request) -> tuple[int, Reply]:
+        with self._lock:
+            self.requests.append(req)
+            return len(self.requests), self._script.popleft() if self._script else message()
+
+    def _answer(
+        self, n: int, req: Request, reply: Reply
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        if reply.status != 200:
+            body = {
+                "type": "error",
+                "error": {"type": reply.error_type, "message": reply.error_message},
+            }
+            return reply.status, reply.headers, body
+        sent = req.body if isinstance(req.body, dict) else {}
+        text = reply.text
+        if text is None:
+            last = sent.get("messages", [{}])[-1].get("content", "")
+            text = f"fake reply {n}: {str(last)[:60]}"
+        body = {
+            "id": f"msg_fake_{n:04d}",
+            "type": "message",
+            "role": "assistant",
+            "model": reply.model or sent.get("model", "claude-fake"),
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": reply.stop_reason,
+            "stop_sequence": None,
+            "usage": reply.usage or message().usage,
+        }
+        return 200, {"request-id": f"req_fake_{n:04d}", **reply.headers}, body
+
+
+def _handler_class(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            try:
+                body: Any = json.loads(raw) if raw else None
+            except json.JSONDecodeError:
+                body = raw.decode("utf-8", "replace")
+            req = Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            if self.path.split("?")[0] != "/v1/messages":
+                fake._take(req)
+                err = {"type": "not_found_error", "message": f"no route {self.path}"}
+                self._send(404, {}, {"type": "error", "error": err})
+                return
+            n, reply = fake._take(req)
+            if reply.delay_s and fake._stopping.wait(reply.delay_s):
+                return  # shutting down: drop the connection without answering
+            self._send(*fake._answer(n, req, reply))
+
+        def _send(self, status: int, headers: dict[str, str], body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            try:
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:
+                pass  # the client gave up (a timeout test); nothing to answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    fake = FakeAnthropic().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()

@@ -1,0 +1,333 @@
+"""The `tutti` command line, driven in-process through `server.cli.main` (each test has
+its own database in tmp_path; the user's database is never touched)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main, parser
+
+ROOT = Path(__file__).resolve().parents[2]
+REPO_STATS = ROOT / "examples" / "repo-stats.yaml"
+
+Tutti = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "cli.db"
+
+
+@pytest.fixture
+def tutti(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Tutti:
+    """Run `tutti --db DB ARGS...`; returns (exit code, stdout, stderr)."""
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "TUTTI_ALLOW_SHELL", "TUTTI_MODELS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TUTTI_DB", str(tmp_path / "not-this-one.db"))  # --db must win
+
+    def call(*args: str) -> tuple[int, str, str]:
+        code = main(["--db", str(db), *args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return call
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run_json(tutti: Tutti, *args: str) -> tuple[int, dict[str, Any]]:
+    code, out, _ = tutti(*args, "--json")
+    return code, json.loads(out)
+
+
+FAILING = """
+name: breaks
+steps:
+  - id: fetch
+    argv: ["sh", "-c", "echo fetched"]
+  - id: broken
+    argv: ["sh", "-c", "echo the disk is full >&2; exit 4"]
+    depends_on: [fetch]
+  - id: after
+    args: "${broken.output} and more"
+"""
+
+TYPED = """
+name: typed
+inputs:
+  count: {type: integer, required: true}
+  ratio: {type: number, default: 0.5}
+  loud: {type: boolean, default: false}
+  tags: {type: json, default: []}
+  who: {type: string, default: "nobody"}
+steps:
+  - id: echo
+    value:
+      next: "${inputs.count + 1}"
+      half: "${inputs.ratio * 2}"
+      loud: "${inputs.loud}"
+      tags: "${inputs.tags}"
+      who: "${inputs.who}"
+"""
+
+
+# -- run -----------------------------------------------------------------------------------
+
+
+def test_run_json_prints_one_object_with_the_run_its_steps_outputs_and_metrics(
+    tutti: Tutti,
+) -> None:
+    code, result = run_json(tutti, "run", str(REPO_STATS))
+
+    assert code == EXIT_OK
+    assert result["status"] == "succeeded"
+    assert result["run_id"].startswith("run_")
+    steps = ["python_files", "python_lines", "commits", "largest", "summary", "report"]
+    assert list(result["steps"]) == steps
+    assert {s["status"] for s in result["steps"].values()} <= {"succeeded", "degraded"}
+    assert set(result["outputs"]) == set(steps)
+    assert result["outputs"]["report"].startswith("Repository report\n")
+    assert result["outputs"]["summary"]["files"] > 0
+    metrics = result["metrics"]
+    assert metrics["steps"] == len(steps)
+    assert metrics["critical_path"][-1] == "report"
+    assert result["recovery"] is None
+
+
+def test_run_without_json_prints_a_table_and_the_final_output(tutti: Tutti) -> None:
+    code, out, err = tutti("run", str(REPO_STATS))
+    assert code == EXIT_OK
+    assert "repo-stats" in out and "succeeded" in out
+    assert "Repository report" in out
+    assert "critical path:" in out
+    assert err.startswith("run run_")
+
+
+def test_a_failing_workflow_exits_non_zero_with_partial_results_and_a_recovery_plan(
+    tutti: Tutti, tmp_path: Path
+) -> None:
+    code, result = run_json(tutti, "run", str(write(tmp_path, "breaks.yaml", FAILING)))
+
+    assert code == EXIT_FAILED
+    assert result["status"] == "failed"
+    assert result["outputs"] == {"fetch": "fetched"}
+    assert result["steps"]["broken"]["status"] == "failed"
+    recovery = result["recovery"]
+    failure = recovery["failures"]["broken"]
+    assert "exited with code 4" in failure["error"] and "the disk is full" in failure["error"]
+    assert failure["kind"] == "exit_code"
+    assert failure["hint"]
+    assert recovery["resume"]["keeps_committed"] == ["fetch"]
+    assert recovery["resume"]["reruns"] == ["broken"]
+    assert recovery["resume"]["then_runs"] == ["after"]
+    assert recovery["command"] == f"tutti resume {result['run_id']}"
+
+
+def test_an_invalid_spec_exits_2_and_names_each_problem(tutti: Tutti, tmp_path: Path) -> None:
+    bad = write(
+        tmp_path,
+        "bad.yaml",
+        "steps:\n  - id: a\n    args: hi\n    timout: 3\n  - id: b\n    depends_on: [nosuch]\n",
+    )
+    code, out, err = tutti("run", str(bad), "--json")
+    assert code == EXIT_USAGE
+    assert out == ""
+    assert "timout" in err and "unknown field" in err
+
+
+def test_an_unknown_dependency_exits_2_and_names_it(tutti: Tutti, tmp_path: Path) -> None:
+    bad = write(
+        tmp_path,
+        "bad.yaml",
+        "steps:\n  - id: a\n    args: hi\n  - id: b\n    depends_on: [nosuch]\n",
+    )
+    code, _, err = tutti("run", str(bad), "--json")
+    assert code == EXIT_USAGE
+    assert "nosuch" in err
+
+
+def test_a_missing_spec_file_exits_2(tutti: Tutti, tmp_path: Path) -> None:
+    code, _, err = tutti("run", str(tmp_path / "nowhere.yaml"))
+    assert code == EXIT_USAGE
+    assert "cannot read the spec file" in err
+
+
+# -- inputs --------------------------------------------------------------------------------
+
+
+def test_inputs_from_the_command_line_are_converted_to_their_declared_types(
+    tutti: Tutti, tmp_path: Path
+) -> None:
+    spec = write(tmp_path, "typed.yaml", TYPED)
+    code, result = run_json(
+        tutti,
+        "run",
+        str(spec),
+        "-i",
+        "count=41",
+        "--input",
+        "ratio=1.25",
+        "--input",
+        "loud=yes",
+        "--input",
+        'tags=["a", "b"]',
+        "--input",
+        "who=a=b c",
+    )
+    assert code == EXIT_OK
+    assert result["inputs"] == {
+        "count": 41,
+        "ratio": 1.25,
+        "loud": True,
+        "tags": ["a", "b"],
+        "who": "a=b c",
+    }
+    assert result["outputs"]["echo"] == {
+        "next": 42,
+        "half": 2.5,
+        "loud": True,
+        "tags": ["a", "b"],
+        "who": "a=b c",
+    }
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--input", "count=1", "--input", "colour=red"], "unknown input"),
+        (["--input", "count=many"], "expected integer"),
+        (["--input", "count=1", "--input", "loud=perhaps"], "expected boolean"),
+        ([], "required input is missing"),
+        (["--input", "count"], "--input takes NAME=VALUE"),
+    ],
+)
+def test_bad_inputs_exit_2_and_say_what_is_wrong(
+    tutti: Tutti, tmp_path: Path, flags: list[str], message: str
+) -> None:
+    code, out, err = tutti("run", str(write(tmp_path, "typed.yaml", TYPED)), *flags, "--json")
+    assert code == EXIT_USAGE
+    assert message in " ".join(err.split())
+    assert out == ""
+
+
+# -- plan ----------------------------------------------------------------------------------
+
+
+def test_plan_json_shows_the_parallel_groups_and_the_mermaid_graph(tutti: Tutti) -> None:
+    code, plan = run_json(tutti, "plan", str(REPO_STATS))
+    assert code == EXIT_OK
+    assert plan["name"] == "repo-stats"
+    assert [set(g) for g in plan["groups"]] == [
+        {"python_files", "python_lines", "commits", "largest"},
+        {"summary"},
+        {"report"},
+    ]
+    assert plan["steps"]["summary"]["executor"] == "builtin"
+    assert plan["steps"]["commits"]["executor"] == "shell"
+    assert plan["mermaid"].startswith(("graph", "flowchart"))
+
+
+def test_plan_does_not_create_a_run(tutti: Tutti) -> None:
+    assert tutti("plan", str(REPO_STATS))[0] == EXIT_OK
+    code, runs = run_json(tutti, "runs")
+    assert (code, runs) == (EXIT_OK, [])
+
+
+# -- runs, show ----------------------------------------------------------------------------
+
+
+def test_runs_json_lists_runs_newest_first_and_filters_by_status(
+    tutti: Tutti, tmp_path: Path
+) -> None:
+    _, ok = run_json(tutti, "run", str(REPO_STATS))
+    _, bad = run_json(tutti, "run", str(write(tmp_path, "breaks.yaml", FAILING)))
+
+    code, runs = run_json(tutti, "runs")
+    assert code == EXIT_OK
+    assert [(r["run_id"], r["name"], r["status"]) for r in runs] == [
+        (bad["run_id"], "breaks", "failed"),
+        (ok["run_id"], "repo-stats", "succeeded"),
+    ]
+    _, failed = run_json(tutti, "runs", "--status", "failed")
+    assert [r["run_id"] for r in failed] == [bad["run_id"]]
+
+
+def test_show_json_returns_the_same_object_as_run(tutti: Tutti) -> None:
+    _, result = run_json(tutti, "run", str(REPO_STATS))
+    code, shown = run_json(tutti, "show", result["run_id"])
+    assert code == EXIT_OK
+    assert shown == result
+
+
+def test_show_prints_the_steps_and_a_mermaid_gantt_chart(tutti: Tutti) -> None:
+    _, result = run_json(tutti, "run", str(REPO_STATS))
+    code, out, _ = tutti("show", result["run_id"])
+    assert code == EXIT_OK
+    assert "```mermaid\ngantt\n" in out
+    gantt = out.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    for step in result["steps"]:
+        assert re.search(rf"^\s+{step} :", gantt, re.M), step
+
+
+def test_show_of_an_unknown_run_exits_2_and_points_to_runs(tutti: Tutti) -> None:
+    code, _, err = tutti("show", "run_nope")
+    assert code == EXIT_USAGE
+    assert "no run with id 'run_nope'" in err and "tutti runs" in err
+
+
+def test_resume_of_a_succeeded_run_is_refused(tutti: Tutti) -> None:
+    _, result = run_json(tutti, "run", str(REPO_STATS))
+    code, _, err = tutti("resume", result["run_id"], "--json")
+    assert code == EXIT_USAGE
+    assert result["run_id"] in err and "succeeded" in err
+
+
+# -- prune ---------------------------------------------------------------------------------
+
+
+def test_prune_deletes_finished_runs_older_than_the_cutoff(tutti: Tutti) -> None:
+    _, result = run_json(tutti, "run", str(REPO_STATS))
+
+    code, _, err = tutti("prune")  # default: older than 30 days; this run is new
+    assert code == EXIT_OK
+    assert "pruned 0 finished runs" in err
+    assert [r["run_id"] for r in run_json(tutti, "runs")[1]] == [result["run_id"]]
+
+    code, _, err = tutti("prune", "--older-than-days", "0")
+    assert code == EXIT_OK
+    assert "pruned 1 finished runs" in err
+    assert run_json(tutti, "runs")[1] == []
+    assert tutti("show", result["run_id"])[0] == EXIT_USAGE
+
+
+# -- documentation -------------------------------------------------------------------------
+
+
+def _subcommands() -> list[str]:
+    for action in parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return sorted(action.choices)
+    raise AssertionError("the parser has no subcommands")
+
+
+def test_every_subcommand_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = _subcommands()
+    assert commands  # run, plan, resume, ...
+    undocumented = [c for c in commands if not re.search(rf"\btutti {c}\b", readme)]
+    assert undocumented == [], (
+        f"README.md does not mention: {', '.join(f'tutti {c}' for c in undocumented)}"
+    )
