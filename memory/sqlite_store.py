@@ -46,11 +46,12 @@ def _load(text: str | None) -> Any:
 
 
 class _Batch:
-    __slots__ = ("done", "error", "ops", "waiters")
+    __slots__ = ("done", "error", "ops", "started", "waiters")
 
     def __init__(self) -> None:
-        self.ops: list[Op] = []
+        self.ops: list[Op | None] = []
         self.waiters = 0
+        self.started: dict[tuple[str, str], int] = {}  # step -> index of its "started" op
         self.done = anyio.Event()
         self.error: BaseException | None = None
 
@@ -290,6 +291,7 @@ class SqliteRunStore:
 
     # -- steps -----------------------------------------------------------------------------
     def note_step_started(self, run_id: str, step_id: str, attempt: int, at: float) -> None:
+        self._batch.started[(run_id, step_id)] = len(self._batch.ops)
         self._queue(
             "UPDATE steps SET status = ?, attempts = ?, started_at = ? WHERE run_id = ? AND step_id = ?",
             (StepStatus.RUNNING.value, attempt, at, run_id, step_id),
@@ -299,6 +301,9 @@ class SqliteRunStore:
         self._queue(*_event_op(event))
 
     async def commit_checkpoint(self, run_id: str, cp: Checkpoint) -> None:
+        started = self._batch.started.pop((run_id, cp.step_id), None)
+        if started is not None:  # the step started and finished within one batch
+            self._batch.ops[started] = None
         await self._write(
             [
                 (
@@ -454,11 +459,12 @@ def _setup_conn(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
     apply_migrations(conn)
 
 
-def _apply(conn: sqlite3.Connection, ops: list[Op]) -> None:
+def _apply(conn: sqlite3.Connection, ops: list[Op | None]) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for sql, params in ops:
-            conn.execute(sql, params)
+        for op in ops:
+            if op is not None:
+                conn.execute(*op)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

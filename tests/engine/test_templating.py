@@ -378,3 +378,40 @@ async def test_a_render_time_sandbox_violation_fails_the_step_without_retries() 
         "\"${src.output['__class__']}\": access not allowed in templates "
         "(access to attribute '__class__' of 'dict' object is unsafe.)",
     )
+
+
+@pytest.mark.anyio
+async def test_a_condition_reading_a_missing_key_skips_the_step_instead_of_passing_as_false() -> None:
+    run = await run_spec(
+        {
+            "steps": [
+                {"id": "src", "op": "json", "value": {"a": 1}},
+                {"id": "guarded", "when": "src.output.needs_fix", "args": "x"},
+            ]
+        }
+    )
+    assert (run.status.value, run.steps["guarded"].status.value, run.steps["guarded"].detail) == (
+        "succeeded",
+        "skipped",
+        {
+            "reason": "condition could not be evaluated: "
+            "'src.output.needs_fix': 'dict object' has no attribute 'needs_fix'"
+        },
+    )
+
+
+@pytest.mark.anyio
+async def test_a_lone_expression_reading_a_missing_key_fails_the_json_step() -> None:
+    run = await run_spec(
+        {
+            "steps": [
+                {"id": "src", "op": "json", "value": {"a": 1}},
+                {"id": "shaped", "op": "json", "value": {"v": "${src.output.missing}"}},
+            ]
+        }
+    )
+    assert (run.status.value, run.steps["shaped"].status.value, run.steps["shaped"].error) == (
+        "failed",
+        "failed",
+        "'${src.output.missing}': 'dict object' has no attribute 'missing'",
+    )
