@@ -23,6 +23,7 @@ from server.progress import Progress
 from server.settings import Settings, build_engine
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING = 0, 1, 2, 3
+_current_run: list[str] = []  # for the Ctrl-C message
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
@@ -160,6 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def go(engine: Engine) -> int:
         run_id = await engine.create_run(spec, inputs)
+        _current_run.append(run_id)
         if not args.json:
             err.print(f"run {run_id} ({spec.name}): {len(spec.steps)} steps")
         return await _finish(args, engine, run_id, resume=False)
@@ -340,8 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"[bold red]error:[/bold red] {exc}", markup=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        run_id = _current_run[-1] if _current_run else getattr(args, "run_id", None) or "RUN_ID"
         err.print(
-            "interrupted; the run is recorded as interrupted: `tutti resume RUN_ID` continues it"
+            f"interrupted: run {run_id} is recorded as interrupted; `tutti resume {run_id}` continues it"
         )
         return 130
 
