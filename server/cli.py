@@ -18,6 +18,7 @@ from engine.errors import TuttiError
 from engine.report import age, gantt, recovery_plan
 from engine.spec import load_spec_file
 from memory.records import RunRecord, RunStatus
+from memory.mem_store import InMemoryRunStore
 from memory.sqlite_store import SqliteRunStore
 from server.progress import Progress
 from server.settings import Settings, build_engine
@@ -135,10 +136,12 @@ async def _with_engine(
     engine_kw: dict[str, Any] | None = None,
 ) -> int:
     settings = Settings.from_env(db=args.db)
+    kw = dict(engine_kw or {})
+    if kw.pop("in_memory", False):  # `optimization.state_persistence: false`
+        return await fn(build_engine(settings, InMemoryRunStore(), **kw))
     async with await SqliteRunStore.open(settings.db_path) as store:
         await store.mark_orphans_interrupted()
-        engine = build_engine(settings, store, **(engine_kw or {}))
-        return await fn(engine)
+        return await fn(build_engine(settings, store, **kw))
 
 
 async def _finish(args: argparse.Namespace, engine: Engine, run_id: str, resume: bool) -> int:
@@ -164,10 +167,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         _current_run.append(run_id)
         if not args.json:
             err.print(f"run {run_id} ({spec.name}): {len(spec.steps)} steps")
+            if not persist:
+                err.print(
+                    "state_persistence is false: this run is not stored and cannot be resumed"
+                )
         return await _finish(args, engine, run_id, resume=False)
 
+    persist = spec.optimization.state_persistence
     workspace = Path(args.workspace) if args.workspace else Path(args.file).resolve().parent
-    return anyio.run(_with_engine, args, go, dict(shell_allow_all=True, workspace=workspace))
+    kw = {"shell_allow_all": True, "workspace": workspace, "in_memory": not persist}
+    return anyio.run(_with_engine, args, go, kw)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -180,7 +180,13 @@ def test_fallback_steps_are_left_out_of_groups_and_sequential_time() -> None:
     plan = plan_of(
         {
             "steps": [
-                {"id": "a", "args": "x", "estimate_s": 2, "on_failure": "fallback", "fallback": "f"},
+                {
+                    "id": "a",
+                    "args": "x",
+                    "estimate_s": 2,
+                    "on_failure": "fallback",
+                    "fallback": "f",
+                },
                 {"id": "f", "args": "y", "estimate_s": 5},
                 {"id": "b", "args": "${a.output}", "estimate_s": 1},
             ]

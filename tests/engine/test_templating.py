@@ -82,7 +82,9 @@ def test_mapping_keys_named_like_dict_methods_read_the_key() -> None:
 def test_dict_methods_are_not_reachable_through_attribute_access() -> None:
     with pytest.raises(TemplateError) as info:
         render("${scan.output.meta.values()}", CTX)
-    assert str(info.value) == "'${scan.output.meta.values()}': 'dict object' has no attribute 'values'"
+    assert (
+        str(info.value) == "'${scan.output.meta.values()}': 'dict object' has no attribute 'values'"
+    )
 
 
 def test_a_missing_path_fails_at_render_time_with_the_template_named() -> None:
@@ -330,7 +332,9 @@ async def test_condition_decisions_are_recorded_as_condition_events_in_the_store
     }
     with anyio.fail_after(5):
         run = await engine.run(spec, on_event=lambda k, s, d: seen.append((k, s, d)))
-    stored = [(e.step_id, e.data) for _, _, e in await store.events(run.id) if e.kind == "condition"]
+    stored = [
+        (e.step_id, e.data) for _, _, e in await store.events(run.id) if e.kind == "condition"
+    ]
     expected = [
         ("yes", {"when": "inputs.n > 5", "result": True}),
         ("no", {"when": "${inputs.n > 50}", "result": False}),
@@ -381,7 +385,9 @@ async def test_a_render_time_sandbox_violation_fails_the_step_without_retries() 
 
 
 @pytest.mark.anyio
-async def test_a_condition_reading_a_missing_key_skips_the_step_instead_of_passing_as_false() -> None:
+async def test_a_condition_reading_a_missing_key_skips_the_step_instead_of_passing_as_false() -> (
+    None
+):
     run = await run_spec(
         {
             "steps": [

@@ -74,8 +74,7 @@ def choice(step: dict[str, Any], n_inputs: int = 0, **spec: Any) -> ThinkingChoi
             {"id": "s", "prompt": "summarize this", "difficulty": "low"},
             0,
             INSTANT,
-            "auto: score 0.0/10 -> instant "
-            "(base 2; keywords summarize -1.5; difficulty low -2.0)",
+            "auto: score 0.0/10 -> instant (base 2; keywords summarize -1.5; difficulty low -2.0)",
         ),
     ],
 )
@@ -93,7 +92,9 @@ def test_hard_keywords_cancel_the_easy_keyword_discount() -> None:
 
 
 def test_a_step_mode_wins_over_the_default_and_is_reported_as_set() -> None:
-    got = choice({"id": "s", "prompt": "hi", "thinking": "extended"}, defaults={"thinking": "instant"})
+    got = choice(
+        {"id": "s", "prompt": "hi", "thinking": "extended"}, defaults={"thinking": "instant"}
+    )
     assert (got.mode, got.score, got.reason) == (EXTENDED, None, "set to extended")
 
 
@@ -158,10 +159,26 @@ def test_adaptive_model_opus_4_7_gets_adaptive_thinking_with_an_effort(
 @pytest.mark.parametrize(
     ("mode", "max_tokens", "params"),
     [
-        (STANDARD, 2000, {"max_tokens": 2048, "thinking": {"type": "enabled", "budget_tokens": 1024}}),
-        (EXTENDED, 2000, {"max_tokens": 2048, "thinking": {"type": "enabled", "budget_tokens": 1024}}),
-        (STANDARD, 5000, {"max_tokens": 5000, "thinking": {"type": "enabled", "budget_tokens": 4096}}),
-        (EXTENDED, 5000, {"max_tokens": 5000, "thinking": {"type": "enabled", "budget_tokens": 2500}}),
+        (
+            STANDARD,
+            2000,
+            {"max_tokens": 2048, "thinking": {"type": "enabled", "budget_tokens": 1024}},
+        ),
+        (
+            EXTENDED,
+            2000,
+            {"max_tokens": 2048, "thinking": {"type": "enabled", "budget_tokens": 1024}},
+        ),
+        (
+            STANDARD,
+            5000,
+            {"max_tokens": 5000, "thinking": {"type": "enabled", "budget_tokens": 4096}},
+        ),
+        (
+            EXTENDED,
+            5000,
+            {"max_tokens": 5000, "thinking": {"type": "enabled", "budget_tokens": 2500}},
+        ),
     ],
 )
 def test_a_small_max_tokens_keeps_the_budget_below_max_tokens(
@@ -274,7 +291,9 @@ def test_overrides_change_aliases_and_model_fields_without_touching_the_original
 
 
 def test_an_overridden_output_limit_shrinks_the_thinking_budget() -> None:
-    small = ModelTable().with_overrides({"models": {"claude-haiku-4-5": {"max_output_tokens": 8000}}})
+    small = ModelTable().with_overrides(
+        {"models": {"claude-haiku-4-5": {"max_output_tokens": 8000}}}
+    )
     assert api_params(EXTENDED, small.resolve("haiku"), None) == {
         "max_tokens": 8000,
         "thinking": {"type": "enabled", "budget_tokens": 4000},

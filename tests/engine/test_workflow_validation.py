@@ -77,7 +77,9 @@ def test_a_cycle_made_through_a_template_reference_is_found_too() -> None:
 def test_a_template_reference_to_an_unknown_step_is_a_validation_error() -> None:
     data = {"steps": [{"id": "fetch", "args": "x"}, {"id": "b", "args": "${fetc.output}"}]}
     assert problems_of(data) == [
-        Problem("steps[1] (b).args", "unknown step or name 'fetc' in template; did you mean 'fetch'?")
+        Problem(
+            "steps[1] (b).args", "unknown step or name 'fetc' in template; did you mean 'fetch'?"
+        )
     ]
 
 
@@ -139,8 +141,7 @@ def test_template_syntax_errors_are_validation_errors() -> None:
     assert problems_of({"steps": [{"id": "a", "args": "${inputs.x"}]}) == [
         Problem(
             "steps[0] (a).args",
-            "template syntax error: unexpected end of template, "
-            "expected 'end of print statement'.",
+            "template syntax error: unexpected end of template, expected 'end of print statement'.",
         )
     ]
 
@@ -279,7 +280,10 @@ def test_every_independent_problem_is_listed_together() -> None:
 @pytest.mark.parametrize(
     ("step", "message"),
     [
-        ({"id": "s", "command": "/bash"}, "a shell step needs `argv` or `args` naming the program to run"),
+        (
+            {"id": "s", "command": "/bash"},
+            "a shell step needs `argv` or `args` naming the program to run",
+        ),
         ({"id": "s", "command": "/query"}, "a prompt step needs `prompt` or `args`"),
         ({"id": "s", "run": "client"}, "a client step needs `prompt` or `args`"),
         ({"id": "s", "op": "json"}, "builtin op 'json' needs `value`"),

@@ -1,0 +1,195 @@
+"""Scheduler properties over random DAGs: every step runs once, never before its
+dependencies, and never more steps at once than the concurrency cap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.engine import Engine
+from engine.errors import StepError
+from engine.executors.base import StepCall, StepOutcome
+from engine.executors.builtin import BuiltinExecutor
+from engine.spec import ExecutorKind
+from memory.mem_store import InMemoryRunStore
+from memory.records import RunRecord
+
+PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, database=None)
+
+Trace = list[tuple[str, str | None]]
+
+
+@st.composite
+def random_dags(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """1..40 steps; edges only from lower to higher index, so the graph is acyclic; each
+    step a tiny `wait` (0-3 ms) or a `pass`."""
+    n = draw(st.integers(min_value=1, max_value=40))
+    steps: list[dict[str, Any]] = []
+    for i in range(n):
+        deps = draw(st.lists(st.integers(0, i - 1), unique=True, max_size=min(i, 5))) if i else []
+        step: dict[str, Any] = {"id": f"s{i}", "depends_on": [f"s{d}" for d in sorted(deps)]}
+        if draw(st.booleans()):
+            step |= {"op": "wait", "value": draw(st.integers(0, 3)) / 1000}
+        else:
+            step["op"] = "pass"
+        steps.append(step)
+    return steps
+
+
+def run_traced(spec: dict[str, Any]) -> tuple[RunRecord, Trace]:
+    trace: Trace = []
+
+    async def main() -> RunRecord:
+        engine = Engine(InMemoryRunStore(), {ExecutorKind.BUILTIN: BuiltinExecutor()})
+        with anyio.fail_after(10):
+            return await engine.run(spec, on_event=lambda kind, sid, _: trace.append((kind, sid)))
+
+    return anyio.run(main), trace
+
+
+def step_events(trace: Trace, kind: str) -> list[str]:
+    return [sid for k, sid in trace if k == kind and sid is not None]
+
+
+@PROPERTY_SETTINGS
+@given(random_dags())
+def test_every_step_runs_once_and_only_after_all_its_dependencies_succeeded(
+    steps: list[dict[str, Any]],
+) -> None:
+    run, trace = run_traced({"steps": steps})
+
+    started = step_events(trace, "step_started")
+    succeeded = step_events(trace, "step_succeeded")
+    ids = [s["id"] for s in steps]
+    assert sorted(started) == sorted(ids)
+    assert sorted(succeeded) == sorted(ids)
+    position = {(kind, sid): i for i, (kind, sid) in enumerate(trace)}
+    for step in steps:
+        for dep in step["depends_on"]:
+            assert position[("step_succeeded", dep)] < position[("step_started", step["id"])]
+    assert run.status.value == "succeeded"
+    assert {sid: rec.status.value for sid, rec in run.steps.items()} == dict.fromkeys(
+        ids, "succeeded"
+    )
+    assert {sid: rec.attempts for sid, rec in run.steps.items()} == dict.fromkeys(ids, 1)
+
+
+@PROPERTY_SETTINGS
+@given(random_dags(), st.integers(min_value=1, max_value=4))
+def test_simultaneously_running_steps_never_exceed_the_concurrency_cap(
+    steps: list[dict[str, Any]], cap: int
+) -> None:
+    run, trace = run_traced({"steps": steps, "max_concurrency": cap})
+
+    running = peak = 0
+    for kind, _ in trace:
+        if kind == "step_started":
+            running += 1
+            peak = max(peak, running)
+        elif kind in ("step_succeeded", "step_failed"):
+            running -= 1
+    assert running == 0
+    assert 1 <= peak <= cap
+    assert run.status.value == "succeeded"
+
+
+@PROPERTY_SETTINGS
+@given(random_dags())
+def test_without_parallelism_steps_run_one_at_a_time_in_a_topological_order(
+    steps: list[dict[str, Any]],
+) -> None:
+    run, trace = run_traced({"steps": steps, "optimization": {"parallel_where_possible": False}})
+
+    kinds = [k for k, _ in trace if k in ("step_started", "step_succeeded")]
+    assert kinds == ["step_started", "step_succeeded"] * len(steps)
+    order = step_events(trace, "step_started")
+    for step in steps:
+        assert all(order.index(d) < order.index(step["id"]) for d in step["depends_on"])
+    assert run.status.value == "succeeded"
+
+
+class GatedExecutor:
+    """Steps named in `gates` wait for their gate; the others finish at once."""
+
+    def __init__(self, gates: dict[str, anyio.Event]) -> None:
+        self.gates = gates
+
+    async def execute(self, call: StepCall) -> StepOutcome:
+        gate = self.gates.get(call.step.id)
+        if gate is not None:
+            await gate.wait()
+        return StepOutcome(call.step.id)
+
+
+@pytest.mark.anyio
+async def test_a_step_starts_when_its_own_dependencies_finish_without_waiting_for_a_layer() -> None:
+    # `fast_child` is in the second layer; `slow` in the first is still running when it
+    # starts. A layer-barrier scheduler would deadlock here: `slow` waits for `fast_child`.
+    release_slow = anyio.Event()
+    engine = Engine(
+        InMemoryRunStore(), {ExecutorKind.BUILTIN: GatedExecutor({"slow": release_slow})}
+    )
+    seen: Trace = []
+
+    def on_event(kind: str, sid: str | None, _: dict[str, Any]) -> None:
+        seen.append((kind, sid))
+        if (kind, sid) == ("step_succeeded", "fast_child"):
+            release_slow.set()
+
+    spec = {
+        "steps": [
+            {"id": "slow"},
+            {"id": "fast"},
+            {"id": "fast_child", "depends_on": ["fast"]},
+            {"id": "join", "depends_on": ["slow", "fast_child"]},
+        ]
+    }
+    with anyio.fail_after(5):
+        run = await engine.run(spec, on_event=on_event)
+    assert run.status.value == "succeeded"
+    assert seen.index(("step_started", "fast_child")) < seen.index(("step_succeeded", "slow"))
+
+
+@pytest.mark.anyio
+async def test_ready_steps_on_the_longest_path_start_first_under_a_cap_of_one() -> None:
+    engine = Engine(InMemoryRunStore(), {ExecutorKind.BUILTIN: BuiltinExecutor()})
+    seen: Trace = []
+    spec = {
+        "max_concurrency": 1,
+        "steps": [
+            {"id": "short", "estimate_s": 1},
+            {"id": "long_head", "estimate_s": 1},
+            {"id": "long_tail", "depends_on": ["long_head"], "estimate_s": 5},
+        ],
+    }
+    with anyio.fail_after(5):
+        await engine.run(spec, on_event=lambda k, s, _: seen.append((k, s)))
+    assert step_events(seen, "step_started") == ["long_head", "long_tail", "short"]
+
+
+class FailingExecutor:
+    async def execute(self, call: StepCall) -> StepOutcome:
+        raise StepError(f"{call.step.id} failed", retryable=False)
+
+
+@PROPERTY_SETTINGS
+@given(random_dags())
+def test_when_every_step_is_optional_and_fails_each_root_fails_and_the_rest_are_skipped(
+    steps: list[dict[str, Any]],
+) -> None:
+    optional = [{**s, "on_failure": "continue"} for s in steps]
+
+    async def main() -> RunRecord:
+        engine = Engine(InMemoryRunStore(), {ExecutorKind.BUILTIN: FailingExecutor()})
+        with anyio.fail_after(10):
+            return await engine.run({"steps": optional})
+
+    run = anyio.run(main)
+    assert run.status.value == "succeeded"
+    assert {sid: rec.status.value for sid, rec in run.steps.items()} == {
+        s["id"]: "skipped" if s["depends_on"] else "failed" for s in steps
+    }
