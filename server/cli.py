@@ -17,8 +17,8 @@ from engine.engine import Engine
 from engine.errors import TuttiError
 from engine.report import age, gantt, recovery_plan
 from engine.spec import load_spec_file
-from memory.records import RunRecord, RunStatus
 from memory.mem_store import InMemoryRunStore
+from memory.records import RunRecord, RunStatus
 from memory.sqlite_store import SqliteRunStore
 from server.progress import Progress
 from server.settings import Settings, build_engine
