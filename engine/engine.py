@@ -23,12 +23,11 @@ from engine.errors import (
 from engine.executors.base import StepExecutor
 from engine.models import ModelTable
 from engine.plan import Plan, make_plan
-from engine.report import run_metrics
 from engine.runner import EventSink, RunExecution, shape_output
 from engine.spec import ExecutorKind, InputSpec, Step, WorkflowSpec, parse_spec
 from engine.workflow import Workflow, compile_workflow
 from memory.owner import owner_alive
-from memory.records import Checkpoint, RunRecord, RunStatus, RunStore, StepStatus
+from memory.records import Checkpoint, RunRecord, RunStatus, RunStore, StepRecord, StepStatus
 from memory.sqlite_store import RunNotFound
 
 MODEL_KINDS = frozenset({ExecutorKind.PROMPT, ExecutorKind.CLIENT, ExecutorKind.SAMPLING})
@@ -121,7 +120,8 @@ class Engine:
         self.executors = dict(executors)
         self.config = config or EngineConfig()
         self.live: dict[str, RunExecution] = {}
-        self._compiled: dict[str, Workflow] = {}  # runs created here and not yet executed
+        # runs created here and not yet executed: their plan and initial record
+        self._compiled: dict[str, tuple[tuple[Workflow, Plan], RunRecord]] = {}
 
     # -- specs -----------------------------------------------------------------------------
     def compile(self, spec: WorkflowSpec | Mapping[str, Any]) -> Workflow:
@@ -197,7 +197,9 @@ class Engine:
             parent_run_id=parent_run_id,
         )
         await self.store.create_run(run, wf.order)
-        self._compiled[run.id] = wf
+        run.steps = {sid: StepRecord(sid) for sid in wf.order}
+        # planned here, outside the run; execute() in this process starts from this state
+        self._compiled[run.id] = (self._plan_for(wf), run)
         return run.id
 
     async def load(self, run_id: str) -> RunRecord:
@@ -211,7 +213,8 @@ class Engine:
     ) -> RunRecord:
         """Run (or continue) a run until it rests: finished, failed, cancelled, or (when not
         `attached`) waiting for client steps. Returns the stored record with metrics."""
-        run = await self.load(run_id)
+        cached = self._compiled.pop(run_id, None)
+        run = cached[1] if cached else await self.load(run_id)
         if run_id in self.live:
             raise RunStateError(f"run {run_id} is already running in this process")
         if run.status.finished and run.status is RunStatus.SUCCEEDED:
@@ -220,20 +223,18 @@ class Engine:
             raise RunStateError(
                 f"run {run_id} is running in another process ({run.owner}); wait for it or cancel it there"
             )
-        wf = self._compiled.pop(run_id, None) or self.compile(run.spec)
+        wf, plan = cached[0] if cached else self._plan_for(self.compile(run.spec))
         self.preflight(wf)
-        execution = RunExecution(self, run, wf, self.plan(wf), attached=attached, on_event=on_event)
+        execution = RunExecution(self, run, wf, plan, attached=attached, on_event=on_event)
         self.live[run_id] = execution
-        started = self.config.clock()
         try:
             await execution.execute()
         finally:
             del self.live[run_id]
-        final = await self.load(run_id)
-        metrics = run_metrics(final, wf, wall_s=self.config.clock() - started)
-        await self.store.set_run(run_id, metrics=metrics)
-        final.metrics = metrics
-        return final
+        return execution.run
+
+    def _plan_for(self, wf: Workflow) -> tuple[Workflow, Plan]:
+        return wf, self.plan(wf)
 
     async def run(
         self,

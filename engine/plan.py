@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import networkx as nx
-
 from engine.models import ModelTable
 from engine.spec import ExecutorKind, Mode, ThinkingMode
 from engine.thinking import ThinkingChoice, choose
@@ -146,30 +144,37 @@ def make_plan(
             est[sid] = DEFAULT_ESTIMATE_S.get(kind, 1.0)
 
     # Longest path to the end from each step (its priority) and the critical path itself.
+    # Fallback steps run only when their primary fails, so they are not on normal paths.
+    fallbacks = wf.fallback_of
     tail: dict[str, float] = {}
     nxt: dict[str, str | None] = {}
     for sid in reversed(wf.order):
         best, best_child = 0.0, None
         for c in wf.dependents[sid]:
-            if tail[c] > best:
+            if c not in fallbacks and tail[c] > best:
                 best, best_child = tail[c], c
         tail[sid] = est[sid] + best
         nxt[sid] = best_child
-    roots = [s for s in wf.order if not wf.deps[s] and s not in wf.fallback_of]
+    runnable = [s for s in wf.order if s not in fallbacks]
+    roots = [s for s in runnable if not wf.deps[s]]
     start = max(roots, key=lambda s: tail[s], default=None)
     critical: list[str] = []
     while start is not None:
         critical.append(start)
         start = nxt[start]
     crit_s = sum(est[s] for s in critical)
-    runnable = [s for s in wf.order if s not in wf.fallback_of]
     seq_s = sum(est[s] for s in runnable)
     parallel = spec.optimization.parallel_where_possible
     cap = spec.max_concurrency if parallel else 1
     est_s = max(crit_s, seq_s / cap) if parallel else seq_s
-    g = wf.graph.subgraph(runnable)
-    position = {sid: i for i, sid in enumerate(wf.order)}
-    groups = [sorted(gen, key=position.__getitem__) for gen in nx.topological_generations(g)]
+    level: dict[str, int] = {}  # topological generation: 1 + the deepest dependency's
+    groups: list[list[str]] = []
+    for sid in runnable:
+        n = max((level[d] + 1 for d in wf.deps[sid]), default=0)
+        level[sid] = n
+        if n == len(groups):
+            groups.append([])
+        groups[n].append(sid)
     mode, reason = choose_mode(wf)
     steps = {
         sid: StepPlan(

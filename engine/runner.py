@@ -22,6 +22,7 @@ from engine.core import FailureAction, RunCore
 from engine.errors import ConfigurationError, StepError, TemplateError
 from engine.executors.base import StepCall, StepOutcome
 from engine.plan import Plan
+from engine.report import run_metrics
 from engine.spec import ExecutorKind, Step
 from engine.templating import evaluate
 from engine.workflow import Workflow
@@ -104,6 +105,7 @@ class RunExecution:
         self._tg: TaskGroup | None = None
         self._wake = anyio.Event()
         self._resting = False
+        self._committed = max((r.seq or 0 for r in run.steps.values()), default=0)
 
     # -- entry -----------------------------------------------------------------------------
     async def execute(self) -> RunStatus:
@@ -132,6 +134,7 @@ class RunExecution:
             for s in self.wf.order
             if s not in committed
             and s not in client_failed
+            and s not in self.core.output_from  # failed, but its fallback committed
             and self.run.steps[s].status is not StepStatus.PENDING
         ]
         for sid in reset:
@@ -139,11 +142,16 @@ class RunExecution:
                 Event(self.run_id, "step_reset", sid, {"was": self.run.steps[sid].status.value})
             )
         await self.engine.reset_steps(self.run_id, reset)
+        for sid in reset:
+            rec = self.run.steps[sid]
+            rec.status, rec.finished_at = StepStatus.PENDING, None
         self.core.start()
-        now = self.engine.config.clock()
+        now = self._started = self.engine.config.clock()
+        owner = current_owner()
         await self.store.set_run(
-            self.run_id, status=RunStatus.RUNNING, owner=current_owner(), started_at=now, error=None
+            self.run_id, status=RunStatus.RUNNING, owner=owner, started_at=now, error=None
         )
+        self.run.status, self.run.owner, self.run.started_at = RunStatus.RUNNING, owner, now
         self._emit("run_started", None, {"steps": len(self.wf.order), "committed": len(committed)})
         outer_cancel = False
         try:
@@ -243,7 +251,7 @@ class RunExecution:
         except anyio.get_cancelled_exc_class():
             status = StepStatus.CANCELLED if self.cancel_requested else StepStatus.INTERRUPTED
             with anyio.CancelScope(shield=True):
-                await self.store.set_step(self.run_id, sid, status)
+                await self._set_step(sid, status)
             self.core.cancelled(sid)
             raise
 
@@ -277,6 +285,8 @@ class RunExecution:
             started = clock()
             first_start = first_start or started
             self.store.note_step_started(self.run_id, sid, attempt, started)
+            rec = self.run.steps[sid]
+            rec.status, rec.attempts, rec.started_at = StepStatus.RUNNING, attempt, started
             self._emit("step_started", sid, {"attempt": attempt})
             call = StepCall(
                 run_id=self.run_id,
@@ -348,6 +358,11 @@ class RunExecution:
             error=error,
         )
         await self.store.commit_checkpoint(self.run_id, cp)
+        self._committed += 1
+        rec = self.run.steps[sid]
+        rec.status, rec.output, rec.usage, rec.seq = status, output, usage, self._committed
+        rec.attempts, rec.started_at, rec.finished_at = attempt, started, cp.finished_at
+        rec.executor, rec.error = cp.executor, error
         self.waiting.discard(sid)
         self._add_usage(usage)
         self._set_ctx(sid, output, status)
@@ -356,6 +371,9 @@ class RunExecution:
         else:
             primary = self.wf.fallback_of.get(sid)
             for fb in self.core.succeeded(sid, status):
+                await self._set_step(
+                    fb, StepStatus.SKIPPED, detail={"reason": "fallback not needed"}
+                )
                 self.core.status[fb] = StepStatus.SKIPPED
             if primary is not None:
                 self._set_ctx(primary, output, StepStatus.FAILED)
@@ -378,8 +396,7 @@ class RunExecution:
             "policy": self.wf.steps[sid].on_failure.value,
             "action": action.value,
         }
-        await self.store.set_step(
-            self.run_id,
+        await self._set_step(
             sid,
             StepStatus.FAILED,
             attempts=attempt,
@@ -397,7 +414,7 @@ class RunExecution:
                 sid, StepError(f"fallback skipped: {reason}", retryable=False), 0, None
             )
             return
-        await self.store.set_step(self.run_id, sid, StepStatus.SKIPPED, detail={"reason": reason})
+        await self._set_step(sid, StepStatus.SKIPPED, detail={"reason": reason})
         self.core.skipped(sid)
         self.ctx[sid] = {"output": None, "results": None, "status": "skipped", "error": None}
         self._emit("step_skipped", sid, {"reason": reason})
@@ -405,8 +422,7 @@ class RunExecution:
     async def _handoff(
         self, sid: str, attempt: int, started: float, request: dict[str, Any]
     ) -> None:
-        await self.store.set_step(
-            self.run_id,
+        await self._set_step(
             sid,
             StepStatus.WAITING,
             attempts=attempt,
@@ -455,6 +471,7 @@ class RunExecution:
         for sid in list(self.waiting):
             rec = run.steps[sid]
             if rec.status.has_output and rec.seq is not None:
+                self.run.steps[sid] = rec
                 self.waiting.discard(sid)
                 self._add_usage(rec.usage)
                 self._set_ctx(sid, rec.output, rec.status)
@@ -469,6 +486,15 @@ class RunExecution:
         self._check_rest()
 
     # -- bookkeeping -----------------------------------------------------------------------
+    async def _set_step(self, sid: str, status: StepStatus, **fields: Any) -> None:
+        """Record a step's new status durably, and in the run record this execution keeps
+        (so the final record needs no reload)."""
+        await self.store.set_step(self.run_id, sid, status, **fields)
+        rec = self.run.steps[sid]
+        rec.status = status
+        for k, v in fields.items():
+            setattr(rec, k, v)
+
     def _set_ctx(self, sid: str, output: Any, status: StepStatus) -> None:
         self.ctx[sid] = {"output": output, "results": output, "status": status.value, "error": None}
 
@@ -504,8 +530,8 @@ class RunExecution:
         elif self.core.done:
             status = RunStatus.SUCCEEDED
             for fb in self.core.not_needed_fallbacks():
-                await self.store.set_step(
-                    self.run_id, fb, StepStatus.SKIPPED, detail={"reason": "fallback not needed"}
+                await self._set_step(
+                    fb, StepStatus.SKIPPED, detail={"reason": "fallback not needed"}
                 )
         elif self.core.stop_reason is not None:
             status = RunStatus.FAILED
@@ -517,8 +543,16 @@ class RunExecution:
             error = "no step can run: check conditions and dependencies"
         now = self.engine.config.clock()
         finished = now if status.finished else None
+        run = self.run
+        run.status, run.error, run.finished_at, run.owner = status, error, finished, None
+        run.metrics = run_metrics(run, self.wf, wall_s=now - self._started)
         await self.store.set_run(
-            self.run_id, status=status, error=error, finished_at=finished, owner=None
+            self.run_id,
+            status=status,
+            error=error,
+            finished_at=finished,
+            owner=None,
+            metrics=run.metrics,
         )
         await self.store.flush()
         self._emit(f"run_{status.value}", None, {"error": error})

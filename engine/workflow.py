@@ -183,10 +183,9 @@ def compile_workflow(spec: WorkflowSpec) -> Workflow:
     g = nx.DiGraph()
     g.add_nodes_from(ids)
     g.add_edges_from((d, s) for s, ds in deps.items() for d in ds)
-    try:
-        cycle = nx.find_cycle(g)
-    except nx.NetworkXNoCycle:
-        cycle = []
+    cycle: list[tuple[str, str]] = []
+    if not nx.is_directed_acyclic_graph(g):  # find_cycle is much slower on large DAGs
+        cycle = list(nx.find_cycle(g))
     if cycle:
         path = [u for u, _ in cycle] + [cycle[0][0]]
         raise SpecError(

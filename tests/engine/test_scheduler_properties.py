@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.engine import Engine
+from engine.engine import Engine, EngineConfig
 from engine.errors import StepError
 from engine.executors.base import StepCall, StepOutcome
 from engine.executors.builtin import BuiltinExecutor
@@ -192,4 +192,138 @@ def test_when_every_step_is_optional_and_fails_each_root_fails_and_the_rest_are_
     assert run.status.value == "succeeded"
     assert {sid: rec.status.value for sid, rec in run.steps.items()} == {
         s["id"]: "skipped" if s["depends_on"] else "failed" for s in steps
+    }
+
+
+class TinySleepExecutor:
+    """Stands in for the shell executor: sleeps the step's `value` seconds."""
+
+    async def execute(self, call: StepCall) -> StepOutcome:
+        await anyio.sleep(float(call.step.value or 0))
+        return StepOutcome(call.step.id)
+
+
+@PROPERTY_SETTINGS
+@given(random_dags(), st.integers(min_value=1, max_value=3), st.data())
+def test_steps_of_a_capped_executor_never_exceed_their_executor_limit(
+    steps: list[dict[str, Any]], shell_limit: int, data: st.DataObject
+) -> None:
+    shell_ids = {
+        s["id"] for s in steps if data.draw(st.booleans(), label=f"{s['id']} runs on shell")
+    }
+    spec_steps = [
+        {
+            "id": s["id"],
+            "depends_on": s["depends_on"],
+            "run": "shell",
+            "argv": ["x"],
+            "value": 0.001,
+        }
+        if s["id"] in shell_ids
+        else s
+        for s in steps
+    ]
+    trace: Trace = []
+
+    async def main() -> RunRecord:
+        engine = Engine(
+            InMemoryRunStore(),
+            {ExecutorKind.BUILTIN: BuiltinExecutor(), ExecutorKind.SHELL: TinySleepExecutor()},
+            EngineConfig(executor_limits={ExecutorKind.SHELL: shell_limit}),
+        )
+        with anyio.fail_after(10):
+            return await engine.run(
+                {"steps": spec_steps}, on_event=lambda kind, sid, _: trace.append((kind, sid))
+            )
+
+    run = anyio.run(main)
+    running = peak = 0
+    for kind, sid in trace:
+        if sid in shell_ids and kind == "step_started":
+            running += 1
+            peak = max(peak, running)
+        elif sid in shell_ids and kind == "step_succeeded":
+            running -= 1
+    assert peak <= shell_limit
+    assert run.status.value == "succeeded"
+    assert sorted(step_events(trace, "step_started")) == sorted(s["id"] for s in steps)
+
+
+@PROPERTY_SETTINGS
+@given(random_dags(), st.data())
+def test_skips_propagate_to_dependents_except_through_trigger_all_done(
+    steps: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    false_when = {s["id"] for s in steps if data.draw(st.booleans(), label=f"{s['id']} false")}
+    all_done = {s["id"] for s in steps if data.draw(st.booleans(), label=f"{s['id']} all_done")}
+    spec_steps = [
+        {
+            **s,
+            **({"when": "false"} if s["id"] in false_when else {}),
+            **({"trigger": "all_done"} if s["id"] in all_done else {}),
+        }
+        for s in steps
+    ]
+    expected: dict[str, str] = {}
+    for s in steps:
+        blocked = s["id"] not in all_done and any(expected[d] == "skipped" for d in s["depends_on"])
+        expected[s["id"]] = "skipped" if s["id"] in false_when or blocked else "succeeded"
+
+    run, trace = run_traced({"steps": spec_steps})
+
+    assert run.status.value == "succeeded"
+    assert {sid: rec.status.value for sid, rec in run.steps.items()} == expected
+    assert sorted(step_events(trace, "step_started")) == sorted(
+        sid for sid, st_ in expected.items() if st_ == "succeeded"
+    )
+
+
+class FailFirstCall:
+    """Builtin steps, except that steps in `failing` fail their first call."""
+
+    def __init__(self, failing: set[str]) -> None:
+        self.failing = set(failing)
+        self.calls: list[str] = []
+        self.succeeded: list[str] = []
+        self._builtin = BuiltinExecutor()
+
+    async def execute(self, call: StepCall) -> StepOutcome:
+        sid = call.step.id
+        self.calls.append(sid)
+        if sid in self.failing:
+            self.failing.discard(sid)
+            raise StepError(f"{sid} failed once")
+        outcome = await self._builtin.execute(call)
+        self.succeeded.append(sid)
+        return outcome
+
+
+@PROPERTY_SETTINGS
+@given(random_dags(), st.data())
+def test_resuming_failed_runs_never_reruns_a_committed_step(
+    steps: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    failing = {s["id"] for s in steps if data.draw(st.booleans(), label=f"{s['id']} fails")}
+    executor = FailFirstCall(failing)
+
+    async def main() -> RunRecord:
+        engine = Engine(InMemoryRunStore(), {ExecutorKind.BUILTIN: executor})
+        with anyio.fail_after(20):
+            run = await engine.run({"steps": steps})
+            for _ in range(len(steps)):
+                if run.status.value == "succeeded":
+                    break
+                assert run.status.value == "failed"
+                committed = {sid for sid, rec in run.steps.items() if rec.seq is not None}
+                before = len(executor.calls)
+                run = await engine.resume(run.id)
+                assert committed.isdisjoint(executor.calls[before:])
+        return run
+
+    run = anyio.run(main)
+    ids = [s["id"] for s in steps]
+    assert run.status.value == "succeeded"
+    assert sorted(executor.succeeded) == sorted(ids)
+    assert {sid: rec.attempts for sid, rec in run.steps.items()} == {
+        sid: 2 if sid in failing else 1 for sid in ids
     }

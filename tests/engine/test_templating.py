@@ -123,7 +123,10 @@ def test_render_value_keeps_native_types_for_a_lone_expression() -> None:
 
 
 def test_references_lists_every_outside_name_with_its_first_attribute() -> None:
-    text = "${scan.output.meta} ${note['results']} ${inputs.topic} ${% for x in scan.output %}${x}${% endfor %}"
+    text = (
+        "${scan.output.meta} ${note['results']} ${inputs.topic} "
+        "${% for x in scan.output %}${x}${% endfor %}"
+    )
     assert references(text) == [
         Reference("scan", "output"),
         Reference("note", "results"),

@@ -306,7 +306,8 @@ def test_an_overridden_output_limit_shrinks_the_thinking_budget() -> None:
         ({"thinking": "weird"}, "model override for 'x': 'weird' is not a valid ThinkingStyle"),
         (
             {"nope": 1},
-            "model override for 'x': ModelInfo.__init__() got an unexpected keyword argument 'nope'",
+            "model override for 'x': "
+            "ModelInfo.__init__() got an unexpected keyword argument 'nope'",
         ),
     ],
 )
