@@ -345,9 +345,10 @@ class RunExecution:
         usage = outcome.usage
         if outcome.cost_usd is not None:
             usage = {**(usage or {}), "cost_usd": outcome.cost_usd}
+        self._committed += 1
         cp = Checkpoint(
             step_id=sid,
-            seq=0,
+            seq=self._committed,
             status=status,
             output=output,
             attempts=attempt,
@@ -358,9 +359,9 @@ class RunExecution:
             error=error,
         )
         await self.store.commit_checkpoint(self.run_id, cp)
-        self._committed += 1
         rec = self.run.steps[sid]
-        rec.status, rec.output, rec.usage, rec.seq = status, output, usage, self._committed
+        rec.status, rec.output, rec.usage, rec.seq = status, output, usage, cp.seq
+        rec.detail = None
         rec.attempts, rec.started_at, rec.finished_at = attempt, started, cp.finished_at
         rec.executor, rec.error = cp.executor, error
         self.waiting.discard(sid)

@@ -54,6 +54,8 @@ ENV = _Env(
     keep_trailing_newline=True,
 )
 ENV.filters["tojson"] = lambda v: json.dumps(v, ensure_ascii=False)
+# only data and plain helpers in scope: no lipsum/cycler/joiner objects to poke at
+ENV.globals = {"range": range, "namespace": ENV.globals["namespace"]}
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,16 @@ def references(text: str, *, expression: bool = False) -> list[Reference]:
         ast = ENV.parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}") from None
-    for attr_node in ast.find_all(nodes.Getattr):
-        if attr_node.attr.startswith("_"):
-            raise TemplateError(f"access to {attr_node.attr!r} is not allowed in templates")
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        name: object = None
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            name = node.arg.value
+        elif isinstance(node, nodes.Filter) and node.name == "attr":
+            raise TemplateError("the `attr` filter is not allowed in templates")
+        if isinstance(name, str) and name.startswith("_"):
+            raise TemplateError(f"access to {name!r} is not allowed in templates")
     local = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
     covered: set[int] = set()
     refs: list[Reference] = []

@@ -64,12 +64,13 @@ class InMemoryRunStore:
         self._events[event.run_id].append((self._next_event, time.time(), event))
 
     async def commit_checkpoint(self, run_id: str, cp: Checkpoint) -> None:
-        cp = dataclasses.replace(cp, seq=len(self._checkpoints[run_id]) + 1)
+        if not cp.seq:
+            cp = dataclasses.replace(cp, seq=len(self._checkpoints[run_id]) + 1)
         self._checkpoints[run_id][cp.step_id] = cp
         rec = self._runs[run_id].steps[cp.step_id]
         rec.status, rec.attempts = cp.status, cp.attempts
         rec.started_at, rec.finished_at = cp.started_at, cp.finished_at
-        rec.executor, rec.error = cp.executor, cp.error
+        rec.executor, rec.error, rec.detail = cp.executor, cp.error, None
         self.append_event(Event(run_id, f"step_{cp.status.value}", cp.step_id, {"seq": cp.seq}))
 
     async def set_step(self, run_id: str, step_id: str, status: StepStatus, **fields: Any) -> None:

@@ -52,7 +52,6 @@ MIGRATIONS: list[tuple[str, str]] = [
             error TEXT,
             PRIMARY KEY (run_id, step_id)
         ) WITHOUT ROWID;
-        CREATE INDEX checkpoints_by_seq ON checkpoints(run_id, seq);
         CREATE TABLE events (
             id INTEGER PRIMARY KEY,
             run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,

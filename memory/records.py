@@ -100,7 +100,7 @@ class Checkpoint:
     """A committed step: its output and what it cost. Never rewritten; one row per step."""
 
     step_id: str
-    seq: int  # assigned by the store: 1, 2, ... in commit order within the run
+    seq: int  # 1, 2, ... in commit order within the run; 0: the store assigns the next
     status: StepStatus  # succeeded or degraded
     output: Any
     attempts: int

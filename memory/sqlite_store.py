@@ -309,10 +309,12 @@ class SqliteRunStore:
                 (
                     "INSERT OR REPLACE INTO checkpoints (run_id, step_id, seq, status, output, attempts, "
                     "started_at, finished_at, usage, executor, error) VALUES (?,?,"
-                    "(SELECT COALESCE(MAX(seq), 0) + 1 FROM checkpoints WHERE run_id = ?),?,?,?,?,?,?,?,?)",
+                    "COALESCE(?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM checkpoints WHERE run_id = ?)),"
+                    "?,?,?,?,?,?,?,?)",
                     (
                         run_id,
                         cp.step_id,
+                        cp.seq or None,  # the runner numbers its own; others take the next
                         run_id,
                         cp.status.value,
                         _dump(cp.output),
@@ -326,7 +328,7 @@ class SqliteRunStore:
                 ),
                 (
                     "UPDATE steps SET status = ?, attempts = ?, started_at = ?, finished_at = ?, "
-                    "executor = ?, error = ? WHERE run_id = ? AND step_id = ?",
+                    "executor = ?, error = ?, detail = NULL WHERE run_id = ? AND step_id = ?",
                     (
                         cp.status.value,
                         cp.attempts,

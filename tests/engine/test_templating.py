@@ -368,10 +368,11 @@ async def test_a_render_time_sandbox_violation_fails_the_step_without_retries() 
     run = await run_spec(
         {
             "steps": [
-                {"id": "src", "op": "json", "value": {"a": 1}},
+                # the key comes from data, so only rendering can see what it is
+                {"id": "src", "op": "json", "value": {"k": "__class__"}},
                 {
                     "id": "sneaky",
-                    "args": "${src.output['__class__']}",
+                    "args": "${src.output[src.output.k]}",
                     "retry": {"attempts": 3, "backoff_s": 0},
                 },
             ]
@@ -382,7 +383,7 @@ async def test_a_render_time_sandbox_violation_fails_the_step_without_retries() 
         "failed",
         "failed",
         1,
-        "\"${src.output['__class__']}\": access not allowed in templates "
+        "'${src.output[src.output.k]}': access not allowed in templates "
         "(access to attribute '__class__' of 'dict' object is unsafe.)",
     )
 
@@ -424,3 +425,20 @@ async def test_a_lone_expression_reading_a_missing_key_fails_the_json_step() -> 
         "failed",
         "'${src.output.missing}': 'dict object' has no attribute 'missing'",
     )
+
+
+def test_item_access_to_private_names_and_the_attr_filter_are_refused_before_running() -> None:
+    for text, message in [
+        ("${x.output['__class__']}", "access to '__class__' is not allowed in templates"),
+        ("${x.output | attr('__class__')}", "the `attr` filter is not allowed in templates"),
+    ]:
+        with pytest.raises(TemplateError) as info:
+            references(text)
+        assert str(info.value) == message
+
+
+def test_only_data_and_plain_helpers_are_in_scope() -> None:
+    assert [str(r) for r in references("${lipsum} ${cycler} ${range(3) | list}")] == [
+        "lipsum",
+        "cycler",
+    ]
