@@ -36,8 +36,8 @@ EventSink = Callable[[str, str | None, dict[str, Any]], None]
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
 
-def _never(step: Step) -> bool:
-    return False
+def _unknown(step: Step) -> float | None:
+    return None
 
 
 def shape_output(step: Step, value: Any) -> Any:
@@ -88,11 +88,14 @@ class RunExecution:
         self.limits = {k: cfg.executor_limits.get(k, 1 << 30) for k in ExecutorKind}
         parallel = wf.spec.optimization.parallel_where_possible
         self.cap = min(wf.spec.max_concurrency, cfg.max_concurrency) if parallel else 1
-        self.instant = {
-            sid
-            for sid in wf.order
-            if getattr(engine.executors.get(self.kinds[sid]), "instant", _never)(wf.steps[sid])
-        }
+        # Steps that finish well within their timeout by construction need no cancel scope.
+        self.bounded: set[str] = set()
+        for sid in wf.order:
+            bound = getattr(engine.executors.get(self.kinds[sid]), "max_duration", _unknown)(
+                wf.steps[sid]
+            )
+            if bound is not None and bound < (wf.steps[sid].timeout or wf.spec.defaults.timeout):
+                self.bounded.add(sid)
         self.core = RunCore(wf, {s: p.priority for s, p in plan.steps.items()})
         self.ctx: dict[str, Any] = {"inputs": run.inputs}
         self.running = 0
@@ -300,7 +303,7 @@ class RunExecution:
                 model=model,
             )
             try:
-                if sid in self.instant:  # cannot await, so a timeout could not fire anyway
+                if sid in self.bounded:  # ends before its timeout could fire
                     outcome = await executor.execute(call)
                 else:
                     with anyio.fail_after(timeout):

@@ -13,9 +13,15 @@ from engine.spec import BuiltinOp, Step
 
 
 class BuiltinExecutor:
-    def instant(self, step: Step) -> bool:
-        """Every op but `wait` computes without awaiting anything."""
-        return step.builtin_op is not BuiltinOp.WAIT
+    def max_duration(self, step: Step) -> float | None:
+        """An upper bound on how long the step can take, when one is known: every op but
+        `wait` computes without awaiting anything; a `wait` of a literal number waits that."""
+        if step.builtin_op is not BuiltinOp.WAIT:
+            return 0.0
+        value = step.value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        return None
 
     async def execute(self, call: StepCall) -> StepOutcome:
         step = call.step
