@@ -317,7 +317,7 @@ async def sqlite_floor(dag: dict[str, Any], spec: dict[str, Any], tmpdir: str) -
     out: dict[str, Any] = {
         "wall_s": wall,
         "txns": len(during),
-        "statements": sum(len(b) for b in during),
+        "statements": sum(1 for b in during for op in b if op is not None),
     }
 
     sync, via, trip = [], [], []
