@@ -195,6 +195,7 @@ class Engine:
             inputs=values,
             created_at=self.config.clock(),
             parent_run_id=parent_run_id,
+            workspace=str(self.config.workspace.resolve()),
         )
         await self.store.create_run(run, wf.order)
         run.steps = {sid: StepRecord(sid) for sid in wf.order}

@@ -13,6 +13,7 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -105,6 +106,7 @@ class RunExecution:
         self.prior_attempts = {sid: rec.attempts for sid, rec in run.steps.items()}
         self.totals = _Totals()
         self.cancel_requested = False
+        self.workspace = Path(run.workspace) if run.workspace else cfg.workspace
         self._tg: TaskGroup | None = None
         self._wake = anyio.Event()
         self._resting = False
@@ -298,7 +300,7 @@ class RunExecution:
                 context=self.ctx,
                 deps=self.wf.deps[sid],
                 timeout_s=timeout,
-                workspace=self.engine.config.workspace,
+                workspace=self.workspace,
                 thinking=sp.thinking,
                 model=model,
             )

@@ -22,7 +22,8 @@ MIGRATIONS: list[tuple[str, str]] = [
             owner TEXT,
             parent_run_id TEXT,
             error TEXT,
-            metrics TEXT
+            metrics TEXT,
+            workspace TEXT
         );
         CREATE INDEX runs_by_status ON runs(status, created_at);
         CREATE INDEX runs_by_created ON runs(created_at);

@@ -92,6 +92,7 @@ class RunRecord:
     parent_run_id: str | None = None
     error: str | None = None
     metrics: dict[str, Any] | None = None
+    workspace: str | None = None  # where shell steps run; kept so resume runs them there
     steps: dict[str, StepRecord] = field(default_factory=dict)
 
 

@@ -31,7 +31,18 @@ from memory.records import (
 
 Op = tuple[str, tuple[Any, ...]]
 _RUN_FIELDS = frozenset(
-    {"status", "started_at", "finished_at", "owner", "error", "metrics", "name", "inputs", "spec"}
+    {
+        "status",
+        "started_at",
+        "finished_at",
+        "owner",
+        "error",
+        "metrics",
+        "name",
+        "inputs",
+        "spec",
+        "workspace",
+    }
 )
 _STEP_FIELDS = frozenset({"attempts", "executor", "started_at", "finished_at", "error", "detail"})
 _JSON_FIELDS = frozenset({"metrics", "inputs", "spec", "detail"})
@@ -136,7 +147,8 @@ class SqliteRunStore:
         ops: list[Op] = [
             (
                 "INSERT INTO runs (id, name, status, spec, inputs, created_at, started_at, "
-                "finished_at, owner, parent_run_id, error, metrics) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "finished_at, owner, parent_run_id, error, metrics, workspace) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run.id,
                     run.name,
@@ -150,6 +162,7 @@ class SqliteRunStore:
                     run.parent_run_id,
                     run.error,
                     None if run.metrics is None else _dump(run.metrics),
+                    run.workspace,
                 ),
             )
         ]
@@ -448,6 +461,7 @@ def _run_from_row(r: Any) -> RunRecord:
         parent_run_id=r[9],
         error=r[10],
         metrics=_load(r[11]),
+        workspace=r[12],
     )
 
 

@@ -181,12 +181,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     async def go(engine: Engine) -> int:
+        if args.workspace:  # shell steps otherwise run where the run was started
+            await engine.load(args.run_id)
+            await engine.store.set_run(args.run_id, workspace=str(Path(args.workspace).resolve()))
         return await _finish(args, engine, args.run_id, resume=True)
 
-    kw: dict[str, Any] = {"shell_allow_all": True}
-    if args.workspace:
-        kw["workspace"] = Path(args.workspace)
-    return anyio.run(_with_engine, args, go, kw)
+    return anyio.run(_with_engine, args, go, {"shell_allow_all": True})
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -318,7 +318,7 @@ def parser() -> argparse.ArgumentParser:
     sp = add("resume", cmd_resume, "continue a failed, cancelled, interrupted or waiting run")
     sp.add_argument("run_id")
     sp.add_argument("--json", action="store_true")
-    sp.add_argument("--workspace")
+    sp.add_argument("--workspace", help="run shell steps here instead of where the run started")
     sp = add("runs", cmd_runs, "list recent runs")
     sp.add_argument("--status", choices=[s.value for s in RunStatus])
     sp.add_argument("--limit", type=int, default=20)

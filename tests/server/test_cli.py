@@ -331,3 +331,30 @@ def test_every_subcommand_is_documented_in_the_readme() -> None:
     assert undocumented == [], (
         f"README.md does not mention: {', '.join(f'tutti {c}' for c in undocumented)}"
     )
+
+
+def test_resume_runs_shell_steps_where_the_run_started_not_in_the_current_directory(
+    tutti: Tutti, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # fails the first time (leaving a flag in its working directory), then prints where it ran
+    flow = write(
+        project,
+        "flaky.yaml",
+        'steps:\n  - id: where\n    argv: ["sh", "-c", "test -f flag || { touch flag; exit 1; }; pwd"]\n',
+    )
+    code, first = run_json(tutti, "run", str(flow))
+    assert (code, first["status"]) == (EXIT_FAILED, "failed")
+
+    monkeypatch.chdir(elsewhere)
+    code, resumed = run_json(tutti, "resume", first["run_id"])
+
+    assert (code, resumed["status"], resumed["outputs"]) == (
+        EXIT_OK,
+        "succeeded",
+        {"where": str(project.resolve())},
+    )
+    assert not (elsewhere / "flag").exists()
