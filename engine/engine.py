@@ -191,7 +191,7 @@ class Engine:
             id=run_id or new_run_id(),
             name=wf.spec.name,
             status=RunStatus.PENDING,
-            spec=wf.spec.model_dump(mode="json", exclude_defaults=True),
+            spec=self._stored_spec(wf.spec),
             inputs=values,
             created_at=self.config.clock(),
             parent_run_id=parent_run_id,
@@ -202,6 +202,18 @@ class Engine:
         # planned here, outside the run; execute() in this process starts from this state
         self._compiled[run.id] = (self._plan_for(wf), run)
         return run.id
+
+    def _stored_spec(self, spec: WorkflowSpec) -> dict[str, Any]:
+        """The spec as stored with the run, with where its model steps run made explicit, so
+        a resume (in any process, with any settings) hands them to the same executor."""
+        if spec.defaults.model_executor is None and any(
+            s.run is None and s.executor is ExecutorKind.PROMPT for s in spec.steps
+        ):
+            defaults = spec.defaults.model_copy(
+                update={"model_executor": self.config.model_executor}
+            )
+            spec = spec.model_copy(update={"defaults": defaults})
+        return spec.model_dump(mode="json", exclude_defaults=True)
 
     async def load(self, run_id: str) -> RunRecord:
         try:

@@ -16,7 +16,7 @@ from rich.table import Table
 from engine.engine import Engine
 from engine.errors import TuttiError
 from engine.report import age, gantt, recovery_plan
-from engine.spec import load_spec_file
+from engine.spec import ExecutorKind, load_spec_file
 from memory.mem_store import InMemoryRunStore
 from memory.records import RunRecord, RunStatus
 from memory.sqlite_store import SqliteRunStore
@@ -71,7 +71,7 @@ def print_run(run: RunRecord, *, with_gantt: bool = False) -> None:
         table.add_row(s.step_id, s.status.value, str(s.attempts), secs, text)
     out.print(table)
     m = run.metrics or {}
-    if m:
+    if m and run.status is not RunStatus.WAITING:
         tokens = m.get("tokens") or {}
         cost = m.get("cost_usd")
         out.print(
@@ -96,10 +96,10 @@ def print_run(run: RunRecord, *, with_gantt: bool = False) -> None:
         for s in run.steps.values():
             if s.status.value == "waiting":
                 instr = (s.detail or {}).get("instructions", "")
-                out.print(f"waiting for the client: [bold]{s.step_id}[/bold]: {_short(instr, 200)}")
-        out.print(
-            f"complete with: tutti complete {run.id} STEP --output TEXT, then tutti resume {run.id}"
-        )
+                out.print(f"waiting for you: [bold]{s.step_id}[/bold]: {_short(instr, 200)}")
+                out.print(
+                    f"  when done: tutti complete {run.id} {s.step_id} --output TEXT --resume"
+                )
     if with_gantt:
         out.print("\n```mermaid\n" + gantt(run) + "\n```")
     elif run.status is RunStatus.SUCCEEDED:
@@ -175,7 +175,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     persist = spec.optimization.state_persistence
     workspace = Path(args.workspace) if args.workspace else Path(args.file).resolve().parent
-    kw = {"shell_allow_all": True, "workspace": workspace, "in_memory": not persist}
+    kw: dict[str, Any] = {"shell_allow_all": True, "workspace": workspace, "in_memory": not persist}
+    if args.client:
+        kw["model_executor"] = ExecutorKind.CLIENT
     return anyio.run(_with_engine, args, go, kw)
 
 
@@ -311,6 +313,11 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print one JSON object with the result")
     sp.add_argument(
         "--workspace", help="directory shell steps run in (default: the file's directory)"
+    )
+    sp.add_argument(
+        "--client",
+        action="store_true",
+        help="hand model steps to you instead of the API: the run waits for `tutti complete`",
     )
     sp = add("plan", cmd_plan, "validate a workflow and show its plan")
     sp.add_argument("file")

@@ -358,3 +358,35 @@ def test_resume_runs_shell_steps_where_the_run_started_not_in_the_current_direct
         {"where": str(project.resolve())},
     )
     assert not (elsewhere / "flag").exists()
+
+
+def test_the_seed_chain_runs_by_hand_with_client_steps_and_complete(tutti: Tutti) -> None:
+    seed = str(ROOT / "examples" / "seed-chain.json")
+    code, run = run_json(tutti, "run", seed, "--client")
+    assert (code, run["status"], run["steps"]["analyze_codebase"]["status"]) == (
+        3,
+        "waiting",
+        "waiting",
+    )
+    run_id = run["run_id"]
+    code, run = run_json(
+        tutti, "complete", run_id, "analyze_codebase", "--output", "eval() in app.py", "--resume"
+    )
+    # the upstream result is rendered into the next step's instructions
+    assert run["steps"]["fix_issues"]["detail"]["instructions"] == (
+        "fix security issues: eval() in app.py"
+    )
+    for step, answer in [
+        ("fix_issues", "replaced eval with ast.literal_eval"),
+        ("validate_fixes", "PASS"),
+    ]:
+        code, run = run_json(tutti, "complete", run_id, step, "--output", answer, "--resume")
+    assert (code, run["status"], run["outputs"]) == (
+        EXIT_OK,
+        "succeeded",
+        {
+            "analyze_codebase": "eval() in app.py",
+            "fix_issues": "replaced eval with ast.literal_eval",
+            "validate_fixes": "PASS",
+        },
+    )
