@@ -102,6 +102,7 @@ class RunExecution:
         self.running = 0
         self.by_kind = dict.fromkeys(ExecutorKind, 0)
         self.deferred: dict[ExecutorKind, deque[str]] = {k: deque() for k in ExecutorKind}
+        self.n_deferred = 0  # steps ready but held back by their executor's cap
         self.waiting: set[str] = set()
         self.prior_attempts = {sid: rec.attempts for sid, rec in run.steps.items()}
         self.totals = _Totals()
@@ -196,7 +197,7 @@ class RunExecution:
             kind = self.kinds[sid]
             self.running += 1
             self.by_kind[kind] += 1
-            self._tg.start_soon(self._worker, sid, kind, skip)
+            self._tg.start_soon(self._worker, sid, kind, skip, name=sid)
 
     async def _worker(self, sid: str, kind: ExecutorKind, skip: str | None) -> None:
         """Run a step, then keep going with the next ready step in the same task while
@@ -223,15 +224,18 @@ class RunExecution:
     def _next(self) -> tuple[str, str | None] | None:
         if self.core.stop_reason is not None:
             return None
-        for kind, q in self.deferred.items():
-            if q and self.by_kind[kind] < self.limits[kind]:
-                return q.popleft(), None
+        if self.n_deferred:
+            for kind, q in self.deferred.items():
+                if q and self.by_kind[kind] < self.limits[kind]:
+                    self.n_deferred -= 1
+                    return q.popleft(), None
         while self.core.has_ready:
             d = self.core.pop_ready()
             assert d is not None
             kind = self.kinds[d.step_id]
             if d.skip_reason is None and self.by_kind[kind] >= self.limits[kind]:
                 self.deferred[kind].append(d.step_id)
+                self.n_deferred += 1
                 continue
             return d.step_id, d.skip_reason
         return None
