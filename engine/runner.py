@@ -91,12 +91,18 @@ class RunExecution:
         self.cap = min(wf.spec.max_concurrency, cfg.max_concurrency) if parallel else 1
         # Steps that finish well within their timeout by construction need no cancel scope.
         self.bounded: set[str] = set()
+        # Steps that take a while: their "running" state is worth committing early, so
+        # other processes see it (quick steps fold it into their completion's commit).
+        self.lasting: set[str] = set()
         for sid in wf.order:
             bound = getattr(engine.executors.get(self.kinds[sid]), "max_duration", _unknown)(
                 wf.steps[sid]
             )
             if bound is not None and bound < (wf.steps[sid].timeout or wf.spec.defaults.timeout):
                 self.bounded.add(sid)
+            if bound is None or bound > 0.005:
+                self.lasting.add(sid)
+        self._flush_pending = False
         self.core = RunCore(wf, {s: p.priority for s, p in plan.steps.items()})
         self.ctx: dict[str, Any] = {"inputs": run.inputs}
         self.running = 0
@@ -294,6 +300,9 @@ class RunExecution:
             started = clock()
             first_start = first_start or started
             self.store.note_step_started(self.run_id, sid, attempt, started)
+            if sid in self.lasting and not self._flush_pending and self._tg is not None:
+                self._flush_pending = True
+                self._tg.start_soon(self._flush_started, name="flush started steps")
             rec = self.run.steps[sid]
             rec.status, rec.attempts, rec.started_at = StepStatus.RUNNING, attempt, started
             self._emit("step_started", sid, {"attempt": attempt})
@@ -496,6 +505,12 @@ class RunExecution:
         self._check_rest()
 
     # -- bookkeeping -----------------------------------------------------------------------
+    async def _flush_started(self) -> None:
+        """Commit queued "step started" records once the steps starting now have started."""
+        await anyio.sleep(0)
+        self._flush_pending = False
+        await self.store.flush()
+
     async def _set_step(self, sid: str, status: StepStatus, **fields: Any) -> None:
         """Record a step's new status durably, and in the run record this execution keeps
         (so the final record needs no reload)."""
