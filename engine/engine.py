@@ -121,7 +121,7 @@ class Engine:
         self.config = config or EngineConfig()
         self.live: dict[str, RunExecution] = {}
         # runs created here and not yet executed: their plan and initial record
-        self._compiled: dict[str, tuple[tuple[Workflow, Plan], RunRecord]] = {}
+        self._compiled: dict[str, tuple[Workflow, Plan, RunRecord]] = {}
 
     # -- specs -----------------------------------------------------------------------------
     def compile(self, spec: WorkflowSpec | Mapping[str, Any]) -> Workflow:
@@ -200,7 +200,7 @@ class Engine:
         await self.store.create_run(run, wf.order)
         run.steps = {sid: StepRecord(sid) for sid in wf.order}
         # planned here, outside the run; execute() in this process starts from this state
-        self._compiled[run.id] = (self._plan_for(wf), run)
+        self._compiled[run.id] = (wf, self.plan(wf), run)
         return run.id
 
     def _stored_spec(self, spec: WorkflowSpec) -> dict[str, Any]:
@@ -227,16 +227,20 @@ class Engine:
         """Run (or continue) a run until it rests: finished, failed, cancelled, or (when not
         `attached`) waiting for client steps. Returns the stored record with metrics."""
         cached = self._compiled.pop(run_id, None)
-        run = cached[1] if cached else await self.load(run_id)
+        run = cached[2] if cached else await self.load(run_id)
         if run_id in self.live:
             raise RunStateError(f"run {run_id} is already running in this process")
-        if run.status.finished and run.status is RunStatus.SUCCEEDED:
+        if run.status is RunStatus.SUCCEEDED:
             raise RunStateError(f"run {run_id} already succeeded; nothing to resume")
         if run.status is RunStatus.RUNNING and owner_alive(run.owner):
             raise RunStateError(
                 f"run {run_id} is running in another process ({run.owner}); wait for it or cancel it there"
             )
-        wf, plan = cached[0] if cached else self._plan_for(self.compile(run.spec))
+        if cached:
+            wf, plan = cached[0], cached[1]
+        else:
+            wf = self.compile(run.spec)
+            plan = self.plan(wf)
         self.preflight(wf)
         execution = RunExecution(self, run, wf, plan, attached=attached, on_event=on_event)
         self.live[run_id] = execution
@@ -245,9 +249,6 @@ class Engine:
         finally:
             del self.live[run_id]
         return execution.run
-
-    def _plan_for(self, wf: Workflow) -> tuple[Workflow, Plan]:
-        return wf, self.plan(wf)
 
     async def run(
         self,
@@ -274,10 +275,6 @@ class Engine:
             return False
         execution.request_cancel()
         return True
-
-    async def reset_steps(self, run_id: str, step_ids: list[str]) -> None:
-        if step_ids:
-            await self.store.reset_steps(run_id, step_ids)
 
     async def complete_step(
         self, run_id: str, step_id: str, *, output: Any = None, error: str | None = None

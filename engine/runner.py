@@ -153,7 +153,8 @@ class RunExecution:
             self.store.append_event(
                 Event(self.run_id, "step_reset", sid, {"was": self.run.steps[sid].status.value})
             )
-        await self.engine.reset_steps(self.run_id, reset)
+        if reset:
+            await self.store.reset_steps(self.run_id, reset)
         for sid in reset:
             rec = self.run.steps[sid]
             rec.status, rec.finished_at = StepStatus.PENDING, None
