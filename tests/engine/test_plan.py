@@ -8,6 +8,7 @@ from engine.models import ModelTable
 from engine.plan import Plan, make_plan
 from engine.spec import ExecutorKind, Mode, ThinkingMode, parse_spec
 from engine.workflow import compile_workflow
+from tests.seed import SEED_CHAIN
 
 DIAMOND: dict[str, Any] = {
     "name": "diamond",
@@ -17,30 +18,6 @@ DIAMOND: dict[str, Any] = {
         {"id": "c", "depends_on": ["a"], "args": "y", "estimate_s": 1},
         {"id": "d", "depends_on": ["b", "c"], "args": "z", "estimate_s": 4},
         {"id": "e", "args": "w", "estimate_s": 1},
-    ],
-}
-
-SEED_CHAIN: dict[str, Any] = {
-    "type": "chain",
-    "steps": [
-        {
-            "id": "analyze_codebase",
-            "command": "/query",
-            "args": "analyze Python security vulnerabilities",
-            "timeout": 300,
-        },
-        {
-            "id": "fix_issues",
-            "command": "/task",
-            "args": "fix security issues: ${analyze_codebase.results}",
-            "depends_on": ["analyze_codebase"],
-        },
-        {
-            "id": "validate_fixes",
-            "command": "/protocol",
-            "args": "run security validation",
-            "depends_on": ["fix_issues"],
-        },
     ],
 }
 

@@ -24,37 +24,10 @@ from memory.sqlite_store import SqliteRunStore
 from server.settings import Settings, build_engine
 from tests.fake_anthropic import FakeAnthropic, error, message
 from tests.fake_anthropic import delay as slow
+from tests.seed import SEED_CHAIN as SEED
 
 pytestmark = pytest.mark.anyio
 
-SEED: dict[str, Any] = {
-    "type": "chain",
-    "steps": [
-        {
-            "id": "analyze_codebase",
-            "command": "/query",
-            "args": "analyze Python security vulnerabilities",
-            "timeout": 300,
-        },
-        {
-            "id": "fix_issues",
-            "command": "/task",
-            "args": "fix security issues: ${analyze_codebase.results}",
-            "depends_on": ["analyze_codebase"],
-        },
-        {
-            "id": "validate_fixes",
-            "command": "/protocol",
-            "args": "run security validation",
-            "depends_on": ["fix_issues"],
-        },
-    ],
-    "optimization": {
-        "parallel_where_possible": True,
-        "adaptive_thinking": True,
-        "state_persistence": True,
-    },
-}
 PREAMBLE = system_prompt(Step(id="plain"))  # what every step's system prompt starts with
 FAST_RETRY = {"retry-after-ms": "5"}  # the SDK honours it: retries without its 0.5 s backoff
 

@@ -20,35 +20,7 @@ from engine.spec import (
     parse_spec,
 )
 from engine.workflow import compile_workflow
-
-SEED_CHAIN: dict[str, Any] = {
-    "type": "chain",
-    "steps": [
-        {
-            "id": "analyze_codebase",
-            "command": "/query",
-            "args": "analyze Python security vulnerabilities",
-            "timeout": 300,
-        },
-        {
-            "id": "fix_issues",
-            "command": "/task",
-            "args": "fix security issues: ${analyze_codebase.results}",
-            "depends_on": ["analyze_codebase"],
-        },
-        {
-            "id": "validate_fixes",
-            "command": "/protocol",
-            "args": "run security validation",
-            "depends_on": ["fix_issues"],
-        },
-    ],
-    "optimization": {
-        "parallel_where_possible": True,
-        "adaptive_thinking": True,
-        "state_persistence": True,
-    },
-}
+from tests.seed import SEED_CHAIN
 
 SEED_CHAIN_YAML = """\
 type: chain
@@ -283,3 +255,8 @@ def test_retry_delay_doubles_up_to_the_cap_and_jitter_scales_it() -> None:
 
 def test_failure_policy_defaults_to_fail() -> None:
     assert parse_spec({"steps": [{"id": "a"}]}).steps[0].on_failure is FailurePolicy.FAIL
+
+
+def test_the_example_file_is_the_seed_chain_as_written() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "seed-chain.json"
+    assert json.loads(example.read_text(encoding="utf-8")) == SEED_CHAIN
