@@ -30,8 +30,6 @@ from memory.owner import owner_alive
 from memory.records import Checkpoint, RunRecord, RunStatus, RunStore, StepRecord, StepStatus
 from memory.sqlite_store import RunNotFound
 
-MODEL_KINDS = frozenset({ExecutorKind.PROMPT, ExecutorKind.CLIENT, ExecutorKind.SAMPLING})
-
 
 @dataclass
 class EngineConfig:

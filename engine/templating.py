@@ -69,10 +69,6 @@ class Reference:
         return f"{self.name}.{self.attr}" if self.attr else self.name
 
 
-def has_template(text: str) -> bool:
-    return "${" in text
-
-
 def unwrap_condition(expr: str) -> str:
     """`${a.output > 3}` and `a.output > 3` are the same condition."""
     s = expr.strip()

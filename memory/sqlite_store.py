@@ -241,12 +241,6 @@ class SqliteRunStore:
             params = (status.value, limit)  # type: ignore[assignment]
         return [_run_from_row(r) for r in await self._conn.execute_fetchall(sql, params)]
 
-    async def step_counts(self, run_id: str) -> dict[str, int]:
-        rows = await self._conn.execute_fetchall(
-            "SELECT status, count(*) FROM steps WHERE run_id = ? GROUP BY status", (run_id,)
-        )
-        return {r[0]: r[1] for r in rows}
-
     async def mark_orphans_interrupted(self) -> list[str]:
         """Runs left `running` by a process that no longer exists become `interrupted`;
         their running steps become `interrupted` (resume runs them again)."""
