@@ -345,11 +345,14 @@ class RunExecution:
                     )
                 return
             self.totals.errors.setdefault(sid, []).append(str(err))
-            self._emit("step_attempt_failed", sid, {"attempt": attempt, "error": str(err)})
             if not err.retryable or n == policy.attempts:
                 await self._fail(sid, err, attempt, first_start)
                 return
-            await anyio.sleep(policy.delay(n, self.engine.config.rand()))
+            delay = policy.delay(n, self.engine.config.rand())
+            self._emit(
+                "step_retrying", sid, {"attempt": attempt, "error": str(err), "delay_s": delay}
+            )
+            await anyio.sleep(delay)
 
     async def _commit(
         self,

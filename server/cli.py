@@ -83,6 +83,13 @@ def print_run(run: RunRecord, *, with_gantt: bool = False) -> None:
             f"(thinking {tokens.get('thinking_tokens', 0)}); cost "
             + ("unknown" if cost is None else f"${cost:.4f}")
         )
+    if m.get("partial"):
+        handled = [
+            s.step_id for s in run.steps.values() if s.status.value in ("failed", "degraded")
+        ]
+        out.print(
+            f"succeeded in part: {', '.join(handled)} failed and their failure policy applied"
+        )
     if run.error:
         out.print(f"[bold]error:[/bold] {run.error}")
     plan = recovery_plan(run)
@@ -104,9 +111,9 @@ def print_run(run: RunRecord, *, with_gantt: bool = False) -> None:
         out.print("\n```mermaid\n" + gantt(run) + "\n```")
     elif run.status is RunStatus.SUCCEEDED:
         # the final outputs in full: those of the steps nothing else depends on
-        needed = {
-            d for spec_step in run.spec.get("steps", []) for d in spec_step.get("depends_on", [])
-        }
+        spec_steps = run.spec.get("steps", [])
+        needed = {d for st in spec_steps for d in st.get("depends_on", [])}
+        needed |= {st["fallback"] for st in spec_steps if st.get("fallback")}
         for s in run.steps.values():
             if s.status.has_output and s.step_id not in needed and isinstance(s.output, str):
                 out.print(f"\n[bold]{s.step_id}[/bold]:\n{s.output}")

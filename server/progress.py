@@ -65,8 +65,9 @@ class Progress:
                 )
         elif kind == "step_waiting":
             self.console.print(f"  waiting {step_id}  (handed to the client)")
-        elif kind == "step_attempt_failed":
+        elif kind == "step_retrying":
             self.console.print(
-                f"[yellow]    retry[/] {step_id} attempt {data['attempt']}: {data['error']}",
+                f"[yellow]    retry[/] {step_id} in {data['delay_s']:.1f}s, attempt "
+                f"{data['attempt']} failed: {data['error']}",
                 markup=True,
             )

@@ -90,9 +90,9 @@ async def test_a_flaky_step_succeeds_on_its_third_attempt_and_records_three_atte
     assert flaky.calls == [("fetch", 1), ("fetch", 2), ("fetch", 3), ("use", 1)]
     assert [(k, d) for k, s, d in events if s == "fetch"] == [
         ("step_started", {"attempt": 1}),
-        ("step_attempt_failed", {"attempt": 1, "error": "fetch broke on attempt 1"}),
+        ("step_retrying", {"attempt": 1, "error": "fetch broke on attempt 1", "delay_s": 0.0}),
         ("step_started", {"attempt": 2}),
-        ("step_attempt_failed", {"attempt": 2, "error": "fetch broke on attempt 2"}),
+        ("step_retrying", {"attempt": 2, "error": "fetch broke on attempt 2", "delay_s": 0.0}),
         ("step_started", {"attempt": 3}),
         ("step_succeeded", {"attempts": 3}),
     ]

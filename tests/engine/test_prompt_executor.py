@@ -213,11 +213,15 @@ async def test_the_step_retry_policy_makes_another_attempt_after_sdk_retries_run
 
     step = record.steps["ask"]
     assert (step.status.value, step.output, step.attempts) == ("succeeded", "second time lucky", 2)
-    assert [e for e in events if e[0] == "step_attempt_failed"] == [
+    assert [e for e in events if e[0] == "step_retrying"] == [
         (
-            "step_attempt_failed",
+            "step_retrying",
             "ask",
-            {"attempt": 1, "error": "Anthropic API error 529 from claude-haiku-4-5: Overloaded"},
+            {
+                "attempt": 1,
+                "error": "Anthropic API error 529 from claude-haiku-4-5: Overloaded",
+                "delay_s": 0.0,
+            },
         ),
     ]
     assert len(fake_anthropic.requests) == 3
