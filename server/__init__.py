@@ -1,0 +1,1 @@
+"""The `tutti` command line and settings; the MCP server joins them next."""

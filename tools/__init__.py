@@ -1,0 +1,1 @@
+"""MCP tool adapters: thin functions over engine/ and memory/ (they arrive with the MCP server)."""
