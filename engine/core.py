@@ -6,12 +6,13 @@ questions, so the same core could drive steps in another durable engine.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 from engine.spec import FailurePolicy, Trigger
 from engine.workflow import Workflow
-from memory.records import StepStatus
+from memory.records import StepRecord, StepStatus
 
 
 class FailureAction(StrEnum):
@@ -44,19 +45,41 @@ class RunCore:
         self._priority = priority
 
     # -- feeding events --------------------------------------------------------------------
-    def restore(self, committed: dict[str, StepStatus]) -> None:
-        """Resume: steps with a checkpoint keep it; everything else runs (again)."""
-        for sid, st in committed.items():
-            self.status[sid] = st
-        for sid in self.wf.order:
+    def restore(self, steps: Mapping[str, StepRecord]) -> tuple[list[str], list[str], list[str]]:
+        """Resume from stored step records: steps with a checkpoint keep it, everything else
+        runs (again). Returns (committed, reported failed by the client while no process
+        ran the run: their policy applies now, to reset to pending)."""
+        committed = [
+            s for s in self.wf.order if steps[s].status.has_output and steps[s].seq is not None
+        ]
+        for sid in committed:
+            self.status[sid] = steps[sid].status
+        done = set(committed)
+        for sid in committed:
             primary = self.wf.fallback_of.get(sid)
-            if sid in committed:
-                if primary is not None and primary not in committed:
-                    self.status[primary] = StepStatus.FAILED
-                    self.output_from[primary] = sid
-                    self._settle(primary, satisfied=True)
-                elif primary is None:
-                    self._settle(sid, satisfied=True)
+            if primary is None:
+                self._settle(sid, satisfied=True)
+            elif primary not in done:  # the fallback stood in for its failed primary
+                self.status[primary] = StepStatus.FAILED
+                self.output_from[primary] = sid
+                self._settle(primary, satisfied=True)
+        client_failed = [
+            s
+            for s in self.wf.order
+            if steps[s].status is StepStatus.FAILED
+            and (steps[s].detail or {}).get("reported_by_client")
+        ]
+        for sid in client_failed:
+            self.status[sid] = StepStatus.WAITING
+        reset = [
+            s
+            for s in self.wf.order
+            if s not in done
+            and s not in client_failed
+            and s not in self.output_from
+            and steps[s].status is not StepStatus.PENDING
+        ]
+        return committed, client_failed, reset
 
     def start(self) -> None:
         for sid in self.wf.order:

@@ -121,34 +121,13 @@ class RunExecution:
 
     # -- entry -----------------------------------------------------------------------------
     async def execute(self) -> RunStatus:
-        committed = {
-            sid: rec.status
-            for sid, rec in self.run.steps.items()
-            if rec.status.has_output and rec.seq is not None
-        }
+        committed, client_failed, reset = self.core.restore(self.run.steps)
         for sid in committed:
-            self._set_ctx(sid, self.run.steps[sid].output, committed[sid])
-        for cp in (self.run.steps[s] for s in committed):
-            self._add_usage(cp.usage)
-        self.core.restore(committed)
+            rec = self.run.steps[sid]
+            self._set_ctx(sid, rec.output, rec.status)
+            self._add_usage(rec.usage)
         for primary, fb in self.core.output_from.items():
             self._set_ctx(primary, self.ctx[fb]["output"], StepStatus.FAILED)
-        # A failure the client reported while no process ran the run: its policy applies now.
-        client_failed = [
-            s
-            for s, rec in self.run.steps.items()
-            if rec.status is StepStatus.FAILED and (rec.detail or {}).get("reported_by_client")
-        ]
-        for sid in client_failed:
-            self.core.waiting(sid)
-        reset = [
-            s
-            for s in self.wf.order
-            if s not in committed
-            and s not in client_failed
-            and s not in self.core.output_from  # failed, but its fallback committed
-            and self.run.steps[s].status is not StepStatus.PENDING
-        ]
         for sid in reset:
             self.store.append_event(
                 Event(self.run_id, "step_reset", sid, {"was": self.run.steps[sid].status.value})
