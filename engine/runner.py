@@ -285,7 +285,8 @@ class RunExecution:
                 self._tg.start_soon(self._flush_started, name="flush started steps")
             rec = self.run.steps[sid]
             rec.status, rec.attempts, rec.started_at = StepStatus.RUNNING, attempt, started
-            self._emit("step_started", sid, {"attempt": attempt})
+            if self.on_event is not None:
+                self._emit("step_started", sid, {"attempt": attempt})
             call = StepCall(
                 run_id=self.run_id,
                 step=step,
@@ -380,7 +381,8 @@ class RunExecution:
             if primary is not None:
                 self._set_ctx(primary, output, StepStatus.FAILED)
         self._check_budget()
-        self._emit(f"step_{status.value}", sid, {"attempts": attempt})
+        if self.on_event is not None:
+            self._emit(f"step_{status.value}", sid, {"attempts": attempt})
 
     async def _fail(self, sid: str, err: StepError, attempt: int, started: float | None) -> None:
         action = self.core.failed(sid)

@@ -96,7 +96,7 @@ class RunRecord:
     steps: dict[str, StepRecord] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Checkpoint:
     """A committed step: its output and what it cost. Never rewritten; one row per step."""
 
@@ -112,7 +112,7 @@ class Checkpoint:
     error: str | None = None  # for degraded steps: the failure the default stands in for
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     run_id: str
     kind: str
