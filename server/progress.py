@@ -24,6 +24,7 @@ class Progress:
         self.enabled = enabled
         self.bar: Bar | None = None
         self.task: Any = None
+        self.running: set[str] = set()
 
     def __enter__(self) -> Progress:
         if self.enabled and self.console.is_terminal:
@@ -53,15 +54,21 @@ class Progress:
             elif data["committed"]:
                 self.console.print(f"resuming: {data['committed']} steps already committed")
             return
+        if kind == "step_started" and self.bar is not None and self.task is not None:
+            self.running.add(step_id or "")
+            self.bar.update(self.task, description="running " + ", ".join(sorted(self.running)[:3]))
+            return
         if kind in _DONE:
+            self.running.discard(step_id or "")
             detail = data.get("error") or data.get("reason") or ""
             line = f"[{_STYLE[kind]}]{kind.removeprefix('step_'):>9}[/] {step_id}" + (
                 f"  {detail}" if detail else ""
             )
             self.console.print(line, markup=True, highlight=False)
             if self.bar is not None and self.task is not None:
+                names = ", ".join(sorted(self.running)[:3])
                 self.bar.update(
-                    self.task, advance=1, description=f"{step_id} {kind.removeprefix('step_')}"
+                    self.task, advance=1, description=f"running {names}" if names else ""
                 )
         elif kind == "step_waiting":
             self.console.print(f"  waiting {step_id}  (handed to the client)")
