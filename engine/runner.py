@@ -444,8 +444,9 @@ class RunExecution:
             raise StepError(f"step {sid!r} is not waiting for the client", retryable=False)
         self.waiting.discard(sid)
         step = self.wf.steps[sid]
-        attempt = self.prior_attempts.get(sid, 0) + 1
-        rec_start = self.engine.config.clock()
+        # the attempt and start time are those of the handoff: the client's time counts
+        rec = self.run.steps[sid]
+        attempt, rec_start = rec.attempts, rec.started_at
         if error is None:
             try:
                 output = shape_output(step, output)

@@ -104,9 +104,8 @@ class SqliteRunStore:
             await self.close()
 
     # -- the write path --------------------------------------------------------------------
-    def _queue(self, sql: str, params: tuple[Any, ...]) -> _Batch:
+    def _queue(self, sql: str, params: tuple[Any, ...]) -> None:
         self._batch.ops.append((sql, params))
-        return self._batch
 
     async def _commit(self, batch: _Batch) -> None:
         """Wait until `batch` is committed, committing it ourselves if nobody else is."""

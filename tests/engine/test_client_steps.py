@@ -18,6 +18,7 @@ from engine.errors import StepError
 from engine.executors.builtin import BuiltinExecutor
 from engine.executors.client import ClientExecutor
 from engine.spec import ExecutorKind
+from memory.mem_store import InMemoryRunStore
 from memory.records import RunRecord, RunStatus, StepStatus
 from memory.sqlite_store import SqliteRunStore
 
@@ -326,3 +327,29 @@ async def test_a_client_error_on_a_detached_run_applies_the_step_policy_on_resum
     assert done.status is RunStatus.SUCCEEDED
     assert done.steps["ask"].status is StepStatus.FAILED
     assert done.steps["shout"].status is StepStatus.SKIPPED
+
+
+@pytest.mark.anyio
+async def test_a_client_step_is_timed_from_its_handoff_to_its_completion() -> None:
+    now = [100.0]
+    engine = Engine(
+        InMemoryRunStore(),
+        {ExecutorKind.BUILTIN: BuiltinExecutor(), ExecutorKind.CLIENT: ClientExecutor()},
+        EngineConfig(model_executor=ExecutorKind.CLIENT, clock=lambda: now[0]),
+    )
+    waiting = anyio.Event()
+
+    def on_event(kind: str, sid: str | None, data: dict[str, Any]) -> None:
+        if kind == "step_waiting":
+            waiting.set()
+
+    run_id = await engine.create_run({"steps": [{"id": "ask", "prompt": "say hi"}]})
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: engine.execute(run_id, attached=True, on_event=on_event))
+            await waiting.wait()
+            now[0] = 130.0  # the client takes 30 s
+            await engine.complete_step(run_id, "ask", output="hi")
+    run = await engine.load(run_id)
+    step = run.steps["ask"]
+    assert (run.status.value, step.attempts, step.duration_s) == ("succeeded", 1, 30.0)
