@@ -8,9 +8,11 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import networkx as nx
 
 from engine.errors import (
     ConfigurationError,
@@ -257,14 +259,68 @@ class Engine:
         return await self.execute(await self.create_run(spec, inputs), **kw)
 
     async def resume(self, run_id: str, **kw: Any) -> RunRecord:
-        run = await self.load(run_id)
-        if run.status is RunStatus.RUNNING and not owner_alive(run.owner):
-            await self.store.set_run(run_id, status=RunStatus.INTERRUPTED, owner=None)
-        elif not run.status.resumable and run.status is not RunStatus.RUNNING:
-            raise RunStateError(
-                f"run {run_id} is {run.status.value}; only failed, cancelled, interrupted or waiting runs resume"
-            )
+        await self.check_resumable(run_id)
         return await self.execute(run_id, **kw)
+
+    async def check_resumable(self, run_id: str) -> RunRecord:
+        """Raise unless the run can be resumed here and now; a run left `running` by a
+        dead process is marked interrupted on the way."""
+        run = await self.load(run_id)
+        if run_id in self.live:
+            raise RunStateError(f"run {run_id} is already running in this process")
+        if run.status is RunStatus.RUNNING:
+            if owner_alive(run.owner):
+                raise RunStateError(
+                    f"run {run_id} is running in another process ({run.owner}); wait for it or stop it there"
+                )
+            await self.store.set_run(run_id, status=RunStatus.INTERRUPTED, owner=None)
+            run.status = RunStatus.INTERRUPTED
+        elif not run.status.resumable:
+            raise RunStateError(
+                f"run {run_id} is {run.status.value}; only failed, cancelled, interrupted or waiting "
+                "runs resume (fork it with a from_step or new inputs to run it again)"
+            )
+        return run
+
+    async def fork(
+        self,
+        run_id: str,
+        *,
+        from_step: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> tuple[str, list[str]]:
+        """A new run of the same spec (its lineage: `parent_run_id`) that keeps the parent's
+        checkpoints except `from_step`, the steps that read a changed input, and everything
+        downstream of those. Returns the new run id and the steps kept."""
+        parent = await self.load(run_id)
+        wf = self.compile(parent.spec)
+        if from_step is not None and from_step not in wf.steps:
+            known = ", ".join(wf.order)
+            raise StepError(
+                f"run {run_id} has no step {from_step!r} (its steps: {known})", retryable=False
+            )
+        merged = {**parent.inputs, **dict(inputs or {})}
+        new_inputs = coerce_inputs(wf.spec, merged)
+        changed = {k for k in new_inputs if new_inputs[k] != parent.inputs.get(k)}
+        redo = {from_step} if from_step else set()
+        redo |= {sid for sid in wf.order if wf.input_refs.get(sid, frozenset()) & changed}
+        graph = wf.graph
+        for sid in list(redo):
+            redo |= nx.descendants(graph, sid)
+        keep = [
+            sid
+            for sid in wf.order
+            if sid not in redo
+            and parent.steps[sid].status.has_output
+            and parent.steps[sid].seq is not None
+        ]
+        new_id = await self.create_run(parent.spec, new_inputs, parent_run_id=run_id)
+        # the new run starts from the store (with the kept checkpoints), not from the cache
+        self._compiled.pop(new_id, None)
+        kept = [c for c in await self.store.checkpoints(run_id) if c.step_id in keep]
+        for n, cp in enumerate(kept, 1):
+            await self.store.commit_checkpoint(new_id, replace(cp, seq=n))
+        return new_id, keep
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a run executing in this process; its running steps are recorded cancelled."""

@@ -3,13 +3,13 @@ and the graph as Mermaid. Pure functions over a validated `Workflow`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from engine.models import ModelTable
 from engine.spec import ExecutorKind, Mode, ThinkingMode
-from engine.thinking import ThinkingChoice, choose
+from engine.thinking import MAX_TOKENS, ThinkingChoice, choose
 from engine.workflow import Workflow
 
 # Rough defaults, used only when neither the step (`estimate_s`) nor history says more.
@@ -202,3 +202,49 @@ def make_plan(
         implicit_edges=sorted(wf.implicit),
         mermaid=_mermaid(wf, set(critical)),
     )
+
+
+# Typical output tokens (thinking included) per thinking mode, for the low cost estimate;
+# the high estimate takes every call to its max_tokens.
+TYPICAL_OUTPUT = {
+    ThinkingMode.INSTANT: 400,
+    ThinkingMode.STANDARD: 2_000,
+    ThinkingMode.EXTENDED: 8_000,
+}
+_UPSTREAM_TOKENS = 1_000  # assumed size of one upstream output a prompt reads
+
+
+def estimate_cost(
+    wf: Workflow, plan: Plan, models: ModelTable, on_api: Callable[[str], bool]
+) -> dict[str, Any]:
+    """A cost range for the steps that run on the Anthropic API (`on_api(step_id)`): the
+    prompt's size plus upstream outputs in, typical to max_tokens out, at table prices.
+    Steps on the client's own model (client, sampling) cost nothing here."""
+    steps: dict[str, Any] = {}
+    low = high = 0.0
+    unpriced: list[str] = []
+    for sid, sp in plan.steps.items():
+        if sp.thinking is None or not on_api(sid):
+            continue
+        step = wf.steps[sid]
+        model = models.resolve(sp.model)
+        text = " ".join(t for t in (step.prompt, step.args, step.system) if t)
+        tokens_in = 300 + len(text) // 4 + _UPSTREAM_TOKENS * wf.upstream_refs.get(sid, 0)
+        mode = sp.thinking.mode
+        cap = step.max_tokens or MAX_TOKENS.get(mode, 16_000)
+        typical = min(cap, TYPICAL_OUTPUT.get(mode, 2_000))
+        lo = model.cost_usd({"input_tokens": tokens_in, "output_tokens": typical})
+        hi = model.cost_usd({"input_tokens": tokens_in, "output_tokens": cap})
+        if lo is None or hi is None:
+            unpriced.append(sid)
+            continue
+        low, high = low + lo, high + hi
+        steps[sid] = {"model": model.id, "input_tokens": tokens_in, "usd_low": lo, "usd_high": hi}
+    return {
+        "usd_low": round(low, 4),
+        "usd_high": round(high, 4),
+        "steps": steps,
+        "unpriced_models": unpriced,
+        "basis": "API steps only: prompt size + ~1000 tokens per upstream output in; "
+        "typical output (by thinking mode) to max_tokens out",
+    }

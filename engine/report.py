@@ -146,3 +146,46 @@ def age(ts: float | None) -> str:
         if d >= size:
             return f"{d / size:.0f}{unit} ago"
     return f"{d:.0f}s ago"
+
+
+def markdown_report(run: RunRecord) -> str:
+    """The run as a Markdown report: steps, critical path, speedup, tokens and cost, Gantt."""
+    m = run.metrics or {}
+    lines = [f"# {run.name} `{run.id}`: {run.status.value}", ""]
+    if run.error:
+        lines += [f"**Error:** {run.error}", ""]
+    if run.parent_run_id:
+        lines += [f"Forked from `{run.parent_run_id}`.", ""]
+    lines += [
+        "| step | status | attempts | seconds | executor | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in run.steps.values():
+        secs = "" if s.duration_s is None else f"{s.duration_s:.3f}"
+        note = (s.error or (s.detail or {}).get("reason") or "").replace("|", "\\|")
+        note = note.replace("\n", " ")[:120]
+        lines.append(
+            f"| {s.step_id} | {s.status.value} | {s.attempts} | {secs} | {s.executor or ''} | {note} |"
+        )
+    if m:
+        tokens = m.get("tokens") or {}
+        cost = m.get("cost_usd")
+        lines += [
+            "",
+            f"- Critical path: {' -> '.join(m.get('critical_path') or []) or '-'} "
+            f"({m.get('critical_path_s', 0):.3f} s)",
+            f"- Achieved speedup: {m.get('speedup') or 1.0}x "
+            f"({m.get('step_time_s', 0):.3f} s of step time over {m.get('span_s', 0):.3f} s)",
+            f"- Tokens: {tokens.get('input_tokens', 0)} in, {tokens.get('output_tokens', 0)} out"
+            f" (thinking {tokens.get('thinking_tokens', 0)})",
+            f"- Cost: {'unknown' if cost is None else f'${cost:.4f}'}",
+        ]
+    chart = gantt(run)
+    if chart.count("\n") > 3:
+        lines += ["", "```mermaid", chart, "```"]
+    recovery = recovery_plan(run)
+    if recovery and recovery["failures"]:
+        lines += ["", "## Failures"]
+        for sid, f in recovery["failures"].items():
+            lines.append(f"- `{sid}`: {f['error']} ({f['hint']})")
+    return "\n".join(lines) + "\n"

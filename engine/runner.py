@@ -167,6 +167,16 @@ class RunExecution:
                 status = await self._finalize(outer_cancel)
         return status
 
+    @property
+    def blocked_on_client(self) -> bool:
+        """Only client steps can move the run on: nothing runs and nothing else is ready."""
+        return (
+            self.running == 0
+            and bool(self.waiting)
+            and not self.core.has_ready
+            and not self.n_deferred
+        )
+
     def request_cancel(self) -> None:
         self.cancel_requested = True
         if self._tg is not None:

@@ -31,6 +31,7 @@ class Workflow:
     implicit: set[tuple[str, str]] = field(default_factory=set)  # (dependency, step)
     fallback_of: dict[str, str] = field(default_factory=dict)  # fallback step -> primary
     upstream_refs: dict[str, int] = field(default_factory=dict)  # step -> steps it reads
+    input_refs: dict[str, frozenset[str]] = field(default_factory=dict)  # step -> inputs it reads
 
     @property
     def graph(self) -> nx.DiGraph:
@@ -121,6 +122,7 @@ def compile_workflow(spec: WorkflowSpec) -> Workflow:
     deps: dict[str, list[str]] = {sid: [] for sid in steps}
     implicit: set[tuple[str, str]] = set()
     upstream: dict[str, int] = {}
+    input_refs: dict[str, frozenset[str]] = {}
     fallback_of: dict[str, str] = {}
     for i, s in enumerate(spec.steps):
         where = f"steps[{i}] ({s.id})"
@@ -137,6 +139,7 @@ def compile_workflow(spec: WorkflowSpec) -> Workflow:
             elif d not in deps[s.id]:
                 deps[s.id].append(d)
         read: set[str] = set()
+        inputs_read: set[str] = set()
         texts = [(f, t, False) for f, t in s.templated_strings()]
         if s.when is not None:
             texts.append(("when", unwrap_condition(s.when), True))
@@ -147,6 +150,8 @@ def compile_workflow(spec: WorkflowSpec) -> Workflow:
                 problems.append(Problem(f"{where}.{fname}", str(exc)))
                 continue
             for ref in refs:
+                if ref.name == "inputs" and ref.attr:
+                    inputs_read.add(ref.attr)
                 target = _check_ref(ref, f"{where}.{fname}", spec, ids, problems)
                 if target == s.id:
                     problems.append(
@@ -158,6 +163,7 @@ def compile_workflow(spec: WorkflowSpec) -> Workflow:
                         deps[s.id].append(target)
                         implicit.add((target, s.id))
         upstream[s.id] = len(read)
+        input_refs[s.id] = frozenset(inputs_read)
         if s.fallback is not None:
             if s.fallback not in steps:
                 problems.append(
@@ -233,4 +239,5 @@ def compile_workflow(spec: WorkflowSpec) -> Workflow:
         implicit=implicit,
         fallback_of=fallback_of,
         upstream_refs=upstream,
+        input_refs=input_refs,
     )

@@ -1,0 +1,200 @@
+"""Runs that outlive the call that started them.
+
+A server starts runs in a task group it owns for its whole life, so a tool call returns
+while its run goes on. Callers watch a run through change notifications: a version
+number that moves whenever a step finishes or starts waiting, or the run ends.
+Shutting the task group down leaves running runs `interrupted`, and resumable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from engine.engine import Engine
+from engine.errors import RunStateError, TuttiError
+from engine.spec import WorkflowSpec
+from memory.owner import owner_alive
+from memory.records import RunRecord, RunStatus
+
+log = logging.getLogger("tutti.supervisor")
+
+# Events that change what a watcher sees: a step settles or waits, the run ends.
+_CHANGES = frozenset(
+    {
+        "step_succeeded",
+        "step_degraded",
+        "step_failed",
+        "step_skipped",
+        "step_waiting",
+        "run_succeeded",
+        "run_failed",
+        "run_cancelled",
+        "run_interrupted",
+        "run_waiting",
+    }
+)
+Progress = Callable[[int, int, str], Awaitable[None]]
+
+
+@dataclass
+class _Watch:
+    """What watchers of one live run wait on."""
+
+    total: int
+    version: int = 0
+    done: int = 0
+    last: str = "started"
+    error: str | None = None  # the run could not execute at all
+    finished: bool = False
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+    def on_event(self, kind: str, step_id: str | None, data: dict[str, Any]) -> None:
+        if kind not in _CHANGES:
+            return
+        if kind.startswith("step_") and kind != "step_waiting":
+            self.done += 1
+        self.last = f"{step_id} {kind[5:]}" if step_id else f"run {kind[4:]}"
+        self.bump()
+
+    def bump(self) -> None:
+        self.version += 1
+        self.changed.set()
+        self.changed = anyio.Event()
+
+
+def _settled(run: RunRecord) -> int:
+    return sum(1 for s in run.steps.values() if s.status.terminal)
+
+
+def fingerprint(run: RunRecord) -> tuple[Any, ...]:
+    return (run.status, tuple(s.status for s in run.steps.values()))
+
+
+class RunSupervisor:
+    def __init__(self, engine: Engine, tg: TaskGroup, poll_s: float = 0.5) -> None:
+        self.engine = engine
+        self.tg = tg
+        self.poll_s = poll_s  # for runs executing in another process
+        self.watches: dict[str, _Watch] = {}
+
+    # -- starting --------------------------------------------------------------------------
+    async def start(
+        self, spec: WorkflowSpec | Mapping[str, Any], inputs: Mapping[str, Any] | None = None
+    ) -> str:
+        run_id = await self.engine.create_run(spec, inputs)
+        self._launch(run_id, len(self.engine.compile(spec).order))
+        return run_id
+
+    async def resume(self, run_id: str) -> RunRecord:
+        run = await self.engine.check_resumable(run_id)
+        self._launch(run_id, len(run.steps))
+        return run
+
+    async def fork(
+        self, run_id: str, from_step: str | None, inputs: Mapping[str, Any] | None
+    ) -> tuple[str, list[str]]:
+        new_id, kept = await self.engine.fork(run_id, from_step=from_step, inputs=inputs)
+        run = await self.engine.load(new_id)
+        self._launch(new_id, len(run.steps))
+        return new_id, kept
+
+    def _launch(self, run_id: str, total: int) -> None:
+        watch = self.watches[run_id] = _Watch(total=total)
+        self.tg.start_soon(self._execute, run_id, watch, name=f"run {run_id}")
+
+    async def _execute(self, run_id: str, watch: _Watch) -> None:
+        try:
+            await self.engine.execute(run_id, attached=True, on_event=watch.on_event)
+        except TuttiError as exc:
+            watch.error = str(exc)
+            log.warning("run %s could not execute: %s", run_id, exc)
+        except Exception as exc:  # a bug: keep the server up, say what happened
+            watch.error = f"internal error: {type(exc).__name__}: {exc}"
+            log.exception("run %s crashed", run_id)
+        finally:
+            watch.finished = True
+            watch.bump()
+
+    # -- steering --------------------------------------------------------------------------
+    async def cancel(self, run_id: str, wait_s: float = 5.0) -> RunRecord:
+        """Cancel a run: a live one stops its running steps (recorded cancelled); a run
+        no process executes (interrupted, waiting, failed) is marked cancelled."""
+        if self.engine.cancel(run_id):
+            await self.wait(run_id, lambda r: r.status.finished, wait_s)
+            return await self.engine.load(run_id)
+        run = await self.engine.load(run_id)
+        if run.status.finished:
+            raise RunStateError(f"run {run_id} already {run.status.value}; nothing to cancel")
+        if run.status is RunStatus.RUNNING and owner_alive(run.owner):
+            raise RunStateError(
+                f"run {run_id} is executing in another process ({run.owner}); stop it there "
+                "(Ctrl-C in the terminal running it)"
+            )
+        await self.engine.store.set_run(
+            run_id, status=RunStatus.CANCELLED, error="cancelled on request", owner=None
+        )
+        return await self.engine.load(run_id)
+
+    # -- watching --------------------------------------------------------------------------
+    def live(self, run_id: str) -> bool:
+        return run_id in self.engine.live
+
+    async def snapshot(self, run_id: str) -> RunRecord:
+        """The run as it is now: the live mirror when it executes here, else the store."""
+        execution = self.engine.live.get(run_id)
+        if execution is not None:
+            return execution.run
+        return await self.engine.load(run_id)
+
+    def resting(self, run: RunRecord) -> bool:
+        """Nothing more happens without the caller: the run finished or stopped, or all
+        that is left waits on client steps."""
+        execution = self.engine.live.get(run.id)
+        if execution is None:
+            return not (run.status is RunStatus.RUNNING and owner_alive(run.owner))
+        return execution.blocked_on_client
+
+    def failure(self, run_id: str) -> str | None:
+        """Why a run started here could not execute at all, if it could not."""
+        watch = self.watches.get(run_id)
+        return watch.error if watch else None
+
+    async def wait(
+        self,
+        run_id: str,
+        until: Callable[[RunRecord], bool],
+        timeout_s: float,
+        progress: Progress | None = None,
+    ) -> RunRecord:
+        """Wait up to `timeout_s` until `until(run)` holds, reporting progress on each
+        change. Runs executing in another process are watched by polling the store."""
+        run = await self.snapshot(run_id)
+        if until(run) or timeout_s <= 0:
+            return run
+        with anyio.move_on_after(timeout_s):
+            while True:
+                watch = self.watches.get(run_id)
+                if watch is not None and (self.live(run_id) or not watch.finished):
+                    changed = watch.changed
+                    await changed.wait()
+                    message = watch.last
+                elif run.status is RunStatus.RUNNING and owner_alive(run.owner):
+                    before = fingerprint(run)
+                    while fingerprint(run) == before:
+                        await anyio.sleep(self.poll_s)
+                        run = await self.engine.load(run_id)
+                    message = "changed in another process"
+                else:
+                    break  # nothing executes it: nothing will change
+                run = await self.snapshot(run_id)
+                if progress is not None:
+                    await progress(_settled(run), len(run.steps), message)
+                if until(run):
+                    break
+        return await self.snapshot(run_id)
