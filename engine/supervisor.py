@@ -46,7 +46,6 @@ Progress = Callable[[int, int, str], Awaitable[None]]
 class _Watch:
     """What watchers of one live run wait on."""
 
-    total: int
     version: int = 0
     done: int = 0
     last: str = "started"
@@ -84,28 +83,37 @@ class RunSupervisor:
         self.watches: dict[str, _Watch] = {}
 
     # -- starting --------------------------------------------------------------------------
+    # `before` is called with the run id just before the run starts executing.
     async def start(
-        self, spec: WorkflowSpec | Mapping[str, Any], inputs: Mapping[str, Any] | None = None
+        self,
+        spec: WorkflowSpec | Mapping[str, Any],
+        inputs: Mapping[str, Any] | None = None,
+        before: Callable[[str], None] | None = None,
     ) -> str:
         run_id = await self.engine.create_run(spec, inputs)
-        self._launch(run_id, len(self.engine.compile(spec).order))
+        self._launch(run_id, before)
         return run_id
 
-    async def resume(self, run_id: str) -> RunRecord:
+    async def resume(self, run_id: str, before: Callable[[str], None] | None = None) -> RunRecord:
         run = await self.engine.check_resumable(run_id)
-        self._launch(run_id, len(run.steps))
+        self._launch(run_id, before)
         return run
 
     async def fork(
-        self, run_id: str, from_step: str | None, inputs: Mapping[str, Any] | None
+        self,
+        run_id: str,
+        from_step: str | None,
+        inputs: Mapping[str, Any] | None,
+        before: Callable[[str], None] | None = None,
     ) -> tuple[str, list[str]]:
         new_id, kept = await self.engine.fork(run_id, from_step=from_step, inputs=inputs)
-        run = await self.engine.load(new_id)
-        self._launch(new_id, len(run.steps))
+        self._launch(new_id, before)
         return new_id, kept
 
-    def _launch(self, run_id: str, total: int) -> None:
-        watch = self.watches[run_id] = _Watch(total=total)
+    def _launch(self, run_id: str, before: Callable[[str], None] | None) -> None:
+        if before is not None:
+            before(run_id)
+        watch = self.watches[run_id] = _Watch()
         self.tg.start_soon(self._execute, run_id, watch, name=f"run {run_id}")
 
     async def _execute(self, run_id: str, watch: _Watch) -> None:

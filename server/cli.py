@@ -1,9 +1,10 @@
-"""The `tutti` command line: run, plan, resume, runs, show, complete, prune."""
+"""The `tutti` command line: run, plan, resume, runs, show, complete, prune, serve."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -299,6 +300,41 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return anyio.run(_with_engine, args, go)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from server.app import create_server
+
+    logging.basicConfig(
+        level=os.environ.get("TUTTI_LOG_LEVEL", "WARNING").upper(),
+        stream=sys.stderr,
+        format="tutti %(levelname)s %(name)s: %(message)s",
+    )
+    settings = Settings.from_env(db=args.db)
+    server = create_server(settings, workspace=Path(args.workspace) if args.workspace else None)
+    # SIGTERM takes the Ctrl-C path: runs in flight are recorded interrupted, resumable.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        if args.http:
+            if args.host not in LOOPBACK:
+                err.print(
+                    f"[bold yellow]warning:[/bold yellow] serving on {args.host}: anyone who can "
+                    "reach this port can run workflows (and shell steps, if allowed). tutti has no "
+                    "authentication; prefer 127.0.0.1 behind a proxy that adds it.",
+                    markup=True,
+                )
+            server.run("streamable-http", host=args.host, port=args.port)
+        else:
+            server.run()
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tutti", description="Durable, parallel multi-step AI workflows."
@@ -349,6 +385,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--error", help="report that the step failed, with this message")
     sp.add_argument("--resume", action="store_true", help="resume the run afterwards")
     sp.add_argument("--json", action="store_true")
+    sp = add("serve", cmd_serve, "serve the MCP tools (stdio, or --http for streamable HTTP)")
+    sp.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp")
+    sp.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default: loopback)")
+    sp.add_argument("--port", type=int, default=8765)
+    sp.add_argument(
+        "--workspace", help="directory shell steps run in and spec paths are relative to"
+    )
     sp = add("prune", cmd_prune, "delete old finished runs and their checkpoints")
     sp.add_argument("--older-than-days", type=float, default=30.0)
     sp.add_argument("--keep", type=int, default=0, help="keep this many of the newest old runs")

@@ -10,6 +10,8 @@
 | TUTTI_MAX_CONCURRENCY | global cap on steps running at once | 64 |
 | TUTTI_API_RETRIES | SDK retries per model call on 429/529/5xx | 2 |
 | TUTTI_SHELL_MAX_OUTPUT | bytes a shell step may print | 1000000 |
+| TUTTI_MODEL_EXECUTOR | where model steps run when the spec does not say: prompt, client or sampling | prompt with an API key, else client (`tutti serve`) |
+| TUTTI_WORKSPACE | the directory shell steps run in and spec paths are relative to (`tutti serve`) | the current directory |
 """
 
 from __future__ import annotations
@@ -46,6 +48,23 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
 
 
+_MODEL_EXECUTORS = (ExecutorKind.PROMPT, ExecutorKind.CLIENT, ExecutorKind.SAMPLING)
+
+
+def _executor(raw: str | None) -> ExecutorKind | None:
+    if not raw:
+        return None
+    try:
+        kind = ExecutorKind(raw.strip().lower())
+    except ValueError:
+        kind = None
+    if kind not in _MODEL_EXECUTORS:
+        raise ConfigurationError(
+            f"TUTTI_MODEL_EXECUTOR must be prompt, client or sampling, got {raw!r}"
+        )
+    return kind
+
+
 @dataclass(frozen=True)
 class Settings:
     db_path: Path
@@ -56,6 +75,8 @@ class Settings:
     max_concurrency: int = 64
     api_retries: int = 2
     shell_max_output: int = DEFAULT_MAX_OUTPUT
+    model_executor: ExecutorKind | None = None
+    workspace: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, db: str | None = None) -> Settings:
@@ -72,7 +93,19 @@ class Settings:
             max_concurrency=_int(env, "TUTTI_MAX_CONCURRENCY", 64),
             api_retries=_int(env, "TUTTI_API_RETRIES", 2),
             shell_max_output=_int(env, "TUTTI_SHELL_MAX_OUTPUT", DEFAULT_MAX_OUTPUT),
+            model_executor=_executor(env.get("TUTTI_MODEL_EXECUTOR")),
+            workspace=Path(env["TUTTI_WORKSPACE"]).expanduser()
+            if env.get("TUTTI_WORKSPACE")
+            else None,
         )
+
+    @property
+    def default_model_executor(self) -> ExecutorKind:
+        """Where model steps run when neither the spec nor TUTTI_MODEL_EXECUTOR says: on the
+        API when a key is set, else handed to the calling client."""
+        if self.model_executor is not None:
+            return self.model_executor
+        return ExecutorKind.PROMPT if self.api_key else ExecutorKind.CLIENT
 
 
 def build_engine(
@@ -82,6 +115,7 @@ def build_engine(
     shell_allow_all: bool = False,
     model_executor: ExecutorKind | None = None,
     workspace: Path | None = None,
+    extra_executors: Mapping[ExecutorKind, StepExecutor] | None = None,
 ) -> Engine:
     """The engine with every executor these settings allow. `shell_allow_all` is for the
     CLI running a file its user gave it; the server relies on TUTTI_ALLOW_SHELL."""
@@ -102,6 +136,7 @@ def build_engine(
             api_key=settings.api_key, base_url=settings.base_url, max_retries=settings.api_retries
         )
         executors[ExecutorKind.PROMPT] = PromptExecutor(client, models)
+    executors.update(extra_executors or {})
     config = EngineConfig(
         models=models,
         model_executor=model_executor or ExecutorKind.PROMPT,

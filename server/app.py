@@ -1,0 +1,103 @@
+"""The MCP server: `tutti serve`.
+
+The lifespan opens the store, marks runs left `running` by a dead process as
+`interrupted`, and owns the task group in which runs execute after the tool call that
+started them has returned. Leaving it (the client disconnects, Ctrl-C, SIGTERM) cancels
+the runs in flight: each is recorded `interrupted`, with every finished step committed,
+and `workflow_resume` continues it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+
+from engine.executors.sampling import SamplingExecutor
+from engine.report import markdown_report
+from engine.spec import ExecutorKind
+from engine.supervisor import RunSupervisor
+from memory.sqlite_store import SqliteRunStore
+from server import prompts
+from server.settings import Settings, build_engine
+from tools import workflow as wfl
+from tools.sampling import SamplingBroker
+from tools.schema import compact_tools
+from tools.workflow_mcp import actionable, register, state_of
+
+log = logging.getLogger("tutti.server")
+
+INSTRUCTIONS = """\
+tutti runs multi-step workflows: steps with dependencies run in parallel as soon as their
+inputs are ready, every finished step is saved, and interrupted runs resume without
+redoing work. Write a spec, check it with workflow_plan, run it with workflow_start, and
+follow the `next` field of each answer. Steps handed to you arrive as client_tasks: do
+them (in parallel where you can) and report each with step_complete."""
+
+
+def create_server(settings: Settings | None = None, workspace: Path | None = None) -> MCPServer:
+    settings = settings or Settings.from_env()
+    root = (workspace or settings.workspace or Path.cwd()).resolve()
+
+    @asynccontextmanager
+    async def lifespan(server: MCPServer[Any]) -> AsyncIterator[wfl.ToolState]:
+        store = await SqliteRunStore.open(settings.db_path)
+        try:
+            orphans = await store.mark_orphans_interrupted()
+            if orphans:
+                log.info("runs left by a stopped process, now interrupted: %s", orphans)
+            broker = SamplingBroker()
+            engine = build_engine(
+                settings,
+                store,
+                model_executor=settings.default_model_executor,
+                workspace=root,
+                extra_executors={ExecutorKind.SAMPLING: SamplingExecutor(broker)},
+            )
+            async with anyio.create_task_group() as tg:
+                state = wfl.ToolState(RunSupervisor(engine, tg), broker, root)
+                live.append(state)
+                try:
+                    yield state
+                finally:
+                    live.remove(state)
+                    tg.cancel_scope.cancel()  # runs in flight end `interrupted`, resumable
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.close()
+
+    live: list[wfl.ToolState] = []  # the lifespan's state, for handlers without a Context
+    server: MCPServer[Any] = MCPServer("tutti", instructions=INSTRUCTIONS, lifespan=lifespan)
+    register(server)
+    compact_tools(server)
+    _resources(server, live)
+    prompts.register(server)
+    return server
+
+
+def _resources(server: MCPServer[Any], live: list[wfl.ToolState]) -> None:
+    @server.resource("workflow://runs", mime_type="application/json")
+    async def recent_runs() -> str:
+        """The 50 most recent runs."""
+        listing = await wfl.list_runs(live[-1], None, 50)
+        return listing.model_dump_json(indent=1)
+
+    @server.resource("workflow://runs/{run_id}", mime_type="application/json")
+    async def run_state(run_id: str, ctx: Context) -> str:  # type: ignore[type-arg]
+        """A run's state: status, steps, outputs, metrics."""
+        with actionable():
+            res = await wfl.result(state_of(ctx), run_id)
+        return json.dumps(res.model_dump(mode="json"), indent=1, default=str)
+
+    @server.resource("workflow://runs/{run_id}/report", mime_type="text/markdown")
+    async def run_report(run_id: str, ctx: Context) -> str:  # type: ignore[type-arg]
+        """A run as Markdown: step table, critical path, speedup, tokens and cost, Gantt."""
+        with actionable():
+            run = await state_of(ctx).supervisor.snapshot(run_id)
+        return markdown_report(run)

@@ -1,0 +1,115 @@
+"""Prompts (Claude Code offers them as slash commands): each turns the user's words into a
+spec and drives the tools. Swarm and pipeline shapes are written as chains (the engine
+runs them as dependency graphs) until their dedicated modes exist."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+
+SPEC_FORMAT = """\
+Spec format (JSON or YAML object):
+  name: short-name
+  inputs: {topic: {type: string, required: true}}        # optional
+  steps:
+    - id: research                       # unique; lowercase words
+      prompt: "Research ${inputs.topic}"  # a model step (run: client hands it to you)
+      thinking: standard                 # instant | standard | extended | auto
+    - id: draft
+      depends_on: [research]             # runs when research is done; independent steps run in parallel
+      prompt: "Write a draft from: ${research.output}"
+    - id: check
+      when: "${'TODO' in draft.output}"  # optional condition; false -> step skipped
+      command: /task Fix the open TODOs in ${draft.output}
+Other step kinds: `argv: [git, log, -5]` (shell, if the server allows it), `op: template`
+with `args: "..."` or `value: {...}` (built-in, no model). Per step: `output: json`,
+`timeout`, `retry: {attempts: 3}`, `on_failure: fail | continue | fallback | degrade`."""
+
+DRIVE = """\
+Then:
+1. Call workflow_plan with the spec; fix any error it names (it names the exact field).
+2. Call workflow_start with the spec (wait_s=20 is a good start).
+3. Follow the `next` field of each answer: do client_tasks yourself (in parallel where
+   you can) and report each with step_complete; otherwise call workflow_status with
+   wait_s until the run is done.
+4. Call workflow_result and give the user the outputs that matter, with the metrics."""
+
+
+def _prompt(kind: str, shape: str, request: str) -> str:
+    return f"""Build a tutti {kind} workflow for this request and run it:
+
+{request}
+
+{shape}
+
+{SPEC_FORMAT}
+
+{DRIVE}"""
+
+
+def register(server: MCPServer[Any]) -> None:
+    @server.prompt()
+    def chain(request: str) -> str:
+        """Run a multi-step task as a chain: steps with dependencies, independent ones in parallel."""
+        return _prompt(
+            "chain",
+            "Break the request into concrete steps. Give each step only the dependencies it "
+            "really needs, so independent steps run at the same time.",
+            request,
+        )
+
+    @server.prompt()
+    def flow(request: str) -> str:
+        """Run a conditional flow: branches chosen by `when` conditions on earlier outputs."""
+        return _prompt(
+            "flow",
+            "Use a classifying step with `output: json` and later steps with `when:` conditions "
+            "on its fields (e.g. when: \"${triage.output.severity == 'high'}\"), so only the "
+            "matching branch runs. A step with `trigger: all_done` runs after the branches, "
+            "whichever ran.",
+            request,
+        )
+
+    @server.prompt()
+    def swarm(request: str, agents: str = "3") -> str:
+        """Run several agents on one problem: a coordinator, specialists in parallel, a synthesis."""
+        return _prompt(
+            "swarm",
+            f"Shape it as a hierarchical swarm written as a chain: a `plan` step that splits the "
+            f"problem for {agents} specialists (output: json), {agents} specialist steps that each "
+            "depend only on `plan` and read their part (${plan.output.parts[0]}, ...), each with "
+            "its role in `system`, and a `synthesis` step that depends on all specialists and "
+            "reconciles their answers, saying where they disagreed.",
+            request,
+        )
+
+    @server.prompt()
+    def pipeline(request: str, items: str = "") -> str:
+        """Process a list of items through the same stages, items in parallel."""
+        listed = f" The items: {items}." if items else ""
+        return _prompt(
+            "pipeline",
+            "Shape it as a chain with one step per item and stage (ids like `extract_1`, "
+            "`review_1`), where each stage step depends only on the same item's previous stage, "
+            "so items flow through independently; finish with a step that collects all items. "
+            f"Use `on_failure: continue` on item steps so one bad item does not stop the rest.{listed}",
+            request,
+        )
+
+    @server.prompt()
+    def resume(run_id: str = "") -> str:
+        """Find an interrupted or failed run and carry it on without redoing finished work."""
+        target = (
+            f"The run is {run_id}."
+            if run_id
+            else "Call workflow_list (status interrupted, then failed) to find the run."
+        )
+        return f"""Resume a tutti workflow run. {target}
+1. Call workflow_result with the run id: read the failures and the recovery plan.
+2. If a failure needs a fix in the world (a file, a permission, a setting), make it first.
+3. Call workflow_resume with the run id and wait_s=20. To redo a step whose result was
+   wrong, pass from_step (a fork that keeps everything before it); to change inputs,
+   pass inputs. checkpoint_list shows what is kept.
+4. Follow the `next` field of each answer until the run is done, then summarise the
+   result for the user."""

@@ -1,0 +1,163 @@
+"""MCP sampling for `sampling` steps: the engine's `Sampler`, served by the client that
+started (or last watched) the run.
+
+Two ways, by protocol generation:
+- handshake protocols (<= 2025-11-25, what Claude clients and MCP Inspector speak today)
+  have a back-channel: the request goes to the client at once, while the run goes on in
+  the background;
+- the 2026-07-28 protocol has no back-channel outside a call: the step's request is
+  parked, and the next `workflow_status` call asks the client for it (the SDK's
+  `Resolve(Sample)`, which rides the call's input-required round trip).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Sample
+from mcp.shared.exceptions import MCPError, NoBackChannelError
+from mcp_types import (
+    CreateMessageRequest,
+    CreateMessageRequestParams,
+    CreateMessageResult,
+    ModelHint,
+    ModelPreferences,
+    SamplingMessage,
+    TextContent,
+)
+
+from engine.errors import StepError
+from engine.executors.sampling import SamplingReply, SamplingRequest
+
+NO_SAMPLING = (
+    "the client connected to this run does not offer MCP sampling (Claude Code and Claude "
+    "Desktop do not). Alternatives: set `run: client` on the step (or "
+    "`defaults.model_executor: client`) so the calling agent does it and reports with "
+    "step_complete, or `run: prompt` with ANTHROPIC_API_KEY set for the server"
+)
+
+
+def client_can_sample(ctx: Context[Any, Any]) -> bool:
+    caps = ctx.client_capabilities
+    return caps is not None and caps.sampling is not None
+
+
+def sample_params(req: SamplingRequest) -> CreateMessageRequestParams:
+    return CreateMessageRequestParams(
+        messages=[SamplingMessage(role="user", content=TextContent(type="text", text=req.prompt))],
+        max_tokens=req.max_tokens,
+        system_prompt=req.system,
+        model_preferences=ModelPreferences(
+            hints=[ModelHint(name=req.model_hint)] if req.model_hint else None,
+            intelligence_priority=req.intelligence,
+            speed_priority=req.speed,
+            cost_priority=req.cost,
+        ),
+        metadata={"tutti_step": req.key, "thinking": req.thinking},
+    )
+
+
+def as_sample(req: SamplingRequest) -> Sample:
+    p = sample_params(req)
+    return Sample(
+        p.messages,
+        max_tokens=p.max_tokens,
+        system_prompt=p.system_prompt,
+        model_preferences=p.model_preferences,
+        metadata=p.metadata,
+    )
+
+
+def reply_of(result: CreateMessageResult) -> SamplingReply:
+    content = result.content
+    if not isinstance(content, TextContent):
+        raise StepError(
+            f"the client's model answered with {getattr(content, 'type', 'non-text')} content; "
+            "a sampling step needs text",
+            retryable=False,
+            kind="sampling",
+        )
+    return SamplingReply(content.text, result.model, result.stop_reason)
+
+
+@dataclass
+class _Binding:
+    session: Any  # the ServerSession of the client's last call about the run
+    back_channel: bool
+
+
+@dataclass
+class _Parked:
+    request: SamplingRequest
+    done: anyio.Event = field(default_factory=anyio.Event)
+    reply: SamplingReply | None = None
+    error: str | None = None
+
+
+class SamplingBroker:
+    def __init__(self) -> None:
+        self.bindings: dict[str, _Binding] = {}
+        self.parked: dict[str, dict[str, _Parked]] = {}
+
+    def bind(self, run_id: str, ctx: Context[Any, Any]) -> None:
+        """Remember the client of this call as the one to sample from, if it can."""
+        if client_can_sample(ctx):
+            session = ctx.session
+            self.bindings[run_id] = _Binding(session, bool(session.can_send_request))
+
+    def can_sample(self, run_id: str) -> bool:
+        return run_id in self.bindings
+
+    def pending(self, run_id: str) -> list[SamplingRequest]:
+        return [p.request for p in self.parked.get(run_id, {}).values() if p.reply is None]
+
+    def answer(self, run_id: str, step_id: str, result: CreateMessageResult) -> None:
+        parked = self.parked.get(run_id, {}).get(step_id)
+        if parked is None or parked.done.is_set():
+            return  # the step timed out or was cancelled meanwhile
+        try:
+            parked.reply = reply_of(result)
+        except StepError as exc:
+            parked.error = str(exc)
+        parked.done.set()
+
+    async def __call__(self, req: SamplingRequest) -> SamplingReply:
+        binding = self.bindings.get(req.run_id)
+        if binding is None:
+            raise StepError(NO_SAMPLING, retryable=False, kind="sampling")
+        if binding.back_channel:
+            return await self._send(binding, req)
+        parked = self.parked.setdefault(req.run_id, {})[req.step_id] = _Parked(req)
+        try:
+            await parked.done.wait()
+        finally:
+            del self.parked[req.run_id][req.step_id]
+        if parked.error or parked.reply is None:
+            raise StepError(parked.error or "no reply", retryable=False, kind="sampling")
+        return parked.reply
+
+    async def _send(self, binding: _Binding, req: SamplingRequest) -> SamplingReply:
+        request = CreateMessageRequest(params=sample_params(req))
+        try:
+            result = await binding.session.send_request(request, CreateMessageResult)
+        except NoBackChannelError:
+            raise StepError(
+                "the client's connection has no back-channel for sampling; call workflow_status "
+                "to answer the step's request",
+                kind="sampling",
+            ) from None
+        except MCPError as exc:
+            raise StepError(
+                f"the client refused the sampling request: {exc.error.message}", kind="sampling"
+            ) from None
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
+            raise StepError(
+                "the client that was sampled for this run has disconnected; resume the run "
+                "(workflow_resume) from a client that offers sampling",
+                retryable=False,
+                kind="sampling",
+            ) from None
+        return reply_of(result)

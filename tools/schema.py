@@ -1,0 +1,48 @@
+"""Smaller JSON schemas for the tool list: every tool definition is read into the client's
+context on every turn, so the advertised schemas drop what carries no meaning for a model
+(generated titles, `default: null`, `additionalProperties: true`) and write optional
+fields as `type: [T, "null"]`. Validation is unaffected: it uses the pydantic models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+
+
+def compact(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [compact(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key == "default" and value is None:
+            continue
+        if key == "additionalProperties" and value is True:
+            continue
+        if key in ("properties", "$defs") and isinstance(value, dict):
+            out[key] = {name: compact(sub) for name, sub in value.items()}
+        else:
+            out[key] = compact(value)
+    options = out.get("anyOf")
+    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+        other = next(o for o in options if o != {"type": "null"})
+        if set(other) == {"type"} and isinstance(other["type"], str):
+            del out["anyOf"]
+            out["type"] = [other["type"], "null"]
+        elif set(other) == {"$ref"} or "type" not in other:
+            pass  # keep anyOf for refs and untyped schemas
+    return out
+
+
+def compact_tools(server: MCPServer[Any]) -> None:
+    """Rewrite the advertised schemas of every tool registered so far."""
+    for tool in server._tool_manager.list_tools():
+        tool.description = " ".join((tool.description or "").split())
+        tool.parameters = compact(tool.parameters)
+        meta = tool.fn_metadata
+        if meta.output_schema is not None:
+            meta.output_schema = compact(meta.output_schema)

@@ -1,0 +1,378 @@
+"""The workflow tools as plain functions over the run supervisor. They return the
+pydantic models of `tools.models`; `tools.register` wraps them for MCP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.engine import Engine
+from engine.errors import Problem, RunStateError, SpecError, StepError
+from engine.plan import estimate_cost
+from engine.report import recovery_plan
+from engine.spec import ExecutorKind, WorkflowSpec, load_spec_file, load_spec_text, parse_spec
+from engine.supervisor import RunSupervisor, fingerprint
+from memory.records import RunRecord, RunStatus, StepRecord, StepStatus
+from tools.models import (
+    Cancelled,
+    CheckpointInfo,
+    CheckpointList,
+    ClientTask,
+    PlanResult,
+    Resumed,
+    RunList,
+    RunResult,
+    RunState,
+    RunSummary,
+)
+from tools.sampling import NO_SAMPLING, SamplingBroker
+
+MAX_WAIT_S = 45.0  # clients drop a call after about 60 s
+COMPLETE_WAIT_S = 10.0  # step_complete waits this long for the run to need the caller again
+PREVIEW_CHARS = 600
+Progress = Callable[[int, int, str], Awaitable[None]]
+
+
+@dataclass
+class ToolState:
+    """What the tools work on; the server's lifespan builds it."""
+
+    supervisor: RunSupervisor
+    broker: SamplingBroker
+    workspace: Path
+
+    @property
+    def engine(self) -> Engine:
+        return self.supervisor.engine
+
+
+# -- specs -----------------------------------------------------------------------------------
+def load_spec(spec: Mapping[str, Any] | str, workspace: Path) -> WorkflowSpec:
+    """A spec given as an object, as JSON/YAML text, or as the path of a spec file."""
+    if not isinstance(spec, str):
+        return parse_spec(dict(spec))
+    text = spec.strip()
+    if "\n" not in text and text.endswith((".yaml", ".yml", ".json")):
+        path = Path(text).expanduser()
+        path = path if path.is_absolute() else workspace / path
+        if not path.is_file():
+            raise SpecError(
+                [Problem("spec", f"no spec file at {path}; pass the spec itself as an object")]
+            )
+        return load_spec_file(path)
+    return load_spec_text(text, "spec")
+
+
+def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
+    engine = state.engine
+    wf = engine.compile(load_spec(spec, state.workspace))
+    p = engine.plan(wf)
+    on_api = {
+        sid: engine.executor_kind(wf.steps[sid], wf.spec) is ExecutorKind.PROMPT for sid in wf.order
+    }
+    cost = estimate_cost(wf, p, engine.config.models, on_api.__getitem__)
+    d = p.to_dict()
+    try:
+        engine.preflight(wf)
+        ready = "The spec is valid: call workflow_start with it to run it."
+    except Exception as exc:  # a configuration gap, not a spec error: say so, keep the plan
+        ready = f"The spec is valid but cannot run here yet: {exc}"
+    return PlanResult(
+        name=d["name"],
+        mode=d["mode"],
+        mode_reason=d["mode_reason"],
+        steps={
+            sid: {**step, "executor": engine.executor_kind(wf.steps[sid], wf.spec).value}
+            for sid, step in d["steps"].items()
+        },
+        groups=d["groups"],
+        critical_path=d["critical_path"],
+        critical_path_s=d["critical_path_s"],
+        estimated_s=d["estimated_s"],
+        estimated_speedup=d["estimated_speedup"],
+        implicit_edges=d["implicit_edges"],
+        mermaid=d["mermaid"],
+        cost=cost,
+        next=ready,
+    )
+
+
+def sampling_steps(engine: Engine, spec: WorkflowSpec) -> list[str]:
+    return [s.id for s in spec.steps if engine.executor_kind(s, spec) is ExecutorKind.SAMPLING]
+
+
+# -- shaping ---------------------------------------------------------------------------------
+def preview(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if len(text) <= PREVIEW_CHARS:
+        return value
+    return text[:PREVIEW_CHARS] + f"... ({len(text)} chars; workflow_result has all of it)"
+
+
+def _seconds(s: StepRecord) -> float | None:
+    return None if s.duration_s is None else round(s.duration_s, 3)
+
+
+def client_tasks(run: RunRecord) -> list[ClientTask]:
+    tasks = []
+    for s in run.steps.values():
+        req = s.detail or {}
+        if s.status is StepStatus.WAITING and "instructions" in req:
+            tasks.append(
+                ClientTask(
+                    step_id=s.step_id,
+                    instructions=req["instructions"],
+                    system=req.get("system"),
+                    inputs=req.get("inputs") or {},
+                    thinking=req.get("thinking"),
+                    output=req.get("output"),
+                )
+            )
+    return tasks
+
+
+def next_step(run: RunRecord, tasks: Sequence[ClientTask], sampling: int, error: str | None) -> str:
+    rid = run.id
+    if error and run.status is RunStatus.PENDING:
+        return (
+            f"The run could not start: {error}. Fix the cause, then call workflow_resume('{rid}')."
+        )
+    if tasks:
+        ids = ", ".join(t.step_id for t in tasks)
+        return (
+            f"Do the client_tasks ({ids}); they are independent, so work on them in parallel. "
+            f"Report each with step_complete('{rid}', step_id, output=...) (or error=... if it "
+            "cannot be done); the run then moves on."
+        )
+    if sampling:
+        return (
+            f"{sampling} step(s) wait for your model: call workflow_status('{rid}') to answer them."
+        )
+    if run.status is RunStatus.SUCCEEDED:
+        return f"Done. Call workflow_result('{rid}') for every output and the metrics."
+    if run.status is RunStatus.FAILED:
+        return (
+            f"The run failed. Call workflow_result('{rid}') for the error analysis and recovery plan; "
+            f"fix the cause, then workflow_resume('{rid}') re-runs only what did not finish."
+        )
+    if run.status in (RunStatus.INTERRUPTED, RunStatus.CANCELLED, RunStatus.WAITING):
+        return (
+            f"The run is {run.status.value}. workflow_resume('{rid}') continues it; committed steps "
+            "are not run again."
+        )
+    return f"The run is in progress: call workflow_status('{rid}', wait_s=30) to wait for progress."
+
+
+def run_state(
+    state: ToolState,
+    run: RunRecord,
+    sampled: Sequence[str] = (),
+    cls: type[RunState] = RunState,
+    **extra: Any,
+) -> RunState:
+    tasks = client_tasks(run)
+    error = run.error or state.supervisor.failure(run.id)
+    pending = len(state.broker.pending(run.id))
+    return cls(
+        run_id=run.id,
+        status=run.status.value,
+        done=sum(1 for s in run.steps.values() if s.status.terminal),
+        total=len(run.steps),
+        steps={s.step_id: s.status.value for s in run.steps.values()},
+        outputs={s.step_id: preview(s.output) for s in run.steps.values() if s.status.has_output},
+        errors={s.step_id: s.error for s in run.steps.values() if s.error},
+        client_tasks=tasks,
+        error=error,
+        next=(f"Answered {', '.join(sampled)} with your model. " if sampled else "")
+        + next_step(run, tasks, pending, error),
+        **extra,
+    )
+
+
+# -- the tools -------------------------------------------------------------------------------
+def _needs_caller(state: ToolState, run_id: str) -> Callable[[RunRecord], bool]:
+    sup, broker = state.supervisor, state.broker
+    return lambda r: sup.resting(r) or bool(broker.pending(run_id))
+
+
+async def start(
+    state: ToolState,
+    spec: Mapping[str, Any] | str,
+    inputs: Mapping[str, Any] | None,
+    wait_s: float,
+    *,
+    can_sample: bool,
+    progress: Progress | None = None,
+    bind: Callable[[str], None] | None = None,
+) -> RunState:
+    parsed = load_spec(spec, state.workspace)
+    needs = sampling_steps(state.engine, parsed)
+    if needs and not can_sample:
+        raise StepError(f"steps {', '.join(needs)} run on `sampling`, but {NO_SAMPLING}")
+    sup = state.supervisor
+    run_id = await sup.start(parsed, inputs, before=bind)
+    run = await sup.wait(run_id, _needs_caller(state, run_id), min(wait_s, MAX_WAIT_S), progress)
+    return run_state(state, run)
+
+
+async def status(
+    state: ToolState,
+    run_id: str,
+    wait_s: float,
+    *,
+    progress: Progress | None = None,
+    sampled: Sequence[str] = (),
+) -> RunState:
+    sup = state.supervisor
+    run = await sup.snapshot(run_id)
+    before = fingerprint(run)
+    needs_caller = _needs_caller(state, run_id)
+
+    def changed(r: RunRecord) -> bool:
+        return fingerprint(r) != before or needs_caller(r)
+
+    if not sampled:  # answering sampling requests is itself the change the caller sees
+        run = await sup.wait(run_id, changed, min(wait_s, MAX_WAIT_S), progress)
+    return run_state(state, run, sampled)
+
+
+async def result(state: ToolState, run_id: str) -> RunResult:
+    run = await state.supervisor.snapshot(run_id)
+    error = run.error or state.supervisor.failure(run_id)
+    recovery = recovery_plan(run)
+    if recovery is not None:
+        recovery["command"] = f"workflow_resume('{run_id}')"
+    return RunResult(
+        run_id=run.id,
+        name=run.name,
+        status=run.status.value,
+        error=error,
+        inputs=run.inputs,
+        outputs={s.step_id: s.output for s in run.steps.values() if s.status.has_output},
+        steps={
+            s.step_id: {
+                "status": s.status.value,
+                "attempts": s.attempts,
+                "seconds": _seconds(s),
+                "executor": s.executor,
+                "output": s.output,
+                "error": s.error,
+                "usage": s.usage,
+                **({"detail": s.detail} if s.detail else {}),
+            }
+            for s in run.steps.values()
+        },
+        metrics=run.metrics,
+        recovery=recovery,
+        parent_run_id=run.parent_run_id,
+        next=next_step(run, client_tasks(run), len(state.broker.pending(run_id)), error),
+    )
+
+
+async def cancel(state: ToolState, run_id: str) -> Cancelled:
+    run = await state.supervisor.cancel(run_id)
+    stopped = [s.step_id for s in run.steps.values() if s.status is StepStatus.CANCELLED]
+    return Cancelled(
+        run_id=run_id,
+        status=run.status.value,
+        cancelled=stopped,
+        next=f"Finished steps keep their results; workflow_resume('{run_id}') continues the run.",
+    )
+
+
+async def resume(
+    state: ToolState,
+    run_id: str,
+    from_step: str | None,
+    inputs: Mapping[str, Any] | None,
+    wait_s: float,
+    *,
+    progress: Progress | None = None,
+    bind: Callable[[str], None] | None = None,
+) -> Resumed:
+    sup = state.supervisor
+    if from_step is None and not inputs:
+        run = await sup.resume(run_id, before=bind)
+        new_id, forked_from = run_id, None
+        kept = [s.step_id for s in run.steps.values() if s.status.has_output and s.seq is not None]
+    else:
+        new_id, kept = await sup.fork(run_id, from_step, inputs, before=bind)
+        forked_from = run_id
+    run = await sup.wait(new_id, _needs_caller(state, new_id), min(wait_s, MAX_WAIT_S), progress)
+    return run_state(state, run, cls=Resumed, forked_from=forked_from, kept=kept)  # type: ignore[return-value]
+
+
+async def complete(
+    state: ToolState,
+    run_id: str,
+    step_id: str,
+    output: Any,
+    error: str | None,
+    *,
+    progress: Progress | None = None,
+) -> RunState:
+    if error is not None and output is not None:
+        raise StepError("give either output (the step's result) or error (why it failed), not both")
+    if error is None and output is None:
+        raise StepError(
+            f"give output=... with the result of step {step_id!r} (or error=... if it could not be done)"
+        )
+    sup = state.supervisor
+    await sup.engine.complete_step(run_id, step_id, output=output, error=error)
+    if not sup.live(run_id):
+        run = await sup.engine.load(run_id)
+        if run.status.resumable or run.status is RunStatus.RUNNING:
+            # committed; carry the run on here (a process running it picks the result up)
+            with suppress(RunStateError):
+                await sup.resume(run_id)
+    run = await sup.wait(run_id, _needs_caller(state, run_id), COMPLETE_WAIT_S, progress)
+    return run_state(state, run)
+
+
+async def list_runs(state: ToolState, status: str | None, limit: int) -> RunList:
+    wanted = None
+    if status is not None:
+        try:
+            wanted = RunStatus(status)
+        except ValueError:
+            known = ", ".join(s.value for s in RunStatus)
+            raise StepError(f"unknown status {status!r}; use one of: {known}") from None
+    runs = await state.engine.store.list_runs(wanted, limit)
+    return RunList(
+        runs=[
+            RunSummary(
+                run_id=r.id,
+                name=r.name,
+                status=r.status.value,
+                steps=(r.metrics or {}).get("steps"),
+                created_at=r.created_at,
+                parent_run_id=r.parent_run_id,
+                error=r.error,
+            )
+            for r in runs
+        ]
+    )
+
+
+async def checkpoints(state: ToolState, run_id: str) -> CheckpointList:
+    await state.engine.load(run_id)  # a clear error for an unknown run
+    cps = await state.engine.store.checkpoints(run_id)
+    return CheckpointList(
+        run_id=run_id,
+        checkpoints=[
+            CheckpointInfo(
+                step_id=c.step_id,
+                seq=c.seq,
+                status=c.status.value,
+                seconds=None if c.started_at is None else round(c.finished_at - c.started_at, 3),
+                output=preview(c.output),
+            )
+            for c in cps
+        ],
+    )

@@ -1,0 +1,234 @@
+"""The workflow tools, registered on an MCPServer: thin adapters that take the arguments,
+call `tools.workflow`, and turn tutti's errors into ToolErrors that say what to do next.
+
+(No `from __future__ import annotations` here: the SDK reads these annotations at
+registration, and the sampling resolvers are made in a factory.)"""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.resolve import Resolve, Sample
+from mcp_types import CreateMessageResult, ToolAnnotations
+from pydantic import Field
+
+from engine.errors import RunNotFoundError, SpecError, TuttiError
+from engine.executors.sampling import SamplingRequest
+from tools import workflow as wfl
+from tools.models import (
+    Cancelled,
+    CheckpointList,
+    PlanResult,
+    Resumed,
+    RunList,
+    RunResult,
+    RunState,
+)
+from tools.sampling import as_sample, client_can_sample
+
+SpecArg = Annotated[
+    dict[str, Any] | str,
+    Field(description="workflow spec: object, JSON/YAML text, or file path"),
+]
+RunId = str
+Inputs = Annotated[dict[str, Any] | None, Field(description="values for the spec's inputs")]
+Wait = Annotated[
+    float,
+    Field(ge=0, le=wfl.MAX_WAIT_S, description="seconds to wait"),
+]
+
+
+def state_of(ctx: Context[Any, Any]) -> wfl.ToolState:
+    state = ctx.request_context.lifespan_context
+    assert isinstance(state, wfl.ToolState)
+    return state
+
+
+def progress_of(ctx: Context[Any, Any]) -> wfl.Progress:
+    async def report(done: int, total: int, message: str) -> None:
+        await ctx.report_progress(done, total, message)
+
+    return report
+
+
+@contextmanager
+def actionable() -> Iterator[None]:
+    """tutti's errors reach the model with what to do about them."""
+    try:
+        yield
+    except RunNotFoundError as exc:
+        raise ToolError(
+            f"no run with id {exc.run_id!r}; call workflow_list to see the runs"
+        ) from None
+    except SpecError as exc:
+        raise ToolError(
+            f"{exc}\nFix the named fields and call again (workflow_plan checks a spec without running it)."
+        ) from None
+    except TuttiError as exc:
+        raise ToolError(str(exc)) from None
+
+
+# -- sampling slots: each answers one parked request of the run per workflow_status call --
+SLOTS = 4
+
+
+def _slot(i: int) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    def pending_request(run_id: str, ctx: Context) -> SamplingRequest | None:  # type: ignore[type-arg]
+        if not client_can_sample(ctx):
+            return None
+        reqs = state_of(ctx).broker.pending(run_id)
+        return reqs[i] if i < len(reqs) else None
+
+    def ask(req: Annotated[SamplingRequest | None, Resolve(pending_request)]) -> Sample | None:
+        return None if req is None else as_sample(req)
+
+    return pending_request, ask
+
+
+_SLOTS = [_slot(i) for i in range(SLOTS)]
+Req = [Annotated[SamplingRequest | None, Resolve(p)] for p, _ in _SLOTS]
+Reply = [Annotated[CreateMessageResult | None, Resolve(a)] for _, a in _SLOTS]
+
+
+def register(server: MCPServer[Any]) -> None:
+    read_only = ToolAnnotations(read_only_hint=True)
+
+    @server.tool(annotations=read_only)
+    async def workflow_plan(spec: SpecArg, ctx: Context) -> PlanResult:  # type: ignore[type-arg]
+        """Check a workflow spec without running it: mode and why, DAG as Mermaid, parallel
+        groups, critical path, speedup, thinking per step, cost range. Spec: {name, inputs?,
+        steps: [{id, prompt|command|argv|op, depends_on?, when?, run?, thinking?, output?}]};
+        templates: ${inputs.x}, ${step_id.output}."""
+        with actionable():
+            return wfl.plan(state_of(ctx), spec)
+
+    @server.tool()
+    async def workflow_start(
+        spec: SpecArg,
+        ctx: Context,  # type: ignore[type-arg]
+        inputs: Inputs = None,
+        wait_s: Wait = 0,
+    ) -> RunState:
+        """Start a run: returns its run_id at once, or after up to wait_s. Steps run in
+        parallel as their dependencies finish; each is saved, so runs resume without redoing
+        work. client_tasks are for you: do them, report with step_complete."""
+        state = state_of(ctx)
+        with actionable():
+            return await wfl.start(
+                state,
+                spec,
+                inputs,
+                wait_s,
+                can_sample=client_can_sample(ctx),
+                progress=progress_of(ctx),
+                bind=lambda rid: state.broker.bind(rid, ctx),
+            )
+
+    @server.tool(annotations=read_only)
+    async def workflow_status(
+        run_id: RunId,
+        ctx: Context,  # type: ignore[type-arg]
+        r0: Req[0],  # type: ignore[valid-type]
+        s0: Reply[0],  # type: ignore[valid-type]
+        r1: Req[1],  # type: ignore[valid-type]
+        s1: Reply[1],  # type: ignore[valid-type]
+        r2: Req[2],  # type: ignore[valid-type]
+        s2: Reply[2],  # type: ignore[valid-type]
+        r3: Req[3],  # type: ignore[valid-type]
+        s3: Reply[3],  # type: ignore[valid-type]
+        wait_s: Wait = 0,
+    ) -> RunState:
+        """A run's progress: step statuses, output previews, client_tasks ready for you.
+        With wait_s, waits until a step finishes or needs you."""
+        state = state_of(ctx)
+        sampled = []
+        for req, reply in ((r0, s0), (r1, s1), (r2, s2), (r3, s3)):
+            if req is not None and reply is not None:
+                state.broker.answer(run_id, req.step_id, reply)
+                sampled.append(req.step_id)
+        with actionable():
+            run = await wfl.status(
+                state, run_id, wait_s, progress=progress_of(ctx), sampled=sampled
+            )
+            state.broker.bind(run_id, ctx)
+            return run
+
+    @server.tool(annotations=read_only)
+    async def workflow_result(run_id: RunId, ctx: Context) -> RunResult:  # type: ignore[type-arg]
+        """A run's outputs, per-step results, metrics (speedup, critical path, tokens, cost);
+        for an unfinished run also the error analysis and recovery plan."""
+        with actionable():
+            return await wfl.result(state_of(ctx), run_id)
+
+    @server.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True))
+    async def workflow_cancel(run_id: RunId, ctx: Context) -> Cancelled:  # type: ignore[type-arg]
+        """Cancel a run; finished steps keep their results."""
+        with actionable():
+            return await wfl.cancel(state_of(ctx), run_id)
+
+    @server.tool()
+    async def workflow_resume(
+        run_id: RunId,
+        ctx: Context,  # type: ignore[type-arg]
+        from_step: Annotated[
+            str | None, Field(description="fork: redo this step and all after it")
+        ] = None,
+        inputs: Annotated[
+            dict[str, Any] | None, Field(description="fork with these inputs changed")
+        ] = None,
+        wait_s: Wait = 0,
+    ) -> Resumed:
+        """Continue a stopped run, skipping finished steps. With from_step or inputs: fork a
+        new run (parent_run_id) keeping the checkpoints the change does not affect."""
+        state = state_of(ctx)
+        with actionable():
+            return await wfl.resume(
+                state,
+                run_id,
+                from_step,
+                inputs,
+                wait_s,
+                progress=progress_of(ctx),
+                bind=lambda rid: state.broker.bind(rid, ctx),
+            )
+
+    @server.tool(annotations=read_only)
+    async def workflow_list(
+        ctx: Context,  # type: ignore[type-arg]
+        status: Annotated[
+            str | None,
+            Field(description="running|waiting|succeeded|failed|cancelled|interrupted"),
+        ] = None,
+        limit: Annotated[int, Field(ge=1, le=200)] = 20,
+    ) -> RunList:
+        """Recent runs, newest first."""
+        with actionable():
+            return await wfl.list_runs(state_of(ctx), status, limit)
+
+    @server.tool(annotations=read_only)
+    async def checkpoint_list(run_id: RunId, ctx: Context) -> CheckpointList:  # type: ignore[type-arg]
+        """A run's committed steps, in order: what resume keeps. workflow_resume(run_id,
+        from_step=S) forks a run that keeps those before S and redoes S onwards."""
+        with actionable():
+            return await wfl.checkpoints(state_of(ctx), run_id)
+
+    @server.tool()
+    async def step_complete(
+        run_id: RunId,
+        step_id: str,
+        ctx: Context,  # type: ignore[type-arg]
+        output: Annotated[Any, Field(description="the step's result (text or JSON)")] = None,
+        error: Annotated[str | None, Field(description="why the step could not be done")] = None,
+    ) -> RunState:
+        """Report the result of a client task; the run moves on and the answer lists any new
+        client_tasks."""
+        state = state_of(ctx)
+        with actionable():
+            return await wfl.complete(
+                state, run_id, step_id, output, error, progress=progress_of(ctx)
+            )
+
+
+__all__ = ["register"]
