@@ -237,8 +237,7 @@ async def status(
     def changed(r: RunRecord) -> bool:
         return fingerprint(r) != before or needs_caller(r)
 
-    if not sampled:  # answering sampling requests is itself the change the caller sees
-        run = await sup.wait(run_id, changed, min(wait_s, MAX_WAIT_S), progress)
+    run = await sup.wait(run_id, changed, min(wait_s, MAX_WAIT_S), progress)
     return run_state(state, run, sampled)
 
 

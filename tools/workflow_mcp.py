@@ -11,8 +11,8 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Resolve, Sample
-from mcp_types import CreateMessageResult, ToolAnnotations
-from pydantic import Field
+from mcp_types import CallToolResult, CreateMessageResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
 
 from engine.errors import RunNotFoundError, SpecError, TuttiError
 from engine.executors.sampling import SamplingRequest
@@ -38,6 +38,15 @@ Wait = Annotated[
     float,
     Field(ge=0, le=wfl.MAX_WAIT_S, description="seconds to wait"),
 ]
+
+
+def reply(model: BaseModel) -> Any:
+    """The tool result: the model as structured content, and as compact JSON text for
+    clients that read only text (the SDK's default text is indented: more tokens)."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=model.model_dump_json())],
+        structured_content=model.model_dump(mode="json"),
+    )
 
 
 def state_of(ctx: Context[Any, Any]) -> wfl.ToolState:
@@ -102,7 +111,7 @@ def register(server: MCPServer[Any]) -> None:
         steps: [{id, prompt|command|argv|op, depends_on?, when?, run?, thinking?, output?}]};
         templates: ${inputs.x}, ${step_id.output}."""
         with actionable():
-            return wfl.plan(state_of(ctx), spec)
+            return reply(wfl.plan(state_of(ctx), spec))
 
     @server.tool()
     async def workflow_start(
@@ -116,7 +125,7 @@ def register(server: MCPServer[Any]) -> None:
         work. client_tasks are for you: do them, report with step_complete."""
         state = state_of(ctx)
         with actionable():
-            return await wfl.start(
+            out = await wfl.start(
                 state,
                 spec,
                 inputs,
@@ -125,6 +134,7 @@ def register(server: MCPServer[Any]) -> None:
                 progress=progress_of(ctx),
                 bind=lambda rid: state.broker.bind(rid, ctx),
             )
+            return reply(out)
 
     @server.tool(annotations=read_only)
     async def workflow_status(
@@ -153,20 +163,20 @@ def register(server: MCPServer[Any]) -> None:
                 state, run_id, wait_s, progress=progress_of(ctx), sampled=sampled
             )
             state.broker.bind(run_id, ctx)
-            return run
+            return reply(run)
 
     @server.tool(annotations=read_only)
     async def workflow_result(run_id: RunId, ctx: Context) -> RunResult:  # type: ignore[type-arg]
         """A run's outputs, per-step results, metrics (speedup, critical path, tokens, cost);
         for an unfinished run also the error analysis and recovery plan."""
         with actionable():
-            return await wfl.result(state_of(ctx), run_id)
+            return reply(await wfl.result(state_of(ctx), run_id))
 
     @server.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True))
     async def workflow_cancel(run_id: RunId, ctx: Context) -> Cancelled:  # type: ignore[type-arg]
         """Cancel a run; finished steps keep their results."""
         with actionable():
-            return await wfl.cancel(state_of(ctx), run_id)
+            return reply(await wfl.cancel(state_of(ctx), run_id))
 
     @server.tool()
     async def workflow_resume(
@@ -184,7 +194,7 @@ def register(server: MCPServer[Any]) -> None:
         new run (parent_run_id) keeping the checkpoints the change does not affect."""
         state = state_of(ctx)
         with actionable():
-            return await wfl.resume(
+            out = await wfl.resume(
                 state,
                 run_id,
                 from_step,
@@ -193,6 +203,7 @@ def register(server: MCPServer[Any]) -> None:
                 progress=progress_of(ctx),
                 bind=lambda rid: state.broker.bind(rid, ctx),
             )
+            return reply(out)
 
     @server.tool(annotations=read_only)
     async def workflow_list(
@@ -205,14 +216,14 @@ def register(server: MCPServer[Any]) -> None:
     ) -> RunList:
         """Recent runs, newest first."""
         with actionable():
-            return await wfl.list_runs(state_of(ctx), status, limit)
+            return reply(await wfl.list_runs(state_of(ctx), status, limit))
 
     @server.tool(annotations=read_only)
     async def checkpoint_list(run_id: RunId, ctx: Context) -> CheckpointList:  # type: ignore[type-arg]
         """A run's committed steps, in order: what resume keeps. workflow_resume(run_id,
         from_step=S) forks a run that keeps those before S and redoes S onwards."""
         with actionable():
-            return await wfl.checkpoints(state_of(ctx), run_id)
+            return reply(await wfl.checkpoints(state_of(ctx), run_id))
 
     @server.tool()
     async def step_complete(
@@ -226,9 +237,10 @@ def register(server: MCPServer[Any]) -> None:
         client_tasks."""
         state = state_of(ctx)
         with actionable():
-            return await wfl.complete(
+            out = await wfl.complete(
                 state, run_id, step_id, output, error, progress=progress_of(ctx)
             )
+            return reply(out)
 
 
 __all__ = ["register"]
