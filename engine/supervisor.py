@@ -156,17 +156,23 @@ class RunSupervisor:
     async def snapshot(self, run_id: str) -> RunRecord:
         """The run as it is now: the live mirror when it executes here, else the store."""
         execution = self.engine.live.get(run_id)
-        if execution is not None:
-            return execution.run
-        return await self.engine.load(run_id)
+        if execution is None:
+            run = await self.engine.load(run_id)
+            execution = self.engine.live.get(run_id)  # it may have started meanwhile
+            if execution is None:
+                return run
+        return execution.run
 
     def resting(self, run: RunRecord) -> bool:
         """Nothing more happens without the caller: the run finished or stopped, or all
         that is left waits on client steps."""
         execution = self.engine.live.get(run.id)
-        if execution is None:
-            return not (run.status is RunStatus.RUNNING and owner_alive(run.owner))
-        return execution.blocked_on_client
+        if execution is not None:
+            return execution.blocked_on_client
+        watch = self.watches.get(run.id)
+        if watch is not None and not watch.finished:
+            return False  # launched here, not executing yet
+        return not (run.status is RunStatus.RUNNING and owner_alive(run.owner))
 
     def failure(self, run_id: str) -> str | None:
         """Why a run started here could not execute at all, if it could not."""
