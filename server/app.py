@@ -89,14 +89,14 @@ def _resources(server: MCPServer[Any], live: list[wfl.ToolState]) -> None:
         return listing.model_dump_json(indent=1)
 
     @server.resource("workflow://runs/{run_id}", mime_type="application/json")
-    async def run_state(run_id: str, ctx: Context) -> str:  # type: ignore[type-arg]
+    async def run_state(run_id: str, ctx: Context) -> str:
         """A run's state: status, steps, outputs, metrics."""
         with actionable():
             res = await wfl.result(state_of(ctx), run_id)
         return json.dumps(res.model_dump(mode="json"), indent=1, default=str)
 
     @server.resource("workflow://runs/{run_id}/report", mime_type="text/markdown")
-    async def run_report(run_id: str, ctx: Context) -> str:  # type: ignore[type-arg]
+    async def run_report(run_id: str, ctx: Context) -> str:
         """A run as Markdown: step table, critical path, speedup, tokens and cost, Gantt."""
         with actionable():
             run = await state_of(ctx).supervisor.snapshot(run_id)

@@ -124,7 +124,8 @@ class SamplingBroker:
             parked.error = str(exc)
         parked.done.set()
 
-    async def __call__(self, req: SamplingRequest) -> SamplingReply:
+    async def __call__(self, request: SamplingRequest) -> SamplingReply:
+        req = request
         binding = self.bindings.get(req.run_id)
         if binding is None:
             raise StepError(NO_SAMPLING, retryable=False, kind="sampling")

@@ -6,7 +6,7 @@ registration, and the sampling resolvers are made in a factory.)"""
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, cast
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -28,6 +28,7 @@ from tools.models import (
 )
 from tools.sampling import as_sample, client_can_sample
 
+M = TypeVar("M", bound=BaseModel)
 SpecArg = Annotated[
     dict[str, Any] | str,
     Field(description="workflow spec: object, JSON/YAML text, or file path"),
@@ -40,13 +41,14 @@ Wait = Annotated[
 ]
 
 
-def reply(model: BaseModel) -> Any:
+def reply(model: M) -> M:
     """The tool result: the model as structured content, and as compact JSON text for
     clients that read only text (the SDK's default text is indented: more tokens)."""
-    return CallToolResult(
+    result = CallToolResult(
         content=[TextContent(type="text", text=model.model_dump_json())],
         structured_content=model.model_dump(mode="json"),
     )
+    return cast(M, result)  # the SDK validates structured_content against M's schema
 
 
 def state_of(ctx: Context[Any, Any]) -> wfl.ToolState:
@@ -84,7 +86,7 @@ SLOTS = 4
 
 
 def _slot(i: int) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    def pending_request(run_id: str, ctx: Context) -> SamplingRequest | None:  # type: ignore[type-arg]
+    def pending_request(run_id: str, ctx: Context) -> SamplingRequest | None:
         if not client_can_sample(ctx):
             return None
         reqs = state_of(ctx).broker.pending(run_id)
@@ -105,7 +107,7 @@ def register(server: MCPServer[Any]) -> None:
     read_only = ToolAnnotations(read_only_hint=True)
 
     @server.tool(annotations=read_only)
-    async def workflow_plan(spec: SpecArg, ctx: Context) -> PlanResult:  # type: ignore[type-arg]
+    async def workflow_plan(spec: SpecArg, ctx: Context) -> PlanResult:
         """Check a workflow spec without running it: mode and why, DAG as Mermaid, parallel
         groups, critical path, speedup, thinking per step, cost range. Spec: {name, inputs?,
         steps: [{id, prompt|command|argv|op, depends_on?, when?, run?, thinking?, output?}]};
@@ -116,7 +118,7 @@ def register(server: MCPServer[Any]) -> None:
     @server.tool()
     async def workflow_start(
         spec: SpecArg,
-        ctx: Context,  # type: ignore[type-arg]
+        ctx: Context,
         inputs: Inputs = None,
         wait_s: Wait = 0,
     ) -> RunState:
@@ -139,7 +141,7 @@ def register(server: MCPServer[Any]) -> None:
     @server.tool(annotations=read_only)
     async def workflow_status(
         run_id: RunId,
-        ctx: Context,  # type: ignore[type-arg]
+        ctx: Context,
         r0: Req[0],  # type: ignore[valid-type]
         s0: Reply[0],  # type: ignore[valid-type]
         r1: Req[1],  # type: ignore[valid-type]
@@ -153,10 +155,10 @@ def register(server: MCPServer[Any]) -> None:
         """A run's progress: step statuses, output previews, client_tasks ready for you.
         With wait_s, waits until a step finishes or needs you."""
         state = state_of(ctx)
-        sampled = []
-        for req, reply in ((r0, s0), (r1, s1), (r2, s2), (r3, s3)):
-            if req is not None and reply is not None:
-                state.broker.answer(run_id, req.step_id, reply)
+        sampled: list[str] = []
+        for req, answer in ((r0, s0), (r1, s1), (r2, s2), (r3, s3)):
+            if req is not None and answer is not None:
+                state.broker.answer(run_id, req.step_id, answer)
                 sampled.append(req.step_id)
         with actionable():
             run = await wfl.status(
@@ -166,14 +168,14 @@ def register(server: MCPServer[Any]) -> None:
             return reply(run)
 
     @server.tool(annotations=read_only)
-    async def workflow_result(run_id: RunId, ctx: Context) -> RunResult:  # type: ignore[type-arg]
+    async def workflow_result(run_id: RunId, ctx: Context) -> RunResult:
         """A run's outputs, per-step results, metrics (speedup, critical path, tokens, cost);
         for an unfinished run also the error analysis and recovery plan."""
         with actionable():
             return reply(await wfl.result(state_of(ctx), run_id))
 
     @server.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True))
-    async def workflow_cancel(run_id: RunId, ctx: Context) -> Cancelled:  # type: ignore[type-arg]
+    async def workflow_cancel(run_id: RunId, ctx: Context) -> Cancelled:
         """Cancel a run; finished steps keep their results."""
         with actionable():
             return reply(await wfl.cancel(state_of(ctx), run_id))
@@ -181,7 +183,7 @@ def register(server: MCPServer[Any]) -> None:
     @server.tool()
     async def workflow_resume(
         run_id: RunId,
-        ctx: Context,  # type: ignore[type-arg]
+        ctx: Context,
         from_step: Annotated[
             str | None, Field(description="fork: redo this step and all after it")
         ] = None,
@@ -207,7 +209,7 @@ def register(server: MCPServer[Any]) -> None:
 
     @server.tool(annotations=read_only)
     async def workflow_list(
-        ctx: Context,  # type: ignore[type-arg]
+        ctx: Context,
         status: Annotated[
             str | None,
             Field(description="running|waiting|succeeded|failed|cancelled|interrupted"),
@@ -219,7 +221,7 @@ def register(server: MCPServer[Any]) -> None:
             return reply(await wfl.list_runs(state_of(ctx), status, limit))
 
     @server.tool(annotations=read_only)
-    async def checkpoint_list(run_id: RunId, ctx: Context) -> CheckpointList:  # type: ignore[type-arg]
+    async def checkpoint_list(run_id: RunId, ctx: Context) -> CheckpointList:
         """A run's committed steps, in order: what resume keeps. workflow_resume(run_id,
         from_step=S) forks a run that keeps those before S and redoes S onwards."""
         with actionable():
@@ -229,7 +231,7 @@ def register(server: MCPServer[Any]) -> None:
     async def step_complete(
         run_id: RunId,
         step_id: str,
-        ctx: Context,  # type: ignore[type-arg]
+        ctx: Context,
         output: Annotated[Any, Field(description="the step's result (text or JSON)")] = None,
         error: Annotated[str | None, Field(description="why the step could not be done")] = None,
     ) -> RunState:
