@@ -243,8 +243,15 @@ class Defaults(_Model):
     timeout: float = Field(300.0, gt=0, le=86_400)
     retry: RetryPolicy = RetryPolicy()
     model_executor: ExecutorKind | None = Field(
-        None, description="where prompt steps run when a step does not say: prompt or client"
+        None, description="where model steps run when a step does not say: prompt, client, sampling"
     )
+
+    @field_validator("model_executor")
+    @classmethod
+    def _model_executor(cls, v: ExecutorKind | None) -> ExecutorKind | None:
+        if v not in (None, ExecutorKind.PROMPT, ExecutorKind.CLIENT, ExecutorKind.SAMPLING):
+            raise ValueError("model steps run on prompt, client or sampling")
+        return v
 
 
 class Optimization(_Model):
