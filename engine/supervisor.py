@@ -44,22 +44,18 @@ Progress = Callable[[int, int, str], Awaitable[None]]
 
 @dataclass
 class _Watch:
-    """What watchers of one live run wait on."""
+    """What watchers of one run started here wait on."""
 
     version: int = 0
-    done: int = 0
     last: str = "started"
     error: str | None = None  # the run could not execute at all
     finished: bool = False
     changed: anyio.Event = field(default_factory=anyio.Event)
 
     def on_event(self, kind: str, step_id: str | None, data: dict[str, Any]) -> None:
-        if kind not in _CHANGES:
-            return
-        if kind.startswith("step_") and kind != "step_waiting":
-            self.done += 1
-        self.last = f"{step_id} {kind[5:]}" if step_id else f"run {kind[4:]}"
-        self.bump()
+        if kind in _CHANGES:
+            self.last = f"{step_id} {kind[5:]}" if step_id else f"run {kind[4:]}"
+            self.bump()
 
     def bump(self) -> None:
         self.version += 1
@@ -128,6 +124,9 @@ class RunSupervisor:
         finally:
             watch.finished = True
             watch.bump()
+            # the store has the rest: keep only what it lacks (and not a newer launch's watch)
+            if watch.error is None and self.watches.get(run_id) is watch:
+                del self.watches[run_id]
 
     # -- steering --------------------------------------------------------------------------
     async def cancel(self, run_id: str, wait_s: float = 5.0) -> RunRecord:

@@ -32,6 +32,7 @@ from tools.schema import compact_tools
 from tools.workflow_mcp import actionable, register, state_of
 
 log = logging.getLogger("tutti.server")
+CLIENT_POLL_S = 5.0
 
 INSTRUCTIONS = """\
 tutti runs multi-step workflows: steps with dependencies run in parallel as soon as their
@@ -60,6 +61,9 @@ def create_server(settings: Settings | None = None, workspace: Path | None = Non
                 workspace=root,
                 extra_executors={ExecutorKind.SAMPLING: SamplingExecutor(broker)},
             )
+            # Client tasks are completed in this process (step_complete) and delivered at
+            # once; polling the store only catches completions by another process.
+            engine.config.client_poll_s = CLIENT_POLL_S
             async with anyio.create_task_group() as tg:
                 state = wfl.ToolState(RunSupervisor(engine, tg), broker, root)
                 live.append(state)
