@@ -452,38 +452,57 @@ class RunExecution:
         """The client finished a waiting step (called in this process)."""
         if sid not in self.waiting:
             raise StepError(f"step {sid!r} is not waiting for the client", retryable=False)
-        self.waiting.discard(sid)
         step = self.wf.steps[sid]
-        # the attempt and start time are those of the handoff: the client's time counts
-        rec = self.run.steps[sid]
-        attempt, rec_start = rec.attempts, rec.started_at
         if error is None:
             try:
                 output = shape_output(step, output)
             except StepError as exc:
-                self.waiting.add(sid)
                 raise StepError(f"step {sid!r}: {exc}", retryable=False) from None
-            await self._commit(sid, output, StepOutcome(), attempt, rec_start, StepStatus.SUCCEEDED)
-        else:
-            await self._fail(
-                sid, StepError(f"the client reported: {error}", kind="client"), attempt, rec_start
-            )
+        self.waiting.discard(sid)
+        # While its result is committed the step counts as running, so the run is not
+        # taken for resting (and its task group closed) in the meantime.
+        self.running += 1
+        try:
+            # the attempt and start time are those of the handoff: the client's time counts
+            rec = self.run.steps[sid]
+            attempt, rec_start = rec.attempts, rec.started_at
+            if error is None:
+                await self._commit(
+                    sid, output, StepOutcome(), attempt, rec_start, StepStatus.SUCCEEDED
+                )
+            else:
+                err = StepError(f"the client reported: {error}", kind="client")
+                await self._fail(sid, err, attempt, rec_start)
+        finally:
+            self.running -= 1
         self._dispatch()
         self._check_rest()
 
     async def _watch_waiting(self) -> None:
-        """Attached runs wait here for client steps; completions from another process are
-        seen by polling the store while steps wait."""
+        """Attached runs wait here for client steps. Completions in this process arrive
+        through `deliver`; those from another process are seen by polling the store, every
+        `client_poll_s` while steps wait."""
         while not self._resting:
-            with anyio.move_on_after(self.engine.config.client_poll_s):
+            with anyio.move_on_after(self.engine.config.client_poll_s) as scope:
                 await self._wake.wait()
             self._wake = anyio.Event()
-            if self.waiting and not self._resting:
+            if scope.cancelled_caught and self.waiting and not self._resting:
                 await self._poll_store()
 
     async def _poll_store(self) -> None:
+        self.running += 1  # as in `deliver`: not resting while this settles steps
+        try:
+            await self._settle_from_store()
+        finally:
+            self.running -= 1
+        self._dispatch()
+        self._check_rest()
+
+    async def _settle_from_store(self) -> None:
         run = await self.store.load_run(self.run_id)
         for sid in list(self.waiting):
+            if sid not in self.waiting:  # delivered in this process meanwhile
+                continue
             rec = run.steps[sid]
             if rec.status.has_output and rec.seq is not None:
                 self.run.steps[sid] = rec
@@ -497,8 +516,6 @@ class RunExecution:
                     rec.error or "the client reported a failure", retryable=False, kind="client"
                 )
                 await self._fail(sid, err, rec.attempts, rec.started_at)
-        self._dispatch()
-        self._check_rest()
 
     # -- bookkeeping -----------------------------------------------------------------------
     async def _flush_started(self) -> None:

@@ -353,3 +353,41 @@ async def test_a_client_step_is_timed_from_its_handoff_to_its_completion() -> No
     run = await engine.load(run_id)
     step = run.steps["ask"]
     assert (run.status.value, step.attempts, step.duration_s) == ("succeeded", 1, 30.0)
+
+
+async def test_a_long_chain_of_client_steps_completed_in_process_never_rests_early(
+    store: SqliteRunStore, tmp_path: Path
+) -> None:
+    """Regression: while `complete_step` committed a step, the store poller could see no
+    step waiting and nothing ready, take the run for resting and close its task group;
+    the completion then failed to start the next step. A poll interval of ~0 makes the
+    poller run at every chance."""
+    n = 40
+    spec = {
+        "name": "long-client-chain",
+        "steps": [
+            {"id": f"s{i}", "prompt": f"step {i}", **({"depends_on": [f"s{i - 1}"]} if i else {})}
+            for i in range(n)
+        ],
+    }
+    engine = client_engine(store, tmp_path, poll_s=0.0001)
+    run_id = await engine.create_run(spec)
+    result: list[RunRecord] = []
+    handed, handoffs = anyio.create_memory_object_stream[str](n)
+
+    def on_event(kind: str, sid: str | None, data: dict[str, Any]) -> None:
+        if kind == "step_waiting" and sid is not None:
+            handed.send_nowait(sid)
+
+    async def execute() -> None:
+        result.append(await engine.execute(run_id, attached=True, on_event=on_event))
+
+    with anyio.fail_after(20), handed, handoffs:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(execute)
+            for i in range(n):
+                sid = await handoffs.receive()
+                assert sid == f"s{i}"
+                await engine.complete_step(run_id, sid, output=f"out{i}")
+    assert result[0].status is RunStatus.SUCCEEDED
+    assert [result[0].steps[f"s{i}"].output for i in range(n)] == [f"out{i}" for i in range(n)]

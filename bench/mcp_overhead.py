@@ -1,0 +1,142 @@
+"""What the MCP layer costs, against the engine driven directly in the same process.
+
+- tool round trip: `workflow_list` through an in-process MCP client (both protocol
+  generations), against calling the plain function behind it;
+- a run started through MCP: `workflow_start(wait_s)` of a 200-step builtin chain, against
+  `Engine.run` of the same spec on the same kind of store;
+- client tasks: a 50-step chain of client steps driven by `step_complete`, per step, against
+  completing the same steps through `Engine.complete_step` directly.
+
+Run: `uv run python bench/mcp_overhead.py [--repeats N]`. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp.client import Client
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.spec import ExecutorKind
+from memory.sqlite_store import SqliteRunStore
+from server.app import create_server
+from server.settings import Settings, build_engine
+
+MEM = Path(":memory:")
+
+
+def chain(n: int, kind: str) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = []
+    for i in range(n):
+        step: dict[str, Any] = {"id": f"s{i}"}
+        if kind == "builtin":
+            step |= {"op": "template", "args": f"{i}"}
+        else:
+            step |= {"prompt": f"step {i}", "run": "client"}
+        if i:
+            step["depends_on"] = [f"s{i - 1}"]
+        steps.append(step)
+    return {"name": f"{kind}-chain-{n}", "steps": steps}
+
+
+async def direct_engine(spec: dict[str, Any], *, client: bool) -> float:
+    async with await SqliteRunStore.open(":memory:") as store:
+        engine = build_engine(Settings(db_path=MEM), store, model_executor=ExecutorKind.CLIENT)
+        t0 = time.perf_counter()
+        run_id = await engine.create_run(spec)
+        if not client:
+            await engine.execute(run_id)
+            return time.perf_counter() - t0
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: engine.execute(run_id, attached=True))
+            for step in spec["steps"]:
+                while True:  # wait until the step is handed off
+                    ex = engine.live.get(run_id)
+                    if ex is not None and step["id"] in ex.waiting:
+                        break
+                    await anyio.sleep(0)
+                await engine.complete_step(run_id, step["id"], output="ok")
+        return time.perf_counter() - t0
+
+
+async def via_mcp(spec: dict[str, Any], mode: str, *, client: bool) -> float:
+    server = create_server(Settings(db_path=MEM))
+    async with Client(server, mode=mode) as c:  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        r = await c.call_tool("workflow_start", {"spec": spec, "wait_s": 30})
+        sc = r.structured_content or {}
+        while client and sc.get("client_tasks"):
+            task = sc["client_tasks"][0]
+            r = await c.call_tool(
+                "step_complete",
+                {"run_id": sc["run_id"], "step_id": task["step_id"], "output": "ok"},
+            )
+            sc = r.structured_content or {}
+        elapsed = time.perf_counter() - t0
+        assert sc.get("status") == "succeeded", (mode, r.content[0].text[:500])
+        return elapsed
+
+
+async def round_trip(mode: str, calls: int) -> tuple[float, float]:
+    """Median seconds per `workflow_list` call through MCP, and per direct call."""
+    from tools import workflow as wfl
+
+    server = create_server(Settings(db_path=MEM))
+    async with Client(server, mode=mode) as c:  # type: ignore[arg-type]
+        mcp_times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            await c.call_tool("workflow_list", {"limit": 5})
+            mcp_times.append(time.perf_counter() - t0)
+    async with await SqliteRunStore.open(":memory:") as store:
+        engine = build_engine(Settings(db_path=MEM), store)
+        async with anyio.create_task_group() as tg:
+            from engine.supervisor import RunSupervisor
+            from tools.sampling import SamplingBroker
+
+            state = wfl.ToolState(RunSupervisor(engine, tg), SamplingBroker(), Path.cwd())
+            direct = []
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                await wfl.list_runs(state, None, 5)
+                direct.append(time.perf_counter() - t0)
+            tg.cancel_scope.cancel()
+    return statistics.median(mcp_times), statistics.median(direct)
+
+
+async def main(repeats: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"repeats": repeats}
+    for mode in ("legacy", "auto"):
+        m, d = await round_trip(mode, 300)
+        out[f"round_trip_ms_{mode}"] = round(m * 1e3, 3)
+        out["round_trip_ms_direct"] = round(d * 1e3, 3)
+    builtin = chain(200, "builtin")
+    ref = statistics.median([await direct_engine(builtin, client=False) for _ in range(repeats)])
+    out["chain200_direct_ms"] = round(ref * 1e3, 1)
+    for mode in ("legacy", "auto"):
+        t = statistics.median([await via_mcp(builtin, mode, client=False) for _ in range(repeats)])
+        out[f"chain200_mcp_ms_{mode}"] = round(t * 1e3, 1)
+        out[f"chain200_ratio_{mode}"] = round(t / ref, 2)
+    tasks = chain(50, "client")
+    ref = statistics.median([await direct_engine(tasks, client=True) for _ in range(repeats)])
+    out["client50_direct_ms_per_step"] = round(ref * 1e3 / 50, 3)
+    for mode in ("legacy", "auto"):
+        t = statistics.median([await via_mcp(tasks, mode, client=True) for _ in range(repeats)])
+        out[f"client50_mcp_ms_per_step_{mode}"] = round(t * 1e3 / 50, 3)
+        out[f"client50_ratio_{mode}"] = round(t / ref, 2)
+    return out
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    print(json.dumps(anyio.run(main, args.repeats), indent=1))
