@@ -9,6 +9,7 @@ Shutting the task group down leaves running runs `interrupted`, and resumable.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,8 @@ _CHANGES = frozenset(
     }
 )
 Progress = Callable[[int, int, str], Awaitable[None]]
+# A run of quick steps changes thousands of times a second; a client needs far fewer updates.
+PROGRESS_EVERY_S = 0.1
 
 
 @dataclass
@@ -184,18 +187,21 @@ class RunSupervisor:
         until: Callable[[RunRecord], bool],
         timeout_s: float,
         progress: Progress | None = None,
+        *,
+        any_change: bool = False,
     ) -> RunRecord:
-        """Wait up to `timeout_s` until `until(run)` holds, reporting progress on each
-        change. Runs executing in another process are watched by polling the store."""
+        """Wait up to `timeout_s` until `until(run)` holds (or, with `any_change`, until
+        anything changes), reporting progress at most every PROGRESS_EVERY_S. Runs executing
+        in another process are watched by polling the store."""
         run = await self.snapshot(run_id)
         if until(run) or timeout_s <= 0:
             return run
+        reported = 0.0
         with anyio.move_on_after(timeout_s):
             while True:
                 watch = self.watches.get(run_id)
                 if watch is not None and (self.live(run_id) or not watch.finished):
-                    changed = watch.changed
-                    await changed.wait()
+                    await watch.changed.wait()
                     message = watch.last
                 elif run.status is RunStatus.RUNNING and owner_alive(run.owner):
                     before = fingerprint(run)
@@ -206,8 +212,11 @@ class RunSupervisor:
                 else:
                     break  # nothing executes it: nothing will change
                 run = await self.snapshot(run_id)
-                if progress is not None:
+                done = any_change or until(run)
+                now = time.monotonic()
+                if progress is not None and (done or now - reported >= PROGRESS_EVERY_S):
+                    reported = now
                     await progress(_settled(run), len(run.steps), message)
-                if until(run):
+                if done:
                     break
         return await self.snapshot(run_id)

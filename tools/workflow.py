@@ -15,7 +15,7 @@ from engine.errors import Problem, RunStateError, SpecError, StepError
 from engine.plan import estimate_cost
 from engine.report import recovery_plan
 from engine.spec import ExecutorKind, WorkflowSpec, load_spec_file, load_spec_text, parse_spec
-from engine.supervisor import RunSupervisor, fingerprint
+from engine.supervisor import RunSupervisor
 from memory.records import RunRecord, RunStatus, StepRecord, StepStatus
 from tools.models import (
     Cancelled,
@@ -230,14 +230,9 @@ async def status(
     sampled: Sequence[str] = (),
 ) -> RunState:
     sup = state.supervisor
-    run = await sup.snapshot(run_id)
-    before = fingerprint(run)
-    needs_caller = _needs_caller(state, run_id)
-
-    def changed(r: RunRecord) -> bool:
-        return fingerprint(r) != before or needs_caller(r)
-
-    run = await sup.wait(run_id, changed, min(wait_s, MAX_WAIT_S), progress)
+    run = await sup.wait(
+        run_id, _needs_caller(state, run_id), min(wait_s, MAX_WAIT_S), progress, any_change=True
+    )
     return run_state(state, run, sampled)
 
 
