@@ -162,6 +162,9 @@ class RunSupervisor:
             run = await self.engine.load(run_id)
             execution = self.engine.live.get(run_id)  # it may have started meanwhile
             if execution is None:
+                watch = self.watches.get(run_id)
+                if watch is not None and not watch.finished:
+                    run.status = RunStatus.RUNNING  # launched here, its execution starting
                 return run
         return execution.run
 

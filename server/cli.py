@@ -331,7 +331,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else:
             server.run()
     except KeyboardInterrupt:
-        pass
+        # The runs in flight are recorded interrupted by now (the lifespan has exited), but
+        # the SDK's stdin reader thread stays blocked until stdin closes: a supervisor that
+        # sends SIGTERM without closing it would wait forever. Leave without joining it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return EXIT_OK
 
 

@@ -40,7 +40,7 @@ pytestmark = [
 ]
 
 START_S = 20  # a server starts and answers its first call
-EXIT_S = 10  # a stopped server's process ends
+EXIT_S = 5  # a stopped server's process ends
 RUN_S = 30  # a run gets to where the test wants it
 
 
@@ -76,7 +76,10 @@ class Served:
 async def pipes(
     process: Process,
 ) -> AsyncIterator[
-    tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]
+    tuple[
+        MemoryObjectReceiveStream[SessionMessage | Exception],
+        MemoryObjectSendStream[SessionMessage],
+    ]
 ]:
     """An MCP client transport over the process's stdout and stdin: newline-delimited
     JSON-RPC, as `mcp.client.stdio` frames it. Leaving it does not stop the process."""
@@ -126,7 +129,8 @@ def serve_env(db: Path, workspace: Path) -> dict[str, str]:
 @asynccontextmanager
 async def serve(db: Path, workspace: Path, name: str) -> AsyncIterator[Served]:
     """`tutti serve` on `db`, connected and initialized. On the way out a process still
-    alive is stopped (SIGKILL) so that no test leaves one behind."""
+    alive is stopped as a client stops it (close stdin, wait, kill): no test leaves one
+    behind."""
     stderr = workspace / f"{name}.stderr"
     with open(stderr, "wb") as err:
         process = await anyio.open_process(
@@ -142,9 +146,15 @@ async def serve(db: Path, workspace: Path, name: str) -> AsyncIterator[Served]:
     finally:
         with anyio.CancelScope(shield=True):
             if process.returncode is None:
+                assert process.stdin is not None
+                with suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    await process.stdin.aclose()
+                with anyio.move_on_after(EXIT_S):
+                    await process.wait()
+            if process.returncode is None:
                 process.kill()
-            with anyio.move_on_after(EXIT_S):
-                await process.wait()
+                with anyio.move_on_after(EXIT_S):
+                    await process.wait()
             await process.aclose()
 
 
@@ -154,12 +164,12 @@ class Stopped:
     run_id: str
     marks: Path
     seen: dict[str, str]  # step statuses in the last answer before the stop
-    state: DbState  # the database right after the process ended
+    state: DbState  # the database as the stop left it, before another server opened it
 
 
 async def start_mid_run(srv: Served, marks: Path) -> tuple[str, dict[str, str]]:
     """Start the workflow and wait (workflow_status with wait_s) until at least two steps
-    are committed while others run."""
+    have succeeded while others run."""
     marks.mkdir()
     state = await srv.call(
         "workflow_start", {"spec": workflow_yaml(), "inputs": {"marks": str(marks)}}
@@ -177,8 +187,14 @@ async def start_mid_run(srv: Served, marks: Path) -> tuple[str, dict[str, str]]:
 
 async def wait_finished(srv: Served, state: dict[str, Any]) -> dict[str, Any]:
     with anyio.fail_after(RUN_S):
-        while state["status"] == "running":
+        while state["status"] in ("pending", "running"):
             state = await srv.call("workflow_status", {"run_id": state["run_id"], "wait_s": 10})
+    return state
+
+
+def stopped_state(db: Path, run_id: str) -> DbState:
+    state = read_state(db)
+    assert state is not None and state.run_id == run_id, state
     return state
 
 
@@ -190,13 +206,35 @@ def events(db: Path, run_id: str) -> list[tuple[str, str | None, Any]]:
         return [(k, s, None if d is None else json.loads(d)) for k, s, d in rows]
 
 
+ORPHANED = ("run_interrupted", None, {"reason": "owner process gone"})
+
+
+def step_processes(marks: Path) -> list[int]:
+    """Live processes of this workflow's shell steps (found by their MARK variable)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with suppress(OSError):
+                if f"MARK={marks}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                    found.append(int(proc.name))
+    return found
+
+
+def kill_step_processes(marks: Path) -> None:
+    for pid in step_processes(marks):
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 async def resume_and_check(db: Path, tmp_path: Path, stopped: Stopped) -> None:
-    """A new server lists the run interrupted, resumes it to success without running a
-    committed step again, and ends with the outputs of an uninterrupted run (started on
-    the same server, alongside)."""
+    """A new server lists the run interrupted and resumes it to success without running a
+    committed step again; the outputs equal those of an uninterrupted run (started on the
+    same server, alongside)."""
     committed = stopped.state.checkpointed
     before = counts(stopped.marks)
-    assert len(committed) >= 2
+    succeeded_seen = {s for s, st in stopped.seen.items() if st == "succeeded"}
+    running_seen = {s for s, st in stopped.seen.items() if st == "running"}
+    assert succeeded_seen <= committed  # reported succeeded only once committed
     assert committed != set(DEPS)
     assert all(before[s] == 1 for s in committed), before
 
@@ -210,19 +248,20 @@ async def resume_and_check(db: Path, tmp_path: Path, stopped: Stopped) -> None:
         clean = await srv.call(
             "workflow_start", {"spec": workflow_yaml(), "inputs": {"marks": str(clean_marks)}}
         )
-        resumed = await srv.call("workflow_resume", {"run_id": stopped.run_id})
+        resumed = await srv.call("workflow_resume", {"run_id": stopped.run_id, "wait_s": 10})
         assert resumed["run_id"] == stopped.run_id
         assert resumed["forked_from"] is None
         assert set(resumed["kept"]) == committed
-        finished = await wait_finished(srv, resumed)
+        resumed = await wait_finished(srv, resumed)
         clean = await wait_finished(srv, clean)
         result = await srv.call("workflow_result", {"run_id": stopped.run_id})
         expected = await srv.call("workflow_result", {"run_id": clean["run_id"]})
 
-    assert finished["status"] == "succeeded", finished
+    assert resumed["status"] == "succeeded", resumed
     assert result["status"] == "succeeded", result
-    assert expected["status"] == "succeeded", expected
     assert {s["status"] for s in result["steps"].values()} == {"succeeded"}
+    assert expected["status"] == "succeeded", expected
+    assert counts(clean_marks) == dict.fromkeys(DEPS, 1)
     assert result["outputs"] == expected["outputs"]
     assert result["outputs"]["final"].startswith("final-out[a-out[],z-out[],b1-out[a-out[]]")
 
@@ -230,22 +269,26 @@ async def resume_and_check(db: Path, tmp_path: Path, stopped: Stopped) -> None:
     assert {s: after[s] for s in committed} == dict.fromkeys(committed, 1)  # exactly once
     assert all(1 <= n <= 2 for n in after.values()), after  # at-least-once, never more
     twice = {s for s, n in after.items() if n == 2}
-    started = {s for s, n in before.items() if n == 1}
-    assert twice == started - committed  # what had started but not committed ran again
+    assert twice.isdisjoint(committed)
+    assert running_seen - committed <= twice  # interrupted mid-step: run again
     assert twice, "the stop interrupted a running step, which resume must run again"
-    assert counts(clean_marks) == dict.fromkeys(DEPS, 1)
+    if stopped.state.run_status == "interrupted":
+        # a graceful stop ended its steps: the marker counts before resuming were final
+        started = {s for s, n in before.items() if n == 1}
+        assert twice == started - committed
 
 
-def kill_leftovers(marks: Path) -> None:
-    """Steps a SIGKILLed server left behind (they run in their own process groups)."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with suppress(OSError):
-            environ = (proc / "environ").read_bytes().split(b"\0")
-            if f"MARK={marks}".encode() in environ:
-                with suppress(ProcessLookupError):
-                    os.killpg(int(proc.name), signal.SIGKILL)
+def check_recorded_interrupted(db: Path, stopped: Stopped) -> None:
+    """The stopping server recorded the run itself, before any other process looked:
+    interrupted, its running steps interrupted, every finished step committed, and no
+    step process left behind."""
+    state = stopped.state
+    assert state.run_status == "interrupted", state
+    assert "running" not in state.steps.values(), state.steps
+    assert {s for s, st in state.steps.items() if st == "interrupted"}, state.steps
+    assert {s for s, st in state.steps.items() if st == "succeeded"} == state.checkpointed
+    assert ORPHANED not in events(db, stopped.run_id)
+    assert step_processes(stopped.marks) == []
 
 
 # -- the tests -------------------------------------------------------------------------------
@@ -256,30 +299,38 @@ async def test_sigkill_mid_run_then_a_new_server_resumes_it(tmp_path: Path) -> N
             run_id, seen = await start_mid_run(srv, marks)
             srv.process.send_signal(signal.SIGKILL)
             assert await srv.exited() == -signal.SIGKILL
-        state = read_state(db)
-        assert state is not None and state.run_id == run_id
-        # nothing ran the shutdown: the row still says running, with a dead owner
-        assert state.run_status == "running"
-        succeeded_seen = {s for s, st in seen.items() if st == "succeeded"}
-        assert succeeded_seen <= state.checkpointed  # reported succeeded only once committed
+        state = stopped_state(db, run_id)
+        assert state.run_status == "running"  # nothing ran a shutdown: the row says running
+        assert len(state.checkpointed) >= 2
 
         await resume_and_check(db, tmp_path, Stopped(run_id, marks, seen, state))
     finally:
-        kill_leftovers(marks)
+        kill_step_processes(marks)  # the steps running at the kill outlive the server
 
     # the new server found the run orphaned at start-up and said so
-    log = events(db, run_id)
-    assert ("run_interrupted", None, {"reason": "owner process gone"}) in log
+    assert ORPHANED in events(db, run_id)
 
 
-async def test_sigterm_mid_run_records_the_run_interrupted(tmp_path: Path) -> None:
+async def test_sigterm_mid_run_records_the_run_interrupted_and_exits(tmp_path: Path) -> None:
     db, marks = tmp_path / "tutti.db", tmp_path / "marks"
     async with serve(db, tmp_path, "terminated") as srv:
         run_id, seen = await start_mid_run(srv, marks)
         srv.process.send_signal(signal.SIGTERM)
-        code = await srv.exited()
-        assert code == 0, srv.log()
-    await check_stopped_gracefully(db, tmp_path, Stopped(run_id, marks, seen, read_state(db)))  # type: ignore[arg-type]
+        with anyio.move_on_after(EXIT_S):
+            await srv.process.wait()
+        code_on_sigterm = srv.process.returncode
+        state = stopped_state(db, run_id)
+        if code_on_sigterm is None:  # still alive: let it go (closing stdin) to check the rest
+            await srv.close_stdin()
+            await srv.exited()
+    stopped = Stopped(run_id, marks, seen, state)
+    check_recorded_interrupted(db, stopped)
+    await resume_and_check(db, tmp_path, stopped)
+
+    assert code_on_sigterm == 0, (
+        f"tutti serve had not exited {EXIT_S}s after SIGTERM (its stdin still open); "
+        f"stderr:\n{srv.log()}"
+    )
 
 
 async def test_client_closing_stdin_mid_run_records_the_run_interrupted(tmp_path: Path) -> None:
@@ -287,25 +338,33 @@ async def test_client_closing_stdin_mid_run_records_the_run_interrupted(tmp_path
     async with serve(db, tmp_path, "disconnected") as srv:
         run_id, seen = await start_mid_run(srv, marks)
         await srv.close_stdin()
-        code = await srv.exited()
-        assert code == 0, srv.log()
-    await check_stopped_gracefully(db, tmp_path, Stopped(run_id, marks, seen, read_state(db)))  # type: ignore[arg-type]
-
-
-async def check_stopped_gracefully(db: Path, tmp_path: Path, stopped: Stopped) -> None:
-    """The server recorded the run itself (before any other process looked at the
-    database): interrupted, its running steps interrupted, every finished step committed."""
-    state = stopped.state
-    assert state is not None and state.run_id == stopped.run_id
-    assert state.run_status == "interrupted"
-    assert "running" not in state.steps.values(), state.steps
-    interrupted = {s for s, st in state.steps.items() if st == "interrupted"}
-    assert interrupted, state.steps
-    assert {s for s, st in state.steps.items() if st == "succeeded"} == state.checkpointed
-    succeeded_seen = {s for s, st in stopped.seen.items() if st == "succeeded"}
-    assert succeeded_seen <= state.checkpointed
-    # the running steps were stopped, not left behind: nothing started after the stop
-    log = events(db, stopped.run_id)
-    assert ("run_interrupted", None, {"reason": "owner process gone"}) not in log
-
+        assert await srv.exited() == 0, srv.log()
+    stopped = Stopped(run_id, marks, seen, stopped_state(db, run_id))
+    check_recorded_interrupted(db, stopped)
     await resume_and_check(db, tmp_path, stopped)
+
+
+async def test_workflow_resume_without_waiting_answers_that_the_run_is_running(
+    tmp_path: Path,
+) -> None:
+    """workflow_resume(wait_s=0) has launched the run: its answer must not still say
+    `interrupted` and tell the caller to call workflow_resume again (which fails: the run
+    is already running in this process)."""
+    db = tmp_path / "tutti.db"
+    spec = {"name": "slow", "steps": [{"id": "nap", "argv": ["sh", "-c", "sleep 30"]}]}
+    async with serve(db, tmp_path, "first") as srv:
+        started = await srv.call("workflow_start", {"spec": spec})
+        await srv.close_stdin()
+        assert await srv.exited() == 0, srv.log()
+    run_id = started["run_id"]
+
+    async with serve(db, tmp_path, "second") as srv:
+        resumed = await srv.call("workflow_resume", {"run_id": run_id})
+        status = await srv.call("workflow_status", {"run_id": run_id})
+        assert status["status"] == "running", status  # it was launched
+        again = await srv.client.call_tool("workflow_resume", {"run_id": run_id})
+        assert again.is_error  # as the answer below advises, but the run is running
+        await srv.call("workflow_cancel", {"run_id": run_id})
+
+    assert resumed["status"] == "running", resumed
+    assert "workflow_resume" not in resumed["next"], resumed["next"]
