@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
+from engine.errors import RunNotFoundError, TuttiError
 from engine.executors.sampling import SamplingExecutor
 from engine.report import markdown_report
 from engine.spec import ExecutorKind
@@ -29,7 +31,7 @@ from server.settings import Settings, build_engine
 from tools import workflow as wfl
 from tools.sampling import SamplingBroker
 from tools.schema import compact_tools
-from tools.workflow_mcp import actionable, register, state_of
+from tools.workflow_mcp import register, state_of
 
 log = logging.getLogger("tutti.server")
 CLIENT_POLL_S = 5.0
@@ -85,6 +87,19 @@ def create_server(settings: Settings | None = None, workspace: Path | None = Non
     return server
 
 
+@contextmanager
+def readable() -> Iterator[None]:
+    """tutti's errors, as resource errors that say what to do."""
+    try:
+        yield
+    except RunNotFoundError as exc:
+        raise ResourceNotFoundError(
+            f"no run with id {exc.run_id!r}; read workflow://runs or call workflow_list to see the runs"
+        ) from None
+    except TuttiError as exc:
+        raise ResourceError(str(exc)) from None
+
+
 def _resources(server: MCPServer[Any], live: list[wfl.ToolState]) -> None:
     @server.resource("workflow://runs", mime_type="application/json")
     async def recent_runs() -> str:
@@ -95,13 +110,13 @@ def _resources(server: MCPServer[Any], live: list[wfl.ToolState]) -> None:
     @server.resource("workflow://runs/{run_id}", mime_type="application/json")
     async def run_state(run_id: str, ctx: Context) -> str:
         """A run's state: status, steps, outputs, metrics."""
-        with actionable():
+        with readable():
             res = await wfl.result(state_of(ctx), run_id)
         return json.dumps(res.model_dump(mode="json"), indent=1, default=str)
 
     @server.resource("workflow://runs/{run_id}/report", mime_type="text/markdown")
     async def run_report(run_id: str, ctx: Context) -> str:
         """A run as Markdown: step table, critical path, speedup, tokens and cost, Gantt."""
-        with actionable():
+        with readable():
             run = await state_of(ctx).supervisor.snapshot(run_id)
         return markdown_report(run)

@@ -28,13 +28,16 @@ def compact(schema: Any) -> Any:
         else:
             out[key] = compact(value)
     options = out.get("anyOf")
-    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
-        other = next(o for o in options if o != {"type": "null"})
-        if set(other) == {"type"} and isinstance(other["type"], str):
-            del out["anyOf"]
-            out["type"] = [other["type"], "null"]
-        elif set(other) == {"$ref"} or "type" not in other:
-            pass  # keep anyOf for refs and untyped schemas
+    if (
+        isinstance(options, list)
+        and options
+        and all(
+            isinstance(o, dict) and set(o) == {"type"} and isinstance(o["type"], str)
+            for o in options
+        )
+    ):
+        del out["anyOf"]  # a union of plain types: {"type": [...]}
+        out["type"] = [o["type"] for o in options]
     return out
 
 

@@ -31,7 +31,7 @@ from tools.models import (
 )
 from tools.sampling import NO_SAMPLING, SamplingBroker
 
-MAX_WAIT_S = 45.0  # clients drop a call after about 60 s
+MAX_WAIT_S = 45  # clients drop a call after about 60 s
 COMPLETE_WAIT_S = 10.0  # step_complete waits this long for the run to need the caller again
 PREVIEW_CHARS = 600
 Progress = Callable[[int, int, str], Awaitable[None]]

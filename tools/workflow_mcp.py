@@ -122,9 +122,8 @@ def register(server: MCPServer[Any]) -> None:
         inputs: Inputs = None,
         wait_s: Wait = 0,
     ) -> RunState:
-        """Start a run: returns its run_id at once, or after up to wait_s. Steps run in
-        parallel as their dependencies finish; each is saved, so runs resume without redoing
-        work. client_tasks are for you: do them, report with step_complete."""
+        """Start a run: returns its run_id at once, or after up to wait_s. Independent steps
+        run in parallel. client_tasks are for you: do them, report with step_complete."""
         state = state_of(ctx)
         with actionable():
             out = await wfl.start(
@@ -192,8 +191,8 @@ def register(server: MCPServer[Any]) -> None:
         ] = None,
         wait_s: Wait = 0,
     ) -> Resumed:
-        """Continue a stopped run, skipping finished steps. With from_step or inputs: fork a
-        new run (parent_run_id) keeping the checkpoints the change does not affect."""
+        """Continue a stopped run, skipping finished steps. With from_step or inputs, fork a
+        new run keeping the checkpoints the change does not affect."""
         state = state_of(ctx)
         with actionable():
             out = await wfl.resume(
