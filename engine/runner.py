@@ -144,6 +144,7 @@ class RunExecution:
             self.run_id, status=RunStatus.RUNNING, owner=owner, started_at=now, error=None
         )
         self.run.status, self.run.owner, self.run.started_at = RunStatus.RUNNING, owner, now
+        self.run.error = self.run.finished_at = None
         self._emit("run_started", None, {"steps": len(self.wf.order), "committed": len(committed)})
         outer_cancel = False
         try:
@@ -450,6 +451,11 @@ class RunExecution:
     # -- client steps ----------------------------------------------------------------------
     async def deliver(self, sid: str, output: Any, error: str | None) -> None:
         """The client finished a waiting step (called in this process)."""
+        if sid not in self.wf.steps:
+            known = ", ".join(self.wf.order)
+            raise StepError(
+                f"run {self.run_id} has no step {sid!r} (its steps: {known})", retryable=False
+            )
         if sid not in self.waiting:
             raise StepError(f"step {sid!r} is not waiting for the client", retryable=False)
         step = self.wf.steps[sid]

@@ -112,7 +112,7 @@ class SamplingBroker:
         return run_id in self.bindings
 
     def pending(self, run_id: str) -> list[SamplingRequest]:
-        return [p.request for p in self.parked.get(run_id, {}).values() if p.reply is None]
+        return [p.request for p in self.parked.get(run_id, {}).values() if not p.done.is_set()]
 
     def answer(self, run_id: str, step_id: str, result: CreateMessageResult) -> None:
         parked = self.parked.get(run_id, {}).get(step_id)

@@ -1,0 +1,822 @@
+"""The MCP surface, driven through an in-process client in both protocol generations
+(`legacy`: the 2025-11-25 handshake; `auto`: the negotiated 2026-07-28 protocol): the
+tools, prompts and resources, client steps end to end, the prompt executor against the
+fake Messages API, cancel / resume / fork, and the errors each tool gives back.
+
+Each test has a fresh server on an in-memory database; every interaction is bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp.shared.exceptions import MCPError
+from mcp_types import ListToolsResult, TextResourceContents
+
+from tests.fake_anthropic import FakeAnthropic, message
+from tests.seed import SEED_CHAIN
+from tests.server.mcp_support import (
+    BUILTIN_CHAIN,
+    DIAMOND,
+    FORKABLE,
+    MODES,
+    ONE_CLIENT_STEP,
+    call,
+    connect,
+    fail,
+    settings,
+    slow_spec,
+    tasks_of,
+    text_of,
+)
+
+pytestmark = pytest.mark.anyio
+
+TOOLS = {
+    "workflow_plan",
+    "workflow_start",
+    "workflow_status",
+    "workflow_result",
+    "workflow_cancel",
+    "workflow_resume",
+    "workflow_list",
+    "checkpoint_list",
+    "step_complete",
+}
+PROMPTS = {"chain", "flow", "swarm", "pipeline", "resume"}
+SNAPSHOT = Path(__file__).with_name("tools_snapshot.json")
+UPDATE_SNAPSHOT = "TUTTI_UPDATE_SNAPSHOT"
+TOOLS_LIST_BUDGET = 10_000  # characters: every tool definition is read into the client's context
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def resource_text(contents: list[Any]) -> str:
+    assert len(contents) == 1
+    assert isinstance(contents[0], TextResourceContents)
+    return contents[0].text
+
+
+# -- listing ---------------------------------------------------------------------------------
+async def test_lists_tools_prompts_and_resources(mode: str) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            assert {t.name for t in (await c.list_tools()).tools} == TOOLS
+            assert {p.name for p in (await c.list_prompts()).prompts} == PROMPTS
+            assert [str(r.uri) for r in (await c.list_resources()).resources] == ["workflow://runs"]
+            templates = (await c.list_resource_templates()).resource_templates
+            assert {t.uri_template for t in templates} == {
+                "workflow://runs/{run_id}",
+                "workflow://runs/{run_id}/report",
+            }
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "mentions"),
+    [
+        ("chain", {"request": "audit the payments module"}, ["workflow_plan", "workflow_start"]),
+        ("flow", {"request": "triage the new bug reports"}, ["workflow_plan", "workflow_start"]),
+        (
+            "swarm",
+            {"request": "review the API design", "agents": "4"},
+            ["workflow_plan", "workflow_start", "4 specialists"],
+        ),
+        (
+            "pipeline",
+            {"request": "summarise each chapter", "items": "ch1, ch2"},
+            ["workflow_plan", "workflow_start", "ch1, ch2"],
+        ),
+        ("resume", {"run_id": "run_x_1234"}, ["workflow_resume", "workflow_result"]),
+    ],
+)
+async def test_prompts_drive_the_tools(
+    mode: str, name: str, args: dict[str, str], mentions: list[str]
+) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            got = await c.get_prompt(name, args)
+    text = "\n".join(getattr(m.content, "text", "") for m in got.messages)
+    for word in [*mentions, *args.values()]:
+        assert word in text, f"prompt {name} does not mention {word!r}"
+
+
+# -- workflow_plan ---------------------------------------------------------------------------
+PLANNED = {
+    "name": "planned",
+    "steps": [
+        {"id": "a", "prompt": "Survey the design space.", "thinking": "extended"},
+        {"id": "b", "op": "template", "args": "fixed"},
+        {
+            "id": "c",
+            "depends_on": ["a"],
+            "prompt": "Pick one of ${a.output}",
+            "thinking": "instant",
+        },
+        {"id": "d", "depends_on": ["b", "c"], "op": "template", "args": "${b.output} ${c.output}"},
+    ],
+}
+
+
+async def test_plan_with_api_key(mode: str) -> None:
+    # with a key, model steps run on the API: no request is made by planning
+    config = settings(api_key="test", base_url="http://127.0.0.1:9")
+    with anyio.fail_after(20):
+        async with connect(mode, config) as c:
+            plan = await call(c, "workflow_plan", spec=PLANNED)
+    assert plan["name"] == "planned"
+    assert plan["mode"] == "chain" and plan["mode_reason"]
+    assert plan["groups"] == [["a", "b"], ["c"], ["d"]]
+    assert plan["critical_path"] == ["a", "c", "d"]
+    assert plan["critical_path_s"] > 0 and plan["estimated_s"] > 0
+    assert plan["mermaid"].startswith("flowchart")
+    assert "a --> c" in plan["mermaid"] and "c --> d" in plan["mermaid"]
+    steps = plan["steps"]
+    assert {sid: s["executor"] for sid, s in steps.items()} == {
+        "a": "prompt",
+        "b": "builtin",
+        "c": "prompt",
+        "d": "builtin",
+    }
+    assert steps["a"]["thinking"] == "extended" and steps["c"]["thinking"] == "instant"
+    assert steps["a"]["thinking_reason"] and steps["b"]["thinking"] is None
+    cost = plan["cost"]
+    assert 0 < cost["usd_low"] < cost["usd_high"]
+    assert set(cost["steps"]) == {"a", "c"}
+    # extended thinking may write far more than instant
+    assert cost["steps"]["a"]["usd_high"] > cost["steps"]["c"]["usd_high"]
+    assert "workflow_start" in plan["next"]
+
+
+async def test_plan_without_api_key_hands_model_steps_to_the_client(mode: str) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            plan = await call(c, "workflow_plan", spec=PLANNED)
+            seed = await call(c, "workflow_plan", spec=SEED_CHAIN)
+    assert plan["steps"]["a"]["executor"] == "client"
+    assert plan["steps"]["a"]["thinking"] == "extended"  # still a hint for the client
+    assert plan["cost"]["usd_low"] == plan["cost"]["usd_high"] == 0
+    assert plan["cost"]["steps"] == {}
+    assert seed["mode"] == "chain"
+    assert seed["groups"] == [["analyze_codebase"], ["fix_issues"], ["validate_fixes"]]
+    assert seed["critical_path"] == ["analyze_codebase", "fix_issues", "validate_fixes"]
+    assert all(s["executor"] == "client" for s in seed["steps"].values())
+
+
+async def test_spec_as_json_text_yaml_text_or_file_path(mode: str) -> None:
+    yaml_text = "name: yamled\nsteps:\n  - id: a\n    args: hi\n  - id: b\n    args: ${a.output}!\n"
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            as_json = await call(c, "workflow_plan", spec=json.dumps(BUILTIN_CHAIN))
+            as_yaml = await call(c, "workflow_plan", spec=yaml_text)
+            as_path = await call(c, "workflow_plan", spec="examples/repo-stats.yaml")
+            missing = await fail(c, "workflow_plan", spec="examples/nope.yaml")
+    assert as_json["name"] == "builtin-chain"
+    assert as_yaml["name"] == "yamled" and as_yaml["groups"] == [["a"], ["b"]]
+    assert as_path["name"] == "repo-stats"
+    # shell is off on this server: the plan stands, and says what is missing
+    assert "TUTTI_ALLOW_SHELL" in as_path["next"]
+    assert "no spec file at" in missing and "nope.yaml" in missing
+
+
+# -- workflow_start / workflow_status --------------------------------------------------------
+async def test_start_with_wait_runs_a_builtin_workflow_to_the_end(mode: str) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            run = await call(c, "workflow_start", spec=BUILTIN_CHAIN, wait_s=10)
+    assert run["status"] == "succeeded"
+    assert run["done"] == run["total"] == 3
+    assert run["outputs"] == {"a": "hello", "b": "hello world", "c": "<hello world>"}
+    assert run["errors"] == {} and run["client_tasks"] == [] and run["error"] is None
+    assert "workflow_result" in run["next"]
+
+
+async def test_start_without_wait_returns_at_once_with_a_run_id(mode: str) -> None:
+    config = settings(allow_shell=frozenset({"sleep"}))
+    with anyio.fail_after(20):
+        async with connect(mode, config) as c:
+            with anyio.fail_after(5):  # the run takes 30 s; the answer may not wait for it
+                run = await call(c, "workflow_start", spec=slow_spec("30"))
+            assert run["run_id"].startswith("run_")
+            assert run["status"] in ("pending", "running")
+            assert "workflow_status" in run["next"]
+            listed = await call(c, "workflow_list")
+            assert [r["run_id"] for r in listed["runs"]] == [run["run_id"]]
+
+
+async def test_start_with_wait_returns_the_client_tasks_it_waited_for(mode: str) -> None:
+    """workflow_start(wait_s) waits until the run needs the caller, and its answer is the
+    run as it is then: running, with the ready client task. (A regression guard: the wait
+    once answered with the record it read before the run started, `pending` and without
+    client_tasks, in a race that several fresh runs make show.)"""
+    with anyio.fail_after(20):
+        for _ in range(8):
+            async with connect(mode) as c:
+                run = await call(c, "workflow_start", spec=ONE_CLIENT_STEP, wait_s=10)
+                assert run["status"] == "running", run
+                assert run["steps"] == {"ask": "waiting"}, run
+                assert [t["step_id"] for t in run["client_tasks"]] == ["ask"], run
+
+
+async def test_status_long_poll_reports_progress(mode: str) -> None:
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(done: float, total: float | None, msg: str | None) -> None:
+        progress.append((done, total, msg))
+
+    config = settings(allow_shell=frozenset({"sleep"}))
+    with anyio.fail_after(20):
+        async with connect(mode, config) as c:
+            run = await call(c, "workflow_start", spec=slow_spec("0.3"))
+            rid = run["run_id"]
+            for _ in range(10):  # each call returns when a step finishes
+                run = await call(c, "workflow_status", on_progress, run_id=rid, wait_s=10)
+                if run["status"] == "succeeded":
+                    break
+    assert run["status"] == "succeeded"
+    assert run["outputs"] == {"s": "", "t": "after s"}
+    # the slow step finished while a status call waited: that call reported it
+    assert (1, 2, "s succeeded") in progress, progress
+    assert all(total == 2 for _, total, _ in progress)
+
+
+async def test_status_returns_at_once_when_only_client_steps_wait(mode: str) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            run = await call(c, "workflow_start", spec=ONE_CLIENT_STEP, wait_s=10)
+            assert set(tasks_of(run)) == {"ask"}
+            with anyio.fail_after(10):  # far less than wait_s: nothing changes without us
+                run = await call(c, "workflow_status", run_id=run["run_id"], wait_s=40)
+    assert run["status"] == "running"
+    assert [t["step_id"] for t in run["client_tasks"]] == ["ask"]
+    assert "step_complete" in run["next"]
+
+
+# -- client steps end to end -----------------------------------------------------------------
+async def test_seed_chain_with_client_steps_end_to_end(mode: str) -> None:
+    answers = {
+        "analyze_codebase": "SQL injection in db.py line 12",
+        "fix_issues": "parameterised the query in db.py",
+        "validate_fixes": "bandit: no issues",
+    }
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            run = await call(c, "workflow_start", spec=SEED_CHAIN, wait_s=10)
+            rid = run["run_id"]
+            tasks = tasks_of(run)
+            seen = []
+            while tasks:
+                assert len(tasks) == 1  # a chain: one step at a time
+                ((sid, task),) = tasks.items()
+                seen.append(sid)
+                if sid == "analyze_codebase":
+                    assert task["instructions"] == "analyze Python security vulnerabilities"
+                    assert task["inputs"] == {}
+                    assert "Investigate" in task["system"]  # /query's system prompt
+                if sid == "fix_issues":
+                    # `${analyze_codebase.results}` is rendered from the reported output
+                    assert (
+                        task["instructions"]
+                        == f"fix security issues: {answers['analyze_codebase']}"
+                    )
+                    assert task["inputs"] == {"analyze_codebase": answers["analyze_codebase"]}
+                assert task["thinking"] in ("instant", "standard", "extended")
+                assert task["output"] == "text"
+                run = await call(c, "step_complete", run_id=rid, step_id=sid, output=answers[sid])
+                tasks = {t["step_id"]: t for t in run["client_tasks"]}
+            assert seen == list(answers)
+            assert run["status"] == "succeeded"
+            result = await call(c, "workflow_result", run_id=rid)
+    assert result["status"] == "succeeded"
+    assert result["outputs"] == answers
+    assert {s["executor"] for s in result["steps"].values()} == {"client"}
+    assert result["recovery"] is None
+    assert result["metrics"]["critical_path"] == list(answers)
+
+
+async def test_diamond_hands_out_both_client_tasks_together(mode: str) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            run = await call(c, "workflow_start", spec=DIAMOND, wait_s=10)
+            rid = run["run_id"]
+            tasks = tasks_of(run)
+            assert set(tasks) == {"b", "c"}  # independent: handed out at once
+            assert tasks["b"]["instructions"] == "left of A"
+            assert tasks["c"]["instructions"] == "right of A"
+            assert tasks["b"]["inputs"] == tasks["c"]["inputs"] == {"a": "A"}
+            assert tasks["b"]["thinking"] == "instant"
+            assert tasks["c"]["thinking"] == "extended"
+            assert (tasks["b"]["output"], tasks["c"]["output"]) == ("text", "json")
+            assert "JSON" in tasks["c"]["system"]
+
+            # an answer that is not JSON for an `output: json` step: refused, still waiting
+            bad = await fail(c, "step_complete", run_id=rid, step_id="c", output="seven")
+            assert "JSON" in bad
+
+            answers: dict[str, dict[str, Any]] = {}
+
+            async def complete(sid: str, output: str) -> None:
+                answers[sid] = await call(
+                    c, "step_complete", run_id=rid, step_id=sid, output=output
+                )
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(complete, "b", "L")
+                tg.start_soon(complete, "c", '{"v": 7}')
+            assert "succeeded" in {answers["b"]["status"], answers["c"]["status"]}
+            result = await call(c, "workflow_result", run_id=rid)
+    assert result["status"] == "succeeded"
+    assert result["outputs"] == {"a": "A", "b": "L", "c": {"v": 7}, "d": "L+7"}
+
+
+PAIR: dict[str, Any] = {
+    "name": "pair",
+    "steps": [
+        {"id": "x", "prompt": "X", "run": "client"},
+        {"id": "y", "prompt": "Y", "run": "client"},
+        {"id": "z", "depends_on": ["x", "y"], "op": "template", "args": "${x.output}${y.output}"},
+    ],
+}
+
+
+async def test_back_to_back_step_completes_keep_the_run_going(mode: str) -> None:
+    """Two ready client tasks reported one right after the other, or at once (an agent
+    doing them in parallel), must both be taken and the run must finish. A race between a
+    report and the runner's own bookkeeping can end the run instead; several runs make it
+    show."""
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            for i in range(30):
+                run = await call(c, "workflow_start", spec=PAIR, wait_s=10)
+                rid = run["run_id"]
+                assert set(tasks_of(run)) == {"x", "y"}
+                errors: list[str] = []
+
+                async def complete(sid: str, rid: str = rid, errors: list[str] = errors) -> None:
+                    res = await c.call_tool(
+                        "step_complete", {"run_id": rid, "step_id": sid, "output": sid}
+                    )
+                    if res.is_error:
+                        errors.append(f"{sid}: {text_of(res)}")
+
+                if i % 2:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(complete, "x")
+                        tg.start_soon(complete, "y")
+                else:
+                    await complete("x")
+                    await complete("y")
+                result = await call(c, "workflow_result", run_id=rid)
+                assert not errors, f"run {i}: step_complete failed: {errors}"
+                assert result["status"] == "succeeded", f"run {i}: {result['error']}"
+                assert result["outputs"]["z"] == "xy"
+
+
+# -- the prompt executor, on the fake Messages API -------------------------------------------
+async def test_seed_chain_on_the_prompt_executor(mode: str, fake_anthropic: FakeAnthropic) -> None:
+    texts = ["found: eval() in app.py", "replaced eval with ast.literal_eval", "validated: clean"]
+    fake_anthropic.script(*(message(t) for t in texts))
+    config = settings(api_key="test", base_url=fake_anthropic.base_url, api_retries=0)
+    with anyio.fail_after(20):
+        async with connect(mode, config) as c:
+            plan = await call(c, "workflow_plan", spec=SEED_CHAIN)
+            assert {s["executor"] for s in plan["steps"].values()} == {"prompt"}
+            run = await call(c, "workflow_start", spec=SEED_CHAIN, wait_s=15)
+            assert run["status"] == "succeeded", run
+            result = await call(c, "workflow_result", run_id=run["run_id"])
+    ids = ["analyze_codebase", "fix_issues", "validate_fixes"]
+    assert result["outputs"] == dict(zip(ids, texts, strict=True))
+    assert len(fake_anthropic.requests) == 3  # one request per model step
+    assert all(r.path.startswith("/v1/messages") for r in fake_anthropic.requests)
+    bodies = [json.dumps(b) for b in fake_anthropic.bodies]
+    assert "analyze Python security vulnerabilities" in bodies[0]
+    assert f"fix security issues: {texts[0]}" in bodies[1]  # the chain carries outputs on
+    assert "run security validation" in bodies[2]
+    assert {s["executor"] for s in result["steps"].values()} == {"prompt"}
+    assert result["metrics"]["tokens"]["input_tokens"] == 30  # 10 per fake reply
+
+
+# -- failures --------------------------------------------------------------------------------
+async def test_result_of_a_run_failed_on_a_template(mode: str) -> None:
+    spec = {
+        "name": "broken",
+        "steps": [
+            {"id": "a", "op": "template", "args": "A"},
+            {"id": "b", "depends_on": ["a"], "op": "template", "args": "${a.output.missing.key}"},
+            {"id": "c", "op": "template", "args": "C"},
+            {"id": "d", "depends_on": ["b"], "op": "template", "args": "D"},
+        ],
+    }
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            run = await call(c, "workflow_start", spec=spec, wait_s=10)
+            assert run["status"] == "failed"
+            assert "workflow_result" in run["next"]
+            result = await call(c, "workflow_result", run_id=run["run_id"])
+    assert result["status"] == "failed"
+    assert "b" in result["error"]
+    assert result["outputs"] == {"a": "A", "c": "C"}  # the partial outputs
+    assert result["steps"]["b"]["status"] == "failed"
+    assert "missing" in result["steps"]["b"]["error"]
+    assert result["steps"]["d"]["status"] == "pending"
+    recovery = result["recovery"]
+    failure = recovery["failures"]["b"]
+    assert failure["kind"] == "TemplateError" and failure["retryable"] is False
+    assert "template" in failure["hint"]
+    assert recovery["resume"] == {
+        "keeps_committed": ["a", "c"],
+        "reruns": ["b"],
+        "then_runs": ["d"],
+        "waiting_for_client": [],
+    }
+    assert recovery["command"] == f"workflow_resume('{run['run_id']}')"
+
+
+async def test_result_of_a_run_whose_client_step_failed(mode: str) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            run = await call(c, "workflow_start", spec=SEED_CHAIN, wait_s=10)
+            rid = run["run_id"]
+            assert set(tasks_of(run)) == {"analyze_codebase"}
+            run = await call(
+                c, "step_complete", run_id=rid, step_id="analyze_codebase", output="found one"
+            )
+            assert [t["step_id"] for t in run["client_tasks"]] == ["fix_issues"]
+            run = await call(
+                c, "step_complete", run_id=rid, step_id="fix_issues", error="no write access"
+            )
+            assert run["status"] == "failed"
+            assert run["errors"] == {"fix_issues": "the client reported: no write access"}
+            result = await call(c, "workflow_result", run_id=rid)
+    assert result["outputs"] == {"analyze_codebase": "found one"}
+    assert result["recovery"]["failures"]["fix_issues"]["error"] == (
+        "the client reported: no write access"
+    )
+    assert result["recovery"]["resume"]["keeps_committed"] == ["analyze_codebase"]
+    assert result["recovery"]["resume"]["reruns"] == ["fix_issues"]
+    assert result["recovery"]["resume"]["then_runs"] == ["validate_fixes"]
+    assert "workflow_resume" in result["next"]
+
+
+# -- cancel, resume, fork --------------------------------------------------------------------
+async def test_cancel_a_live_run(mode: str) -> None:
+    config = settings(allow_shell=frozenset({"sleep"}))
+    with anyio.fail_after(20):
+        async with connect(mode, config) as c:
+            # wait_s runs out while `s` sleeps: the answer comes back with it running
+            run = await call(c, "workflow_start", spec=slow_spec("30"), wait_s=0.2)
+            rid = run["run_id"]
+            before = await call(c, "workflow_result", run_id=rid)
+            assert before["steps"]["s"]["status"] == "running"
+            with anyio.fail_after(10):  # the sleep is killed, not waited for
+                cancelled = await call(c, "workflow_cancel", run_id=rid)
+            assert cancelled["status"] == "cancelled"
+            assert cancelled["cancelled"] == ["s"]
+            assert "workflow_resume" in cancelled["next"]
+            result = await call(c, "workflow_result", run_id=rid)
+            assert result["status"] == "cancelled"
+            assert result["steps"]["s"]["status"] == "cancelled"
+            assert result["steps"]["t"]["status"] == "pending"
+            again = await fail(c, "workflow_cancel", run_id=rid)
+    assert "already cancelled" in again
+
+
+def _counting_spec() -> dict[str, Any]:
+    """`count` appends to a file each time it runs; `slow` sleeps the first time only."""
+    return {
+        "name": "resumable",
+        "steps": [
+            {"id": "count", "argv": ["sh", "-c", "echo ran >> count.log; wc -l < count.log"]},
+            {
+                "id": "slow",
+                "depends_on": ["count"],
+                "argv": [
+                    "sh",
+                    "-c",
+                    "if [ -e slow.done ]; then echo fast; else touch slow.done; exec sleep 30; fi",
+                ],
+            },
+            {
+                "id": "end",
+                "depends_on": ["slow"],
+                "op": "template",
+                "args": "${count.output | trim}/${slow.output | trim}",
+            },
+        ],
+    }
+
+
+async def test_resume_in_place_after_cancel(mode: str, tmp_path: Path) -> None:
+    config = settings(allow_shell=frozenset({"sh"}))
+    with anyio.fail_after(20):
+        async with connect(mode, config, workspace=tmp_path) as c:
+            run = await call(c, "workflow_start", spec=_counting_spec(), wait_s=0.2)
+            rid = run["run_id"]
+            assert (await call(c, "workflow_result", run_id=rid))["steps"]["slow"][
+                "status"
+            ] == "running"
+            await call(c, "workflow_cancel", run_id=rid)
+            resumed = await call(c, "workflow_resume", run_id=rid, wait_s=10)
+            assert resumed["run_id"] == rid and resumed["forked_from"] is None
+            assert resumed["kept"] == ["count"]
+            assert resumed["status"] == "succeeded", resumed
+            result = await call(c, "workflow_result", run_id=rid)
+            checkpoints = await call(c, "checkpoint_list", run_id=rid)
+    assert (tmp_path / "count.log").read_text() == "ran\n"  # committed: not run again
+    assert result["outputs"]["end"] == "1/fast"
+    assert result["steps"]["count"]["attempts"] == 1
+    assert result["steps"]["slow"]["attempts"] == 2  # cancelled once, then run again
+    assert [cp["step_id"] for cp in checkpoints["checkpoints"]] == ["count", "slow", "end"]
+
+
+async def test_resumed_run_reports_no_stale_error(mode: str) -> None:
+    """Once a cancelled run runs again, its answers must not carry the old error."""
+    config = settings(allow_shell=frozenset({"sleep"}))
+    with anyio.fail_after(20):
+        async with connect(mode, config) as c:
+            run = await call(c, "workflow_start", spec=slow_spec("30"), wait_s=0.2)
+            rid = run["run_id"]
+            await call(c, "workflow_cancel", run_id=rid)
+            resumed = await call(c, "workflow_resume", run_id=rid, wait_s=0.2)
+            result = await call(c, "workflow_result", run_id=rid)
+            await call(c, "workflow_cancel", run_id=rid)
+    assert resumed["status"] == result["status"] == "running"
+    assert resumed["error"] is None, resumed["error"]
+    assert result["error"] is None, result["error"]
+
+
+async def _finish_forkable(c: Any) -> str:
+    """Run FORKABLE with answers a1, b1, c1; its run id."""
+    run = await call(c, "workflow_start", spec=FORKABLE, wait_s=10)
+    rid = run["run_id"]
+    tasks = tasks_of(run)
+    assert set(tasks) == {"a", "b"}
+    assert tasks["a"]["instructions"] == "A about one"
+    await call(c, "step_complete", run_id=rid, step_id="b", output="b1")
+    run = await call(c, "step_complete", run_id=rid, step_id="a", output="a1")
+    assert [t["step_id"] for t in run["client_tasks"]] == ["c"]
+    run = await call(c, "step_complete", run_id=rid, step_id="c", output="c1")
+    assert run["status"] == "succeeded"
+    assert run["outputs"]["d"] == "b1|c1"
+    return rid
+
+
+async def test_fork_from_step(mode: str) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            parent = await _finish_forkable(c)
+            fork = await call(c, "workflow_resume", run_id=parent, from_step="c", wait_s=10)
+            fid = fork["run_id"]
+            assert fid != parent and fork["forked_from"] == parent
+            assert fork["kept"] == ["a", "b"]
+            # only the redone step is asked for again; its inputs come from the kept ones
+            tasks = tasks_of(fork)
+            assert set(tasks) == {"c"}
+            assert tasks["c"]["instructions"] == "C from a1"
+            # the kept checkpoints, in the parent's commit order (b was reported first)
+            kept = await call(c, "checkpoint_list", run_id=fid)
+            assert [(cp["step_id"], cp["seq"], cp["output"]) for cp in kept["checkpoints"]] == [
+                ("b", 1, "b1"),
+                ("a", 2, "a1"),
+            ]
+            run = await call(c, "step_complete", run_id=fid, step_id="c", output="c2")
+            assert run["status"] == "succeeded"
+            result = await call(c, "workflow_result", run_id=fid)
+            original = await call(c, "workflow_result", run_id=parent)
+            listed = await call(c, "workflow_list")
+    assert result["outputs"] == {"a": "a1", "b": "b1", "c": "c2", "d": "b1|c2"}  # d redone
+    assert result["parent_run_id"] == parent
+    assert original["outputs"]["d"] == "b1|c1"  # the parent is untouched
+    by_id = {r["run_id"]: r for r in listed["runs"]}
+    assert by_id[fid]["parent_run_id"] == parent and by_id[parent]["parent_run_id"] is None
+
+
+async def test_fork_with_changed_inputs(mode: str) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            parent = await _finish_forkable(c)
+            fork = await call(c, "workflow_resume", run_id=parent, inputs={"y": "TWO"}, wait_s=10)
+            fid = fork["run_id"]
+            assert fork["forked_from"] == parent
+            assert fork["kept"] == ["a", "c"]  # they do not read inputs.y
+            tasks = tasks_of(fork)
+            assert set(tasks) == {"b"}  # only the step that reads the changed input
+            assert tasks["b"]["instructions"] == "B about TWO"
+            run = await call(c, "step_complete", run_id=fid, step_id="b", output="b2")
+            assert run["status"] == "succeeded"
+            result = await call(c, "workflow_result", run_id=fid)
+    assert result["inputs"] == {"x": "one", "y": "TWO"}
+    assert result["outputs"] == {"a": "a1", "b": "b2", "c": "c1", "d": "b2|c1"}
+    assert result["parent_run_id"] == parent
+
+
+async def test_checkpoint_list_in_commit_order(mode: str) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            run = await call(c, "workflow_start", spec=BUILTIN_CHAIN, wait_s=10)
+            listed = await call(c, "checkpoint_list", run_id=run["run_id"])
+            waiting = await call(c, "workflow_start", spec=SEED_CHAIN, wait_s=10)
+            assert set(tasks_of(waiting)) == {"analyze_codebase"}
+            none_yet = await call(c, "checkpoint_list", run_id=waiting["run_id"])
+    cps = listed["checkpoints"]
+    assert [(cp["step_id"], cp["seq"], cp["status"]) for cp in cps] == [
+        ("a", 1, "succeeded"),
+        ("b", 2, "succeeded"),
+        ("c", 3, "succeeded"),
+    ]
+    assert [cp["output"] for cp in cps] == ["hello", "hello world", "<hello world>"]
+    assert none_yet == {"run_id": waiting["run_id"], "checkpoints": []}
+
+
+# -- errors ----------------------------------------------------------------------------------
+async def test_step_complete_errors(mode: str) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            run = await call(c, "workflow_start", spec=SEED_CHAIN, wait_s=10)
+            rid = run["run_id"]
+            assert set(tasks_of(run)) == {"analyze_codebase"}
+            unknown_run = await fail(c, "step_complete", run_id="run_nope", step_id="x", output="y")
+            not_yet = await fail(
+                c, "step_complete", run_id=rid, step_id="validate_fixes", output="y"
+            )
+            both = await fail(
+                c, "step_complete", run_id=rid, step_id="analyze_codebase", output="y", error="z"
+            )
+            neither = await fail(c, "step_complete", run_id=rid, step_id="analyze_codebase")
+            await call(c, "step_complete", run_id=rid, step_id="analyze_codebase", output="ok")
+            done = await fail(
+                c, "step_complete", run_id=rid, step_id="analyze_codebase", output="again"
+            )
+    assert "run_nope" in unknown_run and "workflow_list" in unknown_run
+    assert "validate_fixes" in not_yet and "not waiting" in not_yet
+    assert "not both" in both
+    assert "output=" in neither and "error=" in neither
+    assert "analyze_codebase" in done and "not waiting" in done
+
+
+async def test_step_complete_unknown_step_of_a_live_run(mode: str) -> None:
+    """A step id the run does not have is named as such (as for a stopped run below), not
+    reported as a step that is "not waiting"."""
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            run = await call(c, "workflow_start", spec=SEED_CHAIN, wait_s=10)
+            assert set(tasks_of(run)) == {"analyze_codebase"}  # live, waiting for us
+            text = await fail(c, "step_complete", run_id=run["run_id"], step_id="zz", output="y")
+    assert "no step 'zz'" in text, text
+
+
+async def test_step_complete_unknown_step_of_a_stopped_run(mode: str) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            run = await call(c, "workflow_start", spec=BUILTIN_CHAIN, wait_s=10)
+            text = await fail(c, "step_complete", run_id=run["run_id"], step_id="zz", output="y")
+    assert "no step 'zz'" in text
+
+
+async def test_tool_errors_say_what_to_do(mode: str) -> None:
+    bad_ref = {
+        "steps": [
+            {"id": "a", "op": "template", "args": "x"},
+            {"id": "b", "depends_on": ["zz"], "op": "template", "args": "y"},
+        ]
+    }
+    cycle = {
+        "steps": [
+            {"id": "a", "depends_on": ["b"], "args": "x"},
+            {"id": "b", "depends_on": ["a"], "args": "y"},
+        ]
+    }
+    bad_field = {"steps": [{"id": "a", "args": "x"}, {"id": "b", "timeout": -1, "args": "y"}]}
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            ref = await fail(c, "workflow_plan", spec=bad_ref)
+            ref_at_start = await fail(c, "workflow_start", spec=bad_ref)
+            loop = await fail(c, "workflow_plan", spec=cycle)
+            field = await fail(c, "workflow_plan", spec=bad_field)
+            unknown = await fail(c, "workflow_status", run_id="run_nope")
+            unknown_result = await fail(c, "workflow_result", run_id="run_nope")
+            too_long = await fail(c, "workflow_status", run_id="run_nope", wait_s=46)
+            status_filter = await fail(c, "workflow_list", status="done")
+            run = await call(c, "workflow_start", spec=BUILTIN_CHAIN, wait_s=10)
+            again = await fail(c, "workflow_resume", run_id=run["run_id"])
+            bad_from = await fail(c, "workflow_resume", run_id=run["run_id"], from_step="zz")
+            listed = await call(c, "workflow_list")
+    assert "steps[1] (b).depends_on[0]" in ref and "'zz'" in ref
+    assert "workflow_plan" in ref  # how to check a fixed spec
+    assert "steps[1] (b).depends_on[0]" in ref_at_start
+    assert "cycle" in loop and "a -> b -> a" in loop
+    assert "steps[1] (b).timeout" in field
+    for text in (unknown, unknown_result):
+        assert "run_nope" in text and "workflow_list" in text
+    assert "wait_s" in too_long and "45" in too_long
+    assert "'done'" in status_filter
+    for status in ("running", "waiting", "succeeded", "failed", "cancelled", "interrupted"):
+        assert status in status_filter
+    assert "succeeded" in again and "from_step" in again  # how to run it again: fork
+    assert "'zz'" in bad_from and "a, b, c" in bad_from
+    # a refused spec started nothing
+    assert [r["run_id"] for r in listed["runs"]] == [run["run_id"]]
+
+
+async def test_workflow_list_filters_and_limits(mode: str) -> None:
+    broken = {  # valid, but fails when it runs
+        "steps": [
+            {"id": "a", "op": "template", "args": "A"},
+            {"id": "b", "depends_on": ["a"], "op": "template", "args": "${a.output.nope}"},
+        ]
+    }
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            ok = [await call(c, "workflow_start", spec=BUILTIN_CHAIN, wait_s=10) for _ in range(3)]
+            bad = await call(c, "workflow_start", spec={**broken, "name": "broken"}, wait_s=10)
+            everything = await call(c, "workflow_list")
+            failed = await call(c, "workflow_list", status="failed")
+            two = await call(c, "workflow_list", limit=2)
+    assert bad["status"] == "failed"
+    assert [r["run_id"] for r in everything["runs"]] == [
+        bad["run_id"],
+        *[r["run_id"] for r in reversed(ok)],
+    ]  # newest first
+    assert [(r["run_id"], r["name"]) for r in failed["runs"]] == [(bad["run_id"], "broken")]
+    assert failed["runs"][0]["error"]
+    assert len(two["runs"]) == 2
+
+
+# -- resources -------------------------------------------------------------------------------
+async def test_resources(mode: str) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            run = await call(c, "workflow_start", spec=BUILTIN_CHAIN, wait_s=10)
+            rid = run["run_id"]
+            runs = json.loads(resource_text((await c.read_resource("workflow://runs")).contents))
+            state = json.loads(
+                resource_text((await c.read_resource(f"workflow://runs/{rid}")).contents)
+            )
+            report = resource_text(
+                (await c.read_resource(f"workflow://runs/{rid}/report")).contents
+            )
+    assert [(r["run_id"], r["status"]) for r in runs["runs"]] == [(rid, "succeeded")]
+    assert state["run_id"] == rid and state["status"] == "succeeded"
+    assert state["outputs"] == {"a": "hello", "b": "hello world", "c": "<hello world>"}
+    assert report.startswith(f"# builtin-chain `{rid}`: succeeded")
+    assert "| step | status | attempts | seconds | executor | note |" in report
+    assert "| a | succeeded | 1 |" in report
+    assert "Critical path: a -> b -> c" in report
+
+
+async def test_resource_of_an_unknown_run_says_what_to_do(mode: str) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            for uri in ("workflow://runs/run_nope", "workflow://runs/run_nope/report"):
+                with pytest.raises(MCPError) as err:
+                    await c.read_resource(uri)
+                text = str(err.value)
+                assert "run_nope" in text and "workflow_list" in text, text
+
+
+# -- the tool surface ------------------------------------------------------------------------
+async def _tools(mode: str) -> ListToolsResult:
+    async with connect(mode) as c:
+        return await c.list_tools()
+
+
+async def test_tools_list_fits_the_context_budget(mode: str) -> None:
+    with anyio.fail_after(20):
+        listing = await _tools(mode)
+    size = len(listing.model_dump_json(by_alias=True, exclude_none=True))
+    sizes = {
+        t.name: len(t.model_dump_json(by_alias=True, exclude_none=True)) for t in listing.tools
+    }
+    assert size < TOOLS_LIST_BUDGET, f"tools/list is {size} characters; per tool: {sizes}"
+
+
+async def test_tools_snapshot(mode: str) -> None:
+    """Tool names and input schemas change only on purpose: regenerate the snapshot with
+    TUTTI_UPDATE_SNAPSHOT=1 uv run pytest tests/server/test_mcp_tools.py -k snapshot"""
+    with anyio.fail_after(20):
+        listing = await _tools(mode)
+    current = {
+        t.name: t.model_dump(mode="json", by_alias=True, exclude_none=True)["inputSchema"]
+        for t in listing.tools
+    }
+    text = json.dumps(current, indent=2, sort_keys=True) + "\n"
+    if os.environ.get(UPDATE_SNAPSHOT):
+        SNAPSHOT.write_text(text, encoding="utf-8")
+        return
+    assert SNAPSHOT.is_file(), f"no {SNAPSHOT.name}; create it with {UPDATE_SNAPSHOT}=1"
+    stored = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
+    if stored != current:
+        added = sorted(set(current) - set(stored))
+        removed = sorted(set(stored) - set(current))
+        changed = sorted(n for n in set(stored) & set(current) if stored[n] != current[n])
+        pytest.fail(
+            f"the tool surface changed (added {added}, removed {removed}, input schema changed "
+            f"{changed}). If that is on purpose, regenerate the snapshot: "
+            f"{UPDATE_SNAPSHOT}=1 uv run pytest tests/server/test_mcp_tools.py -k snapshot"
+        )
