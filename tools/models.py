@@ -14,7 +14,7 @@ class ClientTask(BaseModel):
     step_id: str
     instructions: str
     system: str | None = None
-    inputs: dict[str, Any] = Field(default_factory=dict, description="dependency outputs")
+    inputs: dict[str, Any] = Field(default_factory=dict)  # outputs of its dependencies
     thinking: str | None = None
     output: str | None = Field(None, description="json: answer in JSON")
 
@@ -24,8 +24,8 @@ class RunState(BaseModel):
     status: str
     done: int
     total: int
-    steps: dict[str, str] = Field(description="step id: status")
-    outputs: dict[str, Any] = Field(default_factory=dict, description="output previews")
+    steps: dict[str, str]  # step id: status
+    outputs: dict[str, Any] = Field(default_factory=dict)  # previews of step outputs
     errors: dict[str, Any] = Field(default_factory=dict)
     client_tasks: list[ClientTask] = Field(default_factory=list)
     error: str | None = None
