@@ -21,7 +21,8 @@ Spec format (JSON or YAML object):
       prompt: "Write a draft from: ${research.output}"
     - id: check
       when: "${'TODO' in draft.output}"  # optional condition; false -> step skipped
-      command: /task Fix the open TODOs in ${draft.output}
+      command: /task                     # the seed's /query, /task, /protocol templates
+      args: "Fix the open TODOs in ${draft.output}"
 Other step kinds: `argv: [git, log, -5]` (shell, if the server allows it), `op: template`
 with `args: "..."` or `value: {...}` (built-in, no model). Per step: `output: json`,
 `timeout`, `retry: {attempts: 3}`, `on_failure: fail | continue | fallback | degrade`."""
