@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
@@ -300,7 +301,19 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return anyio.run(_with_engine, args, go)
 
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+def exposure_warning(host: str) -> str | None:
+    """What to say when `tutti serve --http` binds where other machines can reach it."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        loopback = False
+    if loopback:
+        return None
+    return (
+        f"serving on {host}: anyone who can reach this port can run workflows (and shell "
+        "steps, if allowed). tutti has no authentication; prefer 127.0.0.1 behind a proxy "
+        "that adds it."
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -320,13 +333,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if args.http:
-            if args.host not in LOOPBACK:
-                err.print(
-                    f"[bold yellow]warning:[/bold yellow] serving on {args.host}: anyone who can "
-                    "reach this port can run workflows (and shell steps, if allowed). tutti has no "
-                    "authentication; prefer 127.0.0.1 behind a proxy that adds it.",
-                    markup=True,
-                )
+            warning = exposure_warning(args.host)
+            if warning:
+                err.print(f"[bold yellow]warning:[/bold yellow] {warning}", markup=True)
             server.run("streamable-http", host=args.host, port=args.port)
         else:
             server.run()

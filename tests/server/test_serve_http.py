@@ -1,0 +1,82 @@
+"""`tutti serve --http`: a real subprocess serving streamable HTTP on 127.0.0.1, driven by
+the SDK's HTTP client: a run started in one client session is finished from another
+(the run belongs to the server, not to a session); SIGTERM stops the server."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio.streams.text import TextReceiveStream
+from mcp.client import Client
+
+from server.cli import exposure_warning
+from tests.test_durability import ROOT, cli_env
+
+pytestmark = [pytest.mark.anyio, pytest.mark.skipif(sys.platform == "win32", reason="signals")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("host", "warns"),
+    [("127.0.0.1", False), ("localhost", False), ("::1", False), ("127.0.0.2", False),
+     ("0.0.0.0", True), ("192.168.1.5", True), ("myhost.example", True)],
+)  # fmt: skip
+def test_binding_beyond_loopback_warns(host: str, warns: bool) -> None:
+    warning = exposure_warning(host)
+    assert (warning is not None) is warns
+    if warning:
+        assert host in warning and "no authentication" in warning
+
+
+async def test_http_server_runs_a_workflow_across_sessions(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**cli_env(), "TUTTI_DB": str(tmp_path / "runs.db"), "TUTTI_LOG_LEVEL": "INFO"}
+    cmd = [sys.executable, "-m", "server.cli", "serve", "--http", "--port", str(port)]
+    spec = {
+        "name": "over-http",
+        "steps": [
+            {"id": "greet", "op": "template", "args": "hello"},
+            {"id": "answer", "prompt": "Reply to ${greet.output}"},
+            {"id": "done", "op": "template", "args": "${answer.output}!"},
+        ],
+    }
+    url = f"http://127.0.0.1:{port}/mcp"
+    with anyio.fail_after(30):
+        async with await anyio.open_process(cmd, cwd=ROOT, env=env) as process:
+            try:
+                assert process.stderr is not None
+                seen = ""
+                async for chunk in TextReceiveStream(process.stderr):
+                    seen += chunk
+                    if "Uvicorn running on" in seen:
+                        break
+                async with Client(url, mode="legacy") as c:
+                    r = await c.call_tool("workflow_start", {"spec": spec, "wait_s": 10})
+                    run = r.structured_content
+                    assert run is not None and not r.is_error
+                    assert [t["step_id"] for t in run["client_tasks"]] == ["answer"]
+                    assert run["client_tasks"][0]["instructions"] == "Reply to hello"
+                # another session (and protocol generation) completes the task
+                async with Client(url, mode="auto") as c:
+                    r = await c.call_tool(
+                        "step_complete",
+                        {"run_id": run["run_id"], "step_id": "answer", "output": "hi"},
+                    )
+                    done = r.structured_content
+                    assert done is not None and done["status"] == "succeeded", r.content
+                    assert done["outputs"]["done"] == "hi!"
+                process.send_signal(signal.SIGTERM)
+                assert await process.wait() == 0
+            finally:
+                if process.returncode is None:
+                    process.kill()
