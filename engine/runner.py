@@ -568,6 +568,9 @@ class RunExecution:
         if self.cancel_requested:
             status = RunStatus.CANCELLED
             error = "cancelled on request"
+            for sid in sorted(self.waiting):  # handed to the client: withdrawn
+                await self._set_step(sid, StepStatus.CANCELLED)
+            self.waiting.clear()
         elif outer_cancel:
             status = RunStatus.INTERRUPTED
             error = "the process running it stopped; resume to continue"

@@ -34,6 +34,8 @@ from tools.sampling import NO_SAMPLING, SamplingBroker
 MAX_WAIT_S = 45  # clients drop a call after about 60 s
 COMPLETE_WAIT_S = 10.0  # step_complete waits this long for the run to need the caller again
 PREVIEW_CHARS = 600
+# Runs whose client tasks are open: completing one carries the run on.
+_TAKES_RESULTS = frozenset({RunStatus.RUNNING, RunStatus.WAITING, RunStatus.INTERRUPTED})
 Progress = Callable[[int, int, str], Awaitable[None]]
 
 
@@ -120,6 +122,8 @@ def _seconds(s: StepRecord) -> float | None:
 
 
 def client_tasks(run: RunRecord) -> list[ClientTask]:
+    if run.status not in _TAKES_RESULTS:
+        return []  # a failed or cancelled run takes no results until it is resumed
     tasks = []
     for s in run.steps.values():
         req = s.detail or {}
@@ -321,7 +325,7 @@ async def complete(
     await sup.engine.complete_step(run_id, step_id, output=output, error=error)
     if not sup.live(run_id):
         run = await sup.engine.load(run_id)
-        if run.status.resumable or run.status is RunStatus.RUNNING:
+        if run.status in _TAKES_RESULTS:
             # committed; carry the run on here (a process running it picks the result up)
             with suppress(RunStateError):
                 await sup.resume(run_id)

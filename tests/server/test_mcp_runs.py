@@ -18,6 +18,7 @@ from tests.server.mcp_support import (
     BUILTIN_CHAIN,
     DIAMOND,
     FORKABLE,
+    ONE_CLIENT_STEP,
     call,
     connect,
     fail,
@@ -257,6 +258,24 @@ async def test_cancel_a_live_run(mode: str) -> None:
             assert result["steps"]["t"]["status"] == "pending"
             again = await fail(c, "workflow_cancel", run_id=rid)
     assert "already cancelled" in again
+
+
+async def test_cancel_withdraws_client_tasks_and_resume_hands_them_out_again(mode: str) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            run = await call(c, "workflow_start", spec=ONE_CLIENT_STEP, wait_s=5)
+            rid = run["run_id"]
+            (task,) = tasks_of(run)
+            cancelled = await call(c, "workflow_cancel", run_id=rid)
+            assert cancelled["status"] == "cancelled" and cancelled["cancelled"] == [task]
+            status = await call(c, "workflow_status", run_id=rid)
+            assert status["client_tasks"] == [] and "workflow_resume" in status["next"]
+            late = await fail(c, "step_complete", run_id=rid, step_id=task, output="late")
+            assert "cancelled" in late and "not waiting" in late
+            resumed = await call(c, "workflow_resume", run_id=rid, wait_s=5)
+            assert list(tasks_of(resumed)) == [task]
+            done = await call(c, "step_complete", run_id=rid, step_id=task, output="now")
+    assert done["status"] == "succeeded"
 
 
 def _counting_spec() -> dict[str, Any]:
