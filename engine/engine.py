@@ -157,7 +157,8 @@ class Engine:
             elif kind is ExecutorKind.SHELL:
                 problems.append(
                     f"steps {names} run shell commands, which are off here: set TUTTI_ALLOW_SHELL to "
-                    "the programs to allow (e.g. TUTTI_ALLOW_SHELL=git,wc or '*')"
+                    "the programs to allow (e.g. TUTTI_ALLOW_SHELL=git,wc or '*'); for the MCP "
+                    "server, in the `env` of its entry in the client's configuration"
                 )
             else:
                 problems.append(
