@@ -6,8 +6,10 @@ import argparse
 import ipaddress
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.engine import Engine
-from engine.errors import TuttiError
+from engine.errors import ConfigurationError, TuttiError
 from engine.report import age, gantt, recovery_plan
 from engine.spec import ExecutorKind, load_spec_file
 from memory.mem_store import InMemoryRunStore
@@ -301,6 +303,20 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return anyio.run(_with_engine, args, go)
 
 
+def check_database(path: Path) -> None:
+    """Raise a ConfigurationError that names the file unless the database can be opened."""
+    if str(path) == ":memory:":
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(path)) as conn:
+            conn.execute("PRAGMA user_version").fetchone()
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigurationError(
+            f"cannot open the database {path}: {exc}; set TUTTI_DB (or --db) to a writable file"
+        ) from None
+
+
 def exposure_warning(host: str) -> str | None:
     """What to say when `tutti serve --http` binds where other machines can reach it."""
     try:
@@ -328,6 +344,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         format="tutti %(levelname)s %(name)s: %(message)s",
     )
     settings = Settings.from_env(db=args.db)
+    check_database(settings.db_path)  # fail here, clearly, rather than inside the server
     server = create_server(settings, workspace=Path(args.workspace) if args.workspace else None)
     # SIGTERM takes the Ctrl-C path: runs in flight are recorded interrupted, resumable.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

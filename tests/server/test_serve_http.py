@@ -80,3 +80,16 @@ async def test_http_server_runs_a_workflow_across_sessions(tmp_path: Path) -> No
             finally:
                 if process.returncode is None:
                     process.kill()
+
+
+def test_serve_with_an_unusable_database_exits_2_and_names_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from server.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code = main(["--db", str(blocker / "tutti.db"), "serve"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cannot open the database" in err and "TUTTI_DB" in err
