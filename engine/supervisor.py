@@ -75,10 +75,17 @@ def fingerprint(run: RunRecord) -> tuple[Any, ...]:
 
 
 class RunSupervisor:
-    def __init__(self, engine: Engine, tg: TaskGroup, poll_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        tg: TaskGroup,
+        poll_s: float = 0.5,
+        on_stopped: Callable[[str], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.tg = tg
         self.poll_s = poll_s  # for runs executing in another process
+        self.on_stopped = on_stopped  # told when a run stops executing here
         self.watches: dict[str, _Watch] = {}
 
     # -- starting --------------------------------------------------------------------------
@@ -127,6 +134,8 @@ class RunSupervisor:
         finally:
             watch.finished = True
             watch.bump()
+            if self.on_stopped is not None:
+                self.on_stopped(run_id)
             # the store has the rest: keep only what it lacks (and not a newer launch's watch)
             if watch.error is None and self.watches.get(run_id) is watch:
                 del self.watches[run_id]

@@ -67,7 +67,8 @@ def create_server(settings: Settings | None = None, workspace: Path | None = Non
             # once; polling the store only catches completions by another process.
             engine.config.client_poll_s = CLIENT_POLL_S
             async with anyio.create_task_group() as tg:
-                state = wfl.ToolState(RunSupervisor(engine, tg), broker, root)
+                supervisor = RunSupervisor(engine, tg, on_stopped=broker.forget)
+                state = wfl.ToolState(supervisor, broker, root)
                 live.append(state)
                 try:
                     yield state

@@ -108,6 +108,10 @@ class SamplingBroker:
             session = ctx.session
             self.bindings[run_id] = _Binding(session, bool(session.can_send_request))
 
+    def forget(self, run_id: str) -> None:
+        """The run stopped executing: drop its client (a resume binds one again)."""
+        self.bindings.pop(run_id, None)
+
     def can_sample(self, run_id: str) -> bool:
         return run_id in self.bindings
 

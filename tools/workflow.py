@@ -314,6 +314,7 @@ async def complete(
     error: str | None,
     *,
     progress: Progress | None = None,
+    bind: Callable[[str], None] | None = None,
 ) -> RunState:
     if error is not None and output is not None:
         raise StepError("give either output (the step's result) or error (why it failed), not both")
@@ -328,7 +329,7 @@ async def complete(
         if run.status in _TAKES_RESULTS:
             # committed; carry the run on here (a process running it picks the result up)
             with suppress(RunStateError):
-                await sup.resume(run_id)
+                await sup.resume(run_id, before=bind)
     run = await sup.wait(run_id, _needs_caller(state, run_id), COMPLETE_WAIT_S, progress)
     return run_state(state, run)
 

@@ -163,7 +163,8 @@ def register(server: MCPServer[Any]) -> None:
             run = await wfl.status(
                 state, run_id, wait_s, progress=progress_of(ctx), sampled=sampled
             )
-            state.broker.bind(run_id, ctx)
+            if state.supervisor.live(run_id):  # its sampling steps may ask this client
+                state.broker.bind(run_id, ctx)
             return reply(run)
 
     @server.tool(annotations=read_only)
@@ -239,7 +240,13 @@ def register(server: MCPServer[Any]) -> None:
         state = state_of(ctx)
         with actionable():
             out = await wfl.complete(
-                state, run_id, step_id, output, error, progress=progress_of(ctx)
+                state,
+                run_id,
+                step_id,
+                output,
+                error,
+                progress=progress_of(ctx),
+                bind=lambda rid: state.broker.bind(rid, ctx),
             )
             return reply(out)
 
