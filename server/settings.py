@@ -11,6 +11,7 @@
 | TUTTI_API_RETRIES | SDK retries per model call on 429/529/5xx | 2 |
 | TUTTI_SHELL_MAX_OUTPUT | bytes a shell step may print | 1000000 |
 | TUTTI_MODEL_EXECUTOR | where model steps run when the spec does not say: prompt, client or sampling | prompt with an API key, else client (`tutti serve`) |
+| TUTTI_LOG_LEVEL | log level on stderr (`tutti serve`) | WARNING |
 | TUTTI_WORKSPACE | the directory shell steps run in and spec paths are relative to (`tutti serve`) | the current directory |
 """
 
