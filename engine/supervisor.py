@@ -1,8 +1,8 @@
 """Runs that outlive the call that started them.
 
 A server starts runs in a task group it owns for its whole life, so a tool call returns
-while its run goes on. Callers watch a run through change notifications: a version
-number that moves whenever a step finishes or starts waiting, or the run ends.
+while its run goes on. Callers watch a run through a change notification that fires
+whenever a step finishes or starts waiting, or the run ends.
 Shutting the task group down leaves running runs `interrupted`, and resumable.
 """
 
@@ -49,7 +49,6 @@ PROGRESS_EVERY_S = 0.1
 class _Watch:
     """What watchers of one run started here wait on."""
 
-    version: int = 0
     last: str = "started"
     error: str | None = None  # the run could not execute at all
     finished: bool = False
@@ -61,7 +60,6 @@ class _Watch:
             self.bump()
 
     def bump(self) -> None:
-        self.version += 1
         self.changed.set()
         self.changed = anyio.Event()
 

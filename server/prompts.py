@@ -20,9 +20,9 @@ Spec format (JSON or YAML object):
       depends_on: [research]             # runs when research is done; independent steps run in parallel
       prompt: "Write a draft from: ${research.output}"
     - id: check
-      when: "${'TODO' in draft.output}"  # optional condition; false -> step skipped
+      when: "${draft.output | length > 2000}"  # optional condition; false -> step skipped
       command: /task                     # the seed's /query, /task, /protocol templates
-      args: "Fix the open TODOs in ${draft.output}"
+      args: "Shorten this draft to 300 words: ${draft.output}"
 Other step kinds: `argv: [git, log, -5]` (shell, if the server allows it), `op: template`
 with `args: "..."` or `value: {...}` (built-in, no model). Per step: `output: json`,
 `timeout`, `retry: {attempts: 3}`, `on_failure: fail | continue | fallback | degrade`."""

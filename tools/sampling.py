@@ -112,9 +112,6 @@ class SamplingBroker:
         """The run stopped executing: drop its client (a resume binds one again)."""
         self.bindings.pop(run_id, None)
 
-    def can_sample(self, run_id: str) -> bool:
-        return run_id in self.bindings
-
     def pending(self, run_id: str) -> list[SamplingRequest]:
         return [p.request for p in self.parked.get(run_id, {}).values() if not p.done.is_set()]
 
