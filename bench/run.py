@@ -283,7 +283,7 @@ async def sqlite_floor(dag: dict[str, Any], spec: dict[str, Any], tmpdir: str) -
     import aiosqlite
 
     real_apply = sqlite_store_mod._apply
-    setup = sqlite_store_mod._setup_conn
+    setup = sqlite_store_mod.setup_connection
     batches: list[list[Any]] = []
 
     def recording(conn: Any, ops: list[Any]) -> None:
@@ -499,7 +499,7 @@ async def bench_inprocess(rec: Recorder, repeats: int, tmpdir: str) -> None:
         )
     try:
         t = await sqlite_floor(dags["chain_1000"], specs["chain_1000"], tmpdir)
-    except Exception as exc:  # relies on memory.sqlite_store internals (_apply, _setup_conn)
+    except Exception as exc:  # relies on memory.sqlite_store internals (_apply, setup_connection)
         t = {"error": f"{type(exc).__name__}: {exc}"}
     rec.add({"section": "txns", "case": "chain_1000", "variant": "sqlite", **t})
 

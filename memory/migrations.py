@@ -64,7 +64,65 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX events_by_run ON events(run_id, id);
         """,
     ),
+    (
+        "0002_memory_files",
+        """
+        CREATE TABLE memory_files (
+            id INTEGER PRIMARY KEY,
+            scope TEXT NOT NULL,
+            path TEXT NOT NULL,
+            content TEXT NOT NULL,
+            rev INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            UNIQUE (scope, path)
+        );
+        CREATE TABLE memory_revisions (
+            id INTEGER PRIMARY KEY,
+            scope TEXT NOT NULL,
+            path TEXT NOT NULL,
+            rev INTEGER NOT NULL,
+            op TEXT NOT NULL,
+            content TEXT,
+            author TEXT NOT NULL,
+            at REAL NOT NULL,
+            detail TEXT,
+            UNIQUE (scope, path, rev)
+        );
+        CREATE INDEX memory_revisions_by_time ON memory_revisions(at);
+        CREATE VIRTUAL TABLE memory_fts USING fts5(
+            path, content, content='memory_files', content_rowid='id',
+            tokenize='porter unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER memory_files_ai AFTER INSERT ON memory_files BEGIN
+            INSERT INTO memory_fts(rowid, path, content) VALUES (new.id, new.path, new.content);
+        END;
+        CREATE TRIGGER memory_files_ad AFTER DELETE ON memory_files BEGIN
+            INSERT INTO memory_fts(memory_fts, rowid, path, content)
+            VALUES ('delete', old.id, old.path, old.content);
+        END;
+        CREATE TRIGGER memory_files_au AFTER UPDATE ON memory_files BEGIN
+            INSERT INTO memory_fts(memory_fts, rowid, path, content)
+            VALUES ('delete', old.id, old.path, old.content);
+            INSERT INTO memory_fts(rowid, path, content) VALUES (new.id, new.path, new.content);
+        END;
+        """,
+    ),
 ]
+
+
+def statements(sql: str) -> list[str]:
+    """Split a script into statements; a trigger body's `;` does not end its statement."""
+    out: list[str] = []
+    current = ""
+    for line in sql.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            out.append(current.strip())
+            current = ""
+    if current.strip():
+        out.append(current.strip())
+    return out
 
 
 def apply_migrations(conn: sqlite3.Connection) -> list[str]:
@@ -79,9 +137,8 @@ def apply_migrations(conn: sqlite3.Connection) -> list[str]:
             if conn.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
                 conn.execute("ROLLBACK")
                 continue
-            for statement in sql.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in statements(sql):
+                conn.execute(statement)
             conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
             conn.execute("COMMIT")
         except BaseException:

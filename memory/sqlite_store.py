@@ -89,7 +89,7 @@ class SqliteRunStore:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = await aiosqlite.connect(path, isolation_level=None)
         # aiosqlite's private _execute runs a function in its thread: one round trip per batch
-        await conn._execute(_setup_conn, conn._conn, busy_timeout_ms)  # type: ignore[no-untyped-call]
+        await conn._execute(setup_connection, conn._conn, busy_timeout_ms)  # type: ignore[no-untyped-call]
         return cls(conn, path)
 
     async def close(self) -> None:
@@ -458,7 +458,7 @@ def _run_from_row(r: Any) -> RunRecord:
     )
 
 
-def _setup_conn(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+def setup_connection(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     conn.execute("PRAGMA journal_mode = WAL")
     # NORMAL in WAL mode: a commit survives a process crash (what resume needs); only an

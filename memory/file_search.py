@@ -1,0 +1,74 @@
+"""Full-text search over memory files: FTS5 on paths and contents, ranked by bm25 (a match
+in the path weighs four times one in the text), with a snippet around the match."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from memory.paths import ROOT, MemoryFileError, normalize_path, parse_scope, under
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    scope: str
+    path: str
+    snippet: str
+    score: float  # higher is better (bm25, negated)
+    size: int
+    updated_at: float
+
+
+def search(
+    conn: sqlite3.Connection,
+    query: str,
+    *,
+    scopes: Sequence[str] | None = None,
+    prefix: str = ROOT,
+    limit: int = 10,
+) -> list[SearchHit]:
+    """Files matching every word of `query` (words in double quotes match as a phrase),
+    best first; when no file has them all, files matching any of them."""
+    terms = _terms(query)
+    if not terms:
+        raise MemoryFileError("the search query has no words: give one or more words to look for")
+    norm = normalize_path(prefix, field="prefix")
+    where, params = "", []
+    if norm != ROOT:
+        lo, hi = under(norm)
+        where += " AND (f.path = ? OR (f.path >= ? AND f.path < ?))"
+        params += [norm, lo, hi]
+    if scopes:
+        checked = [parse_scope(s) for s in scopes]
+        where += f" AND f.scope IN ({','.join('?' * len(checked))})"
+        params += checked
+    sql = (
+        "SELECT f.scope, f.path, snippet(memory_fts, 1, '**', '**', '…', 16), "
+        "bm25(memory_fts, 4.0, 1.0) AS rank, length(CAST(f.content AS BLOB)), f.updated_at "
+        "FROM memory_fts JOIN memory_files f ON f.id = memory_fts.rowid "
+        f"WHERE memory_fts MATCH ?{where} ORDER BY rank LIMIT ?"
+    )
+    limit = max(1, min(limit, 100))
+    rows = conn.execute(sql, [" ".join(terms), *params, limit]).fetchall()
+    if not rows and len(terms) > 1:
+        rows = conn.execute(sql, [" OR ".join(terms), *params, limit]).fetchall()
+    return [SearchHit(r[0], r[1], r[2], -r[3], r[4], r[5]) for r in rows]
+
+
+# -- internals -------------------------------------------------------------------------
+
+
+_TERM = re.compile(r'"([^"]*)"|(\w+)')
+
+
+def _terms(query: str) -> list[str]:
+    """FTS5 terms from free text: quoted phrases kept, other words quoted one by one (so
+    words like AND, NEAR or a stray '*' are text, never query syntax)."""
+    out = []
+    for phrase, word in _TERM.findall(query or ""):
+        text = (phrase or word).strip()
+        if text and re.search(r"\w", text):
+            out.append('"' + text.replace('"', "") + '"')
+    return out
