@@ -144,7 +144,8 @@ class MemoryFiles:
                     f"No replacement was performed, old_str `{old_str}` did not appear verbatim in {norm}."
                 )
             if count > 1:
-                lines, pos = [], content.find(old_str)
+                lines: list[int] = []
+                pos = content.find(old_str)
                 while pos != -1:
                     line = content.count("\n", 0, pos) + 1
                     if not lines or lines[-1] != line:

@@ -53,8 +53,8 @@ def normalize_path(path: object, limits: Limits = Limits(), *, field: str = "pat
     if not isinstance(path, str):
         raise MemoryPathError(f"`{field}` must be a string like /memories/notes.md")
     if not path.startswith("/"):
-        rest = path.lstrip("./")
-        hint = "/" + rest if rest.startswith("memories/") else f"/memories/{rest or 'notes.md'}"
+        bare = path.lstrip("./")
+        hint = "/" + bare if bare.startswith("memories/") else f"/memories/{bare or 'notes.md'}"
         raise MemoryPathError(f"Path must start with /memories, got: {path!r} (e.g. {hint})")
     bad = _bad_chars(path)
     if bad:
