@@ -28,6 +28,7 @@ from engine.plan import Plan, make_plan
 from engine.runner import EventSink, RunExecution, shape_output
 from engine.spec import ExecutorKind, InputSpec, Step, WorkflowSpec, parse_spec
 from engine.workflow import Workflow, compile_workflow
+from memory.history import WorkflowHistory
 from memory.owner import owner_alive
 from memory.records import Checkpoint, RunRecord, RunStatus, RunStore, StepRecord, StepStatus
 from memory.sqlite_store import RunNotFound
@@ -132,6 +133,12 @@ class Engine:
     def plan(self, wf: Workflow, history_s: Mapping[str, float] | None = None) -> Plan:
         return make_plan(wf, self.config.models, history_s)
 
+    async def plan_with_history(self, wf: Workflow) -> tuple[Plan, WorkflowHistory]:
+        """The plan with the median step durations of the workflow's recent runs as its
+        estimates (where a step gives none): critical path and priorities follow them."""
+        history = await self.store.workflow_history(wf.spec.name)
+        return self.plan(wf, history.durations()), history
+
     def executor_kind(self, step: Step, spec: WorkflowSpec) -> ExecutorKind:
         if step.run is not None:
             return step.run
@@ -164,13 +171,12 @@ class Engine:
                 problems.append(
                     f"steps {names} need the {kind.value} executor, which is not available here"
                 )
-        checker = getattr(self.executors.get(ExecutorKind.SHELL), "check_step", None)
-        if checker is not None:
-            for sid in wf.order:
-                if self.executor_kind(wf.steps[sid], wf.spec) is ExecutorKind.SHELL:
-                    msg = checker(wf.steps[sid])
-                    if msg:
-                        problems.append(f"step {sid!r}: {msg}")
+        for sid in wf.order:  # what each executor cannot do (a program not allowed, memory)
+            kind = self.executor_kind(wf.steps[sid], wf.spec)
+            checker = getattr(self.executors.get(kind), "check_step", None)
+            msg = checker(wf.steps[sid]) if checker is not None else None
+            if msg:
+                problems.append(f"step {sid!r}: {msg}")
         if problems:
             raise ConfigurationError(
                 "cannot run this workflow:\n" + "\n".join(f"  - {p}" for p in problems)
@@ -201,7 +207,7 @@ class Engine:
         await self.store.create_run(run, wf.order)
         run.steps = {sid: StepRecord(sid) for sid in wf.order}
         # planned here, outside the run; execute() in this process starts from this state
-        self._compiled[run.id] = (wf, self.plan(wf), run)
+        self._compiled[run.id] = (wf, (await self.plan_with_history(wf))[0], run)
         return run.id
 
     def _stored_spec(self, spec: WorkflowSpec) -> dict[str, Any]:
@@ -228,7 +234,13 @@ class Engine:
         """Run (or continue) a run until it rests: finished, failed, cancelled, or (when not
         `attached`) waiting for client steps. Returns the stored record with metrics."""
         cached = self._compiled.pop(run_id, None)
-        run = cached[2] if cached else await self.load(run_id)
+        if cached:
+            wf, plan, run = cached
+        else:
+            run = await self.load(run_id)
+            wf = self.compile(run.spec)
+            plan, _ = await self.plan_with_history(wf)
+        # no await from here until the run is live: two callers cannot both start it
         if run_id in self.live:
             raise RunStateError(f"run {run_id} is already running in this process")
         if run.status is RunStatus.SUCCEEDED:
@@ -237,11 +249,6 @@ class Engine:
             raise RunStateError(
                 f"run {run_id} is running in another process ({run.owner}); wait for it or cancel it there"
             )
-        if cached:
-            wf, plan = cached[0], cached[1]
-        else:
-            wf = self.compile(run.spec)
-            plan = self.plan(wf)
         self.preflight(wf)
         execution = RunExecution(self, run, wf, plan, attached=attached, on_event=on_event)
         self.live[run_id] = execution

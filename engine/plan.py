@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from engine.models import ModelTable
@@ -26,6 +27,12 @@ MODEL_ESTIMATE_S = {
 MODEL_EXECUTORS = frozenset({ExecutorKind.PROMPT, ExecutorKind.CLIENT, ExecutorKind.SAMPLING})
 
 
+class EstimateSource(StrEnum):
+    SPEC = "spec"  # the step's `estimate_s`
+    HISTORY = "history"  # measured in earlier runs of the workflow
+    DEFAULT = "default"  # by executor and thinking mode
+
+
 @dataclass(frozen=True)
 class StepPlan:
     id: str
@@ -35,6 +42,7 @@ class StepPlan:
     thinking: ThinkingChoice | None  # for steps that run on a model
     model: str | None
     priority: float  # longest estimated path from this step to the end, itself included
+    estimate_from: EstimateSource = EstimateSource.DEFAULT
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,7 @@ def make_plan(
     spec = wf.spec
     history_s = history_s or {}
     est: dict[str, float] = {}
+    source: dict[str, EstimateSource] = {}
     thinking: dict[str, ThinkingChoice | None] = {}
     model_names: dict[str, str | None] = {}
     for sid in wf.order:
@@ -134,10 +143,11 @@ def make_plan(
             model_name = models.resolve(step.model or spec.defaults.model).id
         thinking[sid] = choice
         model_names[sid] = model_name
+        source[sid] = EstimateSource.DEFAULT
         if step.estimate_s is not None:
-            est[sid] = step.estimate_s
+            est[sid], source[sid] = step.estimate_s, EstimateSource.SPEC
         elif sid in history_s:
-            est[sid] = history_s[sid]
+            est[sid], source[sid] = history_s[sid], EstimateSource.HISTORY
         elif choice is not None and kind is not ExecutorKind.CLIENT:
             est[sid] = MODEL_ESTIMATE_S[choice.mode]
         else:
@@ -151,7 +161,8 @@ def make_plan(
     for sid in reversed(wf.order):
         best, best_child = 0.0, None
         for c in wf.dependents[sid]:
-            if c not in fallbacks and tail[c] > best:
+            # a child with a zero estimate (measured at a coarse clock) is still on the path
+            if c not in fallbacks and (best_child is None or tail[c] > best):
                 best, best_child = tail[c], c
         tail[sid] = est[sid] + best
         nxt[sid] = best_child
@@ -185,6 +196,7 @@ def make_plan(
             thinking=thinking[sid],
             model=model_names[sid],
             priority=tail[sid],
+            estimate_from=source[sid],
         )
         for sid in wf.order
     }

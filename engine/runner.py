@@ -9,6 +9,7 @@ exponential backoff and jitter, then the step's failure policy applies.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections import deque
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from engine.report import run_metrics
 from engine.spec import ExecutorKind, Step
 from engine.templating import evaluate
 from engine.workflow import Workflow
+from memory.history import DecisionEntry, HistoryWriteError, entry_from_run, ran_here
 from memory.owner import current_owner
 from memory.records import Checkpoint, Event, RunRecord, RunStatus, StepStatus
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from engine.engine import Engine
 
 EventSink = Callable[[str, str | None, dict[str, Any]], None]
+log = logging.getLogger("tutti.runner")
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
 
@@ -118,10 +121,13 @@ class RunExecution:
         self._wake = anyio.Event()
         self._resting = False
         self._committed = max((r.seq or 0 for r in run.steps.values()), default=0)
+        self.decisions: dict[str, DecisionEntry] = {}  # conditions evaluated by this execution
+        self._restored = 0  # steps taken from checkpoints
 
     # -- entry -----------------------------------------------------------------------------
     async def execute(self) -> RunStatus:
         committed, client_failed, reset = self.core.restore(self.run.steps)
+        self._restored = len(committed)
         for sid in committed:
             rec = self.run.steps[sid]
             self._set_ctx(sid, rec.output, rec.status)
@@ -265,7 +271,9 @@ class RunExecution:
         try:
             result = bool(evaluate(when, self.ctx))
         except TemplateError as exc:
+            self.decisions[sid] = DecisionEntry(sid, when, None)
             return f"condition could not be evaluated: {exc}"
+        self.decisions[sid] = DecisionEntry(sid, when, result)
         self.store.append_event(
             Event(self.run_id, "condition", sid, {"when": when, "result": result})
         )
@@ -308,6 +316,7 @@ class RunExecution:
                 workspace=self.workspace,
                 thinking=sp.thinking,
                 model=model,
+                workflow=spec.name,
             )
             try:
                 if sid in self.bounded:  # ends before its timeout could fire
@@ -593,6 +602,8 @@ class RunExecution:
         run = self.run
         run.status, run.error, run.finished_at, run.owner = status, error, finished, None
         run.metrics = run_metrics(run, self.wf, wall_s=now - self._started)
+        if status.finished:  # first: whoever sees the run finished sees it in the history
+            await self._record_history()
         await self.store.set_run(
             self.run_id,
             status=status,
@@ -604,3 +615,26 @@ class RunExecution:
         await self.store.flush()
         self._emit(f"run_{status.value}", None, {"error": error})
         return status
+
+    async def _record_history(self) -> None:
+        """Add the finished run to its workflow's history, which later plans read. Not
+        being able to is logged: it changes nothing about how the run ended."""
+        decisions = dict(self.decisions)
+        for sid in self.wf.order:  # committed by an earlier execution: its condition held
+            when, rec = self.wf.steps[sid].when, self.run.steps[sid]
+            if when is None or sid in decisions or not rec.status.has_output:
+                continue
+            if rec.seq is not None and ran_here(self.run, rec):
+                decisions[sid] = DecisionEntry(sid, when, True)
+        entry = entry_from_run(
+            self.run,
+            executors={sid: kind.value for sid, kind in self.kinds.items()},
+            decisions=[decisions[sid] for sid in self.wf.order if sid in decisions],
+            restored=self._restored,
+        )
+        try:
+            await self.store.record_history(entry)
+        except HistoryWriteError:
+            log.warning(
+                "run %s finished; its workflow history was not recorded", self.run_id, exc_info=True
+            )

@@ -8,6 +8,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from memory import history
+from memory.history import HistoryEntry, WorkflowHistory, summarize
 from memory.records import Checkpoint, Event, RunRecord, RunStatus, StepRecord, StepStatus
 
 
@@ -17,6 +19,7 @@ class InMemoryRunStore:
         self._checkpoints: dict[str, dict[str, Checkpoint]] = {}
         self._events: dict[str, list[tuple[int, float, Event]]] = {}
         self._next_event = 0
+        self._history: dict[str, HistoryEntry] = {}  # by run id
 
     def _run(self, run_id: str) -> RunRecord:
         from memory.sqlite_store import RunNotFound
@@ -97,3 +100,17 @@ class InMemoryRunStore:
 
     async def flush(self) -> None:
         return None
+
+    async def record_history(self, entry: HistoryEntry) -> None:
+        self._history[entry.run_id] = entry
+        for old in self._newest(entry.workflow)[history.HISTORY_KEEP :]:
+            del self._history[old.run_id]
+
+    async def workflow_history(
+        self, name: str, limit: int = history.HISTORY_WINDOW
+    ) -> WorkflowHistory:
+        return summarize(name, self._newest(name)[:limit])
+
+    def _newest(self, name: str) -> list[HistoryEntry]:
+        entries = [e for e in self._history.values() if e.workflow == name]
+        return sorted(entries, key=lambda e: (e.finished_at, e.run_id), reverse=True)

@@ -108,6 +108,39 @@ MIGRATIONS: list[tuple[str, str]] = [
         END;
         """,
     ),
+    (
+        # Workflow memory: one entry per finished run, kept per workflow name (by `workflow`,
+        # newest first), independent of the runs table so pruning runs keeps their history.
+        "0003_workflow_history",
+        """
+        CREATE TABLE history_runs (
+            run_id TEXT PRIMARY KEY,
+            workflow TEXT NOT NULL,
+            status TEXT NOT NULL,
+            finished_at REAL NOT NULL,
+            duration_s REAL,
+            restored INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX history_runs_by_workflow ON history_runs(workflow, finished_at DESC, run_id DESC);
+        CREATE TABLE history_steps (
+            run_id TEXT NOT NULL,
+            step_id TEXT NOT NULL,
+            pos INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            executor TEXT,
+            attempts INTEGER NOT NULL,
+            duration_s REAL,
+            PRIMARY KEY (run_id, step_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE history_decisions (
+            run_id TEXT NOT NULL,
+            step_id TEXT NOT NULL,
+            condition TEXT NOT NULL,
+            taken INTEGER,
+            PRIMARY KEY (run_id, step_id)
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
 
 

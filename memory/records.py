@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from memory.history import HistoryEntry, WorkflowHistory
 
 
 class RunStatus(StrEnum):
@@ -141,3 +144,11 @@ class RunStore(Protocol):
     ) -> list[RunRecord]: ...
     async def events(self, run_id: str, after: int = 0) -> list[tuple[int, float, Event]]: ...
     async def flush(self) -> None: ...
+    # Workflow memory (memory/history.py). `record_history` replaces the run's entry, so
+    # a resumed run that finishes again is counted once; it raises HistoryWriteError.
+    async def record_history(self, entry: HistoryEntry) -> None: ...
+    async def workflow_history(
+        self,
+        name: str,
+        limit: int = 20,  # history.HISTORY_WINDOW
+    ) -> WorkflowHistory: ...

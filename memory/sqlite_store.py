@@ -18,6 +18,8 @@ from typing import Any
 import aiosqlite
 import anyio
 
+from memory import history
+from memory.history import HistoryEntry, HistoryWriteError, WorkflowHistory
 from memory.migrations import apply_migrations
 from memory.owner import owner_alive
 from memory.records import (
@@ -411,6 +413,21 @@ class SqliteRunStore:
             (run_id, after),
         )
         return [(r[0], r[1], Event(run_id, r[2], r[3], _load(r[4]))) for r in rows]
+
+    # -- workflow history (memory/history.py) -----------------------------------------------
+    async def record_history(self, entry: HistoryEntry) -> None:
+        """Store a finished run's entry in a transaction of its own, outside group commit,
+        so that a failure here cannot fail the checkpoints of other runs."""
+        ops = history.record_ops(entry)
+        try:
+            await self._conn._execute(_apply, self._sqlite, ops)  # type: ignore[no-untyped-call]
+        except sqlite3.Error as exc:
+            raise HistoryWriteError(entry.run_id, exc) from exc
+
+    async def workflow_history(
+        self, name: str, limit: int = history.HISTORY_WINDOW
+    ) -> WorkflowHistory:
+        return history.summarize(name, await history.read_entries(self._conn, name, limit))
 
     async def size_stats(self) -> dict[str, int]:
         """Bytes used per table (dbstat when compiled in), and the file's page usage."""

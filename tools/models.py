@@ -70,6 +70,7 @@ class PlanResult(BaseModel):
     implicit_edges: list[list[str]]
     mermaid: str
     cost: dict[str, Any]
+    history: dict[str, Any] | None = None  # recent runs of this workflow name
     next: str
 
 
