@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.errors import Problem, SpecError
+from memory.paths import MemoryFileError, parse_scope
 
 STEP_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 RESERVED_NAMES = frozenset({"inputs", "steps", "run", "loop", "true", "false", "none", "null"})
@@ -36,6 +37,9 @@ class ExecutorKind(StrEnum):
     PROMPT = "prompt"
     CLIENT = "client"
     SAMPLING = "sampling"
+
+
+MODEL_KINDS = frozenset({ExecutorKind.PROMPT, ExecutorKind.CLIENT, ExecutorKind.SAMPLING})
 
 
 class ThinkingMode(StrEnum):
@@ -71,6 +75,10 @@ PROMPT_COMMANDS = frozenset({"/query", "/task", "/protocol"})
 SHELL_COMMANDS = frozenset({"/bash", "/sh", "/shell"})
 BUILTIN_COMMANDS = {f"/{op.value}": op for op in BuiltinOp}
 KNOWN_COMMANDS = sorted(PROMPT_COMMANDS | SHELL_COMMANDS | set(BUILTIN_COMMANDS))
+
+# `memory:` keywords, resolved per run by engine.agent_memory; `true` means "workflow".
+MEMORY_KEYWORDS = ("workflow", "global", "project")
+MEMORY_FORMS = 'true, false, "workflow", "global", "project", "project:<key>" or "workflow:<name>"'
 
 
 class _Model(BaseModel):
@@ -112,6 +120,9 @@ class Step(_Model):
     thinking: ThinkingMode | None = None
     max_tokens: int | None = Field(None, ge=1, le=128_000)
     difficulty: Literal["low", "medium", "high"] | None = None
+    memory: str | None = Field(
+        None, description=f"give the model the memory tool, in a scope: {MEMORY_FORMS}"
+    )
     # builtin
     op: BuiltinOp | None = None
     value: Any = None
@@ -148,6 +159,31 @@ class Step(_Model):
         if v is not None and v.split()[0] not in KNOWN_COMMANDS:
             raise ValueError(f"unknown command {v!r}; known commands: {', '.join(KNOWN_COMMANDS)}")
         return v
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory_form(cls, v: Any) -> str | None:
+        if v is None or v is False:
+            return None
+        if v is True:
+            return "workflow"
+        if isinstance(v, str) and v in MEMORY_KEYWORDS:
+            return v
+        if isinstance(v, str) and v.partition(":")[0] in ("project", "workflow"):
+            try:
+                return parse_scope(v)
+            except MemoryFileError as exc:
+                raise ValueError(f"`memory` {exc}") from None
+        raise ValueError(f"`memory` must be {MEMORY_FORMS}; got {v!r}")
+
+    @model_validator(mode="after")
+    def _memory_on_model_steps(self) -> Step:
+        if self.memory and self.executor not in MODEL_KINDS:
+            raise ValueError(
+                f"step {self.id!r} runs on {self.executor.value}, which has no model to give "
+                "memory to: `memory` is for model steps (prompt, client, sampling)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _policy_fields(self) -> Step:

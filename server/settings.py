@@ -32,6 +32,7 @@ from engine.executors.client import ClientExecutor
 from engine.executors.shell import DEFAULT_MAX_OUTPUT, ShellExecutor
 from engine.models import ModelTable
 from engine.spec import ExecutorKind
+from memory.async_files import AsyncMemoryFiles
 from memory.records import RunStore
 
 
@@ -117,9 +118,11 @@ def build_engine(
     model_executor: ExecutorKind | None = None,
     workspace: Path | None = None,
     extra_executors: Mapping[ExecutorKind, StepExecutor] | None = None,
+    memory: AsyncMemoryFiles | None = None,
 ) -> Engine:
     """The engine with every executor these settings allow. `shell_allow_all` is for the
-    CLI running a file its user gave it; the server relies on TUTTI_ALLOW_SHELL."""
+    CLI running a file its user gave it; the server relies on TUTTI_ALLOW_SHELL. `memory`
+    backs the memory tool of prompt steps with `memory:` (without it they are refused)."""
     models = ModelTable.from_file(settings.models_file)
     executors: dict[ExecutorKind, StepExecutor] = {
         ExecutorKind.BUILTIN: BuiltinExecutor(),
@@ -136,7 +139,7 @@ def build_engine(
         client = anthropic.AsyncAnthropic(
             api_key=settings.api_key, base_url=settings.base_url, max_retries=settings.api_retries
         )
-        executors[ExecutorKind.PROMPT] = PromptExecutor(client, models)
+        executors[ExecutorKind.PROMPT] = PromptExecutor(client, models, memory=memory)
     executors.update(extra_executors or {})
     config = EngineConfig(
         models=models,

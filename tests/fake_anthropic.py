@@ -1,8 +1,9 @@
 """A fake Anthropic Messages API (`POST /v1/messages`, non-streaming JSON) on 127.0.0.1.
 
 Tests point the real `anthropic` SDK at it (`base_url=fake.base_url`). It records every
-request and answers from a script of replies (`message`, `error`, `delay`); when the
-script is empty it answers with a deterministic text message.
+request and answers from a script of replies (`message`, `turn` for any content blocks
+such as tool_use turns, `error`, `delay`); when the script is empty it answers with a
+deterministic text message.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Reply:
 
     status: int = 200
     text: str | None = None  # None: the default, deterministic text
+    content: tuple[dict[str, Any], ...] | None = None  # content blocks, instead of `text`
     model: str | None = None  # None: the request's model
     stop_reason: str = "end_turn"
     usage: dict[str, Any] = field(default_factory=dict)
@@ -44,14 +46,63 @@ def message(
     cache_read_input_tokens: int = 0,
     thinking_tokens: int = 0,
 ) -> Reply:
-    usage = {
+    usage = _usage(
+        input_tokens,
+        output_tokens,
+        cache_creation_input_tokens,
+        cache_read_input_tokens,
+        thinking_tokens,
+    )
+    return Reply(text=text, model=model, stop_reason=stop_reason, usage=usage)
+
+
+def turn(
+    *content: dict[str, Any],
+    stop_reason: str = "tool_use",
+    input_tokens: int = 10,
+    output_tokens: int = 5,
+    cache_creation_input_tokens: int = 0,
+    cache_read_input_tokens: int = 0,
+    thinking_tokens: int = 0,
+) -> Reply:
+    """A message made of the given content blocks (`tool_use`, `thinking`, `text_block` below),
+    by default a tool-use turn."""
+    usage = _usage(
+        input_tokens,
+        output_tokens,
+        cache_creation_input_tokens,
+        cache_read_input_tokens,
+        thinking_tokens,
+    )
+    return Reply(content=content, stop_reason=stop_reason, usage=usage)
+
+
+def tool_use(id: str, input: dict[str, Any], *, name: str = "memory") -> dict[str, Any]:
+    return {"type": "tool_use", "id": id, "name": name, "input": input}
+
+
+def thinking(text: str, signature: str = "c2lnbmF0dXJl") -> dict[str, Any]:
+    return {"type": "thinking", "thinking": text, "signature": signature}
+
+
+def text_block(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def _usage(
+    input_tokens: int,
+    output_tokens: int,
+    cache_creation_input_tokens: int,
+    cache_read_input_tokens: int,
+    thinking_tokens: int,
+) -> dict[str, Any]:
+    return {
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "cache_creation_input_tokens": cache_creation_input_tokens,
         "cache_read_input_tokens": cache_read_input_tokens,
         "output_tokens_details": {"thinking_tokens": thinking_tokens},
     }
-    return Reply(text=text, model=model, stop_reason=stop_reason, usage=usage)
 
 
 ERROR_TYPES = {
@@ -156,7 +207,9 @@ class FakeAnthropic:
             "type": "message",
             "role": "assistant",
             "model": reply.model or sent.get("model", "claude-fake"),
-            "content": [{"type": "text", "text": text}],
+            "content": list(reply.content)
+            if reply.content is not None
+            else [{"type": "text", "text": text}],
             "stop_reason": reply.stop_reason,
             "stop_sequence": None,
             "usage": reply.usage or message().usage,

@@ -27,6 +27,7 @@ class StepCall:
     workspace: Path
     thinking: ThinkingChoice | None = None
     model: ModelInfo | None = None
+    workflow: str = ""  # the spec's name (the scope of `memory: workflow`)
 
     @property
     def idempotency_key(self) -> str:

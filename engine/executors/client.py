@@ -3,6 +3,9 @@ work with its own tools and model and reports the output with `complete_step`.""
 
 from __future__ import annotations
 
+from typing import Any
+
+from engine.agent_memory import client_instructions, resolve_scope
 from engine.executors.base import StepCall, StepOutcome
 from engine.prompts import system_prompt, user_prompt_template
 
@@ -10,9 +13,14 @@ from engine.prompts import system_prompt, user_prompt_template
 class ClientExecutor:
     async def execute(self, call: StepCall) -> StepOutcome:
         step = call.step
-        request = {
+        instructions = call.render(user_prompt_template(step))
+        scope = resolve_scope(step.memory, call.workflow, call.workspace) if step.memory else None
+        if scope is not None:
+            # In the instructions, since they are what reaches the calling model.
+            instructions += "\n\n" + client_instructions(scope)
+        request: dict[str, Any] = {
             "step_id": step.id,
-            "instructions": call.render(user_prompt_template(step)),
+            "instructions": instructions,
             "system": call.render(system_prompt(step)),
             "inputs": call.dep_outputs(),
             "thinking": call.thinking.mode.value if call.thinking else None,
@@ -21,4 +29,6 @@ class ClientExecutor:
             "attempt": call.attempt,
             "idempotency_key": call.idempotency_key,
         }
+        if scope is not None:
+            request["memory_scope"] = scope
         return StepOutcome(handoff=request)

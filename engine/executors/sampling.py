@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from engine.executors.base import StepCall, StepOutcome
 from engine.prompts import system_prompt, user_prompt_template
-from engine.spec import ThinkingMode
+from engine.spec import Step, ThinkingMode
 from engine.thinking import MAX_TOKENS
 
 # (intelligence, speed, cost) priorities per thinking mode, each 0..1 as MCP defines them.
@@ -56,6 +56,16 @@ class Sampler(Protocol):
 class SamplingExecutor:
     def __init__(self, sampler: Sampler) -> None:
         self.sampler = sampler
+
+    def check_step(self, step: Step) -> str | None:
+        """Why this executor cannot run `step`, said before the run starts."""
+        if step.memory:
+            return (
+                "uses `memory`, but MCP sampling offers the model no tools: set `run: prompt` "
+                "(with ANTHROPIC_API_KEY set) to give it the memory tool, or `run: client` to "
+                "hand the step to the calling agent with tutti's memory tool"
+            )
+        return None
 
     def request(self, call: StepCall) -> SamplingRequest:
         step = call.step

@@ -1,0 +1,103 @@
+"""Memory for the model in a step: Anthropic's memory tool (`memory_20250818`), carried out
+on tutti's memory store, in the scope the step's `memory:` field names.
+
+A step's `memory` is a keyword resolved per run ("workflow" -> `workflow:<name>`,
+"project" -> `project:<the run's workspace>`, "global") or an explicit scope. `prompt`
+steps get the tool itself (engine.executors.prompt runs the tool-use loop); `client` steps
+are told to use tutti's `memory` MCP tool in that scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigurationError
+from memory.async_files import AsyncMemoryFiles
+from memory.files import step_author
+from memory.paths import GLOBAL, ROOT, MemoryFileError, parse_scope
+
+TOOL_NAME = "memory"
+# In the GA `ToolUnionParam` of the anthropic SDK: plain `messages.create` takes it.
+MEMORY_TOOL: dict[str, Any] = {"type": "memory_20250818", "name": TOOL_NAME}
+SYSTEM_LINE = (
+    f"You have a memory directory at {ROOT} (the `memory` tool), kept between runs. Check it "
+    "first: view it before you start, then record there what would help the next time."
+)
+
+
+def resolve_scope(memory: str, workflow: str, workspace: Path) -> str:
+    """The store scope of a step's `memory` value for a run of `workflow` in `workspace`."""
+    if memory == "workflow":
+        scope = f"workflow:{workflow}"
+    elif memory == "project":
+        scope = f"project:{workspace}"
+    elif memory == GLOBAL:
+        scope = GLOBAL
+    else:
+        scope = memory
+    try:
+        return parse_scope(scope)
+    except MemoryFileError as exc:
+        raise ConfigurationError(
+            f"`memory: {memory}` does not give a usable scope: {exc}"
+        ) from None
+
+
+def client_instructions(scope: str) -> str:
+    """What a client step's handoff says about memory."""
+    return (
+        f'Memory: this step has memory in scope "{scope}". Use tutti\'s `memory` tool with '
+        f'scope: "{scope}": view {ROOT} first, and record there what would help the next time.'
+    )
+
+
+@dataclass(frozen=True)
+class AgentMemory:
+    """The memory tool of one step attempt: the store, the scope, the author of changes."""
+
+    store: AsyncMemoryFiles
+    scope: str
+    author: str
+
+    @classmethod
+    def for_step(
+        cls,
+        store: AsyncMemoryFiles,
+        memory: str,
+        *,
+        run_id: str,
+        step_id: str,
+        workflow: str,
+        workspace: Path,
+    ) -> AgentMemory:
+        return cls(store, resolve_scope(memory, workflow, workspace), step_author(run_id, step_id))
+
+    async def answer(self, tool_uses: Iterable[Any]) -> list[dict[str, Any]]:
+        """A `tool_result` block for every `tool_use` block, in order: the memory tool's text,
+        or its error (for the model to act on) with `is_error`."""
+        results = []
+        for use in tool_uses:
+            try:
+                text = await self._carry_out(use.name, use.input)
+            except MemoryFileError as exc:
+                results.append(tool_result(use.id, str(exc), is_error=True))
+            else:
+                results.append(tool_result(use.id, text))
+        return results
+
+    async def _carry_out(self, name: str, command: object) -> str:
+        if name != TOOL_NAME:
+            raise MemoryFileError(f"unknown tool {name!r}: the only tool here is `{TOOL_NAME}`")
+        if not isinstance(command, Mapping):
+            raise MemoryFileError('the memory tool\'s input is an object: {"command": ...}')
+        return await self.store.execute(command, scope=self.scope, author=self.author)
+
+
+def tool_result(tool_use_id: str, text: str, *, is_error: bool = False) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id, "content": text}
+    if is_error:
+        block["is_error"] = True
+    return block
