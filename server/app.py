@@ -25,9 +25,11 @@ from engine.executors.sampling import SamplingExecutor
 from engine.report import markdown_report
 from engine.spec import ExecutorKind
 from engine.supervisor import RunSupervisor
+from memory.async_files import AsyncMemoryFiles
 from memory.sqlite_store import SqliteRunStore
 from server import prompts
 from server.settings import Settings, build_engine
+from tools import memory_mcp
 from tools import workflow as wfl
 from tools.sampling import SamplingBroker
 from tools.schema import compact_tools
@@ -41,7 +43,8 @@ tutti runs multi-step workflows: steps with dependencies run in parallel as soon
 inputs are ready, every finished step is saved, and interrupted runs resume without
 redoing work. Write a spec, check it with workflow_plan, run it with workflow_start, and
 follow the `next` field of each answer. Steps handed to you arrive as client_tasks: do
-them (in parallel where you can) and report each with step_complete."""
+them (in parallel where you can) and report each with step_complete. The memory tools keep
+notes under /memories across sessions, with every change kept in memory_history."""
 
 
 def create_server(settings: Settings | None = None, workspace: Path | None = None) -> MCPServer:
@@ -56,19 +59,21 @@ def create_server(settings: Settings | None = None, workspace: Path | None = Non
             if orphans:
                 log.info("runs left by a stopped process, now interrupted: %s", orphans)
             broker = SamplingBroker()
+            memory_files = AsyncMemoryFiles.of(store)  # shares the store's connection
             engine = build_engine(
                 settings,
                 store,
                 model_executor=settings.default_model_executor,
                 workspace=root,
                 extra_executors={ExecutorKind.SAMPLING: SamplingExecutor(broker)},
+                memory=memory_files,
             )
             # Client tasks are completed in this process (step_complete) and delivered at
             # once; polling the store only catches completions by another process.
             engine.config.client_poll_s = CLIENT_POLL_S
             async with anyio.create_task_group() as tg:
                 supervisor = RunSupervisor(engine, tg, on_stopped=broker.forget)
-                state = wfl.ToolState(supervisor, broker, root)
+                state = wfl.ToolState(supervisor, broker, root, memory_files)
                 live.append(state)
                 try:
                     yield state
@@ -82,6 +87,7 @@ def create_server(settings: Settings | None = None, workspace: Path | None = Non
     live: list[wfl.ToolState] = []  # the lifespan's state, for handlers without a Context
     server: MCPServer[Any] = MCPServer("tutti", instructions=INSTRUCTIONS, lifespan=lifespan)
     register(server)
+    memory_mcp.register(server)
     compact_tools(server)
     _resources(server, live)
     prompts.register(server)

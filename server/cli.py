@@ -21,6 +21,8 @@ from engine.engine import Engine
 from engine.errors import ConfigurationError, TuttiError
 from engine.report import age, gantt, recovery_plan
 from engine.spec import ExecutorKind, load_spec_file
+from memory.async_files import AsyncMemoryFiles
+from memory.history import WorkflowHistory, summarize
 from memory.mem_store import InMemoryRunStore
 from memory.records import RunRecord, RunStatus
 from memory.sqlite_store import SqliteRunStore
@@ -152,7 +154,7 @@ async def _with_engine(
         return await fn(build_engine(settings, InMemoryRunStore(), **kw))
     async with await SqliteRunStore.open(settings.db_path) as store:
         await store.mark_orphans_interrupted()
-        return await fn(build_engine(settings, store, **kw))
+        return await fn(build_engine(settings, store, memory=AsyncMemoryFiles.of(store), **kw))
 
 
 async def _finish(args: argparse.Namespace, engine: Engine, run_id: str, resume: bool) -> int:
@@ -202,23 +204,41 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return anyio.run(_with_engine, args, go, {"shell_allow_all": True})
 
 
+async def _history(db: Path, name: str) -> WorkflowHistory:
+    """The workflow's recorded history; none when there is no database yet (planning
+    creates none)."""
+    if str(db) != ":memory:" and not db.exists():
+        return summarize(name, [])
+    async with await SqliteRunStore.open(db) as store:
+        return await store.workflow_history(name)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     spec = load_spec_file(args.file)
     settings = Settings.from_env(db=args.db)
     from engine.models import ModelTable
     from engine.plan import make_plan
     from engine.workflow import compile_workflow
+    from tools.workflow import estimate_source
 
-    plan = make_plan(compile_workflow(spec), ModelTable.from_file(settings.models_file))
+    history = anyio.run(_history, settings.db_path, spec.name)
+    plan = make_plan(
+        compile_workflow(spec), ModelTable.from_file(settings.models_file), history.durations()
+    )
+    source = {sid: estimate_source(s, history) for sid, s in plan.steps.items()}
+    summary = history.summary()
     if args.json:
-        out.print_json(data=plan.to_dict())
+        data = plan.to_dict()
+        for sid, step in data["steps"].items():
+            step["estimate_from"] = source[sid]
+        out.print_json(data={**data, "history": summary})
         return EXIT_OK
     out.print(f"[bold]{plan.name}[/bold]: mode {plan.mode.value} ({plan.mode_reason})")
     for i, group in enumerate(plan.groups, 1):
         out.print(f"  group {i}: {', '.join(group)}")
     for s in plan.steps.values():
         think = f", thinking {s.thinking.mode.value} ({s.thinking.reason})" if s.thinking else ""
-        out.print(f"  {s.id}: {s.executor.value}, ~{s.estimate_s:g}s{think}")
+        out.print(f"  {s.id}: {s.executor.value}, ~{s.estimate_s:g}s ({source[s.id]}){think}")
     out.print(
         f"critical path: {' -> '.join(plan.critical_path)} (~{plan.critical_path_s:g}s); "
         f"one by one ~{plan.sequential_s:g}s; estimated speedup {plan.estimated_speedup:.2f}x"
@@ -228,6 +248,23 @@ def cmd_plan(args: argparse.Namespace) -> int:
             "implicit dependencies (from templates): "
             + ", ".join(f"{a}->{b}" for a, b in plan.implicit_edges)
         )
+    if summary is None:
+        out.print("history: no finished runs of this workflow yet")
+    else:
+        outcomes = ", ".join(f"{k} {v}" for k, v in summary["outcomes"].items())
+        median = summary["median_run_s"]
+        out.print(
+            f"history: {summary['runs']} runs ({outcomes}); success rate "
+            f"{summary['success_rate']:.0%}; median run "
+            + ("-" if median is None else f"{median:g}s")
+        )
+        for sid, n in summary.get("step_failures", {}).items():
+            out.print(f"  {sid} failed in {n} of them")
+        for sid, n in summary.get("step_retries", {}).items():
+            out.print(f"  {sid} needed more than one attempt in {n} of them")
+        for sid, d in summary.get("decisions", {}).items():
+            errors = f", {d['errors']} not evaluable" if d.get("errors") else ""
+            out.print(f"  {sid} when {d['when']}: true {d['true']}, false {d['false']}{errors}")
     out.print("\n```mermaid\n" + plan.mermaid + "\n```")
     return EXIT_OK
 
@@ -426,6 +463,9 @@ def parser() -> argparse.ArgumentParser:
     sp = add("prune", cmd_prune, "delete old finished runs and their checkpoints")
     sp.add_argument("--older-than-days", type=float, default=30.0)
     sp.add_argument("--keep", type=int, default=0, help="keep this many of the newest old runs")
+    from server import memory_cli  # imports this module: load it once this one is complete
+
+    memory_cli.add_commands(add("memory", memory_cli.run, "view, search, export, import memory"))
     return p
 
 

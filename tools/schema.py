@@ -48,4 +48,22 @@ def compact_tools(server: MCPServer[Any]) -> None:
         tool.parameters = compact(tool.parameters)
         meta = tool.fn_metadata
         if meta.output_schema is not None:
-            meta.output_schema = compact(meta.output_schema)
+            meta.output_schema = unrequired(compact(meta.output_schema))
+
+
+def unrequired(schema: Any) -> Any:
+    """An output schema without its `required` lists: every answer carries all its fields,
+    so they say nothing, and they are a tenth of the tool list."""
+    if isinstance(schema, list):
+        return [unrequired(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    return {
+        key: (
+            {name: unrequired(sub) for name, sub in value.items()}
+            if key in ("properties", "$defs") and isinstance(value, dict)
+            else unrequired(value)
+        )
+        for key, value in schema.items()
+        if key != "required"
+    }

@@ -12,10 +12,12 @@ from typing import Any
 
 from engine.engine import Engine
 from engine.errors import Problem, RunStateError, SpecError, StepError
-from engine.plan import estimate_cost
+from engine.plan import EstimateSource, StepPlan, estimate_cost
 from engine.report import recovery_plan
 from engine.spec import ExecutorKind, WorkflowSpec, load_spec_file, load_spec_text, parse_spec
 from engine.supervisor import RunSupervisor
+from memory.async_files import AsyncMemoryFiles
+from memory.history import WorkflowHistory
 from memory.records import RunRecord, RunStatus, StepRecord, StepStatus
 from tools.models import (
     Cancelled,
@@ -46,6 +48,7 @@ class ToolState:
     supervisor: RunSupervisor
     broker: SamplingBroker
     workspace: Path
+    memory: AsyncMemoryFiles | None = None  # the memory tools' store (None: no memory tools)
 
     @property
     def engine(self) -> Engine:
@@ -69,10 +72,18 @@ def load_spec(spec: Mapping[str, Any] | str, workspace: Path) -> WorkflowSpec:
     return load_spec_text(text, "spec")
 
 
-def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
+def estimate_source(step: StepPlan, history: WorkflowHistory) -> str:
+    """Where a step's estimate comes from: spec, default, or history of N runs."""
+    if step.estimate_from is EstimateSource.HISTORY:
+        n = history.steps[step.id].measured
+        return f"history: median of {n} run{'s' if n != 1 else ''}"
+    return step.estimate_from.value
+
+
+async def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
     engine = state.engine
     wf = engine.compile(load_spec(spec, state.workspace))
-    p = engine.plan(wf)
+    p, history = await engine.plan_with_history(wf)
     on_api = {
         sid: engine.executor_kind(wf.steps[sid], wf.spec) is ExecutorKind.PROMPT for sid in wf.order
     }
@@ -88,7 +99,11 @@ def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
         mode=d["mode"],
         mode_reason=d["mode_reason"],
         steps={
-            sid: {**step, "executor": engine.executor_kind(wf.steps[sid], wf.spec).value}
+            sid: {
+                **step,
+                "executor": engine.executor_kind(wf.steps[sid], wf.spec).value,
+                "estimate_from": estimate_source(p.steps[sid], history),
+            }
             for sid, step in d["steps"].items()
         },
         groups=d["groups"],
@@ -99,6 +114,7 @@ def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
         implicit_edges=d["implicit_edges"],
         mermaid=d["mermaid"],
         cost=cost,
+        history=history.summary(),
         next=ready,
     )
 

@@ -113,7 +113,7 @@ def register(server: MCPServer[Any]) -> None:
         steps: [{id, prompt|command|argv|op, depends_on?, when?, run?, thinking?, output?}]};
         templates: ${inputs.x}, ${step_id.output}."""
         with actionable():
-            return reply(wfl.plan(state_of(ctx), spec))
+            return reply(await wfl.plan(state_of(ctx), spec))
 
     @server.tool()
     async def workflow_start(

@@ -41,11 +41,16 @@ TOOLS = {
     "workflow_list",
     "checkpoint_list",
     "step_complete",
+    "memory",
+    "memory_search",
+    "memory_history",
 }
 PROMPTS = {"chain", "flow", "swarm", "pipeline", "resume"}
 SNAPSHOT = Path(__file__).with_name("tools_snapshot.json")
 UPDATE_SNAPSHOT = "TUTTI_UPDATE_SNAPSHOT"
-TOOLS_LIST_BUDGET = 10_000  # characters: every tool definition is read into the client's context
+# characters: every tool definition is read into the client's context (11,741 legacy and
+# 11,818 auto with the memory tools)
+TOOLS_LIST_BUDGET = 12_000
 
 
 def resource_text(contents: list[Any]) -> str:
@@ -65,6 +70,9 @@ async def test_lists_tools_prompts_and_resources(mode: str) -> None:
             assert {t.uri_template for t in templates} == {
                 "workflow://runs/{run_id}",
                 "workflow://runs/{run_id}/report",
+                "memory://memories{+path}",
+                "memory://project/{key}/memories{+path}",
+                "memory://workflow/{name}/memories{+path}",
             }
 
 
