@@ -52,9 +52,7 @@ def run_command(
         return files.str_replace(
             need("path", str, "a path like /memories/notes.md"),
             need("old_str", str, "the exact text to replace"),
-            need("new_str", str, "the replacement text")
-            if command.get("new_str") is not None
-            else "",
+            need("new_str", str, 'the replacement text ("" deletes old_str)'),
             scope=scope,
             author=author,
         )

@@ -217,6 +217,10 @@ def test_sizes_and_line_counts_are_bounded(mem: MemoryFiles) -> None:
             "`insert_line` must be a line number",
         ),
         ({"command": "rename", "old_path": "/memories/a"}, "`rename` needs `new_path`"),
+        (
+            {"command": "str_replace", "path": "/memories/a", "old_str": "x"},
+            '`str_replace` needs `new_str` (the replacement text ("" deletes old_str))',
+        ),
         ({"command": "view", "path": "/memories/a", "view_range": [1]}, "two line numbers"),
         ({"command": "view", "path": 3}, "`path` must be a path like"),
     ],

@@ -86,7 +86,9 @@ async def test_command_errors_name_the_field_or_say_where_to_look(mode: str) -> 
             no_path = await fail(c, "memory", command="view")
             no_new_path = await fail(c, "memory", command="rename", old_path=NOTE)
             exists = await fail(c, "memory", command="create", path=NOTE, file_text="again")
-            twice = await fail(c, "memory", command="str_replace", path=NOTE, old_str="alpha")
+            twice = await fail(
+                c, "memory", command="str_replace", path=NOTE, old_str="alpha", new_str="a"
+            )
             missing = await fail(c, "memory", command="view", path="/memories/nope.md")
             missing_there = await fail(
                 c, "memory", command="delete", path="/memories/nope.md", scope="project:/r"
