@@ -213,6 +213,11 @@ async def _history(db: Path, name: str) -> WorkflowHistory:
         return await store.workflow_history(name)
 
 
+def secs(s: float) -> str:
+    """A duration for people: 42s, 1.5s, 3.2ms."""
+    return f"{s:.3g}s" if s >= 1 or s == 0 else f"{s * 1000:.3g}ms"
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     spec = load_spec_file(args.file)
     settings = Settings.from_env(db=args.db)
@@ -238,10 +243,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         out.print(f"  group {i}: {', '.join(group)}")
     for s in plan.steps.values():
         think = f", thinking {s.thinking.mode.value} ({s.thinking.reason})" if s.thinking else ""
-        out.print(f"  {s.id}: {s.executor.value}, ~{s.estimate_s:g}s ({source[s.id]}){think}")
+        out.print(f"  {s.id}: {s.executor.value}, ~{secs(s.estimate_s)} ({source[s.id]}){think}")
     out.print(
-        f"critical path: {' -> '.join(plan.critical_path)} (~{plan.critical_path_s:g}s); "
-        f"one by one ~{plan.sequential_s:g}s; estimated speedup {plan.estimated_speedup:.2f}x"
+        f"critical path: {' -> '.join(plan.critical_path)} (~{secs(plan.critical_path_s)}); "
+        f"one by one ~{secs(plan.sequential_s)}; estimated speedup {plan.estimated_speedup:.2f}x"
     )
     if plan.implicit_edges:
         out.print(
@@ -256,7 +261,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         out.print(
             f"history: {summary['runs']} runs ({outcomes}); success rate "
             f"{summary['success_rate']:.0%}; median run "
-            + ("-" if median is None else f"{median:g}s")
+            + ("-" if median is None else secs(median))
         )
         for sid, n in summary.get("step_failures", {}).items():
             out.print(f"  {sid} failed in {n} of them")

@@ -50,6 +50,8 @@ def add_commands(sp: argparse.ArgumentParser) -> None:
     p = add("restore", cmd_restore, "bring back a revision of a file (also a deleted one)")
     p.add_argument("path")
     p.add_argument("rev", type=int)
+    p = add("prune", cmd_prune, "forget old revisions; files deleted before then are gone for good")
+    p.add_argument("--older-than-days", type=float, required=True, metavar="DAYS")
     p = add("export", cmd_export, "write every file of a scope to a directory")
     p.add_argument("dir", type=Path)
     p = add("import", cmd_import, "store every text file below a directory as /memories/<its path>")
@@ -99,6 +101,17 @@ def cmd_history(files: MemoryFiles, args: argparse.Namespace) -> int:
 
 def cmd_restore(files: MemoryFiles, args: argparse.Namespace) -> int:
     print(files.restore(args.path, args.rev, scope=args.scope, author=CLI))
+    return EXIT_OK
+
+
+def cmd_prune(files: MemoryFiles, args: argparse.Namespace) -> int:
+    if args.older_than_days < 0:
+        raise MemoryFileError("--older-than-days must be 0 or more")
+    n = files.prune(args.older_than_days * 86_400)
+    print(
+        f"forgot {n} revisions older than {args.older_than_days:g} days; "
+        "every file's current text is kept"
+    )
     return EXIT_OK
 
 

@@ -112,6 +112,26 @@ def test_history_and_restore_bring_back_a_deleted_file(tutti: Tutti, store: Memo
     assert code == EXIT_USAGE and "left no content" in said
 
 
+def test_prune_forgets_old_revisions_and_keeps_current_text(
+    tutti: Tutti, store: MemoryFiles
+) -> None:
+    store.create(NOTE, "one")
+    store.str_replace(NOTE, "one", "two")
+    store.create("/memories/gone.md", "x")
+    store.delete("/memories/gone.md")
+    code, said, _ = tutti("prune", "--older-than-days", "1")
+    assert (code, said) == (
+        EXIT_OK,
+        "forgot 0 revisions older than 1 days; every file's current text is kept\n",
+    )
+    code, said, _ = tutti("prune", "--older-than-days", "0")
+    assert code == EXIT_OK and said.startswith("forgot 3 revisions")
+    assert store.read(NOTE) == "two"
+    assert [(r.path, r.rev) for r in store.history()] == [(NOTE, 2)]
+    code, _, said = tutti("prune", "--older-than-days", "-1")
+    assert code == EXIT_USAGE and "must be 0 or more" in said
+
+
 def test_export_then_import_into_another_scope_gives_equal_files(
     tutti: Tutti, store: MemoryFiles, tmp_path: Path
 ) -> None:
