@@ -32,10 +32,10 @@ def history(
     norm = normalize_path(path)
     lo, hi = under(norm)
     rows = conn.execute(
-        "SELECT scope, path, rev, op, author, at, length(CAST(content AS BLOB)), detail "
-        "FROM memory_revisions WHERE scope = ? AND (path = ? OR (path >= ? AND path < ?)) "
+        "SELECT scope, path, rev, op, author, at, size, detail FROM memory_revisions "
+        "WHERE (scope = ? AND path = ?) OR (scope = ? AND path >= ? AND path < ?) "
         "ORDER BY id DESC LIMIT ?",
-        (scope, norm, lo, hi, max(1, limit)),
+        (scope, norm, scope, lo, hi, max(1, limit)),
     ).fetchall()
     return [Revision(*r) for r in rows]
 
@@ -44,7 +44,7 @@ def revision(conn: sqlite3.Connection, path: str, rev: int, *, scope: str = GLOB
     scope = parse_scope(scope)
     norm = normalize_path(path)
     row = conn.execute(
-        "SELECT scope, path, rev, op, author, at, length(CAST(content AS BLOB)), detail, content "
+        "SELECT scope, path, rev, op, author, at, size, detail, content "
         "FROM memory_revisions WHERE scope = ? AND path = ? AND rev = ?",
         (scope, norm, rev),
     ).fetchone()

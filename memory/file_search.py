@@ -44,16 +44,29 @@ def search(
         checked = [parse_scope(s) for s in scopes]
         where += f" AND f.scope IN ({','.join('?' * len(checked))})"
         params += checked
-    sql = (
-        "SELECT f.scope, f.path, snippet(memory_fts, 1, '**', '**', '…', 16), "
-        "bm25(memory_fts, 4.0, 1.0) AS rank, length(CAST(f.content AS BLOB)), f.updated_at "
-        "FROM memory_fts JOIN memory_files f ON f.id = memory_fts.rowid "
-        f"WHERE memory_fts MATCH ?{where} ORDER BY rank LIMIT ?"
-    )
+    snippet = "snippet(memory_fts, 1, '**', '**', '…', 16)"
+    if where:  # filter every match, then rank
+        sql = (
+            f"SELECT f.scope, f.path, {snippet}, rank, f.size, f.updated_at "
+            "FROM memory_fts JOIN memory_files f ON f.id = memory_fts.rowid "
+            f"WHERE memory_fts MATCH ?{where} ORDER BY rank LIMIT ?"
+        )
+    else:  # rank inside the index (`rank` is bm25 with the path weighted 4x), join the best
+        sql = (
+            "SELECT f.scope, f.path, m.snip, m.rank, f.size, f.updated_at FROM ("
+            f"SELECT rowid, {snippet} AS snip, rank FROM memory_fts "
+            "WHERE memory_fts MATCH ? ORDER BY rank LIMIT ?"
+            ") m JOIN memory_files f ON f.id = m.rowid ORDER BY m.rank"
+        )
     limit = max(1, min(limit, 100))
-    rows = conn.execute(sql, [" ".join(terms), *params, limit]).fetchall()
+
+    def run(match: str) -> list[tuple[str, str, str, float, int, float]]:
+        args = [match, *params, limit] if where else [match, limit]
+        return conn.execute(sql, args).fetchall()
+
+    rows = run(" ".join(terms))
     if not rows and len(terms) > 1:
-        rows = conn.execute(sql, [" OR ".join(terms), *params, limit]).fetchall()
+        rows = run(" OR ".join(terms))
     return [SearchHit(r[0], r[1], r[2], -r[3], r[4], r[5]) for r in rows]
 
 

@@ -253,13 +253,17 @@ class MemoryFiles:
         norm = normalize_path(prefix, self.limits, field="prefix")
         lo, hi = under(norm)
         sql = (
-            "SELECT scope, path, length(CAST(content AS BLOB)), rev, updated_at FROM memory_files "
+            "SELECT scope, path, size, rev, updated_at FROM memory_files "
             "WHERE (path = ? OR (path >= ? AND path < ?))"
         )
         params: list[Any] = [norm, lo, hi]
-        if scope is not None:
-            sql += " AND scope = ?"
-            params.append(parse_scope(scope))
+        if scope is not None:  # each side of the OR on its own can use the (scope, path) index
+            scope = parse_scope(scope)
+            sql = (
+                "SELECT scope, path, size, rev, updated_at FROM memory_files "
+                "WHERE (scope = ? AND path = ?) OR (scope = ? AND path >= ? AND path < ?)"
+            )
+            params = [scope, norm, scope, lo, hi]
         rows = self.conn.execute(sql + " ORDER BY scope, path", params).fetchall()
         return [FileInfo(*r) for r in rows]
 
@@ -390,9 +394,9 @@ class MemoryFiles:
     def _paths_at(self, scope: str, path: str) -> list[str]:
         lo, hi = under(path)
         rows = self.conn.execute(
-            "SELECT path FROM memory_files WHERE scope = ? AND (path = ? OR (path >= ? AND path < ?)) "
-            "ORDER BY path",
-            (scope, path, lo, hi),
+            "SELECT path FROM memory_files "
+            "WHERE (scope = ? AND path = ?) OR (scope = ? AND path >= ? AND path < ?) ORDER BY path",
+            (scope, path, scope, lo, hi),
         )
         return [r[0] for r in rows]
 
@@ -406,10 +410,11 @@ class MemoryFiles:
         self, scope: str, path: str, op: str, author: str, content: str | None, detail: str | None
     ) -> tuple[int, float]:
         rev, now = self._next_rev(scope, path), self.clock()
+        size = None if content is None else len(content.encode())
         self.conn.execute(
-            "INSERT INTO memory_revisions (scope, path, rev, op, content, author, at, detail) "
-            "VALUES (?,?,?,?,?,?,?,?)",
-            (scope, path, rev, op, content, author, now, detail),
+            "INSERT INTO memory_revisions (scope, path, rev, op, content, size, author, at, detail) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            (scope, path, rev, op, content, size, author, now, detail),
         )
         return rev, now
 
@@ -418,9 +423,9 @@ class MemoryFiles:
     ) -> None:
         rev, now = self._revise(scope, path, op, author, content, detail)
         self.conn.execute(
-            "INSERT INTO memory_files (scope, path, content, rev, created_at, updated_at) "
-            "VALUES (?,?,?,?,?,?)",
-            (scope, path, content, rev, now, now),
+            "INSERT INTO memory_files (scope, path, content, size, rev, created_at, updated_at) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (scope, path, content, len(content.encode()), rev, now, now),
         )
 
     def _update(
@@ -428,8 +433,9 @@ class MemoryFiles:
     ) -> None:
         rev, now = self._revise(scope, path, op, author, content, detail)
         self.conn.execute(
-            "UPDATE memory_files SET content = ?, rev = ?, updated_at = ? WHERE scope = ? AND path = ?",
-            (content, rev, now, scope, path),
+            "UPDATE memory_files SET content = ?, size = ?, rev = ?, updated_at = ? "
+            "WHERE scope = ? AND path = ?",
+            (content, len(content.encode()), rev, now, scope, path),
         )
 
     def _remove(self, scope: str, path: str, op: str, author: str, detail: str | None) -> None:
@@ -439,8 +445,7 @@ class MemoryFiles:
     def _listing(self, scope: str, path: str) -> str:
         lo, hi = under(path)
         rows = self.conn.execute(
-            "SELECT path, length(CAST(content AS BLOB)) FROM memory_files "
-            "WHERE scope = ? AND path >= ? AND path < ?",
+            "SELECT path, size FROM memory_files WHERE scope = ? AND path >= ? AND path < ?",
             (scope, lo, hi),
         ).fetchall()
         return render_listing(path, rows)

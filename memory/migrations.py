@@ -72,6 +72,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             scope TEXT NOT NULL,
             path TEXT NOT NULL,
             content TEXT NOT NULL,
+            size INTEGER NOT NULL,
             rev INTEGER NOT NULL,
             created_at REAL NOT NULL,
             updated_at REAL NOT NULL,
@@ -84,6 +85,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             rev INTEGER NOT NULL,
             op TEXT NOT NULL,
             content TEXT,
+            size INTEGER,
             author TEXT NOT NULL,
             at REAL NOT NULL,
             detail TEXT,
@@ -94,6 +96,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             path, content, content='memory_files', content_rowid='id',
             tokenize='porter unicode61 remove_diacritics 2'
         );
+        INSERT INTO memory_fts(memory_fts, rank) VALUES ('rank', 'bm25(4.0, 1.0)');
         CREATE TRIGGER memory_files_ai AFTER INSERT ON memory_files BEGIN
             INSERT INTO memory_fts(rowid, path, content) VALUES (new.id, new.path, new.content);
         END;
