@@ -14,7 +14,8 @@ from rich.markup import escape
 from engine.errors import TuttiError
 from memory.files import MemoryFiles
 from memory.paths import GLOBAL, ROOT, MemoryFileError, parse_scope
-from server.cli import EXIT_OK, EXIT_USAGE, check_database, err
+from server.cli import EXIT_OK, EXIT_USAGE, check_database
+from server.cli_output import err
 from server.settings import Settings
 from tools.memory import iso
 
