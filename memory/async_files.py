@@ -31,7 +31,7 @@ class AsyncMemoryFiles:
 
     @classmethod
     async def open(cls, path: str | Path, *, limits: Limits | None = None) -> AsyncMemoryFiles:
-        from memory.sqlite_store import setup_connection
+        from memory.rows import setup_connection
 
         path = str(path)
         if path != ":memory:":

@@ -74,7 +74,7 @@ class MemoryFiles:
 
     @classmethod
     def open(cls, path: str | Path, *, limits: Limits | None = None) -> MemoryFiles:
-        from memory.sqlite_store import setup_connection
+        from memory.rows import setup_connection
 
         path = str(path)
         if path != ":memory:":

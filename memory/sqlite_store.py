@@ -8,7 +8,6 @@ next commit, so a 1000-step chain costs one commit per step, not three.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -20,7 +19,6 @@ import anyio
 
 from memory import history
 from memory.history import HistoryEntry, HistoryWriteError, WorkflowHistory
-from memory.migrations import apply_migrations
 from memory.owner import owner_alive
 from memory.records import (
     Checkpoint,
@@ -30,8 +28,8 @@ from memory.records import (
     StepRecord,
     StepStatus,
 )
+from memory.rows import Op, dump, event_op, load, run_from_row, setup_connection
 
-Op = tuple[str, tuple[Any, ...]]
 _RUN_FIELDS = frozenset(
     {
         "status",
@@ -48,14 +46,6 @@ _RUN_FIELDS = frozenset(
 )
 _STEP_FIELDS = frozenset({"attempts", "executor", "started_at", "finished_at", "error", "detail"})
 _JSON_FIELDS = frozenset({"metrics", "inputs", "spec", "detail"})
-
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _load(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
 
 
 class _Batch:
@@ -154,15 +144,15 @@ class SqliteRunStore:
                     run.id,
                     run.name,
                     run.status.value,
-                    _dump(run.spec),
-                    _dump(run.inputs),
+                    dump(run.spec),
+                    dump(run.inputs),
                     run.created_at,
                     run.started_at,
                     run.finished_at,
                     run.owner,
                     run.parent_run_id,
                     run.error,
-                    None if run.metrics is None else _dump(run.metrics),
+                    None if run.metrics is None else dump(run.metrics),
                     run.workspace,
                 ),
             )
@@ -174,7 +164,7 @@ class SqliteRunStore:
             )
             for sid in step_ids
         ]
-        ops.append(_event_op(Event(run.id, "run_created", data={"parent": run.parent_run_id})))
+        ops.append(event_op(Event(run.id, "run_created", data={"parent": run.parent_run_id})))
         await self._write(ops)
 
     async def set_run(self, run_id: str, **fields: Any) -> None:
@@ -183,14 +173,14 @@ class SqliteRunStore:
             raise ValueError(f"unknown run fields {sorted(bad)}")
         cols = ", ".join(f"{k} = ?" for k in fields)
         values = tuple(
-            _dump(v)
+            dump(v)
             if k in _JSON_FIELDS and v is not None
             else (v.value if isinstance(v, RunStatus) else v)
             for k, v in fields.items()
         )
         ops: list[Op] = [(f"UPDATE runs SET {cols} WHERE id = ?", (*values, run_id))]
         if "status" in fields:
-            ops.append(_event_op(Event(run_id, f"run_{RunStatus(fields['status']).value}")))
+            ops.append(event_op(Event(run_id, f"run_{RunStatus(fields['status']).value}")))
         await self._write(ops)
 
     async def claim_run(self, run_id: str, owner: str, status: RunStatus) -> None:
@@ -200,7 +190,7 @@ class SqliteRunStore:
                     "UPDATE runs SET owner = ?, status = ? WHERE id = ?",
                     (owner, status.value, run_id),
                 ),
-                _event_op(Event(run_id, f"run_{status.value}", data={"owner": owner})),
+                event_op(Event(run_id, f"run_{status.value}", data={"owner": owner})),
             ]
         )
 
@@ -209,7 +199,7 @@ class SqliteRunStore:
         rows = list(await self._conn.execute_fetchall("SELECT * FROM runs WHERE id = ?", (run_id,)))
         if not rows:
             raise RunNotFound(run_id)
-        run = _run_from_row(rows[0])
+        run = run_from_row(rows[0])
         for r in await self._conn.execute_fetchall(
             "SELECT step_id, status, attempts, executor, started_at, finished_at, error, detail "
             "FROM steps WHERE run_id = ?",
@@ -223,7 +213,7 @@ class SqliteRunStore:
                 started_at=r[4],
                 finished_at=r[5],
                 error=r[6],
-                detail=_load(r[7]),
+                detail=load(r[7]),
             )
         for cp in await self.checkpoints(run_id):
             rec = run.steps.setdefault(cp.step_id, StepRecord(cp.step_id))
@@ -240,7 +230,7 @@ class SqliteRunStore:
         else:
             sql = "SELECT * FROM runs WHERE status = ? ORDER BY created_at DESC LIMIT ?"
             params = (status.value, limit)  # type: ignore[assignment]
-        return [_run_from_row(r) for r in await self._conn.execute_fetchall(sql, params)]
+        return [run_from_row(r) for r in await self._conn.execute_fetchall(sql, params)]
 
     async def mark_orphans_interrupted(self) -> list[str]:
         """Runs left `running` by a process that no longer exists become `interrupted`;
@@ -261,7 +251,7 @@ class SqliteRunStore:
                     "UPDATE steps SET status = ? WHERE run_id = ? AND status = ?",
                     (StepStatus.INTERRUPTED.value, run_id, StepStatus.RUNNING.value),
                 ),
-                _event_op(Event(run_id, "run_interrupted", data={"reason": "owner process gone"})),
+                event_op(Event(run_id, "run_interrupted", data={"reason": "owner process gone"})),
             ]
         if ops:
             await self._write(ops)
@@ -306,7 +296,7 @@ class SqliteRunStore:
         )
 
     def append_event(self, event: Event) -> None:
-        self._queue(*_event_op(event))
+        self._queue(*event_op(event))
 
     async def commit_checkpoint(self, run_id: str, cp: Checkpoint) -> None:
         started = self._batch.started.pop((run_id, cp.step_id), None)
@@ -325,11 +315,11 @@ class SqliteRunStore:
                         cp.seq or None,  # the runner numbers its own; others take the next
                         run_id,
                         cp.status.value,
-                        _dump(cp.output),
+                        dump(cp.output),
                         cp.attempts,
                         cp.started_at,
                         cp.finished_at,
-                        None if cp.usage is None else _dump(cp.usage),
+                        None if cp.usage is None else dump(cp.usage),
                         cp.executor,
                         cp.error,
                     ),
@@ -348,7 +338,7 @@ class SqliteRunStore:
                         cp.step_id,
                     ),
                 ),
-                _event_op(Event(run_id, f"step_{cp.status.value}", cp.step_id)),
+                event_op(Event(run_id, f"step_{cp.status.value}", cp.step_id)),
             ]
         )
 
@@ -358,7 +348,7 @@ class SqliteRunStore:
             raise ValueError(f"unknown step fields {sorted(bad)}")
         cols = "".join(f", {k} = ?" for k in fields)
         values = tuple(
-            _dump(v) if k in _JSON_FIELDS and v is not None else v for k, v in fields.items()
+            dump(v) if k in _JSON_FIELDS and v is not None else v for k, v in fields.items()
         )
         data = {k: v for k, v in fields.items() if k in ("error", "attempts")} or None
         await self._write(
@@ -367,7 +357,7 @@ class SqliteRunStore:
                     f"UPDATE steps SET status = ?{cols} WHERE run_id = ? AND step_id = ?",
                     (status.value, *values, run_id, step_id),
                 ),
-                _event_op(Event(run_id, f"step_{status.value}", step_id, data)),
+                event_op(Event(run_id, f"step_{status.value}", step_id, data)),
             ]
         )
 
@@ -395,11 +385,11 @@ class SqliteRunStore:
                 step_id=r[0],
                 seq=r[1],
                 status=StepStatus(r[2]),
-                output=_load(r[3]),
+                output=load(r[3]),
                 attempts=r[4],
                 started_at=r[5],
                 finished_at=r[6],
-                usage=_load(r[7]),
+                usage=load(r[7]),
                 executor=r[8],
                 error=r[9],
             )
@@ -412,7 +402,7 @@ class SqliteRunStore:
             "SELECT id, ts, kind, step_id, data FROM events WHERE run_id = ? AND id > ? ORDER BY id",
             (run_id, after),
         )
-        return [(r[0], r[1], Event(run_id, r[2], r[3], _load(r[4]))) for r in rows]
+        return [(r[0], r[1], Event(run_id, r[2], r[3], load(r[4]))) for r in rows]
 
     # -- workflow history (memory/history.py) -----------------------------------------------
     async def record_history(self, entry: HistoryEntry) -> None:
@@ -442,47 +432,6 @@ class SqliteRunStore:
         except sqlite3.OperationalError:
             pass
         return out
-
-
-def _event_op(event: Event) -> Op:
-    return (
-        "INSERT INTO events (run_id, ts, kind, step_id, data) VALUES (?,?,?,?,?)",
-        (
-            event.run_id,
-            time.time(),
-            event.kind,
-            event.step_id,
-            None if event.data is None else _dump(event.data),
-        ),
-    )
-
-
-def _run_from_row(r: Any) -> RunRecord:
-    return RunRecord(
-        id=r[0],
-        name=r[1],
-        status=RunStatus(r[2]),
-        spec=json.loads(r[3]),
-        inputs=json.loads(r[4]),
-        created_at=r[5],
-        started_at=r[6],
-        finished_at=r[7],
-        owner=r[8],
-        parent_run_id=r[9],
-        error=r[10],
-        metrics=_load(r[11]),
-        workspace=r[12],
-    )
-
-
-def setup_connection(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    # NORMAL in WAL mode: a commit survives a process crash (what resume needs); only an
-    # OS crash or power loss can lose the last commits.
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    apply_migrations(conn)
 
 
 def _apply(conn: sqlite3.Connection, ops: list[Op | None]) -> None:

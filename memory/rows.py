@@ -1,0 +1,63 @@
+"""How runs and events become SQLite rows and back, and how a connection is set up: shared
+by the run store, the memory files and the workflow history."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+from memory.migrations import apply_migrations
+from memory.records import Event, RunRecord, RunStatus
+
+Op = tuple[str, tuple[Any, ...]]
+
+
+def setup_connection(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # NORMAL in WAL mode: a commit survives a process crash (what resume needs); only an
+    # OS crash or power loss can lose the last commits.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    apply_migrations(conn)
+
+
+def dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def event_op(event: Event) -> Op:
+    return (
+        "INSERT INTO events (run_id, ts, kind, step_id, data) VALUES (?,?,?,?,?)",
+        (
+            event.run_id,
+            time.time(),
+            event.kind,
+            event.step_id,
+            None if event.data is None else dump(event.data),
+        ),
+    )
+
+
+def run_from_row(r: Any) -> RunRecord:
+    return RunRecord(
+        id=r[0],
+        name=r[1],
+        status=RunStatus(r[2]),
+        spec=json.loads(r[3]),
+        inputs=json.loads(r[4]),
+        created_at=r[5],
+        started_at=r[6],
+        finished_at=r[7],
+        owner=r[8],
+        parent_run_id=r[9],
+        error=r[10],
+        metrics=load(r[11]),
+        workspace=r[12],
+    )
