@@ -44,30 +44,36 @@ def search(
         checked = [parse_scope(s) for s in scopes]
         where += f" AND f.scope IN ({','.join('?' * len(checked))})"
         params += checked
-    snippet = "snippet(memory_fts, 1, '**', '**', '…', 16)"
-    if where:  # filter every match, then rank
-        sql = (
-            f"SELECT f.scope, f.path, {snippet}, rank, f.size, f.updated_at "
-            "FROM memory_fts JOIN memory_files f ON f.id = memory_fts.rowid "
+    limit = max(1, min(limit, 100))
+    if where:  # filter every match, then rank (`rank`: bm25 with the path weighted 4x)
+        rank_sql = (
+            "SELECT f.id, rank FROM memory_fts JOIN memory_files f ON f.id = memory_fts.rowid "
             f"WHERE memory_fts MATCH ?{where} ORDER BY rank LIMIT ?"
         )
-    else:  # rank inside the index (`rank` is bm25 with the path weighted 4x), join the best
-        sql = (
-            "SELECT f.scope, f.path, m.snip, m.rank, f.size, f.updated_at FROM ("
-            f"SELECT rowid, {snippet} AS snip, rank FROM memory_fts "
-            "WHERE memory_fts MATCH ? ORDER BY rank LIMIT ?"
-            ") m JOIN memory_files f ON f.id = m.rowid ORDER BY m.rank"
+    else:  # rank inside the index alone: no join per match
+        rank_sql = (
+            "SELECT rowid, rank FROM memory_fts WHERE memory_fts MATCH ? ORDER BY rank LIMIT ?"
         )
-    limit = max(1, min(limit, 100))
-
-    def run(match: str) -> list[tuple[str, str, str, float, int, float]]:
-        args = [match, *params, limit] if where else [match, limit]
-        return conn.execute(sql, args).fetchall()
-
-    rows = run(" ".join(terms))
-    if not rows and len(terms) > 1:
-        rows = run(" OR ".join(terms))
-    return [SearchHit(r[0], r[1], r[2], -r[3], r[4], r[5]) for r in rows]
+    match = " ".join(terms)
+    best = conn.execute(rank_sql, [match, *params, limit]).fetchall()
+    if not best and len(terms) > 1:
+        match = " OR ".join(terms)
+        best = conn.execute(rank_sql, [match, *params, limit]).fetchall()
+    if not best:
+        return []
+    # snippets, paths and sizes for the best ones only
+    rows = conn.execute(
+        "SELECT f.id, f.scope, f.path, snippet(memory_fts, 1, '**', '**', '…', 16), f.size, "
+        "f.updated_at FROM memory_fts JOIN memory_files f ON f.id = memory_fts.rowid "
+        f"WHERE memory_fts MATCH ? AND memory_fts.rowid IN ({','.join('?' * len(best))})",
+        [match, *(i for i, _ in best)],
+    ).fetchall()
+    by_id = {r[0]: r for r in rows}
+    return [
+        SearchHit(r[1], r[2], r[3], -rank, r[4], r[5])
+        for i, rank in best
+        if (r := by_id.get(i)) is not None
+    ]
 
 
 # -- internals -------------------------------------------------------------------------
