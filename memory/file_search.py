@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from memory.paths import ROOT, MemoryFileError, normalize_path, parse_scope, under
 
+BM25 = "bm25(memory_fts, 4.0, 1.0)"
+
 
 @dataclass(frozen=True)
 class SearchHit:
@@ -45,14 +47,18 @@ def search(
         where += f" AND f.scope IN ({','.join('?' * len(checked))})"
         params += checked
     limit = max(1, min(limit, 100))
-    if where:  # filter every match, then rank (`rank`: bm25 with the path weighted 4x)
+    # bm25 with a match in the path weighing 4x one in the text; an explicit bm25() is about
+    # 1.5x faster than FTS5's configurable `rank` column
+    if where:  # filter every match, then rank
         rank_sql = (
-            "SELECT f.id, rank FROM memory_fts JOIN memory_files f ON f.id = memory_fts.rowid "
-            f"WHERE memory_fts MATCH ?{where} ORDER BY rank LIMIT ?"
+            f"SELECT f.id, {BM25} AS score FROM memory_fts "
+            "JOIN memory_files f ON f.id = memory_fts.rowid "
+            f"WHERE memory_fts MATCH ?{where} ORDER BY score LIMIT ?"
         )
     else:  # rank inside the index alone: no join per match
         rank_sql = (
-            "SELECT rowid, rank FROM memory_fts WHERE memory_fts MATCH ? ORDER BY rank LIMIT ?"
+            f"SELECT rowid, {BM25} AS score FROM memory_fts WHERE memory_fts MATCH ? "
+            "ORDER BY score LIMIT ?"
         )
     match = " ".join(terms)
     best = conn.execute(rank_sql, [match, *params, limit]).fetchall()

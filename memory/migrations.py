@@ -96,7 +96,6 @@ MIGRATIONS: list[tuple[str, str]] = [
             path, content, content='memory_files', content_rowid='id',
             tokenize='porter unicode61 remove_diacritics 2'
         );
-        INSERT INTO memory_fts(memory_fts, rank) VALUES ('rank', 'bm25(4.0, 1.0)');
         CREATE TRIGGER memory_files_ai AFTER INSERT ON memory_files BEGIN
             INSERT INTO memory_fts(rowid, path, content) VALUES (new.id, new.path, new.content);
         END;

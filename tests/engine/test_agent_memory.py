@@ -199,13 +199,13 @@ async def test_failed_commands_and_unknown_tools_get_error_results_and_the_loop_
     fake_anthropic: FakeAnthropic, store: SqliteRunStore, mem: AsyncMemoryFiles, tmp_path: Path
 ) -> None:
     fake_anthropic.script(
-        turn(tool_use("t1", create("/memories/todo.md", "ship it"))),
+        turn(tool_use("t1", create("/memories/tasks.md", "ship it"))),
         turn(
-            tool_use("t2", str_replace("/memories/todo.md", "absent text", "x")),
+            tool_use("t2", str_replace("/memories/tasks.md", "absent text", "x")),
             tool_use("t3", {"command": "ls"}, name="bash"),
             tool_use("t4", view("/memories/../etc/passwd")),
         ),
-        turn(tool_use("t5", str_replace("/memories/todo.md", "ship it", "shipped"))),
+        turn(tool_use("t5", str_replace("/memories/tasks.md", "ship it", "shipped"))),
         message("Done, after one mistake."),
     )
 
@@ -216,12 +216,12 @@ async def test_failed_commands_and_unknown_tools_get_error_results_and_the_loop_
         "Done, after one mistake.",
     )
     assert results_sent(fake_anthropic) == [
-        [result("t1", "File created successfully at: /memories/todo.md")],
+        [result("t1", "File created successfully at: /memories/tasks.md")],
         [
             result(
                 "t2",
                 "No replacement was performed, old_str `absent text` did not appear verbatim "
-                "in /memories/todo.md.",
+                "in /memories/tasks.md.",
                 is_error=True,
             ),
             result("t3", "unknown tool 'bash': the only tool here is `memory`", is_error=True),
@@ -241,7 +241,7 @@ async def test_failed_commands_and_unknown_tools_get_error_results_and_the_loop_
         ],
     ]
     scope = "workflow:release-notes"
-    assert await mem.run(MemoryFiles.read, "/memories/todo.md", scope=scope) == "shipped"
+    assert await mem.run(MemoryFiles.read, "/memories/tasks.md", scope=scope) == "shipped"
 
 
 async def test_a_later_run_of_the_workflow_sees_its_memory_and_another_workflow_does_not(

@@ -40,7 +40,7 @@ def mem() -> MemoryFiles:
 
 def seeded(mem: MemoryFiles) -> MemoryFiles:
     mem.create("/memories/notes.md", "alpha\nbeta\ngamma\n")
-    mem.create("/memories/proj/todo.md", "- ship it\n")
+    mem.create("/memories/proj/tasks.md", "- ship it\n")
     mem.create("/memories/proj/deep/er/x.md", "x\n")
     mem.create("/memories/.hidden/secret.md", "s\n")
     return mem
@@ -105,7 +105,7 @@ def test_a_directory_view_lists_two_levels_in_name_order_without_hidden_items(
         "/memories/notes.md",
         "/memories/proj/",
         "/memories/proj/deep/",
-        "/memories/proj/todo.md",
+        "/memories/proj/tasks.md",
         "/memories/proj-b.md",
     ]
     # sizes: files in bytes, directories the bytes of the files below them
@@ -121,7 +121,7 @@ def test_viewing_a_subdirectory_and_an_empty_store(mem: MemoryFiles) -> None:
         "/memories/proj",
         "/memories/proj/deep/",
         "/memories/proj/deep/er/",
-        "/memories/proj/todo.md",
+        "/memories/proj/tasks.md",
     ]
 
 
