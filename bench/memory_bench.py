@@ -11,9 +11,9 @@ SEARCH   `MemoryFiles.search(query, limit=10)` over a fixed mixed query set (9 c
          the official MCP memory server's approach (modelcontextprotocol/servers src/memory):
          all entities in one JSONL file, read and parsed on each query, matched by
          case-insensitive substring on name, type and observations (a file = an entity named
-         by its scope and path, its lines the observations). `2-step` is the store's own
-         query split in two (rank in the FTS index alone, then snippets for the top 10 only):
-         what the store could get (a diagnostic, same hits).
+         by its scope and path, its lines the observations). `2-step` is the same search
+         computed here in two queries (rank, then snippets for the top 10 only), as the store
+         does it: a cross-check of the store's time (same hits).
 WRITES   on a file database (WAL, synchronous=NORMAL, as the server opens it): create while
          loading, str_replace, insert and delete on existing files, one transaction each.
          Reference: `INSERT OR REPLACE` / `DELETE` on a bare key-value table in a second
