@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import os
 import platform
 import random
 import shutil
@@ -40,7 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -51,226 +49,30 @@ sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 
 import memory_corpus as mc  # noqa: E402
 from common import Recorder  # noqa: E402
+from memory_refs import (  # noqa: E402
+    CHUNK,
+    EDIT_BLOCK,
+    KV,
+    Query,
+    entity,
+    jsonl_load,
+    jsonl_save,
+    make_queries,
+    match_count,
+    official_search,
+    substring_search,
+    two_step,
+)
+from memory_report import _busy_cpu, _machine, pct, report  # noqa: E402
 
 from memory.files import MemoryFiles  # noqa: E402
 from memory.paths import ROOT  # noqa: E402
-
-CHUNK = 1000  # files per paired load block (tutti, then the key-value reference)
-EDIT_BLOCK = 100  # edits per paired block
-STOP = {"this", "that", "will", "from", "with", "when", "note", "have", "been", "which", "what"}
-NONWORDS = ("zorblax", "quuxification", "frobnitzer", "glarbwidget", "snarfblat")
-
-
-# -- the query set --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Query:
-    cls: str
-    text: str
-    scopes: tuple[str, ...] | None = None
-    prefix: str = ROOT
-
-    @property
-    def label(self) -> str:
-        s = self.text
-        if self.prefix != ROOT:
-            s += f"  prefix={self.prefix}"
-        if self.scopes:
-            s += f"  scopes={','.join(self.scopes)}"
-        return s
-
-
-def make_queries(v: mc.Vocabulary) -> list[Query]:
-    """5 queries per class, picked from the vocabulary's statistics (so the same set at every
-    corpus size): rare and common words, two words, phrases, identifiers, no match, a
-    no-match word with a common one (AND finds nothing, the OR fallback runs), and common
-    words restricted by path prefix or by scope."""
-    wc = v.word_counts
-    common: list[str] = []  # every 4th frequent word, one per stem (return, not also returns)
-    for w, _ in wc.most_common():
-        if len(w) >= 5 and w not in STOP and not any(w[:5] == c[:5] for c in common):
-            common.append(w)
-    common = common[:20:4]
-    rare = sorted(w for w, c in wc.items() if c == 1 and len(w) >= 7)
-    rare = rare[:: len(rare) // 5][:5]
-    mid = sorted(w for w, c in wc.items() if 40 <= c <= 80 and len(w) >= 5)
-    mid = mid[:: len(mid) // 5][:5]
-    phrases = [
-        f'"{a} {b}"'
-        for (a, b), _ in v.bigram_counts.most_common(200)
-        if len(a) >= 4 and len(b) >= 4 and not {a, b} & STOP
-    ][:5]
-    snake = [i for i in v.identifiers[50:] if "_" in i and i.islower() and "/" not in i]
-    idents = [snake[0], snake[10], snake[100], snake[1000], snake[5000]]
-    assert not set(NONWORDS) & set(wc)
-    projects = mc.PROJECTS[:5]
-    q = [Query("rare word", w) for w in rare]
-    q += [Query("common word", w) for w in common]
-    q += [Query("two words", f"{a} {b}") for a, b in zip(common, mid, strict=True)]
-    q += [Query("phrase", p) for p in phrases]
-    q += [Query("identifier", i) for i in idents]
-    q += [Query("no match", w) for w in NONWORDS]
-    q += [Query("OR fallback", f"{n} {w}") for n, w in zip(NONWORDS, mid, strict=True)]
-    q += [Query("prefix", w, prefix=f"{ROOT}/{p}") for w, p in zip(common, projects, strict=True)]
-    scopes = [(f"project:{mc.PROJECT_ROOT}{p}",) for p in projects[:3]]
-    scopes += [("global",), ("global", f"workflow:{mc.WORKFLOWS[0]}")]
-    q += [Query("scope", w, scopes=s) for w, s in zip(common, scopes, strict=True)]
-    return q
-
-
-CLASSES = (
-    "rare word", "common word", "two words", "phrase", "identifier", "no match",
-    "OR fallback", "prefix", "scope",
-)  # fmt: skip
-
-
-# -- the references -------------------------------------------------------------------------
-def entity(d: mc.MemoryDoc) -> dict[str, Any]:
-    """A memory file as the official memory server would hold it."""
-    lines = [ln for ln in d.text.split("\n") if ln.strip()]
-    return {"type": "entity", "name": f"{d.scope}:{d.path}", "entityType": d.scope, "observations": lines}  # fmt: skip
-
-
-def jsonl_save(path: Path, entities: list[dict[str, Any]], relations: list[dict[str, Any]]) -> None:
-    lines = [json.dumps(e) for e in entities] + [json.dumps(r) for r in relations]
-    path.write_text("\n".join(lines), encoding="utf-8")
-
-
-def jsonl_load(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    entities, relations = [], []
-    for line in path.read_text(encoding="utf-8").split("\n"):
-        if line.strip():
-            item = json.loads(line)
-            if item["type"] == "entity":
-                entities.append(item)
-            elif item["type"] == "relation":
-                relations.append(item)
-    return entities, relations
-
-
-def substring_search(entities: list[dict[str, Any]], q: Query) -> list[dict[str, Any]]:
-    """searchNodes: case-insensitive substring of the whole query on name, type and
-    observations; then the scope and prefix filters (which the official server lacks)."""
-    needle = q.text.replace('"', "").lower()
-    hits = [
-        e
-        for e in entities
-        if needle in e["name"].lower()
-        or needle in e["entityType"].lower()
-        or any(needle in o.lower() for o in e["observations"])
-    ]
-    if q.scopes:
-        hits = [e for e in hits if e["entityType"] in q.scopes]
-    if q.prefix != ROOT:
-        lo = q.prefix + "/"
-        hits = [e for e in hits if e["name"][len(e["entityType"]) + 1 :].startswith(lo)]
-    return hits
-
-
-def official_search(path: Path, q: Query) -> int:
-    entities, _relations = jsonl_load(path)
-    return len(substring_search(entities, q))
-
-
-class KV:
-    """The write reference: a bare key-value table, one transaction per change."""
-
-    def __init__(self, path: Path) -> None:
-        self.conn = sqlite3.connect(path, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        self.conn.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
-
-    def put(self, key: str, value: str) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
-        self.conn.execute("COMMIT")
-
-    def delete(self, key: str) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.execute("DELETE FROM kv WHERE k = ?", (key,))
-        self.conn.execute("COMMIT")
-
-
-# -- measurements -------------------------------------------------------------------------
-def pct(xs: Sequence[float], p: float) -> float:
-    """Percentile with linear interpolation (p in 0..100)."""
-    s = sorted(xs)
-    if not s:
-        return float("nan")
-    k = (len(s) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
-
-
-def match_count(conn: sqlite3.Connection, q: Query) -> int:
-    """How many files match (AND of the terms, else their OR, as search does), with the filters."""
-    from memory.file_search import _terms
-
-    terms = _terms(q.text)
-    where, params = "", []
-    if q.prefix != ROOT:
-        where += " AND f.path >= ? AND f.path < ?"
-        params += [q.prefix + "/", q.prefix + "0"]
-    if q.scopes:
-        where += f" AND f.scope IN ({','.join('?' * len(q.scopes))})"
-        params += list(q.scopes)
-    sql = (
-        "SELECT count(*) FROM memory_fts JOIN memory_files f ON f.id = memory_fts.rowid "
-        f"WHERE memory_fts MATCH ?{where}"
-    )
-    n = conn.execute(sql, [" ".join(terms), *params]).fetchone()[0]
-    if n == 0 and len(terms) > 1:
-        n = conn.execute(sql, [" OR ".join(terms), *params]).fetchone()[0]
-    return int(n)
-
-
-def two_step(conn: sqlite3.Connection, q: Query) -> list[tuple[Any, ...]]:
-    """What search returns, computed in two steps: rank first (the FTS index alone when no
-    filter applies, so no join per match), then snippet() and the size for the top 10 only."""
-    from memory.file_search import _terms
-
-    terms = _terms(q.text)
-    where, params = "", []
-    if q.prefix != ROOT:
-        where += " AND (f.path >= ? AND f.path < ?)"
-        params += [q.prefix + "/", q.prefix + "0"]
-    if q.scopes:
-        where += f" AND f.scope IN ({','.join('?' * len(q.scopes))})"
-        params += list(q.scopes)
-    if where:
-        rank_sql = (
-            "SELECT f.id, bm25(memory_fts, 4.0, 1.0) AS rank FROM memory_fts "
-            "JOIN memory_files f ON f.id = memory_fts.rowid "
-            f"WHERE memory_fts MATCH ?{where} ORDER BY rank LIMIT 10"
-        )
-    else:
-        rank_sql = (
-            "SELECT rowid, bm25(memory_fts, 4.0, 1.0) AS rank FROM memory_fts "
-            "WHERE memory_fts MATCH ? ORDER BY rank LIMIT 10"
-        )
-    ids: list[Any] = []
-    for match in (" ".join(terms), " OR ".join(terms)):
-        ids = conn.execute(rank_sql, [match, *params]).fetchall()
-        if ids or len(terms) < 2:
-            break
-    if not ids:
-        return []
-    rows = conn.execute(
-        "SELECT f.id, f.scope, f.path, snippet(memory_fts, 1, '**', '**', '…', 16), "
-        "length(CAST(f.content AS BLOB)), f.updated_at FROM memory_fts "
-        "JOIN memory_files f ON f.id = memory_fts.rowid "
-        f"WHERE memory_fts MATCH ? AND memory_fts.rowid IN ({','.join('?' * len(ids))})",
-        [match, *(i for i, _ in ids)],
-    ).fetchall()
-    by_id = {row[0]: row for row in rows}
-    return [(*by_id[i][1:], -rank) for i, rank in ids]
 
 
 @dataclass
@@ -569,174 +371,6 @@ def view_times(r: SizeRun, m: MemoryFiles) -> dict[str, float]:
     }
     r.add(section="view", **out)
     return out
-
-
-# -- the report ------------------------------------------------------------------------------
-def ms(x: float) -> str:
-    x *= 1e3
-    return f"{x:.3f}" if x < 1 else f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:.0f}"
-
-
-def search_table(n: int, out: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
-    rows = out["search"]
-    refs = out["ref_search"]
-    lines = [
-        f"SEARCH, {n:,} files: ms per query (limit 10), {len(rows[0]['times_s'])} rounds of the {len(rows)} queries, warm cache",
-        f"{'class':<12} {'matches':>8} {'p50':>7} {'p99':>7} {'2-step':>7} |"
-        f" {'official':>8} {'x':>6} {'scan':>7} {'x':>6} {'matches':>8}",
-    ]
-    summary: dict[str, Any] = {}
-    for cls in [*CLASSES, "all"]:
-        mine = [x for x in rows if cls in ("all", x["cls"])]
-        ref = [x for x in refs if cls in ("all", x["cls"])]
-        t = [s for x in mine for s in x["times_s"]]
-        floor = [s for x in mine for s in x["two_step_s"]]
-        off = [x["official_s"] for x in ref if "official_s" in x]
-        scan = [x["scan_s"] for x in ref]
-        p50 = statistics.median(t)
-        summary[cls] = {"p50_s": p50, "p99_s": pct(t, 99), "official_p50_s": statistics.median(off)}
-        lines.append(
-            f"{cls:<12} {statistics.median(x['matches'] for x in mine):>8.0f} {ms(p50):>7}"
-            f" {ms(pct(t, 99)):>7} {ms(statistics.median(floor)):>7} |"
-            f" {ms(statistics.median(off)):>8} {statistics.median(off) / p50:>5.0f}x"
-            f" {ms(statistics.median(scan)):>7} {statistics.median(scan) / p50:>5.0f}x"
-            f" {statistics.median(x['matches'] for x in ref):>8.0f}"
-        )
-    n_off = sum(1 for x in refs if "official_s" in x)
-    lines += [
-        "  matches = median over the class's queries of the files matching (tutti: FTS, with the OR",
-        "  fallback and filters; right: substring of the whole query, filters applied after);",
-        "  2-step = p50 of the same results computed in two steps: rank in the FTS index alone (no",
-        "  join per match unless a filter needs it), then snippets and sizes of the top 10 (5 rounds);",
-        f"  official = read + parse the JSONL + substring match, per query ({n_off} of the queries, one",
-        "  run each); scan = the substring match alone over entities already parsed; x = / tutti p50",
-    ]
-    return lines, summary
-
-
-def report(results: dict[int, dict[str, Any]], queries: list[Query], head: list[str]) -> str:
-    lines = [*head, ""]
-    lines.append("QUERIES (5 per class)")
-    for cls in CLASSES:
-        lines.append(f"  {cls:<12} " + " | ".join(q.label for q in queries if q.cls == cls))
-    summaries = {}
-    for n, out in results.items():
-        lines.append("")
-        s_lines, summaries[n] = search_table(n, out)
-        lines += s_lines
-    lines += [
-        "",
-        "WRITES: ops/s (one transaction each), latency ms, and tutti time / key-value time",
-    ]
-    lines.append(
-        f"{'files':>8} {'op':<12} {'count':>6} {'tutti/s':>8} {'p50':>7} {'p99':>7} |"
-        f" {'kv/s':>8} {'p50':>7} | {'x kv':>5}"
-    )
-    for n, out in results.items():
-        ld = out["load"]
-        lines.append(
-            f"{n:>8} {'create':<12} {n:>6} {ld['tutti_per_s']:>8.0f} {'':>7} {'':>7} |"
-            f" {ld['kv_per_s']:>8.0f} {'':>7} | {ld['ratio']:>4.1f}x"
-        )
-        for op, row in out["edit"].items():
-            t, k = row["tutti_s"], row["kv_s"]
-            lines.append(
-                f"{n:>8} {op:<12} {len(t):>6} {len(t) / sum(t):>8.0f} {ms(statistics.median(t)):>7}"
-                f" {ms(pct(t, 99)):>7} | {len(k) / sum(k):>8.0f} {ms(statistics.median(k)):>7} |"
-                f" {row['ratio']:>4.1f}x"
-            )
-    lines.append(
-        f"  create = while loading, in blocks of {CHUNK} paired with the key-value reference;"
-        " x kv = median over blocks"
-    )
-    lines.append(
-        "  of tutti time / kv time. kv = INSERT OR REPLACE / DELETE on a bare (k, v) table, same"
-    )
-    lines.append("  WAL + synchronous=NORMAL. Edits on distinct random existing files.")
-    for n, out in results.items():
-        ld = out["load"]
-        lines.append(
-            f"  {n:,} files: load {ld['tutti_s']:.1f} s (kv {ld['kv_s']:.1f} s); creates/s first"
-            f" tenth {ld['first_tenth_per_s']:.0f}, last tenth {ld['last_tenth_per_s']:.0f}"
-        )
-    for n, out in results.items():
-        if "jsonl_write" not in out:
-            continue
-        lines.append("")
-        lines.append(
-            f"OFFICIAL MEMORY SERVER'S WRITES at {n:,} files: each change loads, changes and rewrites"
-            f" the JSONL ({out['size']['jsonl_bytes'] / 1e6:.1f} MB)"
-        )
-        edit = out["edit"]
-        tutti_of = {"create": 1 / out["load"]["tutti_per_s"]}
-        tutti_of["add_observations"] = statistics.median(edit["insert"]["tutti_s"])
-        tutti_of["delete"] = statistics.median(edit["delete"]["tutti_s"])
-        for op, ts in out["jsonl_write"].items():
-            p50 = statistics.median(ts)
-            like = {"create": "create", "add_observations": "insert", "delete": "delete"}[op]
-            lines.append(
-                f"  {op:<17} {len(ts):>3} changes: {ms(p50):>6} ms each, {1 / p50:>5.1f}/s;"
-                f" {p50 / tutti_of[op]:,.0f}x tutti's {like}"
-            )
-    lines += ["", "SIZE after loading (WAL checkpointed): bytes per memory file"]
-    lines.append(
-        f"{'files':>8} {'db MB':>7} {'db/file':>8} {'files tbl':>9} {'revisions':>9} {'fts':>7}"
-        f" {'other':>6} | {'raw text':>8} {'kv db':>7} {'jsonl':>7}"
-    )
-    for n, out in results.items():
-        s = out["size"]
-        lines.append(
-            f"{n:>8} {s['db_bytes'] / 1e6:>7.1f} {s['db_bytes'] / n:>8.0f} {s['files_bytes'] / n:>9.0f}"
-            f" {s['revisions_bytes'] / n:>9.0f} {s['fts_bytes'] / n:>7.0f} {s['other_bytes'] / n:>6.0f} |"
-            f" {s['raw_bytes'] / n:>8.0f} {s['kv_db_bytes'] / n:>7.0f} {s['jsonl_bytes'] / n:>7.0f}"
-        )
-    lines.append(
-        "  files tbl = memory_files + its unique index; revisions = memory_revisions + indexes;"
-        " fts = memory_fts shadow tables (dbstat)"
-    )
-    for n, out in results.items():
-        lines.append(
-            f"  {n:,} files: JSONL save {out['jsonl_save_s']:.2f} s, load+parse {out['jsonl_load_s']:.2f} s"
-        )
-    lines += ["", "OTHER READS (ms)"]
-    for n, out in results.items():
-        v = out["view"]
-        lines.append(
-            f"  {n:>7,} files: view a file p50 {ms(v['file_p50_s'])} p99 {ms(v['file_p99_s'])};"
-            f" history of a file p50 {ms(v['history_p50_s'])};"
-            f" view /memories (global, {v['files_in_global']:,} files) {ms(v['root_global_s'])};"
-            f" view /memories/{mc.PROJECTS[0]} (its project scope, {v['files_in_project_dir']:,} files)"
-            f" {ms(v['project_dir_s'])}"
-        )
-    lines += ["", "SUMMARY"]
-    for n, s in summaries.items():
-        a = s["all"]
-        out = results[n]
-        lines.append(
-            f"  {n:>7,} files: search p50 {ms(a['p50_s'])} ms, p99 {ms(a['p99_s'])} ms"
-            f" (official {ms(a['official_p50_s'])} ms, {a['official_p50_s'] / a['p50_s']:.0f}x);"
-            f" creates/s {out['load']['tutti_per_s']:.0f} ({out['load']['ratio']:.1f}x kv);"
-            f" {out['size']['db_bytes'] / n:.0f} B/file"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _machine() -> str:
-    cpu = "?"
-    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} cpus ({cpu}), {platform.system()} {platform.release()}"
-
-
-def _busy_cpu() -> tuple[float, float]:
-    """(CPU seconds busy on the machine, CPU seconds of this process)."""
-    with open("/proc/stat", encoding="ascii") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK"), time.process_time()
 
 
 def main() -> int:
