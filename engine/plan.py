@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from engine.models import ModelTable
-from engine.spec import ExecutorKind, Mode, ThinkingMode
+from engine.spec import MODEL_KINDS, ExecutorKind, Mode, ThinkingMode
 from engine.thinking import MAX_TOKENS, ThinkingChoice, choose
 from engine.workflow import Workflow
 
@@ -24,7 +24,6 @@ MODEL_ESTIMATE_S = {
     ThinkingMode.STANDARD: 20.0,
     ThinkingMode.EXTENDED: 60.0,
 }
-MODEL_EXECUTORS = frozenset({ExecutorKind.PROMPT, ExecutorKind.CLIENT, ExecutorKind.SAMPLING})
 
 
 class EstimateSource(StrEnum):
@@ -138,7 +137,7 @@ def make_plan(
         kind = step.executor
         choice = None
         model_name = None
-        if kind in MODEL_EXECUTORS:
+        if kind in MODEL_KINDS:
             choice = choose(step, spec, wf.upstream_refs.get(sid, 0))
             model_name = models.resolve(step.model or spec.defaults.model).id
         thinking[sid] = choice

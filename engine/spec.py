@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.errors import Problem, SpecError
-from memory.paths import MemoryFileError, parse_scope
+from memory.paths import SCOPE_KINDS, MemoryFileError, parse_scope
 
 STEP_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 RESERVED_NAMES = frozenset({"inputs", "steps", "run", "loop", "true", "false", "none", "null"})
@@ -169,7 +169,7 @@ class Step(_Model):
             return "workflow"
         if isinstance(v, str) and v in MEMORY_KEYWORDS:
             return v
-        if isinstance(v, str) and v.partition(":")[0] in ("project", "workflow"):
+        if isinstance(v, str) and v.partition(":")[0] in SCOPE_KINDS:
             try:
                 return parse_scope(v)
             except MemoryFileError as exc:
@@ -285,7 +285,7 @@ class Defaults(_Model):
     @field_validator("model_executor")
     @classmethod
     def _model_executor(cls, v: ExecutorKind | None) -> ExecutorKind | None:
-        if v not in (None, ExecutorKind.PROMPT, ExecutorKind.CLIENT, ExecutorKind.SAMPLING):
+        if v is not None and v not in MODEL_KINDS:
             raise ValueError("model steps run on prompt, client or sampling")
         return v
 

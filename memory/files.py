@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from memory import file_history, file_search
 from memory.file_history import Revision
@@ -203,7 +202,7 @@ class MemoryFiles:
         if norm == ROOT:
             raise MemoryPathError("Cannot delete the /memories directory itself")
         with self._tx():
-            paths = self._paths_at(scope, norm)
+            paths = [f.path for f in self.files(scope=scope, prefix=norm)]
             if not paths:
                 raise MemoryNotFound(norm, f"The path {norm} does not exist")
             for p in paths:
@@ -221,7 +220,7 @@ class MemoryFiles:
         with self._tx():
             if new == ROOT or self._content(scope, new) is not None or self._is_dir(scope, new):
                 raise MemoryFileError(f"The destination {new} already exists")
-            paths = self._paths_at(scope, old)
+            paths = [f.path for f in self.files(scope=scope, prefix=old)]
             if not paths:
                 raise MemoryNotFound(old, f"The path {old} does not exist")
             if new.startswith(old + "/"):
@@ -247,24 +246,17 @@ class MemoryFiles:
             raise MemoryNotFound(norm)
         return content
 
-    def files(self, *, scope: str | None = GLOBAL, prefix: str = ROOT) -> list[FileInfo]:
-        """Files below `prefix` (itself included when it is a file), in path order; every
-        scope when `scope` is None."""
+    def files(self, *, scope: str = GLOBAL, prefix: str = ROOT) -> list[FileInfo]:
+        """Files of a scope below `prefix` (itself included when it is a file), in path order."""
+        scope = parse_scope(scope)
         norm = normalize_path(prefix, self.limits, field="prefix")
         lo, hi = under(norm)
-        sql = (
+        rows = self.conn.execute(  # each side of the OR can use the (scope, path) index
             "SELECT scope, path, size, rev, updated_at FROM memory_files "
-            "WHERE (path = ? OR (path >= ? AND path < ?))"
-        )
-        params: list[Any] = [norm, lo, hi]
-        if scope is not None:  # each side of the OR on its own can use the (scope, path) index
-            scope = parse_scope(scope)
-            sql = (
-                "SELECT scope, path, size, rev, updated_at FROM memory_files "
-                "WHERE (scope = ? AND path = ?) OR (scope = ? AND path >= ? AND path < ?)"
-            )
-            params = [scope, norm, scope, lo, hi]
-        rows = self.conn.execute(sql + " ORDER BY scope, path", params).fetchall()
+            "WHERE (scope = ? AND path = ?) OR (scope = ? AND path >= ? AND path < ?) "
+            "ORDER BY path",
+            (scope, norm, scope, lo, hi),
+        ).fetchall()
         return [FileInfo(*r) for r in rows]
 
     def scopes(self) -> dict[str, int]:
@@ -390,15 +382,6 @@ class MemoryFiles:
         for d in parent_dirs(path):
             if self._content(scope, d) is not None:
                 raise MemoryFileError(f"Cannot create {path}: {d} is a file, not a directory")
-
-    def _paths_at(self, scope: str, path: str) -> list[str]:
-        lo, hi = under(path)
-        rows = self.conn.execute(
-            "SELECT path FROM memory_files "
-            "WHERE (scope = ? AND path = ?) OR (scope = ? AND path >= ? AND path < ?) ORDER BY path",
-            (scope, path, scope, lo, hi),
-        )
-        return [r[0] for r in rows]
 
     def _next_rev(self, scope: str, path: str) -> int:
         row = self.conn.execute(

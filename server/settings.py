@@ -31,7 +31,7 @@ from engine.executors.builtin import BuiltinExecutor
 from engine.executors.client import ClientExecutor
 from engine.executors.shell import DEFAULT_MAX_OUTPUT, ShellExecutor
 from engine.models import ModelTable
-from engine.spec import ExecutorKind
+from engine.spec import MODEL_KINDS, ExecutorKind
 from memory.async_files import AsyncMemoryFiles
 from memory.records import RunStore
 
@@ -50,9 +50,6 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
 
 
-_MODEL_EXECUTORS = (ExecutorKind.PROMPT, ExecutorKind.CLIENT, ExecutorKind.SAMPLING)
-
-
 def _executor(raw: str | None) -> ExecutorKind | None:
     if not raw:
         return None
@@ -60,7 +57,7 @@ def _executor(raw: str | None) -> ExecutorKind | None:
         kind = ExecutorKind(raw.strip().lower())
     except ValueError:
         kind = None
-    if kind not in _MODEL_EXECUTORS:
+    if kind not in MODEL_KINDS:
         raise ConfigurationError(
             f"TUTTI_MODEL_EXECUTOR must be prompt, client or sampling, got {raw!r}"
         )

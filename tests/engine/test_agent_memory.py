@@ -14,12 +14,12 @@ import pytest
 
 from engine.agent_memory import MEMORY_TOOL, SYSTEM_LINE
 from engine.engine import Engine, EngineConfig
-from engine.errors import ConfigurationError, Problem, SpecError
+from engine.errors import ConfigurationError
 from engine.executors.client import ClientExecutor
 from engine.executors.prompt import MAX_TURNS, PromptExecutor
 from engine.executors.sampling import SamplingExecutor, SamplingReply, SamplingRequest
 from engine.prompts import system_prompt
-from engine.spec import ExecutorKind, Step, parse_spec
+from engine.spec import ExecutorKind, Step
 from memory.async_files import AsyncMemoryFiles
 from memory.files import MemoryFiles
 from memory.records import RunRecord
@@ -490,73 +490,3 @@ async def test_a_client_step_without_memory_has_no_memory_instructions(
 
     request = record.steps["notes"].detail or {}
     assert (request["instructions"], "memory_scope" in request) == (PROMPT, False)
-
-
-# -- the spec field ------------------------------------------------------------------------------
-FORMS = 'true, false, "workflow", "global", "project", "project:<key>" or "workflow:<name>"'
-
-
-@pytest.mark.parametrize(
-    ("value", "stored"),
-    [
-        (True, "workflow"),
-        (False, None),
-        (None, None),
-        ("workflow", "workflow"),
-        ("global", "global"),
-        ("project", "project"),
-        ("project:/home/me/repo", "project:/home/me/repo"),
-        ("workflow:release-notes", "workflow:release-notes"),
-    ],
-)
-def test_the_memory_field_accepts_its_forms(value: Any, stored: str | None) -> None:
-    step = parse_spec({"steps": [{"id": "a", "prompt": "p", "memory": value}]}).steps[0]
-
-    assert step.memory == stored
-
-
-@pytest.mark.parametrize(
-    ("value", "message"),
-    [
-        ("yes", f"`memory` must be {FORMS}; got 'yes'"),
-        (1, f"`memory` must be {FORMS}; got 1"),
-        ("", f"`memory` must be {FORMS}; got ''"),
-        ("Global", f"`memory` must be {FORMS}; got 'Global'"),
-        ("team:x", f"`memory` must be {FORMS}; got 'team:x'"),
-        (["global"], f"`memory` must be {FORMS}; got ['global']"),
-        ("project:", "`memory` scope 'project:' needs a key after the colon, e.g. project:my-key"),
-        (
-            "workflow:a\x07b",
-            "`memory` the key of scope workflow: must be printable text of at most 512 characters",
-        ),
-    ],
-)
-def test_invalid_memory_values_are_spec_errors_naming_the_field(value: Any, message: str) -> None:
-    with pytest.raises(SpecError) as caught:
-        parse_spec({"steps": [{"id": "a", "prompt": "p", "memory": value}]})
-
-    assert caught.value.problems == [Problem("steps[0] (a).memory", message)]
-
-
-@pytest.mark.parametrize(
-    ("step", "kind"),
-    [
-        ({"argv": ["git", "log"]}, "shell"),
-        ({"command": "/bash ls"}, "shell"),
-        ({"args": "hello"}, "builtin"),
-        ({"run": "builtin", "prompt": "p"}, "builtin"),
-    ],
-)
-def test_memory_on_a_step_without_a_model_is_a_spec_error_naming_the_step(
-    step: dict[str, Any], kind: str
-) -> None:
-    with pytest.raises(SpecError) as caught:
-        parse_spec({"steps": [{"id": "tidy", "memory": True, **step}]})
-
-    assert caught.value.problems == [
-        Problem(
-            "steps[0] (tidy)",
-            f"step 'tidy' runs on {kind}, which has no model to give memory to: `memory` is for "
-            "model steps (prompt, client, sampling)",
-        )
-    ]
