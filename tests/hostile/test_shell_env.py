@@ -97,12 +97,12 @@ async def test_a_path_in_the_steps_env_cannot_run_another_wc_under_the_allow_lis
 ) -> None:
     step = {"argv": ["wc", "-c", "/dev/null"], "env": {"PATH": str(evil_bin)}}
     shell = ShellExecutor(ALLOW)
-    assert shell.check_step(Step.model_validate({"id": "s", **step})) is not None
     message = await refused(shell, step, workspace)
+    assert not marker.exists()
     assert "env.PATH" in message
     assert "changes which program runs or what it loads" in message
     assert "remove it from the step's env" in message
-    assert not marker.exists()
+    assert shell.check_step(Step.model_validate({"id": "s", **step})) == message  # preflight
 
 
 async def test_without_an_allow_list_a_path_in_env_still_does_not_choose_the_program(
