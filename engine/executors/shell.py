@@ -1,8 +1,10 @@
 """Shell steps, without a shell: the program and its arguments are an argv list, each
 template rendered separately, so a value can never become shell syntax. Values can also
-reach the program as environment variables (`env:`). The working directory stays inside
-the workspace, output is capped, and a timeout or cancellation kills the whole process
-group."""
+reach the program as environment variables (`env:`). The program is resolved with the
+server's own PATH before the step's env applies, and the env may not set what changes
+which program runs or what it loads (engine.executors.shell_policy). The working
+directory stays inside the workspace, output is capped, and a timeout or cancellation
+kills the whole process group."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from anyio.abc import ByteReceiveStream, Process
 
 from engine.errors import StepError
 from engine.executors.base import StepCall, StepOutcome
+from engine.executors.shell_policy import ShellPolicy
 from engine.spec import Step
 
 DEFAULT_MAX_OUTPUT = 1_000_000
@@ -25,59 +28,60 @@ _KILL_GRACE_S = 2.0
 
 
 class ShellExecutor:
-    """`allow` names the programs that may run (bare names looked up on PATH, or exact
-    paths); None allows every program (the CLI running a file its user gave it)."""
+    """`allow` names the programs that may run (bare names looked up on the server's PATH,
+    or exact absolute paths); None allows every program (the CLI running a file its user
+    gave it). What may run, and with which environment, is `policy` (a ShellPolicy)."""
 
     def __init__(
         self, allow: Collection[str] | None = None, max_output: int = DEFAULT_MAX_OUTPUT
     ) -> None:
-        self.allow = None if allow is None or "*" in allow else frozenset(allow)
+        self.policy = ShellPolicy(allow)
         self.max_output = max_output
 
-    def check_program(self, program: str) -> str | None:
-        """Why `program` may not run here, or None."""
-        if self.allow is None or program in self.allow:
-            return None
-        allowed = ", ".join(sorted(self.allow)) or "nothing"
-        return (
-            f"program {program!r} is not allowed (TUTTI_ALLOW_SHELL allows: {allowed}); "
-            "add it to TUTTI_ALLOW_SHELL to run it"
-        )
-
     def check_step(self, step: Step) -> str | None:
+        """What the policy refuses in a step as written: its program (unless templated,
+        then it is checked once rendered) and the names in its env."""
+        problems = []
         argv = step.shell_argv
-        if not argv or "${" in argv[0]:
-            return None  # a templated program is checked when it is rendered
-        return self.check_program(argv[0])
+        if argv and "${" not in argv[0]:
+            problems.append(self.policy.program_problem(argv[0]))
+        problems.append(self.policy.env_problem(step.env))
+        return "; ".join(p for p in problems if p) or None
 
     async def execute(self, call: StepCall) -> StepOutcome:
         step = call.step
         argv = [call.render(a) for a in step.shell_argv]
         if not argv or not argv[0]:
             raise StepError("the command is empty after rendering", retryable=False, kind="policy")
-        why = self.check_program(argv[0])
+        why = self.policy.program_problem(argv[0]) or self.policy.env_problem(step.env)
         if why:
             raise StepError(why, retryable=False, kind="policy")
         cwd = _confined(call.workspace, call.render(step.cwd) if step.cwd else None)
-        env = {
-            **os.environ,
-            **{k: call.render(v) for k, v in step.env.items()},
-            "TUTTI_RUN_ID": call.run_id,
-            "TUTTI_STEP_ID": step.id,
-            "TUTTI_ATTEMPT": str(call.attempt),
-            "TUTTI_IDEMPOTENCY_KEY": call.idempotency_key,
-        }
+        # resolved with the server's PATH before anything from the spec's env applies
+        program = self.policy.resolve(argv[0], cwd)
+        env = self.policy.child_env(
+            {k: call.render(v) for k, v in step.env.items()},
+            {
+                "TUTTI_RUN_ID": call.run_id,
+                "TUTTI_STEP_ID": step.id,
+                "TUTTI_ATTEMPT": str(call.attempt),
+                "TUTTI_IDEMPOTENCY_KEY": call.idempotency_key,
+            },
+        )
         try:
             process = await anyio.open_process(
-                argv,
+                [program, *argv[1:]],
                 stdin=subprocess.DEVNULL,
                 cwd=cwd,
                 env=env,
                 start_new_session=True,  # its own process group, so a kill reaches children
             )
-        except FileNotFoundError:
+        except FileNotFoundError:  # removed since it was resolved, or a #! names no interpreter
             raise StepError(
-                f"program {argv[0]!r} not found on PATH", retryable=False, kind="not_found"
+                f"program {argv[0]!r} ({program}) could not be started: it or the interpreter "
+                "its #! line names is not there",
+                retryable=False,
+                kind="not_found",
             ) from None
         except PermissionError:
             raise StepError(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -326,3 +327,13 @@ async def test_preflight_refuses_shell_steps_when_no_shell_executor_is_configure
     assert "count" in message and "lines" in message and "fine" not in message
     assert "TUTTI_ALLOW_SHELL" in message
     assert await store.list_runs() == []
+
+
+async def test_the_program_runs_by_the_absolute_path_the_servers_path_gives(
+    workspace: Path,
+) -> None:
+    # resolved before the step's env applies (tests/hostile/test_shell_env.py has the attacks)
+    out = await run_shell(
+        {"argv": ["sh", "-c", 'printf %s "$0"'], "env": {"PATH": "/nowhere"}}, workspace
+    )
+    assert out == shutil.which("sh")
