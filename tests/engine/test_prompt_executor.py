@@ -256,7 +256,8 @@ async def test_a_refusal_fails_the_step_without_retry(fake_anthropic: FakeAnthro
     assert (step.status.value, step.attempts, step.error) == (
         "failed",
         1,
-        "claude-haiku-4-5 refused the request",
+        "claude-haiku-4-5 refused the request (stop_reason refusal). A refusal is not "
+        "retried: rephrase the prompt or choose another model",
     )
     assert ((step.detail or {})["error_kind"], (step.detail or {})["retryable"]) == (
         "refusal",
