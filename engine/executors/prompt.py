@@ -137,7 +137,9 @@ class PromptExecutor:
         agent = self._agent_memory(call)
         usage = dict.fromkeys(USAGE_KEYS, 0)
         try:
-            message, turns = await self._turns(params, model, call, agent, usage, cache_key)
+            message, turns, paused = await self._turns(
+                params, model, call, agent, usage, cache_key
+            )
         except StepError as exc:
             if exc.usage is None and any(usage.values()):
                 spent = {**usage, "cost_usd": model.cost_usd(usage)}
@@ -153,7 +155,7 @@ class PromptExecutor:
         }
         if agent is not None:
             result["turns"] = turns
-        text = "".join(b.text for b in message.content if b.type == "text")
+        text = paused + "".join(b.text for b in message.content if b.type == "text")
         return self._outcome(call.step, model, params, message, text, result, cost)
 
     async def _turns(
@@ -164,10 +166,12 @@ class PromptExecutor:
         agent: AgentMemory | None,
         usage: dict[str, int],
         cache_key: str | None,
-    ) -> tuple[Message, int]:
-        """The model's turns until it stops for something other than the memory tool;
-        `usage` is summed in place, so it holds what was spent if a turn fails."""
+    ) -> tuple[Message, int, str]:
+        """The model's turns until it stops for something other than the memory tool or a
+        pause, and the text of the paused turns that the last one continues. `usage` is
+        summed in place, so it holds what was spent if a turn fails."""
         messages: list[Any] = params["messages"]
+        paused_text = ""
         for turn in range(1, self.max_turns + 1):
             if turn == 1 and self.warm is not None:
                 async with self.warm.turn(cache_key):
@@ -179,7 +183,7 @@ class PromptExecutor:
             uses = [b for b in message.content if b.type == "tool_use"]
             paused = message.stop_reason == "pause_turn"
             if not paused and (agent is None or message.stop_reason != "tool_use" or not uses):
-                return message, turn
+                return message, turn, paused_text
             if turn == self.max_turns:
                 raise StepError(
                     f"{model.id} was still using the memory tool after {self.max_turns} turns; "
@@ -189,8 +193,11 @@ class PromptExecutor:
                 )
             # The assistant turn goes back as received: thinking blocks must stay unchanged.
             messages.append({"role": "assistant", "content": message.content})
-            if not paused:  # a paused turn is continued as it stands
+            if paused:  # continued as it stands: the next answer goes on from its text
+                paused_text += "".join(b.text for b in message.content if b.type == "text")
+            else:
                 assert agent is not None
+                paused_text = ""
                 messages.append({"role": "user", "content": await agent.answer(uses)})
         raise AssertionError("unreachable: the last turn returns or raises")
 
