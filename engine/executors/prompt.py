@@ -137,9 +137,7 @@ class PromptExecutor:
         agent = self._agent_memory(call)
         usage = dict.fromkeys(USAGE_KEYS, 0)
         try:
-            message, turns, paused = await self._turns(
-                params, model, call, agent, usage, cache_key
-            )
+            message, turns, paused = await self._turns(params, model, call, agent, usage, cache_key)
         except StepError as exc:
             if exc.usage is None and any(usage.values()):
                 spent = {**usage, "cost_usd": model.cost_usd(usage)}
