@@ -422,6 +422,35 @@ async def test_the_tokens_of_a_failed_attempt_count_when_a_retry_succeeds(
     assert record.metrics["cost_usd"] == pytest.approx((600 * 1 + 40 * 5) / 1e6)
 
 
+async def test_a_failed_steps_tokens_still_count_after_a_resume_reruns_it(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.script(
+        message("", stop_reason="refusal", input_tokens=1000, output_tokens=0),
+        message("7", input_tokens=100, output_tokens=10),
+    )
+
+    async with (
+        await SqliteRunStore.open(":memory:") as store,
+        anthropic.AsyncAnthropic(
+            api_key="test", base_url=fake_anthropic.base_url, max_retries=0
+        ) as client,
+    ):
+        engine = Engine(
+            store, {ExecutorKind.PROMPT: PromptExecutor(client)}, EngineConfig(rand=lambda: 0.0)
+        )
+        with anyio.fail_after(8):
+            failed = await engine.run(one_step(model=BUDGET, thinking="instant"))
+            resumed = await engine.resume(failed.id)
+
+    step = resumed.steps["ask"]
+    assert (failed.status.value, resumed.status.value, step.output) == ("failed", "succeeded", "7")
+    assert (step.usage or {})["earlier_attempts"]["input_tokens"] == 1000
+    assert resumed.metrics is not None
+    assert resumed.metrics["tokens"]["input_tokens"] == 1100
+    assert resumed.metrics["cost_usd"] == pytest.approx((1100 * 1 + 10 * 5) / 1e6)
+
+
 async def test_a_malformed_json_body_from_the_api_names_the_api_and_model_and_is_retried(
     fake_anthropic: FakeAnthropic,
 ) -> None:
