@@ -24,8 +24,9 @@ from engine.errors import (
 )
 from engine.executors.base import StepExecutor
 from engine.models import ModelTable
+from engine.outputs import shape_output
 from engine.plan import Plan, make_plan
-from engine.runner import EventSink, RunExecution, shape_output
+from engine.runner import EventSink, RunExecution
 from engine.spec import ExecutorKind, InputSpec, Step, WorkflowSpec, parse_spec
 from engine.workflow import Workflow, compile_workflow
 from memory.history import WorkflowHistory

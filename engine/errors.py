@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class TuttiError(Exception):
@@ -49,9 +50,19 @@ class RunStateError(TuttiError):
 
 
 class StepError(TuttiError):
-    """A step's attempt failed. `retryable` says whether another attempt may succeed."""
+    """A step's attempt failed. `retryable` says whether another attempt may succeed;
+    `usage` is what the attempt consumed before it failed (tokens, `cost_usd`), which counts
+    in the run's totals."""
 
-    def __init__(self, message: str, *, retryable: bool = True, kind: str = "error") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        kind: str = "error",
+        usage: dict[str, Any] | None = None,
+    ) -> None:
         self.retryable = retryable
         self.kind = kind
+        self.usage = usage
         super().__init__(message)

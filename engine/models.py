@@ -30,6 +30,8 @@ class ModelInfo:
     input_usd_per_mtok: float | None = None
     output_usd_per_mtok: float | None = None
     max_output_tokens: int = 64_000
+    structured_outputs: bool = True  # takes output_config.format (a JSON Schema)
+    min_cache_tokens: int = 1024  # shortest prompt prefix the API caches
 
     @property
     def adaptive(self) -> bool:

@@ -6,16 +6,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from engine.usage import TOKEN_KEYS, cache_share, step_spent
 from engine.workflow import Workflow
 from memory.records import RunRecord, RunStatus, StepRecord, StepStatus
 
-_USAGE_KEYS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_input_tokens",
-    "cache_read_input_tokens",
-    "thinking_tokens",
-)
+_USAGE_KEYS = TOKEN_KEYS
 
 
 def _actual_critical_path(run: RunRecord, wf: Workflow) -> tuple[list[str], float]:
@@ -49,14 +44,14 @@ def run_metrics(run: RunRecord, wf: Workflow, wall_s: float | None = None) -> di
     usage = dict.fromkeys(_USAGE_KEYS, 0)
     cost = 0.0
     cost_known = True
-    for s in steps:
-        if s.usage:
+    for s in steps:  # failed attempts count too: their calls consumed tokens
+        for part in step_spent(s.usage, s.detail):
             for k in _USAGE_KEYS:
-                usage[k] += int(s.usage.get(k) or 0)
-            if s.usage.get("cost_usd") is None:
-                cost_known = cost_known and "input_tokens" not in s.usage
+                usage[k] += int(part.get(k) or 0)
+            if part.get("cost_usd") is None:
+                cost_known = cost_known and "input_tokens" not in part
             else:
-                cost += float(s.usage["cost_usd"])
+                cost += float(part["cost_usd"])
     return {
         "steps": len(run.steps),
         "status_counts": counts,
@@ -67,6 +62,7 @@ def run_metrics(run: RunRecord, wf: Workflow, wall_s: float | None = None) -> di
         "critical_path": crit,
         "critical_path_s": round(crit_s, 4),
         "tokens": usage,
+        "cache_share": cache_share(usage),
         "cost_usd": round(cost, 6) if cost_known else None,
         "partial": any(s.status in (StepStatus.DEGRADED, StepStatus.FAILED) for s in steps)
         and run.status is RunStatus.SUCCEEDED,
@@ -121,7 +117,20 @@ def _hint(s: StepRecord) -> str:
         return "the step's template or output shape is wrong: fix the spec and start a new run"
     if kind == "api":
         return "the model API refused the call: check the key, model and limits, then resume"
+    if kind == "truncated":
+        return "raise the step's `max_tokens` (or `on_truncation: accept` for text), then resume"
+    if kind == "schema":
+        return (
+            "the answer did not match `json_schema`: tighten the prompt or the schema, then resume"
+        )
     return "fix the cause, then resume; committed steps are not run again"
+
+
+def _cache_line(tokens: dict[str, Any], share: float | None) -> str:
+    read = tokens.get("cache_read_input_tokens", 0)
+    written = tokens.get("cache_creation_input_tokens", 0)
+    pct = "-" if share is None else f"{share:.0%}"
+    return f"{pct} of input served from cache ({read} read, {written} written)"
 
 
 def gantt(run: RunRecord) -> str:
@@ -178,6 +187,7 @@ def markdown_report(run: RunRecord) -> str:
             f"({m.get('step_time_s', 0):.3f} s of step time over {m.get('span_s', 0):.3f} s)",
             f"- Tokens: {tokens.get('input_tokens', 0)} in, {tokens.get('output_tokens', 0)} out"
             f" (thinking {tokens.get('thinking_tokens', 0)})",
+            f"- Prompt cache: {_cache_line(tokens, m.get('cache_share'))}",
             f"- Cost: {'unknown' if cost is None else f'${cost:.4f}'}",
         ]
     chart = gantt(run)

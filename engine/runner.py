@@ -8,11 +8,9 @@ exponential backoff and jitter, then the step's failure policy applies.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,10 +21,12 @@ from anyio.abc import TaskGroup
 from engine.core import FailureAction, RunCore
 from engine.errors import ConfigurationError, StepError, TemplateError
 from engine.executors.base import StepCall, StepOutcome
+from engine.outputs import shape_output, shaped
 from engine.plan import Plan
 from engine.report import run_metrics
 from engine.spec import ExecutorKind, Step
 from engine.templating import evaluate
+from engine.usage import EARLIER, add_usage, step_spent
 from engine.workflow import Workflow
 from memory.history import DecisionEntry, HistoryWriteError, entry_from_run, ran_here
 from memory.owner import current_owner
@@ -37,25 +37,10 @@ if TYPE_CHECKING:
 
 EventSink = Callable[[str, str | None, dict[str, Any]], None]
 log = logging.getLogger("tutti.runner")
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
 
 def _unknown(step: Step) -> float | None:
     return None
-
-
-def shape_output(step: Step, value: Any) -> Any:
-    """Apply the step's `output` shape: `json` parses text (a fenced block, if any)."""
-    if step.output != "json" or not isinstance(value, str):
-        return value
-    m = _FENCE.search(value)
-    text = m.group(1) if m else value
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StepError(
-            f"output is not valid JSON ({exc}); the step says `output: json`", kind="parse"
-        ) from None
 
 
 @dataclass
@@ -114,6 +99,8 @@ class RunExecution:
         self.n_deferred = 0  # steps ready but held back by their executor's cap
         self.waiting: set[str] = set()
         self.prior_attempts = {sid: rec.attempts for sid, rec in run.steps.items()}
+        # usage of failed attempts made by an earlier execution, for steps that run again
+        self.prior_spent: dict[str, dict[str, Any]] = {}
         self.totals = _Totals()
         self.cancel_requested = False
         self.workspace = Path(run.workspace) if run.workspace else cfg.workspace
@@ -131,7 +118,8 @@ class RunExecution:
         for sid in committed:
             rec = self.run.steps[sid]
             self._set_ctx(sid, rec.output, rec.status)
-            self._add_usage(rec.usage)
+            for part in step_spent(rec.usage, None):
+                self._add_usage(part)
         for primary, fb in self.core.output_from.items():
             self._set_ctx(primary, self.ctx[fb]["output"], StepStatus.FAILED)
         for sid in reset:
@@ -143,6 +131,10 @@ class RunExecution:
         for sid in reset:
             rec = self.run.steps[sid]
             rec.status, rec.finished_at = StepStatus.PENDING, None
+            spent = (rec.detail or {}).get("usage")
+            if isinstance(spent, dict):  # spent by its failed attempts: still counts
+                self.prior_spent[sid] = spent
+                self._add_usage(spent)
         self.core.start()
         now = self._started = self.engine.config.clock()
         owner = current_owner()
@@ -294,6 +286,7 @@ class RunExecution:
         )
         attempt = self.prior_attempts.get(sid, 0)
         first_start: float | None = None
+        spent = self.prior_spent.pop(sid, None)  # what failed attempts consumed
         for n in range(1, policy.attempts + 1):
             attempt += 1
             started = clock()
@@ -325,7 +318,7 @@ class RunExecution:
                     with anyio.fail_after(timeout):
                         outcome = await executor.execute(call)
                 if outcome.handoff is None:
-                    output = shape_output(step, outcome.output)
+                    output = shaped(step, outcome)
             except TimeoutError:
                 err = StepError(f"timed out after {timeout:g}s (attempt {attempt})", kind="timeout")
             except StepError as exc:
@@ -341,12 +334,23 @@ class RunExecution:
                     await self._handoff(sid, attempt, started, outcome.handoff)
                 else:
                     await self._commit(
-                        sid, output, outcome, attempt, first_start, StepStatus.SUCCEEDED
+                        sid,
+                        output,
+                        outcome,
+                        attempt,
+                        first_start,
+                        StepStatus.SUCCEEDED,
+                        outcome.warning,
+                        earlier=spent,
                     )
                 return
+            if err.usage:
+                spent = add_usage(spent, err.usage)
+                self._add_usage(err.usage)
+                self._check_budget()
             self.totals.errors.setdefault(sid, []).append(str(err))
-            if not err.retryable or n == policy.attempts:
-                await self._fail(sid, err, attempt, first_start)
+            if not err.retryable or n == policy.attempts or self.core.stop_reason is not None:
+                await self._fail(sid, err, attempt, first_start, spent)
                 return
             delay = policy.delay(n, self.engine.config.rand())
             self._emit(
@@ -363,10 +367,14 @@ class RunExecution:
         started: float | None,
         status: StepStatus,
         error: str | None = None,
+        *,
+        earlier: dict[str, Any] | None = None,
     ) -> None:
         usage = outcome.usage
         if outcome.cost_usd is not None:
             usage = {**(usage or {}), "cost_usd": outcome.cost_usd}
+        if earlier:  # counted in the totals when those attempts failed
+            usage = {**(usage or {}), EARLIER: earlier}
         self._committed += 1
         cp = Checkpoint(
             step_id=sid,
@@ -404,12 +412,26 @@ class RunExecution:
         if self.on_event is not None:
             self._emit(f"step_{status.value}", sid, {"attempts": attempt})
 
-    async def _fail(self, sid: str, err: StepError, attempt: int, started: float | None) -> None:
+    async def _fail(
+        self,
+        sid: str,
+        err: StepError,
+        attempt: int,
+        started: float | None,
+        spent: dict[str, Any] | None = None,
+    ) -> None:
         action = self.core.failed(sid)
         if action is FailureAction.USE_DEFAULT:
             step = self.wf.steps[sid]
             await self._commit(
-                sid, step.default, StepOutcome(), attempt, started, StepStatus.DEGRADED, str(err)
+                sid,
+                step.default,
+                StepOutcome(),
+                attempt,
+                started,
+                StepStatus.DEGRADED,
+                str(err),
+                earlier=spent,
             )
             return
         detail = {
@@ -420,6 +442,8 @@ class RunExecution:
             "policy": self.wf.steps[sid].on_failure.value,
             "action": action.value,
         }
+        if spent:
+            detail["usage"] = spent
         await self._set_step(
             sid,
             StepStatus.FAILED,
@@ -551,7 +575,7 @@ class RunExecution:
     def _set_ctx(self, sid: str, output: Any, status: StepStatus) -> None:
         self.ctx[sid] = {"output": output, "results": output, "status": status.value, "error": None}
 
-    def _add_usage(self, usage: dict[str, Any] | None) -> None:
+    def _add_usage(self, usage: Mapping[str, Any] | None) -> None:
         if usage:
             self.totals.input_tokens += int(usage.get("input_tokens", 0))
             self.totals.output_tokens += int(usage.get("output_tokens", 0))

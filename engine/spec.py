@@ -13,6 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
+import jsonschema
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -54,6 +55,13 @@ class FailurePolicy(StrEnum):
     CONTINUE = "continue"  # the step is optional: dependents that need it are skipped
     FALLBACK = "fallback"  # run the step named in `fallback`; its output stands in
     DEGRADE = "degrade"  # use `default` as the output and go on; the run is marked partial
+
+
+class TruncationPolicy(StrEnum):
+    """What a model answer cut off at `max_tokens` does to its step."""
+
+    FAIL = "fail"  # the step fails, saying so: a cut-off answer rarely serves what follows
+    ACCEPT = "accept"  # the cut-off text is the output, recorded as truncated
 
 
 class Trigger(StrEnum):
@@ -126,8 +134,23 @@ class Step(_Model):
     # builtin
     op: BuiltinOp | None = None
     value: Any = None
-    # shape of the output: text as produced, or parsed as JSON
+    context: list[str] = Field(
+        default_factory=list,
+        description="documents (templates) for the system prompt, before the step's own part; "
+        "steps that share them share a cacheable prompt prefix",
+    )
+    cache: bool = Field(
+        True, description="send a long shared prompt prefix as a cacheable block (prompt steps)"
+    )
+    on_truncation: TruncationPolicy = Field(
+        TruncationPolicy.FAIL,
+        description="an answer cut off at max_tokens: fail the step, or accept it (text only)",
+    )
+    # shape of the output: text as produced, or parsed as JSON (validated by `json_schema`)
     output: Literal["text", "json"] = "text"
+    json_schema: dict[str, Any] | None = Field(
+        None, description="JSON Schema the output must match (with `output: json`)"
+    )
     # control
     depends_on: list[str] = Field(default_factory=list)
     when: str | None = None
@@ -186,6 +209,26 @@ class Step(_Model):
         return self
 
     @model_validator(mode="after")
+    def _output_fields(self) -> Step:
+        if self.context and self.executor not in MODEL_KINDS:
+            raise ValueError(
+                f"step {self.id!r} runs on {self.executor.value}: `context` documents are for "
+                "model steps (prompt, client, sampling)"
+            )
+        if self.json_schema is not None:
+            if self.output != "json":
+                raise ValueError("`json_schema` needs `output: json`; add it, or drop the schema")
+            problem = schema_problem(self.json_schema)
+            if problem:
+                raise ValueError(f"`json_schema` is not a valid JSON Schema: {problem}")
+        if self.output == "json" and self.on_truncation is TruncationPolicy.ACCEPT:
+            raise ValueError(
+                "`on_truncation: accept` cannot apply to `output: json`: JSON cut off at "
+                "max_tokens does not parse; raise `max_tokens` instead"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _policy_fields(self) -> Step:
         if self.on_failure is FailurePolicy.FALLBACK and not self.fallback:
             raise ValueError("on_failure 'fallback' needs a `fallback` step id")
@@ -239,12 +282,23 @@ class Step(_Model):
             text = getattr(self, name)
             if text is not None:
                 out.append((name, text))
+        out += [(f"context[{i}]", doc) for i, doc in enumerate(self.context)]
         if self.argv is not None:
             out += [(f"argv[{i}]", a) for i, a in enumerate(self.argv)]
         out += [(f"env.{k}", v) for k, v in self.env.items()]
         if self.value is not None:
             out += [(f"value{p}", s) for p, s in _strings_in(self.value, "")]
         return out
+
+
+def schema_problem(schema: dict[str, Any]) -> str | None:
+    """Why `schema` is not a valid JSON Schema (its draft's meta-schema says), else None."""
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path)
+        return f"{exc.message}" + (f" (at {where})" if where else "")
+    return None
 
 
 _TEMPLATE_SPAN = re.compile(r"\$\{(?:[^{}]|\{[^{}]*\})*\}")

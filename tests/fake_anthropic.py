@@ -2,8 +2,15 @@
 
 Tests point the real `anthropic` SDK at it (`base_url=fake.base_url`). It records every
 request and answers from a script of replies (`message`, `turn` for any content blocks
-such as tool_use turns, `error`, `delay`); when the script is empty it answers with a
-deterministic text message.
+such as tool_use turns, `error`, `delay`, `estimated`, `malformed`); when the script is
+empty it answers with `default` (a deterministic text message unless set).
+
+Prompt caching is accounted like the real API: the prefix up to each block marked
+`cache_control` (tools, then system, then messages) is hashed with the model; a prefix seen
+before (and answered) is read from the cache, a new one of at least `min_cache_tokens` is
+written. A cache entry becomes readable once the request that wrote it has been answered,
+so parallel requests that arrive together all write. Tokens are estimated as chars/4.
+Replies with `usage=None` (`estimated`) report that accounting; scripted usage is sent as is.
 """
 
 from __future__ import annotations
@@ -18,6 +25,15 @@ from typing import Any
 
 import pytest
 
+from tests.fake_cache import (
+    CacheUse,
+    PromptCache,
+    instance_of,
+    output_format_problem,
+    schema_of,
+    tokens,
+)
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -28,7 +44,10 @@ class Reply:
     content: tuple[dict[str, Any], ...] | None = None  # content blocks, instead of `text`
     model: str | None = None  # None: the request's model
     stop_reason: str = "end_turn"
-    usage: dict[str, Any] = field(default_factory=dict)
+    # None: estimated from the request (chars/4) with prompt-cache accounting (`estimated`)
+    usage: dict[str, Any] | None = field(default_factory=dict)
+    output_tokens: int | None = None  # with usage=None; default chars/4 of the text
+    raw_body: bytes | None = None  # sent as is, status 200: a malformed body (`malformed`)
     error_type: str = "api_error"
     error_message: str = ""
     headers: dict[str, str] = field(default_factory=dict)
@@ -139,6 +158,31 @@ def delay(seconds: float, then: Reply | None = None) -> Reply:
     return replace(then or message(), delay_s=seconds)
 
 
+def estimated(
+    text: str | None = None,
+    *,
+    stop_reason: str = "end_turn",
+    output_tokens: int | None = None,
+    delay_s: float = 0.0,
+) -> Reply:
+    """A text reply whose usage is estimated from the request, with prompt-cache accounting;
+    output tokens default to chars/4 of the text."""
+    return Reply(
+        text=text, stop_reason=stop_reason, usage=None, output_tokens=output_tokens, delay_s=delay_s
+    )
+
+
+def malformed(
+    body: bytes = b'{"id": "msg_fake", "type": "message", "content": [{"type": "te',
+) -> Reply:
+    """A 200 whose body is not valid JSON (a connection cut mid-body, a broken proxy)."""
+    return Reply(raw_body=body)
+
+
+def reply_output_tokens(reply: Reply, text: str) -> int:
+    return tokens(len(text)) if reply.output_tokens is None else reply.output_tokens
+
+
 @dataclass(frozen=True)
 class Request:
     path: str
@@ -146,13 +190,21 @@ class Request:
     body: Any
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a sixth simultaneous connection waits for
+    # a SYN retransmit (1 s), which would show up as latency of the API in benchmarks.
+    request_queue_size = 128
+
+
 class FakeAnthropic:
-    def __init__(self) -> None:
+    def __init__(self, *, default: Reply | None = None, min_cache_tokens: int = 1024) -> None:
         self.requests: list[Request] = []
+        self.default = default
+        self.cache = PromptCache(min_cache_tokens)
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
+        self._server = _Server(("127.0.0.1", 0), _handler_class(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -183,14 +235,18 @@ class FakeAnthropic:
         self._thread.join(timeout=5)
 
     # -- called from handler threads ---------------------------------------------------
-    def _take(self, req: Request) -> tuple[int, Reply]:
+    def _take(self, req: Request) -> tuple[int, Reply, CacheUse]:
         with self._lock:
             self.requests.append(req)
-            return len(self.requests), self._script.popleft() if self._script else message()
+            reply = self._script.popleft() if self._script else (self.default or message())
+            use = self.cache.lookup(req.body) if isinstance(req.body, dict) else CacheUse()
+            return len(self.requests), reply, use
 
     def _answer(
-        self, n: int, req: Request, reply: Reply
+        self, n: int, req: Request, reply: Reply, use: CacheUse
     ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        with self._lock:
+            self.cache.answered(use)
         if reply.status != 200:
             body = {
                 "type": "error",
@@ -198,10 +254,19 @@ class FakeAnthropic:
             }
             return reply.status, reply.headers, body
         sent = req.body if isinstance(req.body, dict) else {}
+        bad = output_format_problem(sent)
+        if bad:
+            body = {"type": "error", "error": {"type": "invalid_request_error", "message": bad}}
+            return 400, {}, body
         text = reply.text
-        if text is None:
+        if text is None and schema_of(sent) is not None:
+            text = json.dumps(instance_of(schema_of(sent)))
+        elif text is None:
             last = sent.get("messages", [{}])[-1].get("content", "")
             text = f"fake reply {n}: {str(last)[:60]}"
+        usage = reply.usage
+        if usage is None:
+            usage = use.usage(reply_output_tokens(reply, text))
         body = {
             "id": f"msg_fake_{n:04d}",
             "type": "message",
@@ -212,7 +277,7 @@ class FakeAnthropic:
             else [{"type": "text", "text": text}],
             "stop_reason": reply.stop_reason,
             "stop_sequence": None,
-            "usage": reply.usage or message().usage,
+            "usage": usage or message().usage,
         }
         return 200, {"request-id": f"req_fake_{n:04d}", **reply.headers}, body
 
@@ -231,13 +296,17 @@ def _handler_class(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 err = {"type": "not_found_error", "message": f"no route {self.path}"}
                 self._send(404, {}, {"type": "error", "error": err})
                 return
-            n, reply = fake._take(req)
+            n, reply, use = fake._take(req)
             if reply.delay_s and fake._stopping.wait(reply.delay_s):
                 return  # shutting down: drop the connection without answering
-            self._send(*fake._answer(n, req, reply))
+            if reply.raw_body is not None:
+                fake._answer(n, req, reply, use)
+                self._send(200, {"request-id": f"req_fake_{n:04d}"}, reply.raw_body)
+                return
+            self._send(*fake._answer(n, req, reply, use))
 
-        def _send(self, status: int, headers: dict[str, str], body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
+        def _send(self, status: int, headers: dict[str, str], body: dict[str, Any] | bytes) -> None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             try:
                 self.send_response(status)
                 self.send_header("content-type", "application/json")

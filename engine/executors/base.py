@@ -53,6 +53,9 @@ class StepOutcome:
     cost_usd: float | None = None
     # Set by the client executor: the step waits for the caller, who gets this request.
     handoff: dict[str, Any] | None = None
+    # Something the step's output does not say by itself (an accepted truncation): shown
+    # with the step in status, result and report.
+    warning: str | None = None
 
 
 class StepExecutor(Protocol):

@@ -21,7 +21,7 @@ class ClientExecutor:
         request: dict[str, Any] = {
             "step_id": step.id,
             "instructions": instructions,
-            "system": call.render(system_prompt(step)),
+            "system": system_prompt(step, call.render),
             "inputs": call.dep_outputs(),
             "thinking": call.thinking.mode.value if call.thinking else None,
             "model_hint": call.model.id if call.model else None,

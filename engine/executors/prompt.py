@@ -8,10 +8,20 @@ takes over.
 A step with `memory` gets Anthropic's memory tool, carried out on tutti's memory store
 (engine.agent_memory): while the model stops for tool use, its memory commands are carried
 out and answered, for at most `max_turns` model turns; usage and cost are summed over them.
+
+Stop reasons: `refusal` fails the step (not retried). `max_tokens` (or a full context
+window) marks the result `truncated`; it fails the step unless the step says
+`on_truncation: accept`, and always for `output: json`. `pause_turn` continues the turn.
+A failed attempt's error carries what it consumed, so the run's totals count it.
+
+A step with `output: json` and a `json_schema` gets structured outputs
+(`output_config.format`) on models that support them; elsewhere the schema goes into the
+system prompt. Long shared prompt prefixes are sent as cacheable blocks (prompt_cache).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anthropic
@@ -20,9 +30,10 @@ from anthropic.types import Message
 from engine.agent_memory import MEMORY_TOOL, SYSTEM_LINE, AgentMemory
 from engine.errors import ConfigurationError, StepError
 from engine.executors.base import StepCall, StepOutcome
+from engine.executors.prompt_cache import WarmOrder, cached_system
 from engine.models import ModelInfo, ModelTable
-from engine.prompts import system_prompt, user_prompt_template
-from engine.spec import Step, ThinkingMode
+from engine.prompts import system_parts, user_prompt_template
+from engine.spec import Step, ThinkingMode, TruncationPolicy
 from engine.thinking import api_params
 from memory.async_files import AsyncMemoryFiles
 
@@ -42,24 +53,48 @@ NO_MEMORY_STORE = (
 )
 
 
-def request_params(call: StepCall, model: ModelInfo) -> dict[str, Any]:
-    """The keyword arguments of `messages.create` for this step."""
+TRUNCATED = {
+    "max_tokens": "the answer was cut off at max_tokens ({max_tokens})",
+    "model_context_window_exceeded": "the answer was cut off: the model's context window is full",
+}
+
+
+def structured(step: Step, model: ModelInfo) -> bool:
+    """Whether the API constrains this step's answer to its JSON Schema."""
+    return step.output == "json" and step.json_schema is not None and model.structured_outputs
+
+
+def request_params(
+    call: StepCall, model: ModelInfo, *, cache: bool = True
+) -> tuple[dict[str, Any], str | None]:
+    """The keyword arguments of `messages.create` for this step, and the key of its cached
+    prompt prefix (None when nothing is cached)."""
     step = call.step
     mode = call.thinking.mode if call.thinking else ThinkingMode.STANDARD
+    shared, own = system_parts(step, structured=structured(step, model)).rendered(call.render)
+    tools = [MEMORY_TOOL] if step.memory else []
+    if step.memory:
+        own = f"{own}\n\n{SYSTEM_LINE}" if own else SYSTEM_LINE
+    system: str | list[dict[str, Any]] = "\n\n".join(p for p in (shared, own) if p)
+    key = None
+    if cache and step.cache:
+        system, key = cached_system(shared, own, tools, model)
     params: dict[str, Any] = {
         "model": model.id,
-        "system": call.render(system_prompt(step)),
+        "system": system,
         "messages": [{"role": "user", "content": call.render(user_prompt_template(step))}],
         **api_params(mode, model, step.max_tokens),
         "metadata": {"user_id": f"tutti:{call.run_id}"},
     }
-    if step.memory:
-        params["system"] += "\n\n" + SYSTEM_LINE
-        params["tools"] = [MEMORY_TOOL]
-    return params
+    if tools:
+        params["tools"] = tools
+    if structured(step, model):
+        fmt = {"type": "json_schema", "schema": step.json_schema}
+        params["output_config"] = {**params.get("output_config", {}), "format": fmt}
+    return params, key
 
 
-def usage_dict(usage: Any) -> dict[str, Any]:
+def usage_dict(usage: Any) -> dict[str, int]:
     details = getattr(usage, "output_tokens_details", None)
     return {
         "input_tokens": usage.input_tokens,
@@ -78,13 +113,19 @@ class PromptExecutor:
         *,
         memory: AsyncMemoryFiles | None = None,
         max_turns: int = MAX_TURNS,
+        cache: bool = True,
+        warm_cache: bool = True,
     ) -> None:
+        """`cache`: send long shared prompt prefixes as cacheable blocks; `warm_cache`: send
+        the first call for such a prefix alone, the rest once it is cached."""
         if max_turns < 1:
             raise ValueError("max_turns must be at least 1")
         self.client = client
         self.models = models or ModelTable()
         self.memory = memory
         self.max_turns = max_turns
+        self.cache = cache
+        self.warm = WarmOrder() if warm_cache else None
 
     def check_step(self, step: Step) -> str | None:
         """Why this executor cannot run `step`, said before the run starts."""
@@ -92,19 +133,55 @@ class PromptExecutor:
 
     async def execute(self, call: StepCall) -> StepOutcome:
         model = call.model or self.models.resolve(call.step.model)
-        params = request_params(call, model)
+        params, cache_key = request_params(call, model, cache=self.cache)
         agent = self._agent_memory(call)
-        messages: list[Any] = params["messages"]
         usage = dict.fromkeys(USAGE_KEYS, 0)
+        try:
+            message, turns, paused = await self._turns(params, model, call, agent, usage, cache_key)
+        except StepError as exc:
+            if exc.usage is None and any(usage.values()):
+                spent = {**usage, "cost_usd": model.cost_usd(usage)}
+                raise StepError(
+                    str(exc), retryable=exc.retryable, kind=exc.kind, usage=spent
+                ) from None
+            raise
+        cost = model.cost_usd(usage)
+        result: dict[str, Any] = {
+            **usage,
+            "model": message.model,
+            "stop_reason": message.stop_reason,
+        }
+        if agent is not None:
+            result["turns"] = turns
+        text = paused + "".join(b.text for b in message.content if b.type == "text")
+        return self._outcome(call.step, model, params, message, text, result, cost)
+
+    async def _turns(
+        self,
+        params: dict[str, Any],
+        model: ModelInfo,
+        call: StepCall,
+        agent: AgentMemory | None,
+        usage: dict[str, int],
+        cache_key: str | None,
+    ) -> tuple[Message, int, str]:
+        """The model's turns until it stops for something other than the memory tool or a
+        pause, and the text of the paused turns that the last one continues. `usage` is
+        summed in place, so it holds what was spent if a turn fails."""
+        messages: list[Any] = params["messages"]
+        paused_text = ""
         for turn in range(1, self.max_turns + 1):
-            message = await self._create(params, model, call.timeout_s)
+            if turn == 1 and self.warm is not None:
+                async with self.warm.turn(cache_key):
+                    message = await self._create(params, model, call.timeout_s)
+            else:
+                message = await self._create(params, model, call.timeout_s)
             for key, n in usage_dict(message.usage).items():
                 usage[key] += n
-            if message.stop_reason == "refusal":
-                raise StepError(f"{model.id} refused the request", retryable=False, kind="refusal")
             uses = [b for b in message.content if b.type == "tool_use"]
-            if agent is None or message.stop_reason != "tool_use" or not uses:
-                break
+            paused = message.stop_reason == "pause_turn"
+            if not paused and (agent is None or message.stop_reason != "tool_use" or not uses):
+                return message, turn, paused_text
             if turn == self.max_turns:
                 raise StepError(
                     f"{model.id} was still using the memory tool after {self.max_turns} turns; "
@@ -114,16 +191,57 @@ class PromptExecutor:
                 )
             # The assistant turn goes back as received: thinking blocks must stay unchanged.
             messages.append({"role": "assistant", "content": message.content})
-            messages.append({"role": "user", "content": await agent.answer(uses)})
-        text = "".join(b.text for b in message.content if b.type == "text")
-        result: dict[str, Any] = {
-            **usage,
-            "model": message.model,
-            "stop_reason": message.stop_reason,
-        }
-        if agent is not None:
-            result["turns"] = turn
-        return StepOutcome(text, usage=result, cost_usd=model.cost_usd(usage))
+            if paused:  # continued as it stands: the next answer goes on from its text
+                paused_text += "".join(b.text for b in message.content if b.type == "text")
+            else:
+                assert agent is not None
+                paused_text = ""
+                messages.append({"role": "user", "content": await agent.answer(uses)})
+        raise AssertionError("unreachable: the last turn returns or raises")
+
+    def _outcome(
+        self,
+        step: Step,
+        model: ModelInfo,
+        params: dict[str, Any],
+        message: Message,
+        text: str,
+        result: dict[str, Any],
+        cost: float | None,
+    ) -> StepOutcome:
+        """The step's outcome by the model's stop reason."""
+        spent = {k: result[k] for k in USAGE_KEYS} | {"cost_usd": cost}
+        if message.stop_reason == "refusal":
+            said = f": {text.strip()[:300]}" if text.strip() else ""
+            raise StepError(
+                f"{model.id} refused the request (stop_reason refusal){said}. A refusal is "
+                "not retried: rephrase the prompt or choose another model",
+                retryable=False,
+                kind="refusal",
+                usage=spent,
+            )
+        cut = TRUNCATED.get(message.stop_reason or "")
+        if cut is None:
+            return StepOutcome(text, usage=result, cost_usd=cost)
+        result["truncated"] = True
+        why = cut.format(max_tokens=params["max_tokens"])
+        if step.output == "json":
+            raise StepError(
+                f"{why} before the JSON answer was complete; raise the step's `max_tokens`",
+                retryable=False,
+                kind="truncated",
+                usage=spent,
+            )
+        if step.on_truncation is TruncationPolicy.FAIL:
+            raise StepError(
+                f"{why}; raise the step's `max_tokens`, or set `on_truncation: accept` to "
+                "keep cut-off answers",
+                retryable=False,
+                kind="truncated",
+                usage=spent,
+            )
+        warning = f"truncated: {why} (accepted: `on_truncation: accept`)"
+        return StepOutcome(text, usage=result, cost_usd=cost, warning=warning)
 
     def _agent_memory(self, call: StepCall) -> AgentMemory | None:
         if not call.step.memory:
@@ -155,6 +273,14 @@ class PromptExecutor:
             ) from None
         except anthropic.APIConnectionError as exc:
             raise StepError(f"cannot reach the Anthropic API: {exc}", kind="connection") from None
+        except (json.JSONDecodeError, anthropic.APIResponseValidationError) as exc:
+            # A body cut off or mangled on the way (a proxy, a dropped connection): the
+            # request itself may well be fine.
+            raise StepError(
+                f"malformed JSON from the Anthropic API (model {model.id}): "
+                f"{type(exc).__name__}: {exc}; a retry may help",
+                kind="api_response",
+            ) from None
         return message
 
 

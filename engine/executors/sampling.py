@@ -74,7 +74,7 @@ class SamplingExecutor:
         return SamplingRequest(
             run_id=call.run_id,
             step_id=step.id,
-            system=call.render(system_prompt(step)),
+            system=system_prompt(step, call.render),
             prompt=call.render(user_prompt_template(step)),
             max_tokens=step.max_tokens or MAX_TOKENS.get(mode, 16_000),
             thinking=mode.value,

@@ -17,12 +17,14 @@ from engine.engine import Engine, EngineConfig
 from engine.errors import ConfigurationError
 from engine.executors.prompt import PromptExecutor
 from engine.prompts import COMMAND_SYSTEM, system_prompt
+from engine.report import markdown_report
 from engine.spec import ExecutorKind, Step
+from memory.async_files import AsyncMemoryFiles
 from memory.mem_store import InMemoryRunStore
 from memory.records import RunRecord, RunStore
 from memory.sqlite_store import SqliteRunStore
 from server.settings import Settings, build_engine
-from tests.fake_anthropic import FakeAnthropic, error, message
+from tests.fake_anthropic import FakeAnthropic, error, malformed, message, tool_use, turn
 from tests.fake_anthropic import delay as slow
 from tests.seed import SEED_CHAIN as SEED
 
@@ -256,13 +258,246 @@ async def test_a_refusal_fails_the_step_without_retry(fake_anthropic: FakeAnthro
     assert (step.status.value, step.attempts, step.error) == (
         "failed",
         1,
-        "claude-haiku-4-5 refused the request",
+        "claude-haiku-4-5 refused the request (stop_reason refusal). A refusal is not "
+        "retried: rephrase the prompt or choose another model",
     )
     assert ((step.detail or {})["error_kind"], (step.detail or {})["retryable"]) == (
         "refusal",
         False,
     )
     assert len(fake_anthropic.requests) == 1
+
+
+# -- what a call's result says: truncation, refused tokens, malformed bodies ------------------
+async def test_a_max_tokens_stop_fails_a_text_step_by_default_and_says_what_to_change(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.script(message("The first prime is", stop_reason="max_tokens"))
+
+    record = await run(
+        fake_anthropic, one_step(model=BUDGET, thinking="instant", retry={"attempts": 3})
+    )
+
+    step = record.steps["ask"]
+    assert (step.status.value, step.attempts, step.error) == (
+        "failed",
+        1,
+        "the answer was cut off at max_tokens (4096); raise the step's `max_tokens`, or set "
+        "`on_truncation: accept` to keep cut-off answers",
+    )
+    assert ((step.detail or {})["error_kind"], (step.detail or {})["retryable"]) == (
+        "truncated",
+        False,
+    )
+    assert len(fake_anthropic.requests) == 1
+
+
+async def test_an_accepted_truncation_is_the_output_and_is_recorded_as_truncated(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.script(message("The first prime is", stop_reason="max_tokens"))
+
+    record = await run(
+        fake_anthropic,
+        one_step(model=BUDGET, thinking="instant", max_tokens=300, on_truncation="accept"),
+    )
+
+    step = record.steps["ask"]
+    warning = (
+        "truncated: the answer was cut off at max_tokens (300) (accepted: `on_truncation: accept`)"
+    )
+    assert (record.status.value, step.status.value, step.output) == (
+        "succeeded",
+        "succeeded",
+        "The first prime is",
+    )
+    assert (step.usage or {})["truncated"] is True
+    assert (step.usage or {})["stop_reason"] == "max_tokens"
+    assert step.error == warning  # shown with the step in workflow_status and the report
+    assert "| ask | succeeded | 1 |" in markdown_report(record)
+    assert warning in markdown_report(record)
+
+
+async def test_a_refused_calls_tokens_and_cost_count_in_the_run_totals(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.script(
+        message("", stop_reason="refusal", input_tokens=1000, output_tokens=20),
+        message("7", input_tokens=100, output_tokens=10),
+    )
+    spec = {
+        "defaults": {"model": BUDGET, "thinking": "instant"},
+        "steps": [
+            {"id": "refused", "prompt": "something refused", "on_failure": "continue"},
+            {"id": "fine", "prompt": "a prime", "depends_on": ["refused"], "trigger": "all_done"},
+        ],
+    }
+
+    async with await SqliteRunStore.open(":memory:") as store:
+        record = await run(fake_anthropic, spec, store=store)
+        stored = await store.load_run(record.id)
+
+    refused_cost = (1000 * 1 + 20 * 5) / 1e6
+    fine_cost = (100 * 1 + 10 * 5) / 1e6
+    assert stored.steps["refused"].status.value == "failed"
+    assert (stored.steps["refused"].detail or {})["usage"] == pytest.approx(
+        {
+            "input_tokens": 1000,
+            "output_tokens": 20,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "thinking_tokens": 0,
+            "cost_usd": refused_cost,
+        }
+    )
+    assert record.metrics is not None
+    assert (
+        record.metrics["tokens"]["input_tokens"],
+        record.metrics["tokens"]["output_tokens"],
+    ) == (
+        1100,
+        30,
+    )
+    assert record.metrics["cost_usd"] == pytest.approx(refused_cost + fine_cost)
+
+
+async def test_a_refused_calls_tokens_count_against_the_runs_token_budget(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.script(message("", stop_reason="refusal", input_tokens=5000, output_tokens=0))
+    spec = {
+        "budget": {"max_tokens": 1000},
+        "defaults": {"model": BUDGET, "thinking": "instant"},
+        "steps": [
+            {"id": "refused", "prompt": "something refused", "on_failure": "continue"},
+            {"id": "later", "prompt": "more", "depends_on": ["refused"], "trigger": "all_done"},
+        ],
+    }
+
+    record = await run(fake_anthropic, spec)
+
+    assert (record.status.value, record.error) == (
+        "failed",
+        "token budget exceeded: 5000 > 1000",
+    )
+    assert record.steps["later"].status.value == "pending"
+    assert len(fake_anthropic.requests) == 1
+
+
+async def test_the_tokens_of_a_failed_attempt_count_when_a_retry_succeeds(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.script(
+        message("not json", input_tokens=300, output_tokens=30),
+        message('{"prime": 7}', input_tokens=300, output_tokens=10),
+    )
+
+    record = await run(
+        fake_anthropic,
+        one_step(
+            model=BUDGET, thinking="instant", output="json", retry={"attempts": 2, "backoff_s": 0}
+        ),
+    )
+
+    step = record.steps["ask"]
+    assert (step.status.value, step.output, step.attempts) == ("succeeded", {"prime": 7}, 2)
+    assert (step.usage or {})["earlier_attempts"] == pytest.approx(
+        {
+            "input_tokens": 300,
+            "output_tokens": 30,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "thinking_tokens": 0,
+            "cost_usd": (300 * 1 + 30 * 5) / 1e6,
+        }
+    )
+    assert record.metrics is not None
+    assert (
+        record.metrics["tokens"]["input_tokens"],
+        record.metrics["tokens"]["output_tokens"],
+    ) == (
+        600,
+        40,
+    )
+    assert record.metrics["cost_usd"] == pytest.approx((600 * 1 + 40 * 5) / 1e6)
+
+
+async def test_a_failed_steps_tokens_still_count_after_a_resume_reruns_it(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.script(
+        message("", stop_reason="refusal", input_tokens=1000, output_tokens=0),
+        message("7", input_tokens=100, output_tokens=10),
+    )
+
+    async with (
+        await SqliteRunStore.open(":memory:") as store,
+        anthropic.AsyncAnthropic(
+            api_key="test", base_url=fake_anthropic.base_url, max_retries=0
+        ) as client,
+    ):
+        engine = Engine(
+            store, {ExecutorKind.PROMPT: PromptExecutor(client)}, EngineConfig(rand=lambda: 0.0)
+        )
+        with anyio.fail_after(8):
+            failed = await engine.run(one_step(model=BUDGET, thinking="instant"))
+            resumed = await engine.resume(failed.id)
+
+    step = resumed.steps["ask"]
+    assert (failed.status.value, resumed.status.value, step.output) == ("failed", "succeeded", "7")
+    assert (step.usage or {})["earlier_attempts"]["input_tokens"] == 1000
+    assert resumed.metrics is not None
+    assert resumed.metrics["tokens"]["input_tokens"] == 1100
+    assert resumed.metrics["cost_usd"] == pytest.approx((1100 * 1 + 10 * 5) / 1e6)
+
+
+async def test_a_malformed_json_body_from_the_api_names_the_api_and_model_and_is_retried(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.script(malformed(), message("7"))
+    events: list[tuple[str, str | None, dict[str, Any]]] = []
+
+    record = await run(
+        fake_anthropic,
+        one_step(model=BUDGET, retry={"attempts": 2, "backoff_s": 0}),
+        on_event=lambda kind, sid, data: events.append((kind, sid, data)),
+    )
+
+    step = record.steps["ask"]
+    assert (step.status.value, step.output, step.attempts) == ("succeeded", "7", 2)
+    assert [data["error"] for kind, _, data in events if kind == "step_retrying"] == [
+        "malformed JSON from the Anthropic API (model claude-haiku-4-5): JSONDecodeError: "
+        "Unterminated string starting at: line 1 column 60 (char 59); a retry may help"
+    ]
+
+
+async def test_an_api_error_after_memory_tool_turns_keeps_those_turns_tokens(
+    fake_anthropic: FakeAnthropic, tmp_path: Path
+) -> None:
+    fake_anthropic.script(
+        turn(tool_use("t1", {"command": "view", "path": "/memories"}), input_tokens=400),
+        error(400, "prompt is too long"),
+    )
+
+    async with (
+        await SqliteRunStore.open(":memory:") as store,
+        anthropic.AsyncAnthropic(
+            api_key="test", base_url=fake_anthropic.base_url, max_retries=0
+        ) as client,
+    ):
+        executor = PromptExecutor(client, memory=AsyncMemoryFiles.of(store))
+        engine = Engine(store, {ExecutorKind.PROMPT: executor}, EngineConfig(workspace=tmp_path))
+        with anyio.fail_after(8):
+            record = await engine.run(one_step(model=BUDGET, thinking="instant", memory=True))
+
+    step = record.steps["ask"]
+    assert (step.status.value, step.error) == (
+        "failed",
+        "Anthropic API error 400 from claude-haiku-4-5: prompt is too long",
+    )
+    assert ((step.detail or {})["usage"]["input_tokens"], len(fake_anthropic.requests)) == (400, 2)
+    assert record.metrics is not None
+    assert record.metrics["tokens"]["input_tokens"] == 400
 
 
 # -- timeouts --------------------------------------------------------------------------------
