@@ -127,6 +127,10 @@ def print_plan(plan: Plan, source: dict[str, str], summary: dict[str, Any] | Non
         f"critical path: {' -> '.join(plan.critical_path)} (~{secs(plan.critical_path_s)}); "
         f"one by one ~{secs(plan.sequential_s)}; estimated speedup {plan.estimated_speedup:.2f}x"
     )
+    for group in plan.alternatives:
+        out.print(
+            f"alternatives (never all run; one by one counts the longest): {' | '.join(group)}"
+        )
     if plan.implicit_edges:
         out.print(
             "implicit dependencies (from templates): "
