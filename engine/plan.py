@@ -4,10 +4,11 @@ and the graph as Mermaid. Pure functions over a validated `Workflow`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from engine.branches import alternatives, worst_case_s
 from engine.models import ModelTable
 from engine.spec import MODEL_KINDS, ExecutorKind, Mode, ThinkingMode
 from engine.thinking import MAX_TOKENS, ThinkingChoice, choose
@@ -53,11 +54,14 @@ class Plan:
     groups: list[list[str]]  # steps that can run together (topological generations)
     critical_path: list[str]
     critical_path_s: float
+    # one by one: the steps that can run together in one run, so of branches that exclude
+    # each other (`alternatives`, see engine.branches) only the longest combination counts
     sequential_s: float
     estimated_s: float
     estimated_speedup: float
     implicit_edges: list[tuple[str, str]]
     mermaid: str
+    alternatives: list[list[str]] = field(default_factory=list)  # conditions that exclude
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +75,7 @@ class Plan:
             "estimated_s": round(self.estimated_s, 3),
             "estimated_speedup": round(self.estimated_speedup, 2),
             "implicit_edges": [list(e) for e in self.implicit_edges],
+            "alternatives": self.alternatives,
             "steps": {
                 s.id: {
                     "executor": s.executor.value,
@@ -173,7 +178,8 @@ def make_plan(
         critical.append(start)
         start = nxt[start]
     crit_s = sum(est[s] for s in critical)
-    seq_s = sum(est[s] for s in runnable)
+    branches = alternatives(wf)
+    seq_s = worst_case_s(wf, runnable, est, branches)
     parallel = spec.optimization.parallel_where_possible
     cap = spec.max_concurrency if parallel else 1
     est_s = max(crit_s, seq_s / cap) if parallel else seq_s
@@ -212,6 +218,7 @@ def make_plan(
         estimated_speedup=(seq_s / est_s) if est_s > 0 else 1.0,
         implicit_edges=sorted(wf.implicit),
         mermaid=_mermaid(wf, set(critical)),
+        alternatives=branches,
     )
 
 

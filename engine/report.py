@@ -4,6 +4,7 @@ an unfinished run, and a Mermaid Gantt chart. Pure functions over stored records
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from engine.usage import TOKEN_KEYS, cache_share, step_spent
@@ -32,7 +33,99 @@ def _actual_critical_path(run: RunRecord, wf: Workflow) -> tuple[list[str], floa
     return path[::-1], total
 
 
-def run_metrics(run: RunRecord, wf: Workflow, wall_s: float | None = None) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Segments:
+    """A run's execution segments so far. A segment is one process's execution of the run,
+    from its start (or resume) until it came to rest: finished, waiting for the client
+    (detached), interrupted. Kept in the run's metrics, so they outlive the process."""
+
+    first_started_at: float  # when the run first started executing
+    count: int
+    active_s: float  # the segments' durations, summed
+    last_started_at: float  # the latest segment's start and end
+    last_ended_at: float
+
+    def then(self, started: float, ended: float) -> Segments:
+        """These segments and one more."""
+        return Segments(
+            self.first_started_at,
+            self.count + 1,
+            self.active_s + max(0.0, ended - started),
+            started,
+            ended,
+        )
+
+    @staticmethod
+    def first(started: float, ended: float) -> Segments:
+        return Segments(started, 1, max(0.0, ended - started), started, ended)
+
+    def fields(self) -> dict[str, Any]:
+        """What the metrics keep of them (see `run_metrics`)."""
+        return {
+            "wall_s": round(self.last_ended_at - self.first_started_at, 4),
+            "active_s": round(self.active_s, 4),
+            "segments": self.count,
+            "first_started_at": self.first_started_at,
+            "segment_started_at": self.last_started_at,
+        }
+
+
+def earlier_segments(run: RunRecord) -> Segments | None:
+    """The segments of the run's earlier executions, from what is stored: those its last
+    execution to come to rest counted in the metrics, plus one cut off without coming to
+    rest (its process was killed). A cut-off segment starts at the run's `started_at`
+    (set by each execution as it starts) and is taken to end at the last step time it
+    recorded: a lower bound, as what it did after its last record is lost."""
+    m = run.metrics or {}
+    counted: Segments | None = None
+    if isinstance(m.get("first_started_at"), int | float) and isinstance(m.get("segments"), int):
+        first = float(m["first_started_at"])
+        counted = Segments(
+            first,
+            m["segments"],
+            float(m.get("active_s") or 0.0),
+            float(m.get("segment_started_at") or first),
+            first + float(m.get("wall_s") or 0.0),
+        )
+    start = run.started_at
+    if start is None or (counted is not None and start == counted.last_started_at):
+        return counted
+    times = [
+        t
+        for s in run.steps.values()
+        for t in (s.started_at, s.finished_at)
+        if t is not None and t >= start
+    ]
+    end = max(times, default=start)
+    return counted.then(start, end) if counted is not None else Segments.first(start, end)
+
+
+def _busy_s(steps: list[StepRecord]) -> float:
+    """How long at least one step was running (or waiting on the client): the union of
+    the steps' intervals, which leaves out the gaps between a run's segments."""
+    total, end = 0.0, float("-inf")
+    for s in sorted(steps, key=lambda s: s.started_at or 0.0):
+        start, finish = s.started_at or 0.0, s.finished_at or 0.0
+        if finish <= end:
+            continue
+        total += finish - max(start, end)
+        end = finish
+    return total
+
+
+def run_metrics(run: RunRecord, wf: Workflow, segments: Segments | None = None) -> dict[str, Any]:
+    """What the run achieved, up to the end of its latest segment.
+
+    - `wall_s`: elapsed time from the run's first start to the end of its latest segment
+      (its finish, or the moment it came to rest): every segment, and the time between
+      them (waiting for the client, or for someone to resume it).
+    - `active_s`: the sum of its `segments`, the time some tutti process was executing it
+      (an attached run waiting for client steps is executing).
+    - `step_time_s`: the steps' durations summed (a client step's: handed out to
+      completed); `busy_s`: the time at least one step was running or waiting on the
+      client; `speedup` = step_time_s / busy_s, against running the steps one by one.
+    - `span_s`: from the first step's start to the last step's finish.
+    """
     steps = run.steps.values()
     counts: dict[str, int] = {}
     for s in steps:
@@ -40,6 +133,7 @@ def run_metrics(run: RunRecord, wf: Workflow, wall_s: float | None = None) -> di
     timed = [s for s in steps if s.started_at is not None and s.finished_at is not None]
     step_time = sum(s.duration_s or 0.0 for s in timed)
     span = (max(s.finished_at for s in timed) - min(s.started_at for s in timed)) if timed else 0.0  # type: ignore[type-var,operator]
+    busy = _busy_s(timed)
     crit, crit_s = _actual_critical_path(run, wf)
     usage = dict.fromkeys(_USAGE_KEYS, 0)
     cost = 0.0
@@ -52,13 +146,17 @@ def run_metrics(run: RunRecord, wf: Workflow, wall_s: float | None = None) -> di
                 cost_known = cost_known and "input_tokens" not in part
             else:
                 cost += float(part["cost_usd"])
+    timing: dict[str, Any] = (
+        {"wall_s": None, "active_s": None, "segments": 0} if segments is None else segments.fields()
+    )
     return {
         "steps": len(run.steps),
         "status_counts": counts,
-        "wall_s": round(wall_s, 4) if wall_s is not None else None,
+        **timing,
         "span_s": round(span, 4),
+        "busy_s": round(busy, 4),
         "step_time_s": round(step_time, 4),
-        "speedup": round(step_time / span, 2) if span > 0 else None,
+        "speedup": round(step_time / busy, 2) if busy > 0 else None,
         "critical_path": crit,
         "critical_path_s": round(crit_s, 4),
         "tokens": usage,
@@ -184,7 +282,10 @@ def markdown_report(run: RunRecord) -> str:
             f"- Critical path: {' -> '.join(m.get('critical_path') or []) or '-'} "
             f"({m.get('critical_path_s', 0):.3f} s)",
             f"- Achieved speedup: {m.get('speedup') or 1.0}x "
-            f"({m.get('step_time_s', 0):.3f} s of step time over {m.get('span_s', 0):.3f} s)",
+            f"({m.get('step_time_s', 0):.3f} s of step time over {m.get('busy_s', 0):.3f} s "
+            "with steps running)",
+            f"- Time: {m.get('wall_s') or 0:.3f} s from the first start, "
+            f"{m.get('active_s') or 0:.3f} s executing in {m.get('segments', 0)} segment(s)",
             f"- Tokens: {tokens.get('input_tokens', 0)} in, {tokens.get('output_tokens', 0)} out"
             f" (thinking {tokens.get('thinking_tokens', 0)})",
             f"- Prompt cache: {_cache_line(tokens, m.get('cache_share'))}",

@@ -23,7 +23,7 @@ from engine.errors import ConfigurationError, StepError, TemplateError
 from engine.executors.base import StepCall, StepOutcome
 from engine.outputs import shape_output, shaped
 from engine.plan import Plan
-from engine.report import run_metrics
+from engine.report import Segments, earlier_segments, run_metrics
 from engine.spec import ExecutorKind, Step
 from engine.templating import evaluate
 from engine.usage import EARLIER, add_usage, step_spent
@@ -109,6 +109,8 @@ class RunExecution:
         self._resting = False
         self._committed = max((r.seq or 0 for r in run.steps.values()), default=0)
         self.decisions: dict[str, DecisionEntry] = {}  # conditions evaluated by this execution
+        # what earlier executions of the run took (before this one overwrites `started_at`)
+        self.earlier: Segments | None = earlier_segments(run)
         self._restored = 0  # steps taken from checkpoints
 
     # -- entry -----------------------------------------------------------------------------
@@ -138,8 +140,14 @@ class RunExecution:
         self.core.start()
         now = self._started = self.engine.config.clock()
         owner = current_owner()
+        more: dict[str, Any] = {}
+        if self.earlier is not None:  # kept now: this execution may be cut off too
+            self.run.metrics = more["metrics"] = {
+                **(self.run.metrics or {}),
+                **self.earlier.fields(),
+            }
         await self.store.set_run(
-            self.run_id, status=RunStatus.RUNNING, owner=owner, started_at=now, error=None
+            self.run_id, status=RunStatus.RUNNING, owner=owner, started_at=now, error=None, **more
         )
         self.run.status, self.run.owner, self.run.started_at = RunStatus.RUNNING, owner, now
         self.run.error = self.run.finished_at = None
@@ -625,7 +633,12 @@ class RunExecution:
         finished = now if status.finished else None
         run = self.run
         run.status, run.error, run.finished_at, run.owner = status, error, finished, None
-        run.metrics = run_metrics(run, self.wf, wall_s=now - self._started)
+        segments = (
+            Segments.first(self._started, now)
+            if self.earlier is None
+            else self.earlier.then(self._started, now)
+        )
+        run.metrics = run_metrics(run, self.wf, segments)
         if status.finished:  # first: whoever sees the run finished sees it in the history
             await self._record_history()
         await self.store.set_run(

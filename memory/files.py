@@ -285,8 +285,8 @@ class MemoryFiles:
         return True
 
     def history(self, path: str = ROOT, *, scope: str = GLOBAL, limit: int = 50) -> list[Revision]:
-        """Revisions of a file, or of everything below a directory (deleted files included),
-        newest first."""
+        """Revisions of a file (back through its renames), or of everything below a
+        directory (deleted files included), newest first."""
         return file_history.history(self.conn, path, scope=scope, limit=limit)
 
     def revision(self, path: str, rev: int, *, scope: str = GLOBAL) -> Revision:

@@ -58,8 +58,10 @@ def print_run(run: RunRecord, *, with_gantt: bool = False) -> None:
         out.print(
             f"critical path: {' -> '.join(m.get('critical_path') or []) or '-'} "
             f"({m.get('critical_path_s', 0):.3f}s)\n"
-            f"step time {m.get('step_time_s', 0):.3f}s over {m.get('span_s', 0):.3f}s: "
-            f"speedup {m.get('speedup') or '-'}x against running steps one by one\n"
+            f"step time {m.get('step_time_s', 0):.3f}s over {m.get('busy_s', 0):.3f}s with steps "
+            f"running: speedup {m.get('speedup') or '-'}x against running steps one by one\n"
+            f"wall {m.get('wall_s') or 0:.3f}s from the first start, "
+            f"{m.get('active_s') or 0:.3f}s executing in {m.get('segments', 0)} segment(s)\n"
             f"tokens in {tokens.get('input_tokens', 0)}, out {tokens.get('output_tokens', 0)} "
             f"(thinking {tokens.get('thinking_tokens', 0)}); cost "
             + ("unknown" if cost is None else f"${cost:.4f}")
@@ -125,6 +127,10 @@ def print_plan(plan: Plan, source: dict[str, str], summary: dict[str, Any] | Non
         f"critical path: {' -> '.join(plan.critical_path)} (~{secs(plan.critical_path_s)}); "
         f"one by one ~{secs(plan.sequential_s)}; estimated speedup {plan.estimated_speedup:.2f}x"
     )
+    for group in plan.alternatives:
+        out.print(
+            f"alternatives (never all run; one by one counts the longest): {' | '.join(group)}"
+        )
     if plan.implicit_edges:
         out.print(
             "implicit dependencies (from templates): "

@@ -160,6 +160,18 @@ def run_and_kill(tmp_path: Path) -> Killed:
     return Killed(db, spec, marks, after)
 
 
+def recorded_s(db: Path, run_id: str) -> float:
+    """From the run's (latest) start to the last step time recorded since."""
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        (start,) = conn.execute("SELECT started_at FROM runs WHERE id = ?", (run_id,)).fetchone()
+        (last,) = conn.execute(
+            "SELECT max(max(coalesce(started_at, 0), coalesce(finished_at, 0))) FROM steps "
+            "WHERE run_id = ?",
+            (run_id,),
+        ).fetchone()
+    return float(last - start)
+
+
 def events(db: Path, run_id: str) -> list[tuple[str, str | None, Any]]:
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         rows = conn.execute(
@@ -176,11 +188,16 @@ def test_a_run_killed_mid_flight_resumes_without_rerunning_committed_steps(tmp_p
     assert len(committed) >= 2
     assert all(before[s] == 1 for s in committed)
     assert committed != set(DEPS)
+    killed_s = recorded_s(killed.db, killed.state.run_id)
 
     resumed = tutti(killed.db, "resume", killed.state.run_id, "--json")
     assert resumed.returncode == 0, resumed.stderr
     result = json.loads(resumed.stdout)
     assert result["status"] == "succeeded"
+    # the killed process's segment counts, up to the last step time it recorded
+    m = result["metrics"]
+    assert m["segments"] == 2
+    assert m["wall_s"] >= m["active_s"] >= round(killed_s, 4) > 0
 
     after = counts(killed.marks)
     twice = {s for s, n in after.items() if n == 2}

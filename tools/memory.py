@@ -160,6 +160,12 @@ async def history(
             "Add rev=N to read a revision; rev=N with restore=true brings it back (deleted "
             "files too)."
         )
+        norm = normalize_path(path)
+        if any(r.path != norm and not r.path.startswith(norm + "/") for r in revs):
+            nxt += (
+                f" Revisions at another path are those of {norm} under an earlier name (it "
+                "was renamed): pass that path with rev=N."
+            )
     return MemoryHistory(revisions=[_revision(r) for r in revs], next=nxt)
 
 

@@ -103,4 +103,5 @@ class CheckpointList(BaseModel):
 
 class Resumed(RunState):
     forked_from: str | None = None
+    parent_run_id: str | None = None  # the run's lineage, as workflow_result gives it
     kept: list[str] = Field(default_factory=list)

@@ -319,7 +319,14 @@ async def resume(
         new_id, kept = await sup.fork(run_id, from_step, inputs, before=bind)
         forked_from = run_id
     run = await sup.wait(new_id, _needs_caller(state, new_id), min(wait_s, MAX_WAIT_S), progress)
-    return run_state(state, run, cls=Resumed, forked_from=forked_from, kept=kept)  # type: ignore[return-value]
+    return run_state(  # type: ignore[return-value]
+        state,
+        run,
+        cls=Resumed,
+        forked_from=forked_from,
+        parent_run_id=run.parent_run_id,
+        kept=kept,
+    )
 
 
 async def complete(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from engine.models import ModelTable
 from engine.plan import Plan, make_plan
-from engine.spec import ExecutorKind, Mode, ThinkingMode, parse_spec
+from engine.spec import ExecutorKind, Mode, ThinkingMode, load_spec_file, parse_spec
 from engine.workflow import compile_workflow
 from tests.seed import SEED_CHAIN
+
+ROOT = Path(__file__).resolve().parents[2]
 
 DIAMOND: dict[str, Any] = {
     "name": "diamond",
@@ -276,6 +281,7 @@ def test_to_dict_is_the_whole_plan_as_json_values() -> None:
         "estimated_s": 0.02,
         "estimated_speedup": 1.0,
         "implicit_edges": [["a", "b"]],
+        "alternatives": [],
         "steps": {
             "a": {
                 "executor": "builtin",
@@ -305,3 +311,104 @@ def test_to_dict_is_the_whole_plan_as_json_values() -> None:
             ]
         ),
     }
+
+
+# -- branches that exclude each other ------------------------------------------------------
+def triage(**estimates: float) -> dict[str, Any]:
+    """examples/triage.yaml's shape: measure, then one branch or the other, then a verdict."""
+    return {
+        "name": "triage",
+        "steps": [
+            {"id": "sizes", "args": "3 1", "estimate_s": estimates.get("sizes", 4)},
+            {"id": "large", "value": "${sizes.output.split()}", "estimate_s": 1},
+            {
+                "id": "split_advice",
+                "when": "${large.output | length > 0}",
+                "args": "split",
+                "estimate_s": estimates.get("split_advice", 10),
+            },
+            {
+                "id": "all_small",
+                "when": "${large.output | length == 0}",
+                "args": "fine",
+                "estimate_s": estimates.get("all_small", 6),
+            },
+            {
+                "id": "verdict",
+                "depends_on": ["split_advice", "all_small"],
+                "trigger": "all_done",
+                "args": "done",
+                "estimate_s": 1,
+            },
+        ],
+    }
+
+
+def test_one_by_one_counts_only_the_longest_of_two_branches_that_exclude_each_other() -> None:
+    plan = plan_of(triage())
+    assert plan.alternatives == [["split_advice", "all_small"]]
+    # 4 + 1 + max(10, 6) + 1, not 4 + 1 + 10 + 6 + 1: one branch runs, so nothing runs
+    # in parallel and there is no speedup to promise
+    assert (plan.sequential_s, plan.critical_path_s, plan.estimated_speedup) == (16, 16, 1.0)
+    assert plan.to_dict()["alternatives"] == [["split_advice", "all_small"]]
+
+
+def test_the_shipped_triage_example_promises_no_speedup() -> None:
+    plan = make_plan(compile_workflow(load_spec_file(ROOT / "examples" / "triage.yaml")))
+    assert plan.alternatives == [["split_advice", "all_small"]]
+    assert plan.sequential_s == plan.critical_path_s and plan.estimated_speedup == 1.0
+
+
+def test_a_branch_takes_along_the_steps_that_run_only_through_it() -> None:
+    data = triage(split_advice=3, all_small=6)
+    data["steps"].insert(3, {"id": "plan_split", "args": "${split_advice.output}", "estimate_s": 5})
+    plan = plan_of(data)
+    # the split branch is 3 + 5 = 8 against 6 for the other; verdict waits for either
+    assert plan.sequential_s == 4 + 1 + 8 + 1
+
+
+def test_a_switch_on_one_value_counts_its_longest_case() -> None:
+    cases = {"a": 2.0, "b": 7.0, "c": 3.0}
+    steps = [{"id": "pick", "args": "b", "estimate_s": 1}] + [
+        {"id": f"on_{k}", "when": f"pick.output == '{k}'", "args": k, "estimate_s": s}
+        for k, s in cases.items()
+    ]
+    plan = plan_of({"steps": steps})
+    assert plan.alternatives == [["on_a", "on_b", "on_c"]]
+    assert plan.sequential_s == 1 + 7
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "apart"),
+    [
+        ("inputs.n > 0", "not (inputs.n > 0)", True),
+        ("inputs.n < 3", "inputs.n >= 3", True),
+        ("inputs.n < 0", "inputs.n > 5", True),
+        ("inputs.s in ['x', 'y']", "inputs.s not in ['x', 'y']", True),
+        ("inputs.n > 0", "inputs.n < 5", False),  # 1 satisfies both
+        ("inputs.n >= 0", "inputs.n <= 0", False),  # 0 does
+        ("inputs.s == 'a'", "inputs.s != 'b'", False),
+        ("inputs.n > 0", "inputs.m == 0", False),  # about different values
+        ("inputs.n | random > 0", "inputs.n | random <= 0", False),  # not repeatable
+    ],
+)
+def test_only_conditions_that_cannot_both_hold_are_alternatives(
+    first: str, second: str, apart: bool
+) -> None:
+    plan = plan_of(
+        {
+            "inputs": {"n": {"default": 1}, "m": {"default": 1}, "s": {"default": "x"}},
+            "steps": [
+                {"id": "first", "args": "1", "estimate_s": 1},
+                {"id": "one", "when": first, "depends_on": ["first"], "args": "x", "estimate_s": 2},
+                {
+                    "id": "two",
+                    "when": second,
+                    "depends_on": ["first"],
+                    "args": "y",
+                    "estimate_s": 3,
+                },
+            ],
+        }
+    )
+    assert plan.sequential_s == (1 + 3 if apart else 1 + 2 + 3)

@@ -294,6 +294,66 @@ def test_every_change_is_a_revision_with_its_author(mem: MemoryFiles) -> None:
     assert mem.revision("/memories/n.md", 2).content == "two\n"
 
 
+def test_a_files_history_follows_it_back_through_its_renames(mem: MemoryFiles) -> None:
+    mem.create("/memories/a.md", "one\n")
+    mem.str_replace("/memories/a.md", "one", "two")
+    mem.rename("/memories/a.md", "/memories/b.md")
+    mem.insert("/memories/b.md", 1, "three")
+    mem.rename("/memories/b.md", "/memories/d/c.md")
+    mem.str_replace("/memories/d/c.md", "three", "four")
+
+    def shown(path: str, limit: int = 50) -> list[tuple[str, int, str, str | None]]:
+        return [(r.path, r.rev, r.op, r.detail) for r in mem.history(path, limit=limit)]
+
+    assert shown("/memories/d/c.md") == [
+        ("/memories/d/c.md", 2, "str_replace", None),
+        ("/memories/d/c.md", 1, "rename", "/memories/b.md"),
+        ("/memories/b.md", 2, "insert", None),
+        ("/memories/b.md", 1, "rename", "/memories/a.md"),
+        ("/memories/a.md", 2, "str_replace", None),
+        ("/memories/a.md", 1, "create", None),
+    ]
+    # a directory's history is what happened below it
+    assert shown("/memories/d") == shown("/memories/d/c.md")[:2]
+    assert shown("/memories/d/c.md", limit=4)[-1] == (
+        "/memories/b.md",
+        1,
+        "rename",
+        "/memories/a.md",
+    )
+    # an earlier name keeps what it had, up to the rename
+    assert shown("/memories/b.md") == [
+        ("/memories/b.md", 3, "rename", "/memories/d/c.md"),
+        ("/memories/b.md", 2, "insert", None),
+        ("/memories/b.md", 1, "rename", "/memories/a.md"),
+        ("/memories/a.md", 2, "str_replace", None),
+        ("/memories/a.md", 1, "create", None),
+    ]
+    assert mem.revision("/memories/a.md", 2).content == "two\n"
+
+
+def test_a_rename_onto_a_name_used_before_does_not_take_that_files_history(
+    mem: MemoryFiles,
+) -> None:
+    mem.create("/memories/x.md", "an old file")
+    mem.delete("/memories/x.md")
+    mem.create("/memories/y.md", "y")
+    mem.rename("/memories/y.md", "/memories/x.md")
+    assert [(r.path, r.rev, r.op) for r in mem.history("/memories/x.md")] == [
+        ("/memories/x.md", 3, "rename"),
+        ("/memories/y.md", 1, "create"),
+    ]
+    # and there and back again: one file all along
+    mem.rename("/memories/x.md", "/memories/y.md")
+    mem.rename("/memories/y.md", "/memories/x.md")
+    assert [(r.path, r.rev, r.op) for r in mem.history("/memories/x.md")] == [
+        ("/memories/x.md", 5, "rename"),
+        ("/memories/y.md", 3, "rename"),
+        ("/memories/x.md", 3, "rename"),
+        ("/memories/y.md", 1, "create"),
+    ]
+
+
 def test_a_deleted_file_is_restored_and_the_restore_can_be_undone(mem: MemoryFiles) -> None:
     mem.create("/memories/n.md", "first")
     mem.str_replace("/memories/n.md", "first", "second")

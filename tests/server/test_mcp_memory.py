@@ -240,6 +240,26 @@ async def test_history_lists_shows_and_restores_a_deleted_file(mode: str) -> Non
     assert newest.endswith("1\ttwo")
 
 
+async def test_history_of_a_renamed_file_follows_it_back_to_its_earlier_names(mode: str) -> None:
+    first, second = "/memories/draft.md", "/memories/notes/plan.md"
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            await memory(c, command="create", path=first, file_text="one")
+            await memory(c, command="str_replace", path=first, old_str="one", new_str="two")
+            await memory(c, command="rename", old_path=first, new_path=second)
+            await memory(c, command="rename", old_path=second, new_path=NOTE)
+            of_note = await call(c, "memory_history", path=NOTE)
+            shown = await call(c, "memory_history", path=first, rev=1)
+    assert [(r["path"], r["rev"], r["op"], r["detail"]) for r in of_note["revisions"]] == [
+        (NOTE, 1, "rename", second),
+        (second, 1, "rename", first),
+        (first, 2, "str_replace", None),
+        (first, 1, "create", None),
+    ]
+    assert "earlier name" in of_note["next"]
+    assert shown["content"] == "one"
+
+
 async def test_history_errors_say_what_to_call(mode: str) -> None:
     with anyio.fail_after(20):
         async with connect(mode) as c:

@@ -407,6 +407,25 @@ async def test_fork_with_changed_inputs(mode: str) -> None:
     assert result["parent_run_id"] == parent
 
 
+async def test_the_resume_answer_of_a_fork_names_its_parent_as_the_result_does(
+    mode: str,
+) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            parent = await _finish_forkable(c)
+            fork = await call(c, "workflow_resume", run_id=parent, from_step="c", wait_s=10)
+            result = await call(c, "workflow_result", run_id=fork["run_id"])
+            # the fork waits on `c`; cancelled and resumed in place, it is still the fork
+            await call(c, "workflow_cancel", run_id=fork["run_id"])
+            again = await call(c, "workflow_resume", run_id=fork["run_id"], wait_s=10)
+    assert (fork["parent_run_id"], result["parent_run_id"]) == (parent, parent)
+    assert (again["run_id"], again["forked_from"], again["parent_run_id"]) == (
+        fork["run_id"],
+        None,
+        parent,
+    )
+
+
 async def test_checkpoint_list_in_commit_order(mode: str) -> None:
     with anyio.fail_after(20):
         async with connect(mode) as c:
