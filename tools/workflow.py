@@ -15,6 +15,7 @@ from engine.errors import Problem, RunStateError, SpecError, StepError
 from engine.plan import EstimateSource, StepPlan, estimate_cost
 from engine.report import recovery_plan
 from engine.spec import ExecutorKind, WorkflowSpec, load_spec_file, load_spec_text, parse_spec
+from engine.spec_source import DEFAULT_LIMITS, SpecLimits
 from engine.supervisor import RunSupervisor
 from memory.async_files import AsyncMemoryFiles
 from memory.history import WorkflowHistory
@@ -49,6 +50,7 @@ class ToolState:
     broker: SamplingBroker
     workspace: Path
     memory: AsyncMemoryFiles | None = None  # the memory tools' store (None: no memory tools)
+    spec_limits: SpecLimits = DEFAULT_LIMITS  # TUTTI_MAX_SPEC_BYTES, TUTTI_MAX_SPEC_DEPTH
 
     @property
     def engine(self) -> Engine:
@@ -56,20 +58,71 @@ class ToolState:
 
 
 # -- specs -----------------------------------------------------------------------------------
-def load_spec(spec: Mapping[str, Any] | str, workspace: Path) -> WorkflowSpec:
-    """A spec given as an object, as JSON/YAML text, or as the path of a spec file."""
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _names_a_file(text: str) -> bool:
+    """Whether a spec string is a file path rather than spec text: one line ending in a spec
+    suffix, or one line with a path separator and no `key: value`. Such a string is never
+    parsed as YAML (that would echo it, and an unreadable path should say so)."""
+    if "\n" in text or text.startswith("{"):
+        return False
+    if text.lower().endswith(SPEC_SUFFIXES):
+        return True
+    return ("/" in text or "\\" in text) and ": " not in text and not text.endswith(":")
+
+
+def confined_spec_path(given: str, workspace: Path) -> Path:
+    """The file a spec path names, resolved (`..` and symlinks) and inside the workspace;
+    otherwise a SpecError. Whether a file outside exists is not told."""
+    root = workspace.resolve()
+    target = (root / Path(given).expanduser()).resolve()
+    if not target.is_relative_to(root):
+        raise SpecError(
+            [
+                Problem(
+                    "spec",
+                    f"the path {given!r} is outside the workspace (TUTTI_WORKSPACE={root}): "
+                    "pass the spec itself as an object, or move the file into the workspace",
+                )
+            ]
+        )
+    if not target.name.lower().endswith(SPEC_SUFFIXES):
+        raise SpecError(
+            [
+                Problem(
+                    "spec",
+                    f"{given!r} is not a spec file: spec files end in .yaml, .yml or .json "
+                    "(or pass the spec itself as an object)",
+                )
+            ]
+        )
+    if not target.exists():
+        raise SpecError(
+            [
+                Problem(
+                    "spec",
+                    f"no spec file at {given!r} in the workspace {root}; pass the spec itself "
+                    "as an object",
+                )
+            ]
+        )
+    return target
+
+
+def load_spec(
+    spec: Mapping[str, Any] | str, workspace: Path, limits: SpecLimits = DEFAULT_LIMITS
+) -> WorkflowSpec:
+    """A spec given as an object, as JSON/YAML text, or as the path of a spec file in the
+    workspace. The caller is a model: paths are confined to the workspace, and errors never
+    quote the spec's text."""
     if not isinstance(spec, str):
-        return parse_spec(dict(spec))
+        return parse_spec(dict(spec), limits)
     text = spec.strip()
-    if "\n" not in text and text.endswith((".yaml", ".yml", ".json")):
-        path = Path(text).expanduser()
-        path = path if path.is_absolute() else workspace / path
-        if not path.is_file():
-            raise SpecError(
-                [Problem("spec", f"no spec file at {path}; pass the spec itself as an object")]
-            )
-        return load_spec_file(path)
-    return load_spec_text(text, "spec")
+    if _names_a_file(text):
+        path = confined_spec_path(text, workspace)
+        return load_spec_file(path, limits, source=text, follow_symlinks=False)
+    return load_spec_text(text, "spec", limits)
 
 
 def estimate_source(step: StepPlan, history: WorkflowHistory) -> str:
@@ -82,7 +135,7 @@ def estimate_source(step: StepPlan, history: WorkflowHistory) -> str:
 
 async def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
     engine = state.engine
-    wf = engine.compile(load_spec(spec, state.workspace))
+    wf = engine.compile(load_spec(spec, state.workspace, state.spec_limits))
     p, history = await engine.plan_with_history(wf)
     on_api = {
         sid: engine.executor_kind(wf.steps[sid], wf.spec) is ExecutorKind.PROMPT for sid in wf.order
@@ -231,7 +284,7 @@ async def start(
     progress: Progress | None = None,
     bind: Callable[[str], None] | None = None,
 ) -> RunState:
-    parsed = load_spec(spec, state.workspace)
+    parsed = load_spec(spec, state.workspace, state.spec_limits)
     needs = sampling_steps(state.engine, parsed)
     if needs and not can_sample:
         raise StepError(f"steps {', '.join(needs)} run on `sampling`, but {NO_SAMPLING}")

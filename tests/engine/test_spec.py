@@ -93,16 +93,20 @@ def test_invalid_json_text_is_reported_with_the_parser_position() -> None:
     with pytest.raises(SpecError) as info:
         load_spec_text('{"steps": [', source="bad.json")
     assert info.value.problems == [
-        Problem("bad.json", "not valid JSON or YAML: Expecting value: line 1 column 12 (char 11)")
+        Problem("bad.json", "not valid JSON: line 1, column 12: Expecting value")
     ]
 
 
-def test_invalid_yaml_text_is_reported_as_not_valid_json_or_yaml() -> None:
+def test_invalid_yaml_text_is_reported_with_line_column_and_problem() -> None:
     with pytest.raises(SpecError) as info:
         load_spec_text("steps: [a, b", source="bad.yaml")
-    [problem] = info.value.problems
-    assert problem.path == "bad.yaml"
-    assert problem.message.startswith("not valid JSON or YAML: while parsing a flow sequence")
+    assert info.value.problems == [
+        Problem(
+            "bad.yaml",
+            "not valid YAML: line 1, column 13: expected ',' or ']', but got '<stream end>' "
+            "(while parsing a flow sequence)",
+        )
+    ]
 
 
 def test_a_spec_that_is_not_a_mapping_is_rejected() -> None:
