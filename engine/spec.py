@@ -362,12 +362,13 @@ def parse_spec(
     """Build a spec from already-parsed data (a spec given as an object): held to the same
     limits as spec text; shape errors name the exact field."""
     check_data(data, source, limits)
-    return _build(data)
+    return _build(data, source)
 
 
-def _build(data: Any) -> WorkflowSpec:
+def _build(data: Any, source: str) -> WorkflowSpec:
     if not isinstance(data, dict):
-        raise SpecError([Problem("", f"a workflow spec is a mapping, got {type(data).__name__}")])
+        got = type(data).__name__
+        raise SpecError([Problem(source, f"a workflow spec is a mapping, got {got}")])
     try:
         return WorkflowSpec.model_validate(data)
     except ValidationError as exc:
@@ -384,7 +385,7 @@ def load_spec_text(
     text: str, source: str = "<spec>", limits: SpecLimits = DEFAULT_LIMITS
 ) -> WorkflowSpec:
     """Parse JSON or YAML text; errors name `source`, and never quote the text."""
-    return _build(parse_spec_text(text, source, limits))
+    return _build(parse_spec_text(text, source, limits), source)
 
 
 def load_spec_file(

@@ -71,6 +71,13 @@ def _too_deep(where: str, limits: SpecLimits) -> str:
     )
 
 
+def _too_many(limits: SpecLimits) -> str:
+    return (
+        f"the spec holds more than {limits.max_bytes:,} values once YAML aliases are "
+        f"expanded ({BYTES_SETTING}): use fewer aliases, or raise {BYTES_SETTING}"
+    )
+
+
 # -- files -----------------------------------------------------------------------------------
 def _kind(mode: int) -> str | None:
     """What a non-regular file is, for the message; None for a regular file."""
@@ -277,30 +284,51 @@ class _TooDeep(yaml.composer.ComposerError):
     pass
 
 
+class _TooMany(yaml.composer.ComposerError):
+    pass
+
+
 class _SpecLoader(yaml.SafeLoader):
-    """yaml's safe loader, held to the spec's depth, with JSON values only."""
+    """yaml's safe loader, held to the spec's limits, with JSON values only."""
 
-    max_depth = DEFAULT_MAX_SPEC_DEPTH
-
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, limits: SpecLimits) -> None:
         super().__init__(stream)
+        self._limits = limits
         self._depth = 0
+        # values a collection node stands for once aliases are expanded, by id(node); the
+        # nodes live as long as the loader. An alias bomb is refused here, before it exists.
+        self._weights: dict[int, int] = {}
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
         # The composer recurses once per level: refuse before Python's recursion limit.
         opens = self.check_event(SequenceStartEvent, MappingStartEvent)
         if opens:
             self._depth += 1
-            if self._depth > self.max_depth:
+            if self._depth > self._limits.max_depth:
                 mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
                 raise _TooDeep(None, None, "too deep", mark)
         try:
             node = super().compose_node(parent, index)
             assert node is not None
-            return node
         finally:
             if opens:
                 self._depth -= 1
+        if opens:
+            self._weigh(node)
+        return node
+
+    def _weigh(self, node: Node) -> None:
+        children: list[Node] = (
+            [n for pair in node.value for n in pair]
+            if isinstance(node, yaml.MappingNode)
+            else list(node.value)
+        )
+        # an alias to a node still being composed (a recursive one) counts 1: check_data
+        # refuses the recursion as too deep
+        weight = 1 + sum(self._weights.get(id(child), 1) for child in children)
+        if weight > self._limits.max_bytes:
+            raise _TooMany(None, None, "too many", node.start_mark)
+        self._weights[id(node)] = weight
 
     def construct_yaml_int(self, node: ScalarNode) -> int:
         try:
@@ -355,6 +383,8 @@ def _yaml_message(exc: yaml.YAMLError, limits: SpecLimits) -> str:
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
     if isinstance(exc, _TooDeep):
         return _too_deep(where, limits)
+    if isinstance(exc, _TooMany):
+        return f"{where}{_too_many(limits)}"
     problem = _unquoted(exc.problem or "")
     context = _unquoted(exc.context or "")
     detail = f"{problem} ({context})" if problem and context else problem or context
@@ -362,8 +392,7 @@ def _yaml_message(exc: yaml.YAMLError, limits: SpecLimits) -> str:
 
 
 def _parse_yaml(text: str, source: str, limits: SpecLimits) -> Any:
-    loader = _SpecLoader(text)
-    loader.max_depth = limits.max_depth
+    loader = _SpecLoader(text, limits)
     try:
         return loader.get_single_data()
     except yaml.YAMLError as exc:
@@ -409,11 +438,7 @@ def check_data(data: Any, source: str, limits: SpecLimits) -> None:
         value, depth, link = stack.pop()
         budget -= 1
         if budget < 0:
-            raise _fail(
-                source,
-                f"the spec holds more than {limits.max_bytes:,} values once YAML aliases are "
-                f"expanded ({BYTES_SETTING}): use fewer aliases, or raise {BYTES_SETTING}",
-            )
+            raise _fail(source, _too_many(limits))
         kind = type(value)
         if kind is str or kind is bool or value is None:
             continue

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from rich.markup import escape
 from rich.table import Table
 
 from engine.engine import Engine
@@ -359,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.fn(args))
     except TuttiError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}", markup=True)
+        # escaped: the message holds file names and spec text, which may look like markup
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", markup=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
         run_id = _current_run[-1] if _current_run else getattr(args, "run_id", None) or "RUN_ID"

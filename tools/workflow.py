@@ -4,11 +4,14 @@ pydantic models of `tools.models`; `tools.register` wraps them for MCP."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from engine.engine import Engine
 from engine.errors import Problem, RunStateError, SpecError, StepError
@@ -61,13 +64,16 @@ class ToolState:
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
 
+_FILE_NAME = re.compile(r"[^\s:{}\[\],&*#?|<>=!%@`'\"]+\.[A-Za-z0-9]{1,5}")
+
+
 def _names_a_file(text: str) -> bool:
-    """Whether a spec string is a file path rather than spec text: one line ending in a spec
-    suffix, or one line with a path separator and no `key: value`. Such a string is never
-    parsed as YAML (that would echo it, and an unreadable path should say so)."""
+    """Whether a spec string is a file path rather than spec text: one line that ends in a
+    spec suffix, or has a path separator and no `key: value`, or is a file name (`notes.txt`).
+    Such a string is never parsed as YAML: an unreadable path should say so."""
     if "\n" in text or text.startswith("{"):
         return False
-    if text.lower().endswith(SPEC_SUFFIXES):
+    if text.lower().endswith(SPEC_SUFFIXES) or _FILE_NAME.fullmatch(text):
         return True
     return ("/" in text or "\\" in text) and ": " not in text and not text.endswith(":")
 
@@ -125,6 +131,12 @@ def load_spec(
     return load_spec_text(text, "spec", limits)
 
 
+async def load_spec_off_loop(state: ToolState, spec: Mapping[str, Any] | str) -> WorkflowSpec:
+    """load_spec in a worker thread: YAML parsing runs at about 150 KB/s, and a spec at
+    TUTTI_MAX_SPEC_BYTES would otherwise hold up every run and request for seconds."""
+    return await anyio.to_thread.run_sync(load_spec, spec, state.workspace, state.spec_limits)
+
+
 def estimate_source(step: StepPlan, history: WorkflowHistory) -> str:
     """Where a step's estimate comes from: spec, default, or history of N runs."""
     if step.estimate_from is EstimateSource.HISTORY:
@@ -135,7 +147,7 @@ def estimate_source(step: StepPlan, history: WorkflowHistory) -> str:
 
 async def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
     engine = state.engine
-    wf = engine.compile(load_spec(spec, state.workspace, state.spec_limits))
+    wf = engine.compile(await load_spec_off_loop(state, spec))
     p, history = await engine.plan_with_history(wf)
     on_api = {
         sid: engine.executor_kind(wf.steps[sid], wf.spec) is ExecutorKind.PROMPT for sid in wf.order
@@ -284,7 +296,7 @@ async def start(
     progress: Progress | None = None,
     bind: Callable[[str], None] | None = None,
 ) -> RunState:
-    parsed = load_spec(spec, state.workspace, state.spec_limits)
+    parsed = await load_spec_off_loop(state, spec)
     needs = sampling_steps(state.engine, parsed)
     if needs and not can_sample:
         raise StepError(f"steps {', '.join(needs)} run on `sampling`, but {NO_SAMPLING}")

@@ -111,10 +111,10 @@ def test_invalid_yaml_text_is_reported_with_line_column_and_problem() -> None:
 
 def test_a_spec_that_is_not_a_mapping_is_rejected() -> None:
     with pytest.raises(SpecError) as info:
-        load_spec_text("- a\n- b\n")
-    assert info.value.problems == [Problem("", "a workflow spec is a mapping, got list")]
+        load_spec_text("- a\n- b\n", source="list.yaml")
+    assert info.value.problems == [Problem("list.yaml", "a workflow spec is a mapping, got list")]
     assert str(info.value) == (
-        "workflow spec is invalid (1 problem):\n  - a workflow spec is a mapping, got list"
+        "workflow spec is invalid (1 problem):\n  - list.yaml: a workflow spec is a mapping, got list"
     )
 
 
