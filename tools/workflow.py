@@ -18,7 +18,7 @@ from engine.errors import Problem, RunStateError, SpecError, StepError
 from engine.plan import EstimateSource, StepPlan, estimate_cost
 from engine.report import recovery_plan
 from engine.spec import ExecutorKind, WorkflowSpec, load_spec_file, load_spec_text, parse_spec
-from engine.spec_source import DEFAULT_LIMITS, SpecLimits
+from engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data
 from engine.supervisor import RunSupervisor
 from memory.async_files import AsyncMemoryFiles
 from memory.history import WorkflowHistory
@@ -135,6 +135,13 @@ async def load_spec_off_loop(state: ToolState, spec: Mapping[str, Any] | str) ->
     """load_spec in a worker thread: YAML parsing runs at about 150 KB/s, and a spec at
     TUTTI_MAX_SPEC_BYTES would otherwise hold up every run and request for seconds."""
     return await anyio.to_thread.run_sync(load_spec, spec, state.workspace, state.spec_limits)
+
+
+def check_inputs(state: ToolState, inputs: Mapping[str, Any] | None) -> None:
+    """Input values are held to the spec's limits: they are stored and rendered as JSON (an
+    integer of 5,000 digits cannot be printed back)."""
+    if inputs:
+        check_data(dict(inputs), "inputs", state.spec_limits)
 
 
 def estimate_source(step: StepPlan, history: WorkflowHistory) -> str:
@@ -297,6 +304,7 @@ async def start(
     bind: Callable[[str], None] | None = None,
 ) -> RunState:
     parsed = await load_spec_off_loop(state, spec)
+    check_inputs(state, inputs)
     needs = sampling_steps(state.engine, parsed)
     if needs and not can_sample:
         raise StepError(f"steps {', '.join(needs)} run on `sampling`, but {NO_SAMPLING}")
@@ -381,6 +389,7 @@ async def resume(
         new_id, forked_from = run_id, None
         kept = [s.step_id for s in run.steps.values() if s.status.has_output and s.seq is not None]
     else:
+        check_inputs(state, inputs)
         new_id, kept = await sup.fork(run_id, from_step, inputs, before=bind)
         forked_from = run_id
     run = await sup.wait(new_id, _needs_caller(state, new_id), min(wait_s, MAX_WAIT_S), progress)

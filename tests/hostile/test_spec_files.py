@@ -348,6 +348,26 @@ async def test_deep_and_huge_values_in_spec_text_and_objects_are_tool_errors() -
     assert "- spec: steps[0].value: an integer of more than 4,300 digits" in big_int
 
 
+async def test_input_values_over_mcp_are_held_to_the_same_limits() -> None:
+    spec = {
+        "inputs": {"x": {"type": "json"}},
+        "steps": [{"id": "a", "op": "pass", "value": "${inputs.x}"}],
+    }
+    with anyio.fail_after(20):
+        async with connect("auto") as c:
+            huge = await fail(c, "workflow_start", spec=spec, inputs={"x": 10**5000}, wait_s=0)
+            deep = await fail(
+                c, "workflow_start", spec=spec, inputs={"x": nested_object(100)}, wait_s=0
+            )
+            run = await call(c, "workflow_start", spec=spec, inputs={"x": [1]}, wait_s=5)
+            fork = await fail(
+                c, "workflow_resume", run_id=run["run_id"], inputs={"x": 10**5000}, wait_s=0
+            )
+    assert "- inputs: x: an integer of more than 4,300 digits" in huge
+    assert "- inputs: x.steps[0].value" in deep and "nested more than 64 levels deep" in deep
+    assert "- inputs: x: an integer of more than 4,300 digits" in fork
+
+
 def test_the_limit_settings_are_read_from_the_environment_and_must_be_positive() -> None:
     env = {"TUTTI_MAX_SPEC_BYTES": "4096", "TUTTI_MAX_SPEC_DEPTH": "12"}
     limits = Settings.from_env(env).spec_limits
