@@ -15,14 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.errors import Problem, SpecError
-from engine.spec_source import (
-    DEFAULT_LIMITS,
-    SpecLimits,
-    check_data,
-    decode_spec_bytes,
-    parse_spec_text,
-    read_spec_bytes,
-)
+from engine.spec_files import decode_spec_bytes, read_spec_bytes
+from engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data, parse_spec_text
 from memory.paths import SCOPE_KINDS, MemoryFileError, parse_scope
 
 STEP_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")

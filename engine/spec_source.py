@@ -1,4 +1,4 @@
-"""Reading spec text safely: files, bytes to text, JSON/YAML to data, and the limits on all.
+"""Reading spec text safely: JSON/YAML text to data, and the limits on specs.
 
 Every failure is a SpecError naming the source and the problem (with line and column where
 the parser knows them), never a traceback. Error messages never quote the spec's text: a
@@ -8,8 +8,7 @@ model. What is checked, and why:
 - size (TUTTI_MAX_SPEC_BYTES) before anything is parsed; for files, before anything is read;
 - nesting depth (TUTTI_MAX_SPEC_DEPTH) before the recursive parts of json/yaml/pydantic run,
   so no RecursionError;
-- files: regular files only (a FIFO or a device would block or never end), UTF-8 (a BOM for
-  UTF-8, UTF-16 or UTF-32 is honoured), no NUL bytes;
+- files (`engine.spec_files`): regular files only, UTF-8 or with a BOM, no NUL bytes;
 - parsed data: JSON values only (YAML timestamps stay strings; !!binary, !!set and friends
   are refused), finite numbers, integers that can be printed again (Python's digit limit),
   and at most as many values once YAML aliases are expanded as a plain spec of the byte
@@ -18,15 +17,11 @@ model. What is checked, and why:
 
 from __future__ import annotations
 
-import codecs
 import json
 import math
-import os
 import re
-import stat
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -53,11 +48,11 @@ class SpecLimits:
 DEFAULT_LIMITS = SpecLimits()
 
 
-def _fail(source: str, message: str) -> SpecError:
+def fail(source: str, message: str) -> SpecError:
     return SpecError([Problem(source, message)])
 
 
-def _too_large(size: int, limits: SpecLimits) -> str:
+def too_large(size: int, limits: SpecLimits) -> str:
     return (
         f"the spec is {size:,} bytes; at most {limits.max_bytes:,} are allowed "
         f"({BYTES_SETTING}): split the workflow, or raise {BYTES_SETTING}"
@@ -78,118 +73,11 @@ def _too_many(limits: SpecLimits) -> str:
     )
 
 
-# -- files -----------------------------------------------------------------------------------
-def _kind(mode: int) -> str | None:
-    """What a non-regular file is, for the message; None for a regular file."""
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
-
-
-# O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever.
-_OPEN_FLAGS = (
-    os.O_RDONLY
-    | getattr(os, "O_NONBLOCK", 0)
-    | getattr(os, "O_NOCTTY", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-)
-
-
-def read_spec_bytes(
-    path: Path, limits: SpecLimits, source: str, *, follow_symlinks: bool = True
-) -> bytes:
-    """The bytes of a spec file: a regular file of at most `limits.max_bytes`. `source` is
-    how errors name it. Checked with stat before opening (nothing is opened that is not a
-    regular file) and with fstat after (the file opened is the file checked). A path already
-    resolved and confined is read with `follow_symlinks=False`: a symlink put in its place
-    after the check is refused, not followed."""
-    flags = _OPEN_FLAGS if follow_symlinks else _OPEN_FLAGS | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        before = os.stat(path, follow_symlinks=follow_symlinks)
-        if stat.S_ISLNK(before.st_mode):
-            raise _fail(source, "changed while it was being read (now a symlink): try again")
-        kind = _kind(before.st_mode)
-        if kind:
-            raise _fail(
-                source, f"is {kind}, not a spec file: give the path of a .yaml or .json file"
-            )
-        if before.st_size > limits.max_bytes:
-            raise _fail(source, _too_large(before.st_size, limits))
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise _fail(source, f"cannot read the spec file: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as f:
-        opened = os.fstat(fd)
-        if _kind(opened.st_mode) or (opened.st_dev, opened.st_ino) != (
-            before.st_dev,
-            before.st_ino,
-        ):
-            raise _fail(source, "changed while it was being read: try again")
-        try:
-            data = f.read(limits.max_bytes + 1)
-        except OSError as exc:
-            raise _fail(source, f"cannot read the spec file: {exc.strerror or exc}") from None
-    if len(data) > limits.max_bytes:
-        raise _fail(source, _too_large(len(data), limits))
-    return data
-
-
-# BOMs, longest first: the UTF-32-LE BOM begins with the UTF-16-LE one.
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32-le"),
-    (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-)
-
-
-def _line_col(data: bytes | str, offset: int) -> str:
+def line_col(data: bytes | str, offset: int) -> str:
     nl = b"\n" if isinstance(data, bytes) else "\n"
     line = data.count(nl, 0, offset) + 1  # type: ignore[arg-type]
     column = offset - (data.rfind(nl, 0, offset) + 1) + 1  # type: ignore[arg-type]
     return f"line {line}, column {column}"
-
-
-def decode_spec_bytes(data: bytes, source: str) -> str:
-    """Spec bytes as text: UTF-8, or UTF-8/16/32 with a byte-order mark."""
-    for bom, codec in _BOMS:
-        if data.startswith(bom):
-            try:
-                text = data[len(bom) :].decode(codec)
-            except UnicodeDecodeError as exc:
-                raise _fail(
-                    source,
-                    f"starts with a {codec.upper()} byte-order mark but is not valid "
-                    f"{codec.upper()} (at byte {exc.start + len(bom)}): save it as UTF-8 text",
-                ) from None
-            break
-    else:
-        if b"\x00" in data:
-            raise _fail(
-                source,
-                "contains NUL bytes: it is binary, or UTF-16/UTF-32 text without a byte-order "
-                "mark; save it as UTF-8 text",
-            )
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _fail(
-                source,
-                f"is not UTF-8 text: byte 0x{data[exc.start]:02x} at {_line_col(data, exc.start)} "
-                "(Latin-1 or another legacy encoding?); save it as UTF-8",
-            ) from None
-    if "\x00" in text:
-        raise _fail(source, f"contains a NUL character at {_line_col(text, text.index(chr(0)))}")
-    return text
 
 
 # -- text ------------------------------------------------------------------------------------
@@ -199,9 +87,9 @@ def parse_spec_text(text: str, source: str, limits: SpecLimits) -> Any:
     # a character is 1 to 4 bytes: encode only when the length alone does not decide
     size = len(text) if len(text) > limits.max_bytes else len(text.encode("utf-8", "surrogatepass"))
     if size > limits.max_bytes:
-        raise _fail(source, _too_large(size, limits))
+        raise fail(source, too_large(size, limits))
     if not text.strip():
-        raise _fail(source, "is empty: a spec is a mapping with at least `steps`")
+        raise fail(source, "is empty: a spec is a mapping with at least `steps`")
     stripped = text.lstrip()
     data = (
         _parse_json(text, source, limits)
@@ -262,16 +150,16 @@ def _json_constant(name: str) -> Any:
 def _parse_json(text: str, source: str, limits: SpecLimits) -> Any:
     deep_at = _json_too_deep(text, limits.max_depth)
     if deep_at is not None:
-        raise _fail(source, _too_deep(f"{_line_col(text, deep_at)}: ", limits))
+        raise fail(source, _too_deep(f"{line_col(text, deep_at)}: ", limits))
     try:
         return json.loads(
             text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant
         )
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}"
-        raise _fail(source, f"not valid JSON: {where}: {exc.msg}") from None
+        raise fail(source, f"not valid JSON: {where}: {exc.msg}") from None
     except _BadNumber as exc:
-        raise _fail(source, f"not valid JSON: {exc}") from None
+        raise fail(source, f"not valid JSON: {exc}") from None
 
 
 # -- YAML
@@ -396,7 +284,7 @@ def _parse_yaml(text: str, source: str, limits: SpecLimits) -> Any:
     try:
         return loader.get_single_data()
     except yaml.YAMLError as exc:
-        raise _fail(source, _yaml_message(exc, limits)) from None
+        raise fail(source, _yaml_message(exc, limits)) from None
     finally:
         loader.dispose()
 
@@ -438,37 +326,37 @@ def check_data(data: Any, source: str, limits: SpecLimits) -> None:
         value, depth, link = stack.pop()
         budget -= 1
         if budget < 0:
-            raise _fail(source, _too_many(limits))
+            raise fail(source, _too_many(limits))
         kind = type(value)
         if kind is str or kind is bool or value is None:
             continue
         if kind is int:
             if max_bits and value.bit_length() > max_bits:
-                raise _fail(
+                raise fail(
                     source,
                     f"{_where(link)}: an integer of more than {sys.get_int_max_str_digits():,} "
                     "digits; write it as a string",
                 )
         elif kind is float:
             if not math.isfinite(value):
-                raise _fail(
+                raise fail(
                     source, f"{_where(link)}: {value} is not a JSON number; write it as a string"
                 )
         elif isinstance(value, list | tuple | dict):  # tuples: specs built in Python
             if depth >= limits.max_depth:
-                raise _fail(source, _too_deep(f"{_where(link)}: ", limits))
+                raise fail(source, _too_deep(f"{_where(link)}: ", limits))
             if not isinstance(value, dict):
                 stack.extend((v, depth + 1, (link, i)) for i, v in enumerate(value))
                 continue
             for k, v in value.items():
                 if type(k) is not str:
-                    raise _fail(
+                    raise fail(
                         source,
                         f"{_where(link)}: a key of type {type(k).__name__}; keys are strings "
                         "(in YAML, quote it)",
                     )
                 stack.append((v, depth + 1, (link, k)))
         else:
-            raise _fail(
+            raise fail(
                 source, f"{_where(link)}: a value of type {kind.__name__}, which is not JSON"
             )
