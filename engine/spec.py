@@ -6,7 +6,6 @@ cycles) live in `engine.validate`; this module only checks the shape of each fie
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from enum import StrEnum
@@ -14,10 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.errors import Problem, SpecError
+from engine.spec_files import decode_spec_bytes, read_spec_bytes
+from engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data, parse_spec_text
 from memory.paths import SCOPE_KINDS, MemoryFileError, parse_scope
 
 STEP_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -404,10 +404,19 @@ def _loc(loc: tuple[int | str, ...], data: Any) -> str:
     return out
 
 
-def parse_spec(data: Any) -> WorkflowSpec:
-    """Build a spec from already-parsed JSON/YAML data; shape errors name the exact field."""
+def parse_spec(
+    data: Any, limits: SpecLimits = DEFAULT_LIMITS, source: str = "spec"
+) -> WorkflowSpec:
+    """Build a spec from already-parsed data (a spec given as an object): held to the same
+    limits as spec text; shape errors name the exact field."""
+    check_data(data, source, limits)
+    return _build(data, source)
+
+
+def _build(data: Any, source: str) -> WorkflowSpec:
     if not isinstance(data, dict):
-        raise SpecError([Problem("", f"a workflow spec is a mapping, got {type(data).__name__}")])
+        got = type(data).__name__
+        raise SpecError([Problem(source, f"a workflow spec is a mapping, got {got}")])
     try:
         return WorkflowSpec.model_validate(data)
     except ValidationError as exc:
@@ -420,20 +429,23 @@ def parse_spec(data: Any) -> WorkflowSpec:
         raise SpecError(problems) from None
 
 
-def load_spec_text(text: str, source: str = "<spec>") -> WorkflowSpec:
-    """Parse JSON or YAML text (YAML is a superset of JSON, but JSON errors read better)."""
-    stripped = text.lstrip()
-    try:
-        data = json.loads(text) if stripped.startswith("{") else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise SpecError([Problem(source, f"not valid JSON or YAML: {exc}")]) from None
-    return parse_spec(data)
+def load_spec_text(
+    text: str, source: str = "<spec>", limits: SpecLimits = DEFAULT_LIMITS
+) -> WorkflowSpec:
+    """Parse JSON or YAML text; errors name `source`, and never quote the text."""
+    return _build(parse_spec_text(text, source, limits), source)
 
 
-def load_spec_file(path: str | Path) -> WorkflowSpec:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError([Problem(str(p), f"cannot read the spec file: {exc.strerror}")]) from None
-    return load_spec_text(text, str(p))
+def load_spec_file(
+    path: str | Path,
+    limits: SpecLimits = DEFAULT_LIMITS,
+    source: str | None = None,
+    *,
+    follow_symlinks: bool = True,
+) -> WorkflowSpec:
+    """Read and parse a spec file (regular, UTF-8 or with a BOM, within the limits); errors
+    name it as `source` (default: the path)."""
+    source = source or str(path)
+    data = read_spec_bytes(Path(path), limits, source, follow_symlinks=follow_symlinks)
+    text = decode_spec_bytes(data, source)
+    return load_spec_text(text, source, limits)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 ROOT = "/memories"
 MAX_PATH_BYTES = 1024
@@ -48,6 +49,29 @@ def _bad_chars(text: str) -> list[str]:
     return sorted({repr(c) for c in text if unicodedata.category(c) == "Cc"})
 
 
+# Invisible or unencodable: format characters (zero-width, bidi overrides that show a name
+# backwards), line and paragraph separators, lone surrogates (not UTF-8 at all).
+_HIDDEN = frozenset({"Cf", "Zl", "Zp", "Cs"})
+
+
+def _segment_problem(seg: str) -> str | None:
+    """Why a segment could act as another path once a consumer decodes or folds it (an
+    export on Windows, a memory:// URI, NFKC): a backslash, a percent-encoded or look-alike
+    '.', '..' or separator, or a character that cannot be seen."""
+    if "\\" in seg:
+        return "has a backslash; separate directories with /"
+    hidden = sorted({f"U+{ord(c):04X}" for c in seg if unicodedata.category(c) in _HIDDEN})
+    if hidden:
+        return f"has invisible or invalid characters ({', '.join(hidden)}); use printable text"
+    for decoded, how in (
+        (unquote(seg), "percent-decoded"),
+        (unicodedata.normalize("NFKC", seg), "as plain characters"),
+    ):
+        if decoded != seg and (decoded in (".", "..") or "/" in decoded or "\\" in decoded):
+            return f"reads {decoded!r} {how}; name it with plain letters"
+    return None
+
+
 def normalize_path(path: object, limits: Limits = Limits(), *, field: str = "path") -> str:
     """The canonical form of a memory path, or a MemoryPathError saying what is wrong."""
     if not isinstance(path, str):
@@ -60,6 +84,10 @@ def normalize_path(path: object, limits: Limits = Limits(), *, field: str = "pat
     if bad:
         raise MemoryPathError(
             f"Path {path!r} contains control characters ({', '.join(bad)}); use printable text"
+        )
+    if any(unicodedata.category(c) == "Cs" for c in path):
+        raise MemoryPathError(
+            f"Path {path!r} is not valid Unicode (a lone surrogate); use UTF-8 text"
         )
     if len(path.encode()) > limits.max_path_bytes:
         raise MemoryPathError(
@@ -74,6 +102,9 @@ def normalize_path(path: object, limits: Limits = Limits(), *, field: str = "pat
     if "." in rest:
         raise MemoryPathError(f"Path {path} has a '.' segment; write the path without it")
     for seg in rest:
+        why = _segment_problem(seg)
+        if why:
+            raise MemoryPathError(f"Path segment {seg!r} {why}")
         if len(seg.encode()) > MAX_SEGMENT_BYTES:
             raise MemoryPathError(
                 f"Path segment {seg[:40]!r}... is longer than {MAX_SEGMENT_BYTES} bytes"

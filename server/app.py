@@ -73,7 +73,9 @@ def create_server(settings: Settings | None = None, workspace: Path | None = Non
             engine.config.client_poll_s = CLIENT_POLL_S
             async with anyio.create_task_group() as tg:
                 supervisor = RunSupervisor(engine, tg, on_stopped=broker.forget)
-                state = wfl.ToolState(supervisor, broker, root, memory_files)
+                state = wfl.ToolState(
+                    supervisor, broker, root, memory_files, spec_limits=settings.spec_limits
+                )
                 live.append(state)
                 try:
                     yield state

@@ -1,4 +1,9 @@
-"""The `tutti` command line: run, plan, resume, runs, show, complete, prune, serve."""
+"""The `tutti` command line: run, plan, resume, runs, show, complete, prune, serve.
+
+Spec files named on the command line are read wherever they are: the user who types the
+command can read them anyway. (The MCP tools, whose caller is a model, read spec files only
+inside the workspace.) Both hold a file to the same limits and give the same clean errors:
+`error: workflow spec is invalid ...` naming the file, exit 2."""
 
 from __future__ import annotations
 
@@ -13,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from rich.markup import escape
 from rich.table import Table
 
 from engine.engine import Engine
 from engine.errors import ConfigurationError, TuttiError
 from engine.report import age
-from engine.spec import ExecutorKind, load_spec_file
+from engine.spec import ExecutorKind, WorkflowSpec, load_spec_file
 from memory.async_files import AsyncMemoryFiles
 from memory.history import WorkflowHistory, summarize
 from memory.mem_store import InMemoryRunStore
@@ -76,8 +82,13 @@ async def _finish(args: argparse.Namespace, engine: Engine, run_id: str, resume:
     return exit_code(run)
 
 
+def _load(args: argparse.Namespace) -> WorkflowSpec:
+    """The spec file the user named, held to TUTTI_MAX_SPEC_BYTES / TUTTI_MAX_SPEC_DEPTH."""
+    return load_spec_file(args.file, Settings.from_env(db=args.db).spec_limits)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    spec = load_spec_file(args.file)
+    spec = _load(args)
     inputs = _parse_inputs(args.input)
 
     async def go(engine: Engine) -> int:
@@ -119,7 +130,7 @@ async def _history(db: Path, name: str) -> WorkflowHistory:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    spec = load_spec_file(args.file)
+    spec = _load(args)
     settings = Settings.from_env(db=args.db)
     from engine.models import ModelTable
     from engine.plan import make_plan
@@ -349,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.fn(args))
     except TuttiError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}", markup=True)
+        # escaped: the message holds file names and spec text, which may look like markup
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", markup=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
         run_id = _current_run[-1] if _current_run else getattr(args, "run_id", None) or "RUN_ID"

@@ -12,6 +12,8 @@
 | TUTTI_SHELL_MAX_OUTPUT | bytes a shell step may print | 1000000 |
 | TUTTI_MODEL_EXECUTOR | where model steps run when the spec does not say: prompt, client or sampling | prompt with an API key, else client (`tutti serve`) |
 | TUTTI_LOG_LEVEL | log level on stderr (`tutti serve`) | WARNING |
+| TUTTI_MAX_SPEC_BYTES | largest spec file or text accepted, in bytes (also caps values after YAML aliases) | 1048576 |
+| TUTTI_MAX_SPEC_DEPTH | deepest nesting of mappings and lists a spec may have | 64 |
 | TUTTI_WORKSPACE | the directory shell steps run in and spec paths are relative to (`tutti serve`) | the current directory |
 """
 
@@ -32,6 +34,7 @@ from engine.executors.client import ClientExecutor
 from engine.executors.shell import DEFAULT_MAX_OUTPUT, ShellExecutor
 from engine.models import ModelTable
 from engine.spec import MODEL_KINDS, ExecutorKind
+from engine.spec_source import DEFAULT_MAX_SPEC_BYTES, DEFAULT_MAX_SPEC_DEPTH, SpecLimits
 from memory.async_files import AsyncMemoryFiles
 from memory.records import RunStore
 
@@ -48,6 +51,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 1:
+        raise ConfigurationError(f"{name} must be a positive integer, got {value}")
+    return value
 
 
 def _executor(raw: str | None) -> ExecutorKind | None:
@@ -76,6 +86,8 @@ class Settings:
     shell_max_output: int = DEFAULT_MAX_OUTPUT
     model_executor: ExecutorKind | None = None
     workspace: Path | None = None
+    max_spec_bytes: int = DEFAULT_MAX_SPEC_BYTES
+    max_spec_depth: int = DEFAULT_MAX_SPEC_DEPTH
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, db: str | None = None) -> Settings:
@@ -96,7 +108,13 @@ class Settings:
             workspace=Path(env["TUTTI_WORKSPACE"]).expanduser()
             if env.get("TUTTI_WORKSPACE")
             else None,
+            max_spec_bytes=_positive(env, "TUTTI_MAX_SPEC_BYTES", DEFAULT_MAX_SPEC_BYTES),
+            max_spec_depth=_positive(env, "TUTTI_MAX_SPEC_DEPTH", DEFAULT_MAX_SPEC_DEPTH),
         )
+
+    @property
+    def spec_limits(self) -> SpecLimits:
+        return SpecLimits(max_bytes=self.max_spec_bytes, max_depth=self.max_spec_depth)
 
     @property
     def default_model_executor(self) -> ExecutorKind:

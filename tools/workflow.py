@@ -4,17 +4,21 @@ pydantic models of `tools.models`; `tools.register` wraps them for MCP."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from engine.engine import Engine
 from engine.errors import Problem, RunStateError, SpecError, StepError
 from engine.plan import EstimateSource, StepPlan, estimate_cost
 from engine.report import recovery_plan
 from engine.spec import ExecutorKind, WorkflowSpec, load_spec_file, load_spec_text, parse_spec
+from engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data
 from engine.supervisor import RunSupervisor
 from memory.async_files import AsyncMemoryFiles
 from memory.history import WorkflowHistory
@@ -49,6 +53,7 @@ class ToolState:
     broker: SamplingBroker
     workspace: Path
     memory: AsyncMemoryFiles | None = None  # the memory tools' store (None: no memory tools)
+    spec_limits: SpecLimits = DEFAULT_LIMITS  # TUTTI_MAX_SPEC_BYTES, TUTTI_MAX_SPEC_DEPTH
 
     @property
     def engine(self) -> Engine:
@@ -56,20 +61,87 @@ class ToolState:
 
 
 # -- specs -----------------------------------------------------------------------------------
-def load_spec(spec: Mapping[str, Any] | str, workspace: Path) -> WorkflowSpec:
-    """A spec given as an object, as JSON/YAML text, or as the path of a spec file."""
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+_FILE_NAME = re.compile(r"[^\s:{}\[\],&*#?|<>=!%@`'\"]+\.[A-Za-z0-9]{1,5}")
+
+
+def _names_a_file(text: str) -> bool:
+    """Whether a spec string is a file path rather than spec text: one line that ends in a
+    spec suffix, or has a path separator and no `key: value`, or is a file name (`notes.txt`).
+    Such a string is never parsed as YAML: an unreadable path should say so."""
+    if "\n" in text or text.startswith("{"):
+        return False
+    if text.lower().endswith(SPEC_SUFFIXES) or _FILE_NAME.fullmatch(text):
+        return True
+    return ("/" in text or "\\" in text) and ": " not in text and not text.endswith(":")
+
+
+def confined_spec_path(given: str, workspace: Path) -> Path:
+    """The file a spec path names, resolved (`..` and symlinks) and inside the workspace;
+    otherwise a SpecError. Whether a file outside exists is not told."""
+    root = workspace.resolve()
+    target = (root / Path(given).expanduser()).resolve()
+    if not target.is_relative_to(root):
+        raise SpecError(
+            [
+                Problem(
+                    "spec",
+                    f"the path {given!r} is outside the workspace (TUTTI_WORKSPACE={root}): "
+                    "pass the spec itself as an object, or move the file into the workspace",
+                )
+            ]
+        )
+    if not target.name.lower().endswith(SPEC_SUFFIXES):
+        raise SpecError(
+            [
+                Problem(
+                    "spec",
+                    f"{given!r} is not a spec file: spec files end in .yaml, .yml or .json "
+                    "(or pass the spec itself as an object)",
+                )
+            ]
+        )
+    if not target.exists():
+        raise SpecError(
+            [
+                Problem(
+                    "spec",
+                    f"no spec file at {given!r} in the workspace {root}; pass the spec itself "
+                    "as an object",
+                )
+            ]
+        )
+    return target
+
+
+def load_spec(
+    spec: Mapping[str, Any] | str, workspace: Path, limits: SpecLimits = DEFAULT_LIMITS
+) -> WorkflowSpec:
+    """A spec given as an object, as JSON/YAML text, or as the path of a spec file in the
+    workspace. The caller is a model: paths are confined to the workspace, and errors never
+    quote the spec's text."""
     if not isinstance(spec, str):
-        return parse_spec(dict(spec))
+        return parse_spec(dict(spec), limits)
     text = spec.strip()
-    if "\n" not in text and text.endswith((".yaml", ".yml", ".json")):
-        path = Path(text).expanduser()
-        path = path if path.is_absolute() else workspace / path
-        if not path.is_file():
-            raise SpecError(
-                [Problem("spec", f"no spec file at {path}; pass the spec itself as an object")]
-            )
-        return load_spec_file(path)
-    return load_spec_text(text, "spec")
+    if _names_a_file(text):
+        path = confined_spec_path(text, workspace)
+        return load_spec_file(path, limits, source=text, follow_symlinks=False)
+    return load_spec_text(text, "spec", limits)
+
+
+async def load_spec_off_loop(state: ToolState, spec: Mapping[str, Any] | str) -> WorkflowSpec:
+    """load_spec in a worker thread: YAML parsing runs at about 150 KB/s, and a spec at
+    TUTTI_MAX_SPEC_BYTES would otherwise hold up every run and request for seconds."""
+    return await anyio.to_thread.run_sync(load_spec, spec, state.workspace, state.spec_limits)
+
+
+def check_inputs(state: ToolState, inputs: Mapping[str, Any] | None) -> None:
+    """Input values are held to the spec's limits: they are stored and rendered as JSON (an
+    integer of 5,000 digits cannot be printed back)."""
+    if inputs:
+        check_data(dict(inputs), "inputs", state.spec_limits)
 
 
 def estimate_source(step: StepPlan, history: WorkflowHistory) -> str:
@@ -82,7 +154,7 @@ def estimate_source(step: StepPlan, history: WorkflowHistory) -> str:
 
 async def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
     engine = state.engine
-    wf = engine.compile(load_spec(spec, state.workspace))
+    wf = engine.compile(await load_spec_off_loop(state, spec))
     p, history = await engine.plan_with_history(wf)
     on_api = {
         sid: engine.executor_kind(wf.steps[sid], wf.spec) is ExecutorKind.PROMPT for sid in wf.order
@@ -231,7 +303,8 @@ async def start(
     progress: Progress | None = None,
     bind: Callable[[str], None] | None = None,
 ) -> RunState:
-    parsed = load_spec(spec, state.workspace)
+    parsed = await load_spec_off_loop(state, spec)
+    check_inputs(state, inputs)
     needs = sampling_steps(state.engine, parsed)
     if needs and not can_sample:
         raise StepError(f"steps {', '.join(needs)} run on `sampling`, but {NO_SAMPLING}")
@@ -316,6 +389,7 @@ async def resume(
         new_id, forked_from = run_id, None
         kept = [s.step_id for s in run.steps.values() if s.status.has_output and s.seq is not None]
     else:
+        check_inputs(state, inputs)
         new_id, kept = await sup.fork(run_id, from_step, inputs, before=bind)
         forked_from = run_id
     run = await sup.wait(new_id, _needs_caller(state, new_id), min(wait_s, MAX_WAIT_S), progress)

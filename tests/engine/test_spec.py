@@ -93,24 +93,28 @@ def test_invalid_json_text_is_reported_with_the_parser_position() -> None:
     with pytest.raises(SpecError) as info:
         load_spec_text('{"steps": [', source="bad.json")
     assert info.value.problems == [
-        Problem("bad.json", "not valid JSON or YAML: Expecting value: line 1 column 12 (char 11)")
+        Problem("bad.json", "not valid JSON: line 1, column 12: Expecting value")
     ]
 
 
-def test_invalid_yaml_text_is_reported_as_not_valid_json_or_yaml() -> None:
+def test_invalid_yaml_text_is_reported_with_line_column_and_problem() -> None:
     with pytest.raises(SpecError) as info:
         load_spec_text("steps: [a, b", source="bad.yaml")
-    [problem] = info.value.problems
-    assert problem.path == "bad.yaml"
-    assert problem.message.startswith("not valid JSON or YAML: while parsing a flow sequence")
+    assert info.value.problems == [
+        Problem(
+            "bad.yaml",
+            "not valid YAML: line 1, column 13: expected ',' or ']', but got '<stream end>' "
+            "(while parsing a flow sequence)",
+        )
+    ]
 
 
 def test_a_spec_that_is_not_a_mapping_is_rejected() -> None:
     with pytest.raises(SpecError) as info:
-        load_spec_text("- a\n- b\n")
-    assert info.value.problems == [Problem("", "a workflow spec is a mapping, got list")]
+        load_spec_text("- a\n- b\n", source="list.yaml")
+    assert info.value.problems == [Problem("list.yaml", "a workflow spec is a mapping, got list")]
     assert str(info.value) == (
-        "workflow spec is invalid (1 problem):\n  - a workflow spec is a mapping, got list"
+        "workflow spec is invalid (1 problem):\n  - list.yaml: a workflow spec is a mapping, got list"
     )
 
 
