@@ -11,6 +11,7 @@ well under a second instead of hanging the process.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sized
@@ -54,10 +55,11 @@ class Budget:
     """The operations one render may still spend. `cancel()` (from any thread) makes the
     next charge fail, so a render in a worker thread stops when its caller gives up."""
 
-    __slots__ = ("cancelled", "cpu_deadline", "cpu_seconds", "left", "sizes", "ticks")
+    __slots__ = ("cancelled", "cpu_deadline", "cpu_seconds", "left", "ops", "sizes", "spent", "ticks")
 
     def __init__(self, ops: int = MAX_OPS, cpu_seconds: float = MAX_CPU_SECONDS) -> None:
-        self.left = ops
+        self.ops = self.left = ops
+        self.spent = False  # ran out of operations or CPU time
         self.ticks = 0
         self.cancelled = False
         self.cpu_seconds = cpu_seconds
@@ -70,8 +72,9 @@ class Budget:
         self.left -= ops
         self.ticks += 1
         if self.left < 0:
+            self.spent = True
             raise TemplateLimitError(
-                f"the template does too much work: more than {MAX_OPS:,} operations "
+                f"the template does too much work: more than {self.ops:,} operations "
                 f"(loop iterations, calls, characters copied or compared){_HINT}"
             )
         if not self.ticks & 127:
@@ -86,6 +89,7 @@ class Budget:
         if self.cpu_deadline is None:
             self.cpu_deadline = now + self.cpu_seconds
         elif now > self.cpu_deadline:
+            self.spent = True
             raise TemplateLimitError(
                 f"the template does too much work: more than {self.cpu_seconds:g} s "
                 f"of CPU time{_HINT}"
@@ -222,7 +226,7 @@ def _counting(it: Iterator[Any], budget: Budget, ops: int) -> Iterator[Any]:
 
 def check_pow(base: Any, exp: Any) -> None:
     if isinstance(base, int) and isinstance(exp, int) and exp > 0 and abs(base) > 1:
-        bits = abs(base).bit_length() * exp
+        bits = math.ceil(exp * math.log2(abs(base)))  # the result's size, within a bit
         if bits > MAX_INT_BITS:
             raise TemplateLimitError(
                 f"`{_short(base)} ** {_short(exp)}` would have about {bits:,} bits; "

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
+
+import anyio
 
 from jinja2 import TemplateSyntaxError, Undefined, nodes
 from jinja2.environment import Template, TemplateExpression
@@ -110,13 +112,13 @@ def _compiled_expr(expr: str) -> TemplateExpression:
 
 def _explain(exc: Exception, text: str) -> TemplateError:
     if isinstance(exc, lim.TemplateLimitError):
-        return lim.TemplateLimitError(f"{text!r}: {exc}")
+        return TemplateError(f"{text!r}: {exc}")
     if isinstance(exc, SecurityError):
         return TemplateError(f"{text!r}: access not allowed in templates ({exc})")
     if isinstance(exc, UndefinedError):
         return TemplateError(f"{text!r}: {exc.message}")
     if isinstance(exc, RecursionError | MemoryError):
-        return lim.TemplateLimitError(f"{text!r}: the template nests or grows too deep ({exc})")
+        return TemplateError(f"{text!r}: the template nests or grows too deep ({exc})")
     return TemplateError(f"{text!r}: {type(exc).__name__}: {exc}")
 
 
@@ -170,3 +172,44 @@ def render_value(value: Any, context: Mapping[str, Any], budget: lim.Budget | No
     if isinstance(value, list):
         return [render_value(v, context, budget) for v in value]
     return value
+
+
+# -- rendering during a run: off the event loop when it is more than a little work ------
+
+# What a render may spend on the event loop; one that needs more starts again in a worker
+# thread (rendering has no side effects), so the loop keeps serving other runs and calls.
+INLINE_OPS = 20_000
+INLINE_CPU_SECONDS = 0.01
+
+
+async def _offloaded(fn: Any, *args: Any) -> Any:
+    inline = lim.Budget(INLINE_OPS, INLINE_CPU_SECONDS)
+    try:
+        return fn(*args, inline)
+    except TemplateError:
+        if not inline.spent:
+            raise
+    budget = lim.Budget()
+    try:
+        # abandoned on cancel (a step's timeout): the budget's cancel then stops the thread
+        return await anyio.to_thread.run_sync(partial(fn, *args, budget), abandon_on_cancel=True)
+    finally:
+        budget.cancel()
+
+
+async def render_async(text: str, context: Mapping[str, Any]) -> str:
+    """`render`, in a worker thread if it takes more than a little work."""
+    if "${" not in text:
+        return text
+    result: str = await _offloaded(render, text, context)
+    return result
+
+
+async def evaluate_async(expr: str, context: Mapping[str, Any]) -> Any:
+    """`evaluate`, in a worker thread if it takes more than a little work."""
+    return await _offloaded(evaluate, expr, context)
+
+
+async def render_value_async(value: Any, context: Mapping[str, Any]) -> Any:
+    """`render_value`, in a worker thread if it takes more than a little work."""
+    return await _offloaded(render_value, value, context)
