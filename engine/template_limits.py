@@ -55,7 +55,16 @@ class Budget:
     """The operations one render may still spend. `cancel()` (from any thread) makes the
     next charge fail, so a render in a worker thread stops when its caller gives up."""
 
-    __slots__ = ("cancelled", "cpu_deadline", "cpu_seconds", "left", "ops", "sizes", "spent", "ticks")
+    __slots__ = (
+        "cancelled",
+        "cpu_deadline",
+        "cpu_seconds",
+        "left",
+        "ops",
+        "sizes",
+        "spent",
+        "ticks",
+    )
 
     def __init__(self, ops: int = MAX_OPS, cpu_seconds: float = MAX_CPU_SECONDS) -> None:
         self.ops = self.left = ops

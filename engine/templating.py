@@ -15,7 +15,6 @@ from functools import lru_cache, partial
 from typing import Any
 
 import anyio
-
 from jinja2 import TemplateSyntaxError, Undefined, nodes
 from jinja2.environment import Template, TemplateExpression
 from jinja2.exceptions import SecurityError, UndefinedError

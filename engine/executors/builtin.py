@@ -48,7 +48,9 @@ class BuiltinExecutor:
         if op is BuiltinOp.WAIT:
             seconds = _seconds(await call.render_value_async(step.value))
             await anyio.sleep(seconds)
-            return StepOutcome(await call.render_async(step.args) if step.args is not None else seconds)
+            return StepOutcome(
+                await call.render_async(step.args) if step.args is not None else seconds
+            )
         raise AssertionError(op)
 
 
