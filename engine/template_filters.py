@@ -152,7 +152,12 @@ COMPARING_TESTS = frozenset(
 
 def _input(value: Any) -> Any:
     """Charge for what a filter will walk through; iterators are charged as they go."""
-    if isinstance(value, Undefined):
+    kind = type(value)
+    if kind is str:
+        charge(1 + len(value) // 16)
+    elif kind is list or kind is dict:
+        charge(1 + len(value))
+    elif isinstance(value, Undefined):
         charge(1)
     elif isinstance(value, str):
         charge(1 + len(value) // 16)

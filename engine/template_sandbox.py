@@ -186,15 +186,15 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
 
     def concat(self, parts: Iterable[str]) -> str:
         """Join a render's (or a macro's, or a block's) output, within the text cap."""
-        out: list[str] = []
-        size = 0
-        for part in parts:
-            size += len(part)
-            if size > lim.MAX_TEXT:
-                raise lim.too_big("the rendered text", size, lim.MAX_TEXT, "characters")
-            out.append(part)
-        lim.charge(1 + size // lim.BULK)
-        return "".join(out)
+        # Listing the parts first is safe: each was charged when it was made, and the
+        # same big string written many times is only as many references.
+        chunks = list(parts)
+        size = sum(map(len, chunks))
+        if size > lim.MAX_TEXT:
+            raise lim.too_big("the rendered text", size, lim.MAX_TEXT, "characters")
+        if size > 4096:
+            lim.charge(size // lim.BULK)
+        return "".join(chunks)
 
 
 def safe_range(*args: Any) -> range:

@@ -156,7 +156,7 @@ ATTACKS = {
     "sum of lists": ("${ [[1] * 1000] * 1000 | sum(start=[]) }", "`sum` adds numbers"),
     "output cap": (
         "${% for i in range(100) %}${ inputs.s }${% endfor %}",
-        f"the rendered text would be 4,100,000 characters; {TEXT_CAP}",
+        f"the rendered text would be 10,000,000 characters; {TEXT_CAP}",
     ),
     "mutating the context": (
         "${ inputs['items'].append(1) }",
