@@ -195,7 +195,15 @@ def _container(v: Any, budget: Budget | None, limit: int) -> int:
         budget.charge(1 + len(v))
     size = 2 + 2 * len(v)
     for item in items:
-        size += expanded(item, limit)
+        kind = type(item)  # plain values inline: most containers hold nothing else
+        if kind is str:
+            size += len(item) + 2
+        elif kind is int:
+            size += item.bit_length() // 3 + 1
+        elif kind is float or kind is bool or item is None:
+            size += 5
+        else:
+            size += expanded(item, limit)
     if budget is not None and len(v) >= 8:
         budget.sizes[id(v)] = (v, size)
     return size
