@@ -15,7 +15,9 @@ from engine.spec import BuiltinOp, Step
 class BuiltinExecutor:
     def max_duration(self, step: Step) -> float | None:
         """An upper bound on how long the step can take, when one is known: every op but
-        `wait` computes without awaiting anything; a `wait` of a literal number waits that."""
+        `wait` only renders templates, which the template limits stop within about a second
+        of CPU (engine.template_limits), so it is counted as instant and needs no cancel
+        scope; a `wait` of a literal number waits that."""
         if step.builtin_op is not BuiltinOp.WAIT:
             return 0.0
         value = step.value
