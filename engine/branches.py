@@ -27,7 +27,8 @@ import networkx as nx
 from jinja2 import TemplateSyntaxError, nodes
 
 from engine.spec import Trigger
-from engine.templating import ENV, unwrap_condition
+from engine.template_sandbox import ENV
+from engine.templating import unwrap_condition
 from engine.workflow import Workflow
 
 # Beyond this many combinations of alternatives (or steps in one group, whose subsets are

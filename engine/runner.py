@@ -25,7 +25,7 @@ from engine.outputs import shape_output, shaped
 from engine.plan import Plan
 from engine.report import Segments, earlier_segments, run_metrics
 from engine.spec import ExecutorKind, Step
-from engine.templating import evaluate
+from engine.templating import evaluate_async
 from engine.usage import EARLIER, add_usage, step_spent
 from engine.workflow import Workflow
 from memory.history import DecisionEntry, HistoryWriteError, entry_from_run, ran_here
@@ -255,7 +255,7 @@ class RunExecution:
         step = self.wf.steps[sid]
         try:
             if skip is None and step.when is not None:
-                skip = self._condition(sid, step.when)
+                skip = await self._condition(sid, step.when)
             if skip is not None:
                 await self._skip(sid, skip)
             else:
@@ -267,9 +267,9 @@ class RunExecution:
             self.core.cancelled(sid)
             raise
 
-    def _condition(self, sid: str, when: str) -> str | None:
+    async def _condition(self, sid: str, when: str) -> str | None:
         try:
-            result = bool(evaluate(when, self.ctx))
+            result = bool(await evaluate_async(when, self.ctx))
         except TemplateError as exc:
             self.decisions[sid] = DecisionEntry(sid, when, None)
             return f"condition could not be evaluated: {exc}"

@@ -9,53 +9,23 @@ dict method.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+import anyio
+from jinja2 import TemplateSyntaxError, Undefined, nodes
+from jinja2.environment import Template, TemplateExpression
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.parser import Parser
 
+from engine import template_limits as lim
 from engine.errors import TemplateError
+from engine.template_filters import REFUSED
+from engine.template_sandbox import ENV, guard_tree
 
 STEP_FIELDS = ("output", "results", "status", "error")
-
-
-def _finalize(value: Any) -> Any:
-    if isinstance(value, str):
-        return value
-    if value is None or isinstance(value, dict | list | bool):
-        return json.dumps(value, ensure_ascii=False)
-    return value
-
-
-class _Env(SandboxedEnvironment):
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, Mapping):
-            if attribute in obj:
-                return obj[attribute]
-            return self.undefined(obj=obj, name=attribute)
-        return super().getattr(obj, attribute)
-
-
-ENV = _Env(
-    variable_start_string="${",
-    variable_end_string="}",
-    block_start_string="${%",
-    block_end_string="%}",
-    comment_start_string="${#",
-    comment_end_string="#}",
-    undefined=StrictUndefined,
-    finalize=_finalize,
-    autoescape=False,
-    keep_trailing_newline=True,
-)
-ENV.filters["tojson"] = lambda v: json.dumps(v, ensure_ascii=False)
-# only data and plain helpers in scope: no lipsum/cycler/joiner objects to poke at
-ENV.globals = {"range": range, "namespace": ENV.globals["namespace"]}
 
 
 @dataclass(frozen=True)
@@ -84,14 +54,17 @@ def references(text: str, *, expression: bool = False) -> list[Reference]:
         ast = ENV.parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}") from None
-    for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Test)):
         name: object = None
         if isinstance(node, nodes.Getattr):
             name = node.attr
         elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
             name = node.arg.value
-        elif isinstance(node, nodes.Filter) and node.name == "attr":
-            raise TemplateError("the `attr` filter is not allowed in templates")
+        elif isinstance(node, nodes.Filter) and node.name in REFUSED:
+            reason = REFUSED[node.name]
+            raise TemplateError(f"the `{node.name}` filter is not allowed in templates: {reason}")
+        elif isinstance(node, nodes.Filter | nodes.Test):
+            name = node.name
         if isinstance(name, str) and name.startswith("_"):
             raise TemplateError(f"access to {name!r} is not allowed in templates")
     local = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
@@ -120,59 +93,122 @@ def references(text: str, *, expression: bool = False) -> list[Reference]:
 
 
 @lru_cache(maxsize=4096)
-def _compiled(text: str) -> Any:
-    return ENV.from_string(text)
+def _compiled(text: str) -> Template:
+    return ENV.from_string(guard_tree(ENV.parse(text)))
 
 
 @lru_cache(maxsize=1024)
-def _compiled_expr(expr: str) -> Any:
-    return ENV.compile_expression(expr, undefined_to_none=False)
+def _compiled_expr(expr: str) -> TemplateExpression:
+    # What Environment.compile_expression does, with the tree guarded before compiling.
+    parser = Parser(ENV, expr, state="variable")
+    value = parser.parse_expression()
+    if not parser.stream.eos:
+        raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
+    body = [nodes.Assign(nodes.Name("result", "store"), value, lineno=1)]
+    template = ENV.from_string(guard_tree(nodes.Template(body, lineno=1)))
+    return TemplateExpression(template, undefined_to_none=False)
 
 
 def _explain(exc: Exception, text: str) -> TemplateError:
+    if isinstance(exc, lim.TemplateLimitError):
+        return TemplateError(f"{text!r}: {exc}")
     if isinstance(exc, SecurityError):
         return TemplateError(f"{text!r}: access not allowed in templates ({exc})")
     if isinstance(exc, UndefinedError):
         return TemplateError(f"{text!r}: {exc.message}")
+    if isinstance(exc, RecursionError | MemoryError):
+        return TemplateError(f"{text!r}: the template nests or grows too deep ({exc})")
     return TemplateError(f"{text!r}: {type(exc).__name__}: {exc}")
 
 
-def render(text: str, context: Mapping[str, Any]) -> str:
-    """Render a template to text; JSON values are written as JSON."""
+def render(text: str, context: Mapping[str, Any], budget: lim.Budget | None = None) -> str:
+    """Render a template to text; JSON values are written as JSON. The render spends
+    `budget` (a fresh one if not given) and fails when it runs out."""
     if "${" not in text:
         return text
+    token = lim.start(budget or lim.Budget())
     try:
         return str(_compiled(text).render(context))
     except TemplateSyntaxError as exc:
         raise TemplateError(f"{text!r}: template syntax error: {exc.message}") from None
     except Exception as exc:  # the sandbox raises many kinds; all mean "this template failed"
         raise _explain(exc, text) from None
+    finally:
+        lim.stop(token)
 
 
-def evaluate(expr: str, context: Mapping[str, Any]) -> Any:
+def evaluate(expr: str, context: Mapping[str, Any], budget: lim.Budget | None = None) -> Any:
     """Evaluate a condition or a single `${expr}` to its native value."""
     source = unwrap_condition(expr)
+    token = lim.start(budget or lim.Budget())
     try:
         value = _compiled_expr(source)(**context)
         if isinstance(value, Undefined):  # a missing or forbidden value must not pass as falsy
             value._fail_with_undefined_error()
+        if not isinstance(value, str | int | float | bool | None):
+            lim.check_text(lim.expanded(value), "the value")  # it becomes a step's output
         return value
     except TemplateSyntaxError as exc:
         raise TemplateError(f"{expr!r}: expression syntax error: {exc.message}") from None
     except Exception as exc:
         raise _explain(exc, expr) from None
+    finally:
+        lim.stop(token)
 
 
-def render_value(value: Any, context: Mapping[str, Any]) -> Any:
+def render_value(value: Any, context: Mapping[str, Any], budget: lim.Budget | None = None) -> Any:
     """Render a JSON value whose strings are templates. A string that is exactly one
-    `${expr}` keeps the expression's native type (a list stays a list)."""
+    `${expr}` keeps the expression's native type (a list stays a list). All the strings
+    share one budget."""
+    budget = budget or lim.Budget()
     if isinstance(value, str):
         s = value.strip()
         if s.startswith("${") and s.endswith("}") and s.count("${") == 1 and "${%" not in s:
-            return evaluate(s, context)
-        return render(value, context)
+            return evaluate(s, context, budget)
+        return render(value, context, budget)
     if isinstance(value, dict):
-        return {k: render_value(v, context) for k, v in value.items()}
+        return {k: render_value(v, context, budget) for k, v in value.items()}
     if isinstance(value, list):
-        return [render_value(v, context) for v in value]
+        return [render_value(v, context, budget) for v in value]
     return value
+
+
+# -- rendering during a run: off the event loop when it is more than a little work ------
+
+# What a render may spend on the event loop; one that needs more starts again in a worker
+# thread (rendering has no side effects), so the loop keeps serving other runs and calls.
+INLINE_OPS = 20_000
+INLINE_CPU_SECONDS = 0.01
+
+
+async def _offloaded(fn: Any, *args: Any) -> Any:
+    inline = lim.Budget(INLINE_OPS, INLINE_CPU_SECONDS)
+    try:
+        return fn(*args, inline)
+    except TemplateError:
+        if not inline.spent:
+            raise
+    budget = lim.Budget()
+    try:
+        # abandoned on cancel (a step's timeout): the budget's cancel then stops the thread
+        return await anyio.to_thread.run_sync(partial(fn, *args, budget), abandon_on_cancel=True)
+    finally:
+        budget.cancel()
+
+
+async def render_async(text: str, context: Mapping[str, Any]) -> str:
+    """`render`, in a worker thread if it takes more than a little work."""
+    if "${" not in text:
+        return text
+    result: str = await _offloaded(render, text, context)
+    return result
+
+
+async def evaluate_async(expr: str, context: Mapping[str, Any]) -> Any:
+    """`evaluate`, in a worker thread if it takes more than a little work."""
+    return await _offloaded(evaluate, expr, context)
+
+
+async def render_value_async(value: Any, context: Mapping[str, Any]) -> Any:
+    """`render_value`, in a worker thread if it takes more than a little work."""
+    return await _offloaded(render_value, value, context)

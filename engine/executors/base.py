@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from engine.models import ModelInfo
 from engine.spec import Step
-from engine.templating import render, render_value
+from engine.templating import render, render_async, render_value, render_value_async
 from engine.thinking import ThinkingChoice
 
 
@@ -41,6 +41,13 @@ class StepCall:
 
     def render_value(self, value: Any) -> Any:
         return render_value(value, self.context)
+
+    async def render_async(self, text: str) -> str:
+        """`render`, off the event loop when the template is more than a little work."""
+        return await render_async(text, self.context)
+
+    async def render_value_async(self, value: Any) -> Any:
+        return await render_value_async(value, self.context)
 
     def dep_outputs(self) -> dict[str, Any]:
         return {d: self.context[d]["output"] for d in self.deps if d in self.context}

@@ -15,7 +15,9 @@ from engine.spec import BuiltinOp, Step
 class BuiltinExecutor:
     def max_duration(self, step: Step) -> float | None:
         """An upper bound on how long the step can take, when one is known: every op but
-        `wait` computes without awaiting anything; a `wait` of a literal number waits that."""
+        `wait` only renders templates, which the template limits stop within about a second
+        of CPU (engine.template_limits), so it is counted as instant and needs no cancel
+        scope; a `wait` of a literal number waits that."""
         if step.builtin_op is not BuiltinOp.WAIT:
             return 0.0
         value = step.value
@@ -27,12 +29,12 @@ class BuiltinExecutor:
         step = call.step
         op = step.builtin_op
         if op is BuiltinOp.TEMPLATE:
-            return StepOutcome(call.render(step.args or ""))
+            return StepOutcome(await call.render_async(step.args or ""))
         if op is BuiltinOp.JSON:
-            return StepOutcome(call.render_value(step.value))
+            return StepOutcome(await call.render_value_async(step.value))
         if op is BuiltinOp.PASS:
             if step.value is not None:
-                return StepOutcome(call.render_value(step.value))
+                return StepOutcome(await call.render_value_async(step.value))
             outputs = call.dep_outputs()
             if len(outputs) == 1:
                 return StepOutcome(next(iter(outputs.values())))
@@ -40,15 +42,17 @@ class BuiltinExecutor:
         if op is BuiltinOp.MERGE:
             return StepOutcome(call.dep_outputs())
         if op is BuiltinOp.PARSE_JSON:
-            text = call.render(step.args or "")
+            text = await call.render_async(step.args or "")
             try:
                 return StepOutcome(json.loads(text))
             except json.JSONDecodeError as exc:
                 raise StepError(f"not valid JSON: {exc}", retryable=False, kind="parse") from None
         if op is BuiltinOp.WAIT:
-            seconds = _seconds(call.render_value(step.value))
+            seconds = _seconds(await call.render_value_async(step.value))
             await anyio.sleep(seconds)
-            return StepOutcome(call.render(step.args) if step.args is not None else seconds)
+            return StepOutcome(
+                await call.render_async(step.args) if step.args is not None else seconds
+            )
         raise AssertionError(op)
 
 
