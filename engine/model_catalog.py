@@ -97,9 +97,7 @@ class ModelCatalog:
         async with self._lock:
             todo = sorted(ids - self._asked)
             cached = await self.cache.load(todo) if self.cache is not None and todo else {}
-            fresh = {
-                i for i, (_, at) in cached.items() if self.clock() - at < self.max_age_s
-            }
+            fresh = {i for i, (_, at) in cached.items() if self.clock() - at < self.max_age_s}
             for model_id in todo:
                 if model_id in fresh:
                     self._learn(model_id, cached[model_id][0], Source.CACHE)

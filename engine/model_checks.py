@@ -12,9 +12,7 @@ from engine.thinking import ThinkingError, choose, thinking_params
 from engine.workflow import Workflow
 
 
-def api_step_problems(
-    wf: Workflow, models: ModelTable, on_api: Callable[[str], bool]
-) -> list[str]:
+def api_step_problems(wf: Workflow, models: ModelTable, on_api: Callable[[str], bool]) -> list[str]:
     """One line per problem of the steps that run on the Anthropic API (`on_api`)."""
     spec = wf.spec
     problems: list[str] = []

@@ -45,7 +45,10 @@ class FakeModel:
                 "citations": yes(True),
                 "code_execution": yes(False),
                 "context_management": yes(False),
-                "effort": {"supported": bool(self.efforts), **{e: yes(e in self.efforts) for e in EFFORTS}},
+                "effort": {
+                    "supported": bool(self.efforts),
+                    **{e: yes(e in self.efforts) for e in EFFORTS},
+                },
                 "image_input": yes(True),
                 "pdf_input": yes(True),
                 "server_tools": {
