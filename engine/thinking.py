@@ -181,9 +181,10 @@ def _budget(model: ModelInfo, mode: ThinkingMode, step_max: int | None) -> Think
     tokens = min(step_max or default_max, model.max_tokens)
     budget = wanted if tokens - wanted >= MIN_ANSWER else max(MIN_BUDGET, tokens // 2)
     if tokens - budget >= MIN_ANSWER:
+        fit = "" if budget == wanted else f", not {wanted}: max_tokens is {tokens}"
         return ThinkingParams(
             {"max_tokens": tokens, "thinking": {"type": "enabled", "budget_tokens": budget}},
-            f"enabled, budget_tokens {budget} (budget model: no adaptive thinking)",
+            f"enabled, budget_tokens {budget}{fit} (budget model: no adaptive thinking)",
         )
     short = (
         f"max_tokens {tokens} cannot hold the minimum thinking budget ({MIN_BUDGET}) plus "
