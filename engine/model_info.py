@@ -69,12 +69,17 @@ class Prices:
         cache_read: float | None = None,
     ) -> Prices:
         """Input and output prices; cache prices default to 1.25x / 2x / 0.1x input."""
+
+        def derived(given: float | None, factor: float) -> float:
+            # rounded: 3 * 0.1 is a price of 0.3, not 0.30000000000000004
+            return float(round(input * factor, 6) if given is None else given)
+
         return cls(
             float(input),
             float(output),
-            float(input * CACHE_WRITE_5M if cache_write_5m is None else cache_write_5m),
-            float(input * CACHE_WRITE_1H if cache_write_1h is None else cache_write_1h),
-            float(input * CACHE_READ if cache_read is None else cache_read),
+            derived(cache_write_5m, CACHE_WRITE_5M),
+            derived(cache_write_1h, CACHE_WRITE_1H),
+            derived(cache_read, CACHE_READ),
         )
 
     def as_dict(self) -> dict[str, float]:
