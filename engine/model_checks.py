@@ -28,15 +28,17 @@ def api_step_problems(wf: Workflow, models: ModelTable, on_api: Callable[[str], 
         except ThinkingError as exc:
             problems.append(f"step {sid!r} ({mode.value} thinking on {model.id}): {exc}")
         if model.prices is None:
-            unpriced.append(f"{sid!r} on {model.id}")
+            unpriced.append(f"{sid!r} ({model.id})")
     budget = spec.budget
     if unpriced and budget.max_cost_usd is not None and not budget.allow_unpriced:
+        many = len(unpriced) > 1
         problems.append(
-            f"budget.max_cost_usd is {budget.max_cost_usd:g}, but step{'s' if len(unpriced) > 1 else ''} "
-            f"{', '.join(unpriced)} run{'' if len(unpriced) > 1 else 's'} on a model without a "
-            "known price, so the budget could not count them: give the model's prices in the "
-            "TUTTI_MODELS file (`models: {ID: {prices: {input: ..., output: ...}}}`, USD per "
-            "million tokens), choose a priced model (`tutti models` lists prices), or set "
-            "`budget.allow_unpriced: true` to run without counting them"
+            f"budget.max_cost_usd is {budget.max_cost_usd:g}, but the cost of "
+            f"step{'s' if many else ''} {', '.join(unpriced)} cannot be counted: "
+            f"{'those models have' if many else 'that model has'} no known price. Give the "
+            "prices in the TUTTI_MODELS file (`models: {ID: {prices: {input: ..., output: "
+            "...}}}`, USD per million tokens), choose a priced model (`tutti models` lists "
+            "prices), or set `budget.allow_unpriced: true` to run without counting "
+            f"{'them' if many else 'it'}"
         )
     return problems
