@@ -20,7 +20,6 @@ from typing import Any
 
 from engine.errors import ConfigurationError
 from engine.model_info import (
-    EFFORT_ORDER,
     Effort,
     ModelInfo,
     Prices,
@@ -273,6 +272,3 @@ class ModelTable:
             for i in (self.known_ids() if ids is None else ids)
         ]
 
-
-def effort_names(efforts: Iterable[Effort]) -> str:
-    return ", ".join(e.value for e in EFFORT_ORDER if e in set(efforts))
