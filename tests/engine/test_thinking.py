@@ -6,10 +6,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import anyio
 import pytest
 
+from engine.engine import Engine, EngineConfig
+from engine.errors import ConfigurationError
+from engine.executors.base import StepExecutor
+from engine.executors.client import ClientExecutor
 from engine.models import Effort, ModelInfo, ModelTable, ThinkingType
-from engine.spec import ThinkingMode, parse_spec
+from engine.spec import ExecutorKind, ThinkingMode, parse_spec
 from engine.thinking import (
     ThinkingChoice,
     ThinkingError,
@@ -18,6 +23,7 @@ from engine.thinking import (
     strip_templates,
     thinking_params,
 )
+from memory.mem_store import InMemoryRunStore
 
 INSTANT, STANDARD, EXTENDED = ThinkingMode.INSTANT, ThinkingMode.STANDARD, ThinkingMode.EXTENDED
 
@@ -333,4 +339,24 @@ def test_why_names_the_setting_and_where_the_capabilities_came_from() -> None:
     ]
     assert thinking_params(INSTANT, ModelTable().resolve("opus"), None).why == (
         "adaptive, effort low: the model keeps thinking on, lowest effort [capabilities: table]"
+    )
+
+
+@pytest.mark.anyio
+async def test_a_step_no_thinking_setting_fits_is_refused_before_the_run_naming_it() -> None:
+    models = ModelTable().with_overrides(
+        {"models": {"claude-haiku-4-5": {"thinking_types": ["enabled"]}}}
+    )
+    executors: dict[ExecutorKind, StepExecutor] = {ExecutorKind.PROMPT: ClientExecutor()}
+    engine = Engine(InMemoryRunStore(), executors, EngineConfig(models=models))
+    step = {"id": "tiny", "prompt": "hi", "model": "haiku", "thinking": "standard"}
+    spec = {"steps": [{**step, "max_tokens": 1000}]}
+    with anyio.fail_after(5), pytest.raises(ConfigurationError) as info:
+        await engine.run(spec)
+    assert str(info.value) == (
+        "cannot run this workflow:\n"
+        "  - step 'tiny' (standard thinking on claude-haiku-4-5): max_tokens 1000 cannot hold "
+        "the minimum thinking budget (1024) plus 512 tokens of answer, and claude-haiku-4-5 "
+        "cannot turn thinking off: raise the step's max_tokens to at least 1536, or choose "
+        "another model"
     )
