@@ -271,4 +271,3 @@ class ModelTable:
             {**self.resolve(i).describe(), "aliases": names.get(i, [])}
             for i in (self.known_ids() if ids is None else ids)
         ]
-
