@@ -23,6 +23,8 @@ from engine.errors import (
     StepError,
 )
 from engine.executors.base import StepExecutor
+from engine.model_catalog import ModelCatalog
+from engine.model_checks import api_step_problems
 from engine.models import ModelTable
 from engine.outputs import shape_output
 from engine.plan import Plan, make_plan
@@ -38,6 +40,8 @@ from memory.sqlite_store import RunNotFound
 @dataclass
 class EngineConfig:
     models: ModelTable = field(default_factory=ModelTable)
+    # Asks the Models API about the models a run uses (None: the table alone decides).
+    catalog: ModelCatalog | None = None
     # Where steps that need a model run when they do not say (`run:`): prompt or client.
     model_executor: ExecutorKind = ExecutorKind.PROMPT
     max_concurrency: int = 64
@@ -137,6 +141,12 @@ class Engine:
     async def plan_with_history(self, wf: Workflow) -> tuple[Plan, WorkflowHistory]:
         """The plan with the median step durations of the workflow's recent runs as its
         estimates (where a step gives none): critical path and priorities follow them."""
+        if self.config.catalog is not None:
+            await self.config.catalog.ensure(
+                wf.steps[sid].model or wf.spec.defaults.model
+                for sid in wf.order
+                if self.executor_kind(wf.steps[sid], wf.spec) is ExecutorKind.PROMPT
+            )
         history = await self.store.workflow_history(wf.spec.name)
         return self.plan(wf, history.durations()), history
 
@@ -178,6 +188,11 @@ class Engine:
             msg = checker(wf.steps[sid]) if checker is not None else None
             if msg:
                 problems.append(f"step {sid!r}: {msg}")
+        problems += api_step_problems(
+            wf,
+            self.config.models,
+            lambda sid: self.executor_kind(wf.steps[sid], wf.spec) is ExecutorKind.PROMPT,
+        )
         if problems:
             raise ConfigurationError(
                 "cannot run this workflow:\n" + "\n".join(f"  - {p}" for p in problems)

@@ -11,7 +11,7 @@ from typing import Any
 from engine.branches import alternatives, worst_case_s
 from engine.models import ModelTable
 from engine.spec import MODEL_KINDS, ExecutorKind, Mode, ThinkingMode
-from engine.thinking import MAX_TOKENS, ThinkingChoice, choose
+from engine.thinking import MAX_TOKENS, ThinkingChoice, ThinkingError, choose, thinking_params
 from engine.workflow import Workflow
 
 # Rough defaults, used only when neither the step (`estimate_s`) nor history says more.
@@ -43,6 +43,10 @@ class StepPlan:
     model: str | None
     priority: float  # longest estimated path from this step to the end, itself included
     estimate_from: EstimateSource = EstimateSource.DEFAULT
+    # What the Messages API gets for thinking (max_tokens, thinking, output_config) and why;
+    # None with the reason when no setting fits (preflight then refuses the run).
+    api_params: dict[str, Any] | None = None
+    api_params_why: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class Plan:
                     "model": s.model,
                     "thinking": s.thinking.mode.value if s.thinking else None,
                     "thinking_reason": s.thinking.reason if s.thinking else None,
+                    "api_params": s.api_params,
+                    "api_params_why": s.api_params_why,
                 }
                 for s in self.steps.values()
             },
@@ -137,14 +143,22 @@ def make_plan(
     source: dict[str, EstimateSource] = {}
     thinking: dict[str, ThinkingChoice | None] = {}
     model_names: dict[str, str | None] = {}
+    params: dict[str, tuple[dict[str, Any] | None, str | None]] = {}
     for sid in wf.order:
         step = wf.steps[sid]
         kind = step.executor
         choice = None
         model_name = None
+        params[sid] = (None, None)
         if kind in MODEL_KINDS:
             choice = choose(step, spec, wf.upstream_refs.get(sid, 0))
-            model_name = models.resolve(step.model or spec.defaults.model).id
+            model = models.resolve(step.model or spec.defaults.model)
+            model_name = model.id
+            try:
+                chosen = thinking_params(choice.mode, model, step.max_tokens)
+                params[sid] = (chosen.params, chosen.why)
+            except ThinkingError as exc:
+                params[sid] = (None, str(exc))
         thinking[sid] = choice
         model_names[sid] = model_name
         source[sid] = EstimateSource.DEFAULT
@@ -202,6 +216,8 @@ def make_plan(
             model=model_names[sid],
             priority=tail[sid],
             estimate_from=source[sid],
+            api_params=params[sid][0],
+            api_params_why=params[sid][1],
         )
         for sid in wf.order
     }
@@ -249,7 +265,7 @@ def estimate_cost(
         text = " ".join(t for t in (step.prompt, step.args, step.system) if t)
         tokens_in = 300 + len(text) // 4 + _UPSTREAM_TOKENS * wf.upstream_refs.get(sid, 0)
         mode = sp.thinking.mode
-        cap = step.max_tokens or MAX_TOKENS.get(mode, 16_000)
+        cap = (sp.api_params or {}).get("max_tokens") or step.max_tokens or MAX_TOKENS[mode]
         typical = min(cap, TYPICAL_OUTPUT.get(mode, 2_000))
         lo = model.cost_usd({"input_tokens": tokens_in, "output_tokens": typical})
         hi = model.cost_usd({"input_tokens": tokens_in, "output_tokens": cap})

@@ -355,6 +355,9 @@ class Optimization(_Model):
 class Budget(_Model):
     max_cost_usd: float | None = Field(None, gt=0)
     max_tokens: int | None = Field(None, gt=0)
+    # With max_cost_usd, a step on a model without a known price is refused at plan time
+    # (its cost could not count against the budget) unless this says to run it anyway.
+    allow_unpriced: bool = False
 
 
 class WorkflowSpec(_Model):

@@ -143,6 +143,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        # What the Models API said about each model (its ModelInfo as JSON), with when, so
+        # a process starts from it and asks again only once it is older than the refresh age.
+        "0004_model_capabilities",
+        """
+        CREATE TABLE model_capabilities (
+            id TEXT PRIMARY KEY,
+            data TEXT NOT NULL,
+            fetched_at REAL NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
 
 

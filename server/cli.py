@@ -1,4 +1,4 @@
-"""The `tutti` command line: run, plan, resume, runs, show, complete, prune, serve.
+"""The `tutti` command line: run, plan, resume, runs, show, complete, prune, serve, models.
 
 Spec files named on the command line are read wherever they are: the user who types the
 command can read them anyway. (The MCP tools, whose caller is a model, read spec files only
@@ -132,15 +132,13 @@ async def _history(db: Path, name: str) -> WorkflowHistory:
 def cmd_plan(args: argparse.Namespace) -> int:
     spec = _load(args)
     settings = Settings.from_env(db=args.db)
-    from engine.models import ModelTable
     from engine.plan import make_plan
     from engine.workflow import compile_workflow
+    from server.models_cli import plan_table
     from tools.workflow import estimate_source
 
     history = anyio.run(_history, settings.db_path, spec.name)
-    plan = make_plan(
-        compile_workflow(spec), ModelTable.from_file(settings.models_file), history.durations()
-    )
+    plan = make_plan(compile_workflow(spec), plan_table(settings, spec), history.durations())
     source = {sid: estimate_source(s, history) for sid, s in plan.steps.items()}
     summary = history.summary()
     if args.json:
@@ -347,7 +345,11 @@ def parser() -> argparse.ArgumentParser:
     sp = add("prune", cmd_prune, "delete old finished runs and their checkpoints")
     sp.add_argument("--older-than-days", type=float, default=30.0)
     sp.add_argument("--keep", type=int, default=0, help="keep this many of the newest old runs")
-    from server import memory_cli  # imports this module: load it once this one is complete
+    from server import memory_cli, models_cli  # import this module: load them once it is whole
+
+    models_cli.add_arguments(
+        add("models", models_cli.cmd_models, "list models: capabilities, prices, where from")
+    )
 
     memory_cli.add_commands(add("memory", memory_cli.run, "view, search, export, import memory"))
     return p

@@ -123,6 +123,9 @@ def print_plan(plan: Plan, source: dict[str, str], summary: dict[str, Any] | Non
     for s in plan.steps.values():
         think = f", thinking {s.thinking.mode.value} ({s.thinking.reason})" if s.thinking else ""
         out.print(f"  {s.id}: {s.executor.value}, ~{secs(s.estimate_s)} ({source[s.id]}){think}")
+        if s.api_params_why is not None:  # what the Messages API gets, and why
+            sent = "" if s.api_params is None else json.dumps(s.api_params) + ": "
+            out.print(f"    {s.model}: {sent}{s.api_params_why}", markup=False)
     out.print(
         f"critical path: {' -> '.join(plan.critical_path)} (~{secs(plan.critical_path_s)}); "
         f"one by one ~{secs(plan.sequential_s)}; estimated speedup {plan.estimated_speedup:.2f}x"

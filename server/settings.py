@@ -6,7 +6,8 @@
 | ANTHROPIC_BASE_URL | another endpoint for the Messages API | the SDK's |
 | TUTTI_DB | the SQLite database file | user data dir / tutti.db |
 | TUTTI_ALLOW_SHELL | programs shell steps may run outside the CLI (`git,wc` or `*`) | none |
-| TUTTI_MODELS | JSON file overriding model aliases, thinking styles, prices | built-in table |
+| TUTTI_MODELS | JSON file overriding model aliases, capabilities, prices | built-in table |
+| TUTTI_MODELS_REFRESH_HOURS | age after which a model's cached Models API answer is asked again | 24 |
 | TUTTI_MAX_CONCURRENCY | global cap on steps running at once | 64 |
 | TUTTI_API_RETRIES | SDK retries per model call on 429/529/5xx | 2 |
 | TUTTI_SHELL_MAX_OUTPUT | bytes a shell step may print | 1000000 |
@@ -23,6 +24,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
@@ -32,11 +34,17 @@ from engine.executors.base import StepExecutor
 from engine.executors.builtin import BuiltinExecutor
 from engine.executors.client import ClientExecutor
 from engine.executors.shell import DEFAULT_MAX_OUTPUT, ShellExecutor
+from engine.model_catalog import ModelCatalog
 from engine.models import ModelTable
 from engine.spec import MODEL_KINDS, ExecutorKind
 from engine.spec_source import DEFAULT_MAX_SPEC_BYTES, DEFAULT_MAX_SPEC_DEPTH, SpecLimits
 from memory.async_files import AsyncMemoryFiles
+from memory.model_cache import ModelCache
 from memory.records import RunStore
+from memory.sqlite_store import SqliteRunStore
+
+if TYPE_CHECKING:
+    import anthropic
 
 
 def default_db_path() -> Path:
@@ -57,6 +65,19 @@ def _positive(env: Mapping[str, str], name: str, default: int) -> int:
     value = _int(env, name, default)
     if value < 1:
         raise ConfigurationError(f"{name} must be a positive integer, got {value}")
+    return value
+
+
+def _hours(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise ConfigurationError(f"{name} must be a number of hours >= 0, got {raw!r}")
     return value
 
 
@@ -81,6 +102,7 @@ class Settings:
     base_url: str | None = None
     allow_shell: frozenset[str] = field(default_factory=frozenset)
     models_file: str | None = None
+    models_refresh_hours: float = 24.0
     max_concurrency: int = 64
     api_retries: int = 2
     shell_max_output: int = DEFAULT_MAX_OUTPUT
@@ -101,6 +123,7 @@ class Settings:
             base_url=env.get("ANTHROPIC_BASE_URL") or None,
             allow_shell=allow,
             models_file=env.get("TUTTI_MODELS") or None,
+            models_refresh_hours=_hours(env, "TUTTI_MODELS_REFRESH_HOURS", 24.0),
             max_concurrency=_int(env, "TUTTI_MAX_CONCURRENCY", 64),
             api_retries=_int(env, "TUTTI_API_RETRIES", 2),
             shell_max_output=_int(env, "TUTTI_SHELL_MAX_OUTPUT", DEFAULT_MAX_OUTPUT),
@@ -146,6 +169,7 @@ def build_engine(
     if shell_allow_all or settings.allow_shell:
         allow = None if shell_allow_all else settings.allow_shell
         executors[ExecutorKind.SHELL] = ShellExecutor(allow, settings.shell_max_output)
+    catalog = None
     if settings.api_key:
         import anthropic
 
@@ -155,11 +179,21 @@ def build_engine(
             api_key=settings.api_key, base_url=settings.base_url, max_retries=settings.api_retries
         )
         executors[ExecutorKind.PROMPT] = PromptExecutor(client, models, memory=memory)
+        catalog = model_catalog(settings, models, store, client)
     executors.update(extra_executors or {})
     config = EngineConfig(
         models=models,
+        catalog=catalog,
         model_executor=model_executor or ExecutorKind.PROMPT,
         max_concurrency=settings.max_concurrency,
         workspace=workspace or Path.cwd(),
     )
     return Engine(store, executors, config)
+
+
+def model_catalog(
+    settings: Settings, models: ModelTable, store: RunStore | None, client: anthropic.AsyncAnthropic
+) -> ModelCatalog:
+    """The Models API behind `models`, cached in the store's database when it has one."""
+    cache = ModelCache.of(store) if isinstance(store, SqliteRunStore) else None
+    return ModelCatalog(models, client, cache, max_age_s=settings.models_refresh_hours * 3600)

@@ -5,6 +5,11 @@ request and answers from a script of replies (`message`, `turn` for any content 
 such as tool_use turns, `error`, `delay`, `estimated`, `malformed`); when the script is
 empty it answers with `default` (a deterministic text message unless set).
 
+Like the real API it knows its models (tests/fake_models.py, `fake.models`): it serves
+`GET /v1/models` and `/v1/models/{id}`, and answers a request with a model it does not know
+(404) or a thinking type, effort or max_tokens the model does not accept (400
+invalid_request_error) before any scripted reply.
+
 Prompt caching is accounted like the real API: the prefix up to each block marked
 `cache_control` (tools, then system, then messages) is hashed with the model; a prefix seen
 before (and answered) is read from the cache, a new one of at least `min_cache_tokens` is
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.parse
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -25,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from tests import fake_models
 from tests.fake_cache import (
     CacheUse,
     PromptCache,
@@ -201,6 +208,7 @@ class FakeAnthropic:
         self.requests: list[Request] = []
         self.default = default
         self.cache = PromptCache(min_cache_tokens)
+        self.models = dict(fake_models.MODELS)
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -281,6 +289,32 @@ class FakeAnthropic:
         }
         return 200, {"request-id": f"req_fake_{n:04d}", **reply.headers}, body
 
+    # -- what the real API checks (tests/fake_models.py) -------------------------------
+    def _check(self, req: Request) -> tuple[int, dict[str, str], dict[str, Any]] | None:
+        """The real API's refusal of a request its model does not accept (recorded, and no
+        scripted reply is used up), or None."""
+        problem = fake_models.check_request(self.models, req.body)
+        if problem is None:
+            return None
+        with self._lock:
+            self.requests.append(req)
+        status, etype, msg = problem
+        return status, {}, {"type": "error", "error": {"type": etype, "message": msg}}
+
+    def _models_endpoint(self, req: Request) -> tuple[int, dict[str, str], dict[str, Any]]:
+        """`GET /v1/models` (paginated) and `GET /v1/models/{id}`."""
+        with self._lock:
+            self.requests.append(req)
+        url = urllib.parse.urlsplit(req.path)
+        if url.path == "/v1/models":
+            return 200, {}, fake_models.list_page(self.models, urllib.parse.parse_qs(url.query))
+        prefix = "/v1/models/"
+        model_id = urllib.parse.unquote(url.path[len(prefix) :])
+        if url.path.startswith(prefix) and model_id in self.models:
+            return 200, {}, self.models[model_id].info(model_id)
+        err = {"type": "not_found_error", "message": f"model: {model_id or url.path}"}
+        return 404, {}, {"type": "error", "error": err}
+
 
 def _handler_class(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -296,6 +330,10 @@ def _handler_class(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 err = {"type": "not_found_error", "message": f"no route {self.path}"}
                 self._send(404, {}, {"type": "error", "error": err})
                 return
+            rejected = fake._check(req)
+            if rejected is not None:
+                self._send(*rejected)
+                return
             n, reply, use = fake._take(req)
             if reply.delay_s and fake._stopping.wait(reply.delay_s):
                 return  # shutting down: drop the connection without answering
@@ -304,6 +342,10 @@ def _handler_class(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {"request-id": f"req_fake_{n:04d}"}, reply.raw_body)
                 return
             self._send(*fake._answer(n, req, reply, use))
+
+        def do_GET(self) -> None:
+            req = Request(self.path, {k.lower(): v for k, v in self.headers.items()}, None)
+            self._send(*fake._models_endpoint(req))
 
         def _send(self, status: int, headers: dict[str, str], body: dict[str, Any] | bytes) -> None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()

@@ -175,6 +175,8 @@ async def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
                 **step,
                 "executor": engine.executor_kind(wf.steps[sid], wf.spec).value,
                 "estimate_from": estimate_source(p.steps[sid], history),
+                # what the Messages API gets concerns only the steps sent to it
+                **({} if on_api[sid] else {"api_params": None, "api_params_why": None}),
             }
             for sid, step in d["steps"].items()
         },

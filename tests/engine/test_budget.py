@@ -1,12 +1,16 @@
-"""Per-run token and cost budgets are stop conditions: once passed, no new step starts."""
+"""Per-run token and cost budgets are stop conditions: once passed, no new step starts; a
+cost budget refuses, before the run, a step on a model whose cost it could not count."""
 
 from __future__ import annotations
 
 import anyio
 import pytest
 
-from engine.engine import Engine
-from engine.executors.base import StepCall, StepOutcome
+from engine.engine import Engine, EngineConfig
+from engine.errors import ConfigurationError
+from engine.executors.base import StepCall, StepExecutor, StepOutcome
+from engine.executors.client import ClientExecutor
+from engine.models import ModelTable
 from engine.spec import ExecutorKind
 from memory.mem_store import InMemoryRunStore
 
@@ -56,3 +60,65 @@ async def test_a_run_stops_starting_steps_once_its_budget_is_passed(
     }
     assert run.metrics is not None
     assert (run.metrics["tokens"]["input_tokens"], run.metrics["cost_usd"]) == (1500, 0.75)
+
+
+# -- a cost budget needs a price for every step on the API ------------------------------------
+def priced(**budget: object) -> dict[str, object]:
+    return {
+        "budget": budget,
+        "steps": [
+            {"id": "known", "prompt": "hi", "model": "haiku"},
+            {"id": "fresh", "prompt": "hi", "model": "claude-haiku-5-5"},  # no published price
+            {"id": "mine", "prompt": "hi", "model": "claude-mythos-5-2", "run": "client"},
+        ],
+    }
+
+
+def on_the_api() -> tuple[Engine, Metered]:
+    metered = Metered()
+    executors: dict[ExecutorKind, StepExecutor] = {
+        ExecutorKind.PROMPT: metered,
+        ExecutorKind.CLIENT: ClientExecutor(),
+    }
+    return Engine(InMemoryRunStore(), executors), metered
+
+
+async def test_a_cost_budget_refuses_a_step_on_a_model_without_a_price_before_anything_runs() -> (
+    None
+):
+    engine, metered = on_the_api()
+    with anyio.fail_after(5), pytest.raises(ConfigurationError) as info:
+        await engine.run(priced(max_cost_usd=1.0))
+    assert str(info.value) == (
+        "cannot run this workflow:\n"
+        "  - budget.max_cost_usd is 1, but the cost of step 'fresh' (claude-haiku-5-5) cannot "
+        "be counted: that model has no known price. Give the prices in the TUTTI_MODELS file "
+        "(`models: {ID: {prices: {input: ..., output: ...}}}`, USD per million tokens), choose "
+        "a priced model (`tutti models` lists prices), or set `budget.allow_unpriced: true` to "
+        "run without counting it"
+    )
+    assert metered.ran == []
+
+
+@pytest.mark.parametrize(
+    "budget", [{"max_cost_usd": 1.0, "allow_unpriced": True}, {"max_tokens": 10_000}, {}]
+)
+async def test_unpriced_models_run_when_allowed_or_when_no_cost_budget_is_set(
+    budget: dict[str, object],
+) -> None:
+    engine, metered = on_the_api()
+    with anyio.fail_after(5):
+        run = await engine.run(priced(**budget))
+    assert sorted(metered.ran) == ["fresh", "known"]  # `mine` waits for the client
+    assert run.status.value == "waiting"
+
+
+async def test_a_priced_model_given_in_the_overrides_satisfies_the_budget() -> None:
+    models = ModelTable().with_overrides(
+        {"models": {"claude-haiku-5-5": {"prices": {"input": 1, "output": 5}}}}
+    )
+    engine, metered = on_the_api()
+    engine.config = EngineConfig(models=models)
+    with anyio.fail_after(5):
+        await engine.run(priced(max_cost_usd=5.0))
+    assert sorted(metered.ran) == ["fresh", "known"]

@@ -290,6 +290,8 @@ def test_to_dict_is_the_whole_plan_as_json_values() -> None:
                 "model": None,
                 "thinking": None,
                 "thinking_reason": None,
+                "api_params": None,
+                "api_params_why": None,
             },
             "b": {
                 "executor": "builtin",
@@ -298,6 +300,8 @@ def test_to_dict_is_the_whole_plan_as_json_values() -> None:
                 "model": None,
                 "thinking": None,
                 "thinking_reason": None,
+                "api_params": None,
+                "api_params_why": None,
             },
         },
         "mermaid": "\n".join(

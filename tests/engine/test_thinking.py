@@ -1,16 +1,29 @@
-"""Thinking modes: the complexity score behind `auto`, the API parameters per model style,
-and the model table (aliases, dated ids, overrides)."""
+"""Thinking modes: the complexity score behind `auto`, and the API parameters chosen from a
+model's capabilities (the model table itself: tests/engine/test_models.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import anyio
 import pytest
 
+from engine.engine import Engine, EngineConfig
 from engine.errors import ConfigurationError
-from engine.models import ModelInfo, ModelTable, ThinkingStyle
-from engine.spec import ThinkingMode, parse_spec
-from engine.thinking import ThinkingChoice, api_params, choose
+from engine.executors.base import StepExecutor
+from engine.executors.client import ClientExecutor
+from engine.models import Effort, ModelInfo, ModelTable, ThinkingType
+from engine.spec import ExecutorKind, ThinkingMode, parse_spec
+from engine.thinking import (
+    ThinkingChoice,
+    ThinkingError,
+    api_params,
+    choose,
+    strip_templates,
+    thinking_params,
+)
+from memory.mem_store import InMemoryRunStore
 
 INSTANT, STANDARD, EXTENDED = ThinkingMode.INSTANT, ThinkingMode.STANDARD, ThinkingMode.EXTENDED
 
@@ -108,221 +121,242 @@ def test_without_adaptive_thinking_unset_steps_use_standard() -> None:
     assert (got.mode, got.reason) == (STANDARD, "set to standard")
 
 
-# -- API parameters ----------------------------------------------------------------------
-
-HAIKU = ModelTable().resolve("claude-haiku-4-5")
-OPUS_47 = ModelTable().resolve("claude-opus-4-7")
+def test_words_inside_template_references_do_not_count_as_keywords() -> None:
+    # "classify" and "review" are step names here, not what the step asks for
+    assert choice({"id": "s", "prompt": "Handle routine: ${classify.output}"}, 1).reason == (
+        "auto: score 2.5/10 -> instant (base 2; 1 upstream inputs +0.5)"
+    )
+    assert choice({"id": "s", "prompt": "Summarize ${ review.output | tojson }"}, 1).reason == (
+        "auto: score 1.0/10 -> instant (base 2; 1 upstream inputs +0.5; keywords summarize -1.5)"
+    )
 
 
 @pytest.mark.parametrize(
-    ("mode", "params"),
+    ("text", "stripped"),
     [
-        (INSTANT, {"max_tokens": 4096, "thinking": {"type": "disabled"}}),
-        (STANDARD, {"max_tokens": 12000, "thinking": {"type": "enabled", "budget_tokens": 4096}}),
-        (EXTENDED, {"max_tokens": 32000, "thinking": {"type": "enabled", "budget_tokens": 16000}}),
+        ("a ${x.output} b", "a   b"),
+        ('a ${ {"k": 1} | tojson } b', "a   b"),
+        ("${% if x %}yes${% endif %}", " yes "),
+        ("no refs", "no refs"),
+        ("dangling ${x", "dangling  "),
     ],
 )
-def test_budget_model_haiku_gets_enabled_thinking_with_a_budget(
-    mode: ThinkingMode, params: dict[str, Any]
+def test_strip_templates_removes_whole_expressions_nested_braces_included(
+    text: str, stripped: str
 ) -> None:
-    assert api_params(mode, HAIKU, None) == params
+    assert strip_templates(text) == stripped
+
+
+# -- API parameters, from capabilities ---------------------------------------------------
+
+T = ThinkingType
+ALL = frozenset(Effort)
+LMH = frozenset({Effort.LOW, Effort.MEDIUM, Effort.HIGH})
+
+
+def model(types: set[ThinkingType], efforts: frozenset[Effort] = LMH, **kw: Any) -> ModelInfo:
+    return ModelInfo("m", frozenset(types), efforts, **kw)
+
+
+BUDGET_ONLY = model({T.ENABLED, T.DISABLED}, frozenset())
+BOTH = model({T.ADAPTIVE, T.ENABLED, T.DISABLED})
+BETWEEN = model({T.ADAPTIVE, T.BETWEEN_TOOLS}, ALL)
+ALWAYS_ON = model({T.ADAPTIVE}, ALL)
+
+
+def adaptive(effort: str | None, max_tokens: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"max_tokens": max_tokens, "thinking": {"type": "adaptive"}}
+    if effort:
+        out["output_config"] = {"effort": effort}
+    return out
+
+
+def enabled(budget: int, max_tokens: int) -> dict[str, Any]:
+    return {"max_tokens": max_tokens, "thinking": {"type": "enabled", "budget_tokens": budget}}
+
+
+OFF = {"max_tokens": 4096, "thinking": {"type": "disabled"}}
 
 
 @pytest.mark.parametrize(
-    ("mode", "params"),
+    ("caps", "mode", "params"),
     [
-        (INSTANT, {"max_tokens": 4096, "thinking": {"type": "disabled"}}),
+        (BUDGET_ONLY, INSTANT, OFF),
+        (BUDGET_ONLY, STANDARD, enabled(4096, 12_000)),
+        (BUDGET_ONLY, EXTENDED, enabled(16_000, 32_000)),
+        (BOTH, INSTANT, OFF),
+        (BOTH, STANDARD, adaptive("medium", 16_000)),
+        (BOTH, EXTENDED, adaptive("high", 32_000)),
         (
+            BETWEEN,
+            INSTANT,
+            {
+                "max_tokens": 4096,
+                "thinking": {"type": "between_tools"},
+                "output_config": {"effort": "low"},
+            },
+        ),
+        (BETWEEN, STANDARD, adaptive("medium", 16_000)),
+        (BETWEEN, EXTENDED, adaptive("high", 32_000)),
+        (ALWAYS_ON, INSTANT, adaptive("low", 4096)),
+        (ALWAYS_ON, STANDARD, adaptive("medium", 16_000)),
+        (model({T.ADAPTIVE}, frozenset()), INSTANT, adaptive(None, 4096)),
+        (
+            model({T.ADAPTIVE}, frozenset({Effort.HIGH, Effort.MAX})),
             STANDARD,
-            {
-                "max_tokens": 16000,
-                "thinking": {"type": "adaptive"},
-                "output_config": {"effort": "medium"},
-            },
+            adaptive("high", 16_000),
         ),
+        (model({T.ADAPTIVE}, frozenset({Effort.MEDIUM})), EXTENDED, adaptive("medium", 32_000)),
+        # between_tools takes low, medium or high only: no effort rather than xhigh
         (
-            EXTENDED,
-            {
-                "max_tokens": 32000,
-                "thinking": {"type": "adaptive"},
-                "output_config": {"effort": "high"},
-            },
+            model({T.BETWEEN_TOOLS, T.ADAPTIVE}, frozenset({Effort.XHIGH, Effort.MAX})),
+            INSTANT,
+            {"max_tokens": 4096, "thinking": {"type": "between_tools"}},
         ),
+        # a model that only thinks on a budget: instant is the smallest budget
+        (model({T.ENABLED}, frozenset()), INSTANT, enabled(1024, 4096)),
+        # a model without thinking: nothing about thinking is sent
+        (model(set(), frozenset()), EXTENDED, {"max_tokens": 32_000}),
+        (model({T.DISABLED}), STANDARD, {"max_tokens": 16_000, "thinking": {"type": "disabled"}}),
     ],
 )
-def test_adaptive_model_opus_4_7_gets_adaptive_thinking_with_an_effort(
-    mode: ThinkingMode, params: dict[str, Any]
+def test_each_mode_maps_onto_what_the_models_capabilities_accept(
+    caps: ModelInfo, mode: ThinkingMode, params: dict[str, Any]
 ) -> None:
-    assert api_params(mode, OPUS_47, None) == params
+    assert api_params(mode, caps, None) == params
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "params"),
+    [
+        # the issue's cases: Sonnet 5.5 rejects `disabled`; Opus 5.5 cannot turn thinking off;
+        # older ids take no adaptive thinking
+        (
+            "sonnet",
+            INSTANT,
+            {
+                "max_tokens": 4096,
+                "thinking": {"type": "between_tools"},
+                "output_config": {"effort": "low"},
+            },
+        ),
+        ("opus", INSTANT, adaptive("low", 4096)),
+        ("claude-fable-5-1", INSTANT, adaptive("low", 4096)),
+        ("claude-opus-4-1-20250805", STANDARD, enabled(4096, 12_000)),
+        ("claude-sonnet-4-20250514", EXTENDED, enabled(16_000, 32_000)),
+        ("claude-3-7-sonnet-latest", INSTANT, OFF),
+        ("claude-4-sonnet", STANDARD, adaptive("medium", 16_000)),  # 4.6: budget deprecated
+        ("claude-opus-4-7", INSTANT, OFF),
+    ],
+)
+def test_shipped_models_get_parameters_they_accept(
+    name: str, mode: ThinkingMode, params: dict[str, Any]
+) -> None:
+    assert api_params(mode, ModelTable().resolve(name), None) == params
 
 
 @pytest.mark.parametrize(
     ("mode", "max_tokens", "params"),
     [
-        (
-            STANDARD,
-            2000,
-            {"max_tokens": 2048, "thinking": {"type": "enabled", "budget_tokens": 1024}},
-        ),
-        (
-            EXTENDED,
-            2000,
-            {"max_tokens": 2048, "thinking": {"type": "enabled", "budget_tokens": 1024}},
-        ),
-        (
-            STANDARD,
-            5000,
-            {"max_tokens": 5000, "thinking": {"type": "enabled", "budget_tokens": 4096}},
-        ),
-        (
-            EXTENDED,
-            5000,
-            {"max_tokens": 5000, "thinking": {"type": "enabled", "budget_tokens": 2500}},
-        ),
+        # a step's own max_tokens is never raised (it was: 2000 became 2048)
+        (STANDARD, 2000, enabled(1024, 2000)),
+        (EXTENDED, 2000, enabled(1024, 2000)),
+        (STANDARD, 5000, enabled(4096, 5000)),
+        (EXTENDED, 5000, enabled(2500, 5000)),
+        (EXTENDED, 1536, enabled(1024, 1536)),
+        # too small for the minimum budget and room to answer: thinking off, same max_tokens
+        (EXTENDED, 1535, {"max_tokens": 1535, "thinking": {"type": "disabled"}}),
+        (STANDARD, 300, {"max_tokens": 300, "thinking": {"type": "disabled"}}),
     ],
 )
-def test_a_small_max_tokens_keeps_the_budget_below_max_tokens(
+def test_a_small_max_tokens_is_kept_and_the_budget_fits_below_it(
     mode: ThinkingMode, max_tokens: int, params: dict[str, Any]
 ) -> None:
-    got = api_params(mode, HAIKU, max_tokens)
-    assert got == params
-    assert 1024 <= got["thinking"]["budget_tokens"] < got["max_tokens"]
+    assert api_params(mode, BUDGET_ONLY, max_tokens) == params
 
 
-@pytest.mark.parametrize("mode", [STANDARD, EXTENDED])
-@pytest.mark.parametrize("max_tokens", [1, 1024, 1025, 3000, 4096, 4097, 16000, 16001, 200_000])
-def test_budget_tokens_stay_at_least_1024_and_below_max_tokens_for_any_limit(
-    mode: ThinkingMode, max_tokens: int
+def test_thinking_off_for_lack_of_room_is_explained() -> None:
+    got = thinking_params(EXTENDED, ModelTable().resolve("haiku"), 1000)
+    assert got.why == (
+        "thinking off (disabled): max_tokens 1000 cannot hold the minimum thinking budget "
+        "(1024) plus 512 tokens of answer [capabilities: table]"
+    )
+
+
+def test_a_budget_model_that_cannot_turn_thinking_off_refuses_a_tiny_max_tokens() -> None:
+    with pytest.raises(ThinkingError) as info:
+        api_params(STANDARD, model({T.ENABLED}, frozenset()), 1000)
+    assert str(info.value) == (
+        "max_tokens 1000 cannot hold the minimum thinking budget (1024) plus 512 tokens of "
+        "answer, and m cannot turn thinking off: raise the step's max_tokens to at least "
+        "1536, or choose another model"
+    )
+
+
+@pytest.mark.parametrize(
+    "caps", [BUDGET_ONLY, BOTH, BETWEEN, ALWAYS_ON], ids=["budget", "both", "between", "on"]
+)
+@pytest.mark.parametrize("mode", [INSTANT, STANDARD, EXTENDED])
+@pytest.mark.parametrize("max_tokens", [None, 1, 1024, 1535, 1536, 4096, 16_001, 200_000])
+def test_max_tokens_never_exceeds_the_step_or_the_model_and_budgets_stay_valid(
+    caps: ModelInfo, mode: ThinkingMode, max_tokens: int | None
 ) -> None:
-    got = api_params(mode, HAIKU, max_tokens)
-    assert 1024 <= got["thinking"]["budget_tokens"] < got["max_tokens"] <= HAIKU.max_output_tokens
+    small = replace(caps, max_tokens=20_000)
+    got = api_params(mode, small, max_tokens)
+    assert got["max_tokens"] <= min(max_tokens or 10**9, small.max_tokens)
+    thinking = got.get("thinking", {})
+    if thinking.get("type") == "enabled":
+        assert 1024 <= thinking["budget_tokens"] <= got["max_tokens"] - 512
+    effort = got.get("output_config", {}).get("effort")
+    if thinking.get("type") != "adaptive":
+        assert effort in (None, "low", "medium", "high")
+    assert thinking.get("type", "disabled") in {t.value for t in small.thinking_types} | {
+        "disabled"
+    }
 
 
 def test_max_tokens_is_capped_at_the_models_output_limit() -> None:
+    table = ModelTable()
     assert [
-        api_params(EXTENDED, HAIKU, 100_000)["max_tokens"],
-        api_params(EXTENDED, OPUS_47, 200_000)["max_tokens"],
-        api_params(STANDARD, OPUS_47, 5000)["max_tokens"],
-    ] == [64_000, 128_000, 5000]
-
-
-def test_instant_on_an_adaptive_model_that_cannot_disable_thinking_uses_low_effort() -> None:
-    model = ModelInfo("m", ThinkingStyle.ADAPTIVE, can_disable_thinking=False)
-    assert api_params(INSTANT, model, None) == {
-        "max_tokens": 4096,
-        "thinking": {"type": "adaptive"},
-        "output_config": {"effort": "low"},
-    }
+        api_params(EXTENDED, table.resolve("haiku"), 100_000)["max_tokens"],
+        api_params(EXTENDED, table.resolve("claude-opus-4-7"), 200_000)["max_tokens"],
+        api_params(STANDARD, table.resolve("claude-opus-4-7"), 5000)["max_tokens"],
+        api_params(EXTENDED, replace(BUDGET_ONLY, max_tokens=8000), None),
+    ] == [64_000, 128_000, 5000, enabled(4000, 8000)]
 
 
 def test_auto_must_be_resolved_before_asking_for_api_params() -> None:
     with pytest.raises(ValueError, match="resolve `auto` with choose"):
-        api_params(ThinkingMode.AUTO, OPUS_47, None)
+        api_params(ThinkingMode.AUTO, ALWAYS_ON, None)
 
 
-# -- the model table ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("name", "model_id", "style"),
-    [
-        ("opus", "claude-opus-5-5", ThinkingStyle.ADAPTIVE),
-        ("sonnet", "claude-sonnet-5-5", ThinkingStyle.ADAPTIVE),
-        ("haiku", "claude-haiku-4-5", ThinkingStyle.BUDGET),
-        ("claude-4-opus", "claude-opus-4-8", ThinkingStyle.ADAPTIVE),
-        ("claude-4-sonnet", "claude-sonnet-4-6", ThinkingStyle.BOTH),
-        ("claude-haiku-4-5-20251001", "claude-haiku-4-5-20251001", ThinkingStyle.BUDGET),
-        ("claude-opus-4-5-20251101", "claude-opus-4-5-20251101", ThinkingStyle.BUDGET),
-        ("claude-opus-4-7", "claude-opus-4-7", ThinkingStyle.ADAPTIVE),
-        (None, "claude-sonnet-5-5", ThinkingStyle.ADAPTIVE),
-    ],
-)
-def test_aliases_and_dated_ids_resolve_to_the_model_family(
-    name: str | None, model_id: str, style: ThinkingStyle
-) -> None:
-    model = ModelTable().resolve(name)
-    assert (model.id, model.thinking) == (model_id, style)
-
-
-def test_a_dated_id_keeps_its_familys_prices_and_limits() -> None:
-    assert ModelTable().resolve("claude-haiku-4-5-20251001") == ModelInfo(
-        "claude-haiku-4-5-20251001",
-        ThinkingStyle.BUDGET,
-        input_usd_per_mtok=1,
-        output_usd_per_mtok=5,
-        max_output_tokens=64_000,
-    )
-
-
-def test_an_unknown_model_is_adaptive_without_a_price() -> None:
-    model = ModelTable().resolve("some-future-model")
-    assert model == ModelInfo("some-future-model", ThinkingStyle.ADAPTIVE)
-    assert model.cost_usd({"input_tokens": 10}) is None
-
-
-def test_both_style_models_are_sent_adaptive_thinking() -> None:
-    sonnet_46 = ModelTable().resolve("claude-4-sonnet")
-    assert api_params(STANDARD, sonnet_46, None)["thinking"] == {"type": "adaptive"}
-
-
-def test_overrides_change_aliases_and_model_fields_without_touching_the_original() -> None:
-    base = ModelTable()
-    table = base.with_overrides(
-        {
-            "aliases": {"opus": "claude-opus-4-7", "fast": "claude-haiku-4-5"},
-            "models": {
-                "claude-haiku-4-5": {"max_output_tokens": 8000},
-                "my-model": {"thinking": "budget", "input_usd_per_mtok": 1},
-            },
-        }
-    )
-    assert [table.resolve("opus").id, table.resolve("fast").id] == [
-        "claude-opus-4-7",
-        "claude-haiku-4-5",
+def test_why_names_the_setting_and_where_the_capabilities_came_from() -> None:
+    sonnet = ModelTable().resolve("sonnet")
+    assert [thinking_params(m, sonnet, None).why for m in (INSTANT, STANDARD)] == [
+        "thinking off: between_tools at effort low (the model does not accept disabled) "
+        "[capabilities: table]",
+        "adaptive, effort medium [capabilities: table]",
     ]
-    assert table.resolve("haiku").max_output_tokens == 8000
-    assert table.resolve("my-model") == ModelInfo(
-        "my-model", ThinkingStyle.BUDGET, input_usd_per_mtok=1
+    assert thinking_params(INSTANT, ModelTable().resolve("opus"), None).why == (
+        "adaptive, effort low: the model keeps thinking on, lowest effort [capabilities: table]"
     )
-    assert [base.resolve("opus").id, base.resolve("haiku").max_output_tokens] == [
-        "claude-opus-5-5",
-        64_000,
-    ]
 
 
-def test_an_overridden_output_limit_shrinks_the_thinking_budget() -> None:
-    small = ModelTable().with_overrides(
-        {"models": {"claude-haiku-4-5": {"max_output_tokens": 8000}}}
+@pytest.mark.anyio
+async def test_a_step_no_thinking_setting_fits_is_refused_before_the_run_naming_it() -> None:
+    models = ModelTable().with_overrides(
+        {"models": {"claude-haiku-4-5": {"thinking_types": ["enabled"]}}}
     )
-    assert api_params(EXTENDED, small.resolve("haiku"), None) == {
-        "max_tokens": 8000,
-        "thinking": {"type": "enabled", "budget_tokens": 4000},
-    }
-
-
-@pytest.mark.parametrize(
-    ("fields", "message"),
-    [
-        ({"thinking": "weird"}, "model override for 'x': 'weird' is not a valid ThinkingStyle"),
-        (
-            {"nope": 1},
-            "model override for 'x': "
-            "ModelInfo.__init__() got an unexpected keyword argument 'nope'",
-        ),
-    ],
-)
-def test_bad_overrides_are_configuration_errors(fields: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigurationError) as info:
-        ModelTable().with_overrides({"models": {"x": fields}})
-    assert str(info.value) == message
-
-
-def test_cost_counts_cache_reads_at_a_tenth_and_cache_writes_at_one_and_a_quarter() -> None:
-    haiku = ModelTable().resolve("haiku")  # $1 in, $5 out per million tokens
-    usage = {
-        "input_tokens": 1_000_000,
-        "cache_read_input_tokens": 1_000_000,
-        "cache_creation_input_tokens": 1_000_000,
-        "output_tokens": 1_000_000,
-    }
-    assert haiku.cost_usd(usage) == 1 + 0.1 + 1.25 + 5
+    executors: dict[ExecutorKind, StepExecutor] = {ExecutorKind.PROMPT: ClientExecutor()}
+    engine = Engine(InMemoryRunStore(), executors, EngineConfig(models=models))
+    step = {"id": "tiny", "prompt": "hi", "model": "haiku", "thinking": "standard"}
+    spec = {"steps": [{**step, "max_tokens": 1000}]}
+    with anyio.fail_after(5), pytest.raises(ConfigurationError) as info:
+        await engine.run(spec)
+    assert str(info.value) == (
+        "cannot run this workflow:\n"
+        "  - step 'tiny' (standard thinking on claude-haiku-4-5): max_tokens 1000 cannot hold "
+        "the minimum thinking budget (1024) plus 512 tokens of answer, and claude-haiku-4-5 "
+        "cannot turn thinking off: raise the step's max_tokens to at least 1536, or choose "
+        "another model"
+    )

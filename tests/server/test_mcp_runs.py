@@ -165,9 +165,11 @@ async def test_seed_chain_on_the_prompt_executor(mode: str, fake_anthropic: Fake
             result = await call(c, "workflow_result", run_id=run["run_id"])
     ids = ["analyze_codebase", "fix_issues", "validate_fixes"]
     assert result["outputs"] == dict(zip(ids, texts, strict=True))
-    assert len(fake_anthropic.requests) == 3  # one request per model step
-    assert all(r.path.startswith("/v1/messages") for r in fake_anthropic.requests)
-    bodies = [json.dumps(b) for b in fake_anthropic.bodies]
+    # the model's capabilities asked once (plan and run share them), then one call per step
+    assert [r.path for r in fake_anthropic.requests] == ["/v1/models/claude-sonnet-5-5"] + [
+        "/v1/messages"
+    ] * 3
+    bodies = [json.dumps(r.body) for r in fake_anthropic.requests[1:]]
     assert "analyze Python security vulnerabilities" in bodies[0]
     assert f"fix security issues: {texts[0]}" in bodies[1]  # the chain carries outputs on
     assert "run security validation" in bodies[2]

@@ -1,0 +1,44 @@
+"""What a workflow's API steps need from their models, checked before the run starts: a
+thinking setting that fits both the model and the step, and, under a cost budget, a known
+price (else the budget could not count the step: it would never stop it)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engine.models import ModelTable
+from engine.spec import MODEL_KINDS
+from engine.thinking import ThinkingError, choose, thinking_params
+from engine.workflow import Workflow
+
+
+def api_step_problems(wf: Workflow, models: ModelTable, on_api: Callable[[str], bool]) -> list[str]:
+    """One line per problem of the steps that run on the Anthropic API (`on_api`)."""
+    spec = wf.spec
+    problems: list[str] = []
+    unpriced: list[str] = []
+    for sid in wf.order:
+        step = wf.steps[sid]
+        if step.executor not in MODEL_KINDS or not on_api(sid):
+            continue
+        model = models.resolve(step.model or spec.defaults.model)
+        mode = choose(step, spec, wf.upstream_refs.get(sid, 0)).mode
+        try:
+            thinking_params(mode, model, step.max_tokens)
+        except ThinkingError as exc:
+            problems.append(f"step {sid!r} ({mode.value} thinking on {model.id}): {exc}")
+        if model.prices is None:
+            unpriced.append(f"{sid!r} ({model.id})")
+    budget = spec.budget
+    if unpriced and budget.max_cost_usd is not None and not budget.allow_unpriced:
+        many = len(unpriced) > 1
+        problems.append(
+            f"budget.max_cost_usd is {budget.max_cost_usd:g}, but the cost of "
+            f"step{'s' if many else ''} {', '.join(unpriced)} cannot be counted: "
+            f"{'those models have' if many else 'that model has'} no known price. Give the "
+            "prices in the TUTTI_MODELS file (`models: {ID: {prices: {input: ..., output: "
+            "...}}}`, USD per million tokens), choose a priced model (`tutti models` lists "
+            "prices), or set `budget.allow_unpriced: true` to run without counting "
+            f"{'them' if many else 'it'}"
+        )
+    return problems
