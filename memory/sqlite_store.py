@@ -28,7 +28,15 @@ from memory.records import (
     StepRecord,
     StepStatus,
 )
-from memory.rows import Op, dump, event_op, load, run_from_row, setup_connection
+from memory.rows import (
+    DatabaseOpenError,
+    Op,
+    dump,
+    event_op,
+    load,
+    open_connection,
+    run_from_row,
+)
 
 _RUN_FIELDS = frozenset(
     {
@@ -76,13 +84,15 @@ class SqliteRunStore:
     # -- lifecycle -------------------------------------------------------------------------
     @classmethod
     async def open(cls, path: str | Path, *, busy_timeout_ms: int = 10_000) -> SqliteRunStore:
+        """Open (creating it if need be) and set up the database; DatabaseOpenError, with
+        the connection closed, when that fails."""
         path = str(path)
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(path, isolation_level=None)
-        # aiosqlite's private _execute runs a function in its thread: one round trip per batch
-        await conn._execute(setup_connection, conn._conn, busy_timeout_ms)  # type: ignore[no-untyped-call]
-        return cls(conn, path)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseOpenError(path, exc) from exc
+        return cls(await open_connection(path, busy_timeout_ms), path)
 
     async def close(self) -> None:
         await self.flush()
