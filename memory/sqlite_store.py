@@ -193,16 +193,16 @@ class SqliteRunStore:
             ops.append(event_op(Event(run_id, f"run_{RunStatus(fields['status']).value}")))
         await self._write(ops)
 
-    async def claim_run(self, run_id: str, owner: str, status: RunStatus) -> None:
-        await self._write(
-            [
-                (
-                    "UPDATE runs SET owner = ?, status = ? WHERE id = ?",
-                    (owner, status.value, run_id),
-                ),
-                event_op(Event(run_id, f"run_{status.value}", data={"owner": owner})),
-            ]
+    async def claim_run(self, run_id: str, owner: str, dead_owner: str | None = None) -> bool:
+        """Make `owner` the owner of a run that no process executes, and mark it running:
+        one compare-and-set in one transaction, so of processes claiming a run at once
+        exactly one wins. Claimable: a resumable run, or a run still marked running by
+        `dead_owner` (an owner the caller found dead). Returns whether this claim won."""
+        await self.flush()  # writes queued before the claim are committed before it
+        won: bool = await self._conn._execute(  # type: ignore[no-untyped-call]
+            _claim, self._sqlite, run_id, owner, dead_owner
         )
+        return won
 
     async def load_run(self, run_id: str) -> RunRecord:
         await self.flush()
@@ -454,3 +454,34 @@ def _apply(conn: sqlite3.Connection, ops: list[Op | None]) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+_RESUMABLE = tuple(s.value for s in RunStatus if s.resumable)
+
+
+def _claim(conn: sqlite3.Connection, run_id: str, owner: str, dead_owner: str | None) -> bool:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        won = (
+            conn.execute(
+                "UPDATE runs SET owner = ?, status = ? WHERE id = ? AND (status IN "
+                f"({','.join('?' * len(_RESUMABLE))}) OR (status = ? AND owner IS ?))",
+                (
+                    owner,
+                    RunStatus.RUNNING.value,
+                    run_id,
+                    *_RESUMABLE,
+                    RunStatus.RUNNING.value,
+                    dead_owner,
+                ),
+            ).rowcount
+            == 1
+        )
+        if won:
+            data = {"owner": owner, "previous_owner": dead_owner}
+            conn.execute(*event_op(Event(run_id, "run_claimed", data=data)))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return won
