@@ -31,7 +31,7 @@ from engine.spec import ExecutorKind, InputSpec, Step, WorkflowSpec, parse_spec
 from engine.workflow import Workflow, compile_workflow
 from memory.history import WorkflowHistory
 from memory.owner import current_owner, owner_alive
-from memory.records import Checkpoint, RunRecord, RunStatus, RunStore, StepRecord, StepStatus
+from memory.records import Checkpoint, Claim, RunRecord, RunStatus, RunStore, StepRecord, StepStatus
 from memory.sqlite_store import RunNotFound
 
 
@@ -281,7 +281,7 @@ class Engine:
             raise RunStateError(f"run {run_id} is already running in this process")
         if run.status is RunStatus.RUNNING:
             if owner_alive(run.owner):
-                raise _running_elsewhere(run)
+                raise _running_elsewhere(run_id, run.owner)
         elif not run.status.resumable:
             raise RunStateError(
                 f"run {run_id} is {run.status.value}; only failed, cancelled, interrupted or waiting "
@@ -305,27 +305,14 @@ class Engine:
         owner = current_owner()
         # Shielded: once the claim is sent, its outcome must be recorded here.
         with anyio.CancelScope(shield=True):
-            won = await self.store.claim_run(run.id, owner, dead)
-        if not won:
-            raise await self._lost(run.id)
+            claim = await self.store.claim_run(run.id, owner, dead)
+        if not claim.won:
+            raise _lost(run.id, claim)
         if run.id in self.live or run.id in self._claimed:  # another task here won it
             raise RunStateError(f"run {run.id} is already running in this process")
         run.status, run.owner = RunStatus.RUNNING, owner
         self._claimed[run.id] = (run, previous)
         return run
-
-    async def _lost(self, run_id: str) -> RunStateError:
-        """The error for a claim that another process (or task) won."""
-        run = await self.load(run_id)
-        if run.status is RunStatus.RUNNING:
-            if run.owner == current_owner():
-                return RunStateError(f"run {run_id} is already running in this process")
-            return _running_elsewhere(run)
-        return RunStateError(
-            f"run {run_id} was resumed by another process at the same moment and is now "
-            f"{run.status.value}; check it (workflow_status or `tutti show {run_id}`) before "
-            "resuming it again"
-        )
 
     async def _release(self, run_id: str, previous: RunStatus) -> None:
         """Give back a claimed run that could not start: as it was, or interrupted if it
@@ -430,7 +417,19 @@ class Engine:
         return run.status
 
 
-def _running_elsewhere(run: RunRecord) -> RunStateError:
+def _running_elsewhere(run_id: str, owner: str | None) -> RunStateError:
     return RunStateError(
-        f"run {run.id} is running in another process ({run.owner}); wait for it or stop it there"
+        f"run {run_id} is running in another process ({owner}); wait for it or stop it there"
+    )
+
+
+def _lost(run_id: str, claim: Claim) -> RunStateError:
+    """The error for a claim that another process (or task) won."""
+    if claim.status is RunStatus.RUNNING:
+        if claim.owner == current_owner():
+            return RunStateError(f"run {run_id} is already running in this process")
+        return _running_elsewhere(run_id, claim.owner)
+    return RunStateError(  # it changed between our look and our claim, and is not running
+        f"run {run_id} became {claim.status.value} while this process was resuming it; check it "
+        f"(workflow_status or `tutti show {run_id}`) before resuming it again"
     )

@@ -17,11 +17,12 @@ from typing import Any
 import aiosqlite
 import anyio
 
-from memory import history
+from memory import history, ownership
 from memory.history import HistoryEntry, HistoryWriteError, WorkflowHistory
 from memory.owner import owner_alive
 from memory.records import (
     Checkpoint,
+    Claim,
     Event,
     RunRecord,
     RunStatus,
@@ -193,16 +194,19 @@ class SqliteRunStore:
             ops.append(event_op(Event(run_id, f"run_{RunStatus(fields['status']).value}")))
         await self._write(ops)
 
-    async def claim_run(self, run_id: str, owner: str, dead_owner: str | None = None) -> bool:
+    async def claim_run(self, run_id: str, owner: str, dead_owner: str | None = None) -> Claim:
         """Make `owner` the owner of a run that no process executes, and mark it running:
         one compare-and-set in one transaction, so of processes claiming a run at once
         exactly one wins. Claimable: a resumable run, or a run still marked running by
-        `dead_owner` (an owner the caller found dead). Returns whether this claim won."""
+        `dead_owner` (an owner the caller found dead). Says whether this claim won, and
+        who has the run (read in the same transaction)."""
         await self.flush()  # writes queued before the claim are committed before it
-        won: bool = await self._conn._execute(  # type: ignore[no-untyped-call]
-            _claim, self._sqlite, run_id, owner, dead_owner
+        claim: Claim | None = await self._conn._execute(  # type: ignore[no-untyped-call]
+            ownership.claim, self._sqlite, run_id, owner, dead_owner
         )
-        return won
+        if claim is None:
+            raise RunNotFound(run_id)
+        return claim
 
     async def load_run(self, run_id: str) -> RunRecord:
         await self.flush()
@@ -244,28 +248,17 @@ class SqliteRunStore:
 
     async def mark_orphans_interrupted(self) -> list[str]:
         """Runs left `running` by a process that no longer exists become `interrupted`;
-        their running steps become `interrupted` (resume runs them again)."""
+        their running steps become `interrupted` (resume runs them again). A run claimed
+        by a live process meanwhile (its owner changed) is left alone."""
         await self.flush()
         rows = await self._conn.execute_fetchall(
             "SELECT id, owner FROM runs WHERE status = ?", (RunStatus.RUNNING.value,)
         )
-        dead = [r[0] for r in rows if not owner_alive(r[1])]
-        ops: list[Op] = []
-        for run_id in dead:
-            ops += [
-                (
-                    "UPDATE runs SET status = ?, owner = NULL WHERE id = ? AND status = ?",
-                    (RunStatus.INTERRUPTED.value, run_id, RunStatus.RUNNING.value),
-                ),
-                (
-                    "UPDATE steps SET status = ? WHERE run_id = ? AND status = ?",
-                    (StepStatus.INTERRUPTED.value, run_id, StepStatus.RUNNING.value),
-                ),
-                event_op(Event(run_id, "run_interrupted", data={"reason": "owner process gone"})),
-            ]
-        if ops:
-            await self._write(ops)
-        return dead
+        dead = [(r[0], r[1]) for r in rows if not owner_alive(r[1])]
+        if not dead:
+            return []
+        marked: list[str] = await self._conn._execute(ownership.mark_orphans, self._sqlite, dead)  # type: ignore[no-untyped-call]
+        return marked
 
     async def prune(self, *, older_than_s: float, keep_last: int = 0) -> int:
         """Delete finished runs older than `older_than_s` seconds (keeping the newest
@@ -454,34 +447,3 @@ def _apply(conn: sqlite3.Connection, ops: list[Op | None]) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-
-
-_RESUMABLE = tuple(s.value for s in RunStatus if s.resumable)
-
-
-def _claim(conn: sqlite3.Connection, run_id: str, owner: str, dead_owner: str | None) -> bool:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        won = (
-            conn.execute(
-                "UPDATE runs SET owner = ?, status = ? WHERE id = ? AND (status IN "
-                f"({','.join('?' * len(_RESUMABLE))}) OR (status = ? AND owner IS ?))",
-                (
-                    owner,
-                    RunStatus.RUNNING.value,
-                    run_id,
-                    *_RESUMABLE,
-                    RunStatus.RUNNING.value,
-                    dead_owner,
-                ),
-            ).rowcount
-            == 1
-        )
-        if won:
-            data = {"owner": owner, "previous_owner": dead_owner}
-            conn.execute(*event_op(Event(run_id, "run_claimed", data=data)))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return won
