@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from engine.errors import RunStateError
 from engine.executors.base import StepCall, StepOutcome
 from engine.executors.builtin import BuiltinExecutor
 from engine.spec import ExecutorKind
+from engine.supervisor import RunSupervisor
 from memory.records import RunRecord, RunStatus
 from memory.sqlite_store import SqliteRunStore
 from tests.test_durability import ROOT, cli_env
@@ -224,3 +226,32 @@ async def test_two_tutti_resume_processes_started_together_run_the_run_once(
     late = [r for r in refusals if RUNNING_ELSEWHERE not in r]
     assert all(f"{RUNNING_ELSEWHERE} " not in r and " is succeeded;" in r for r in late), late
     assert len(late) <= PROCESS_ROUNDS // 2, late
+
+
+# -- what a resume answers ---------------------------------------------------------------------
+async def test_a_resumed_run_reads_running_while_its_first_writes_wait_for_another_writer(
+    tmp_path: Path,
+) -> None:
+    """workflow_resume answers once the run is launched; a status read right after must say
+    `running`, even when the run's own first writes are slow (here: another process holds
+    the write lock). The run is claimed, in the store, before the answer."""
+    db = tmp_path / "runs.db"
+    async with await SqliteRunStore.open(db) as store, anyio.create_task_group() as tg:
+        config = EngineConfig(workspace=tmp_path)
+        engine = Engine(store, {ExecutorKind.BUILTIN: BuiltinExecutor()}, config)
+        run_id = await Engine(store, engine.executors, config).create_run(SPEC)
+        await store.set_run(run_id, status=RunStatus.INTERRUPTED)
+        supervisor = RunSupervisor(engine, tg)
+
+        await supervisor.resume(run_id)
+        with closing(sqlite3.connect(db, isolation_level=None)) as writer:
+            writer.execute("BEGIN IMMEDIATE")  # the run's writes wait from here on
+            with anyio.fail_after(ROUND_S):
+                while run_id not in engine.live:  # launched: its execution is under way
+                    await anyio.lowlevel.checkpoint()
+            seen = (await supervisor.snapshot(run_id)).status
+            stored = writer.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            writer.execute("ROLLBACK")
+        assert (seen, stored[0]) == (RunStatus.RUNNING, "running")
+        run = await supervisor.wait(run_id, lambda r: r.status.finished, ROUND_S)
+        assert run.status is RunStatus.SUCCEEDED, run.error
