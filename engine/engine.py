@@ -306,10 +306,8 @@ class Engine:
         # Shielded: once the claim is sent, its outcome must be recorded here.
         with anyio.CancelScope(shield=True):
             claim = await self.store.claim_run(run.id, owner, dead)
-        if not claim.won:
+        if not claim.won:  # another process, or another task here, has it
             raise _lost(run.id, claim)
-        if run.id in self.live or run.id in self._claimed:  # another task here won it
-            raise RunStateError(f"run {run.id} is already running in this process")
         run.status, run.owner = RunStatus.RUNNING, owner
         self._claimed[run.id] = (run, previous)
         return run
