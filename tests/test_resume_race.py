@@ -98,6 +98,7 @@ async def race(engines: list[Engine], run_id: str) -> tuple[list[RunRecord], lis
 async def test_two_engines_resuming_one_run_together_run_it_once(tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
     counts: Counter[tuple[str, str]] = Counter()
+    refusals: list[str] = []
     async with (
         await SqliteRunStore.open(db) as store_a,
         await SqliteRunStore.open(db) as store_b,
@@ -114,9 +115,16 @@ async def test_two_engines_resuming_one_run_together_run_it_once(tmp_path: Path)
             won, lost = await race(racers, run_id)
             assert len(won) == 1 and len(lost) == 1, (n, won, lost)
             assert won[0].status is RunStatus.SUCCEEDED, won[0].error
-            assert RUNNING_HERE in lost[0] or RUNNING_ELSEWHERE in lost[0], lost
+            refusals += lost
             ran = {sid: counts[(run_id, sid)] for sid in ("a", "b", "c")}
             assert ran == {"a": 1, "b": 1, "c": 1}, (n, ran)
+    # Refused because the other engine had the run; or, where the other had already run
+    # it to the end before this one looked or claimed (these steps take no time), because
+    # it is done.
+    late = [r for r in refusals if RUNNING_HERE not in r and RUNNING_ELSEWHERE not in r]
+    done = ("became succeeded while this process was resuming it", " is succeeded; ")
+    assert all(any(d in r for d in done) for r in late), late
+    assert len(late) <= IN_PROCESS_ROUNDS // 2, f"{len(late)} rounds did not overlap"
 
 
 # -- across processes --------------------------------------------------------------------------
