@@ -283,7 +283,8 @@ async def sqlite_floor(dag: dict[str, Any], spec: dict[str, Any], tmpdir: str) -
     import aiosqlite
 
     real_apply = sqlite_store_mod._apply
-    setup = sqlite_store_mod.setup_connection
+    from memory.rows import setup_connection as setup
+
     batches: list[list[Any]] = []
 
     def recording(conn: Any, ops: list[Any]) -> None:

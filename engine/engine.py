@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import anyio
 import networkx as nx
 
 from engine.errors import (
@@ -32,8 +33,8 @@ from engine.runner import EventSink, RunExecution
 from engine.spec import ExecutorKind, InputSpec, Step, WorkflowSpec, parse_spec
 from engine.workflow import Workflow, compile_workflow
 from memory.history import WorkflowHistory
-from memory.owner import owner_alive
-from memory.records import Checkpoint, RunRecord, RunStatus, RunStore, StepRecord, StepStatus
+from memory.owner import current_owner, owner_alive
+from memory.records import Checkpoint, Claim, RunRecord, RunStatus, RunStore, StepRecord, StepStatus
 from memory.sqlite_store import RunNotFound
 
 
@@ -128,6 +129,8 @@ class Engine:
         self.live: dict[str, RunExecution] = {}
         # runs created here and not yet executed: their plan and initial record
         self._compiled: dict[str, tuple[Workflow, Plan, RunRecord]] = {}
+        # runs claimed here and not executing yet: their record and status before the claim
+        self._claimed: dict[str, tuple[RunRecord, RunStatus]] = {}
 
     # -- specs -----------------------------------------------------------------------------
     def compile(self, spec: WorkflowSpec | Mapping[str, Any]) -> Workflow:
@@ -248,25 +251,25 @@ class Engine:
         self, run_id: str, *, attached: bool = False, on_event: EventSink | None = None
     ) -> RunRecord:
         """Run (or continue) a run until it rests: finished, failed, cancelled, or (when not
-        `attached`) waiting for client steps. Returns the stored record with metrics."""
+        `attached`) waiting for client steps. Returns the stored record with metrics.
+        The run is claimed for this process first, unless `claim` has done that."""
         cached = self._compiled.pop(run_id, None)
-        if cached:
-            wf, plan, run = cached
-        else:
-            run = await self.load(run_id)
-            wf = self.compile(run.spec)
-            plan, _ = await self.plan_with_history(wf)
-        # no await from here until the run is live: two callers cannot both start it
-        if run_id in self.live:
-            raise RunStateError(f"run {run_id} is already running in this process")
-        if run.status is RunStatus.SUCCEEDED:
-            raise RunStateError(f"run {run_id} already succeeded; nothing to resume")
-        if run.status is RunStatus.RUNNING and owner_alive(run.owner):
-            raise RunStateError(
-                f"run {run_id} is running in another process ({run.owner}); wait for it or cancel it there"
-            )
-        self.preflight(wf)
-        execution = RunExecution(self, run, wf, plan, attached=attached, on_event=on_event)
+        if run_id not in self._claimed:
+            await (self._take(cached[2]) if cached else self.claim(run_id))
+        run, previous = self._claimed[run_id]
+        try:
+            if cached:
+                wf, plan = cached[0], cached[1]
+            else:
+                wf = self.compile(run.spec)
+                plan, _ = await self.plan_with_history(wf)
+            self.preflight(wf)
+            execution = RunExecution(self, run, wf, plan, attached=attached, on_event=on_event)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._release(run_id, previous)
+            raise
+        del self._claimed[run_id]
         self.live[run_id] = execution
         try:
             await execution.execute()
@@ -283,28 +286,54 @@ class Engine:
         return await self.execute(await self.create_run(spec, inputs), **kw)
 
     async def resume(self, run_id: str, **kw: Any) -> RunRecord:
-        await self.check_resumable(run_id)
+        await self.claim(run_id)
         return await self.execute(run_id, **kw)
 
     async def check_resumable(self, run_id: str) -> RunRecord:
-        """Raise unless the run can be resumed here and now; a run left `running` by a
-        dead process is marked interrupted on the way."""
+        """Raise unless the run can be resumed here and now (a run left `running` by a dead
+        process can). Writes nothing: `claim` does."""
         run = await self.load(run_id)
-        if run_id in self.live:
+        if run_id in self.live or run_id in self._claimed:
             raise RunStateError(f"run {run_id} is already running in this process")
         if run.status is RunStatus.RUNNING:
             if owner_alive(run.owner):
-                raise RunStateError(
-                    f"run {run_id} is running in another process ({run.owner}); wait for it or stop it there"
-                )
-            await self.store.set_run(run_id, status=RunStatus.INTERRUPTED, owner=None)
-            run.status = RunStatus.INTERRUPTED
+                raise _running_elsewhere(run_id, run.owner)
         elif not run.status.resumable:
             raise RunStateError(
                 f"run {run_id} is {run.status.value}; only failed, cancelled, interrupted or waiting "
                 "runs resume (fork it with a from_step or new inputs to run it again)"
             )
         return run
+
+    async def claim(self, run_id: str) -> RunRecord:
+        """Make this process the one that executes the run, before anything runs: after
+        `check_resumable`, one compare-and-set in the store, so of two processes (or
+        tasks) resuming a run at once exactly one gets it; the other gets the error that
+        the run is running elsewhere. The run then reads `running` to everyone; `execute`
+        runs it (or gives it back if it cannot start)."""
+        return await self._take(await self.check_resumable(run_id))
+
+    async def _take(self, run: RunRecord) -> RunRecord:
+        if run.id in self.live or run.id in self._claimed:
+            raise RunStateError(f"run {run.id} is already running in this process")
+        previous = run.status
+        dead = run.owner if previous is RunStatus.RUNNING else None  # found dead: take over
+        owner = current_owner()
+        # Shielded: once the claim is sent, its outcome must be recorded here.
+        with anyio.CancelScope(shield=True):
+            claim = await self.store.claim_run(run.id, owner, dead)
+        if not claim.won:  # another process, or another task here, has it
+            raise _lost(run.id, claim)
+        run.status, run.owner = RunStatus.RUNNING, owner
+        self._claimed[run.id] = (run, previous)
+        return run
+
+    async def _release(self, run_id: str, previous: RunStatus) -> None:
+        """Give back a claimed run that could not start: as it was, or interrupted if it
+        was left running by a dead process."""
+        del self._claimed[run_id]
+        status = RunStatus.INTERRUPTED if previous is RunStatus.RUNNING else previous
+        await self.store.set_run(run_id, status=status, owner=None)
 
     async def fork(
         self,
@@ -400,3 +429,21 @@ class Engine:
                 detail={"reported_by_client": True},
             )
         return run.status
+
+
+def _running_elsewhere(run_id: str, owner: str | None) -> RunStateError:
+    return RunStateError(
+        f"run {run_id} is running in another process ({owner}); wait for it or stop it there"
+    )
+
+
+def _lost(run_id: str, claim: Claim) -> RunStateError:
+    """The error for a claim that another process (or task) won."""
+    if claim.status is RunStatus.RUNNING:
+        if claim.owner == current_owner():
+            return RunStateError(f"run {run_id} is already running in this process")
+        return _running_elsewhere(run_id, claim.owner)
+    return RunStateError(  # it changed between our look and our claim, and is not running
+        f"run {run_id} became {claim.status.value} while this process was resuming it; check it "
+        f"(workflow_status or `tutti show {run_id}`) before resuming it again"
+    )

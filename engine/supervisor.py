@@ -53,8 +53,11 @@ class _Watch:
     error: str | None = None  # the run could not execute at all
     finished: bool = False
     changed: anyio.Event = field(default_factory=anyio.Event)
+    executing: anyio.Event = field(default_factory=anyio.Event)  # set once live, or finished
 
     def on_event(self, kind: str, step_id: str | None, data: dict[str, Any]) -> None:
+        if kind == "run_started":
+            self.executing.set()
         if kind in _CHANGES:
             self.last = f"{step_id} {kind[5:]}" if step_id else f"run {kind[4:]}"
             self.bump()
@@ -99,7 +102,9 @@ class RunSupervisor:
         return run_id
 
     async def resume(self, run_id: str, before: Callable[[str], None] | None = None) -> RunRecord:
-        run = await self.engine.check_resumable(run_id)
+        """Claim the run (so that from the answer on, everyone reads it `running`), then
+        launch it."""
+        run = await self.engine.claim(run_id)
         self._launch(run_id, before)
         return run
 
@@ -131,6 +136,7 @@ class RunSupervisor:
             log.exception("run %s crashed", run_id)
         finally:
             watch.finished = True
+            watch.executing.set()
             watch.bump()
             if self.on_stopped is not None:
                 self.on_stopped(run_id)
@@ -142,6 +148,12 @@ class RunSupervisor:
     async def cancel(self, run_id: str, wait_s: float = 5.0) -> RunRecord:
         """Cancel a run: a live one stops its running steps (recorded cancelled); a run
         no process executes (interrupted, waiting, failed) is marked cancelled."""
+        watch = self.watches.get(run_id)
+        if watch is not None:
+            # launched here and claimed, but its steps may not be under way yet (a cancel
+            # then would be lost): wait until they are
+            with anyio.move_on_after(wait_s):
+                await watch.executing.wait()
         if self.engine.cancel(run_id):
             await self.wait(run_id, lambda r: r.status.finished, wait_s)
             return await self.engine.load(run_id)

@@ -31,14 +31,12 @@ class AsyncMemoryFiles:
 
     @classmethod
     async def open(cls, path: str | Path, *, limits: Limits | None = None) -> AsyncMemoryFiles:
-        from memory.rows import setup_connection
+        from memory.rows import open_connection
 
         path = str(path)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(path, isolation_level=None)
-        await conn._execute(setup_connection, conn._conn, 10_000)  # type: ignore[no-untyped-call]
-        return cls(conn, limits=limits)
+        return cls(await open_connection(path, 10_000), limits=limits)
 
     async def close(self) -> None:
         await self._aconn.close()

@@ -73,13 +73,20 @@ class MemoryFiles:
 
     @classmethod
     def open(cls, path: str | Path, *, limits: Limits | None = None) -> MemoryFiles:
-        from memory.rows import setup_connection
+        from memory.rows import DatabaseOpenError, setup_connection
 
         path = str(path)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        setup_connection(conn, 10_000)
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise DatabaseOpenError(path, exc) from exc
+        try:
+            setup_connection(conn, 10_000)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise DatabaseOpenError(path, exc) from exc
         return cls(conn, limits=limits)
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from memory import history
 from memory.history import HistoryEntry, WorkflowHistory, summarize
-from memory.records import Checkpoint, Event, RunRecord, RunStatus, StepRecord, StepStatus
+from memory.records import Checkpoint, Claim, Event, RunRecord, RunStatus, StepRecord, StepStatus
 
 
 class InMemoryRunStore:
@@ -55,8 +55,15 @@ class InMemoryRunStore:
         if "status" in fields:
             self.append_event(Event(run_id, f"run_{RunStatus(fields['status']).value}"))
 
-    async def claim_run(self, run_id: str, owner: str, status: RunStatus) -> None:
-        await self.set_run(run_id, owner=owner, status=status)
+    async def claim_run(self, run_id: str, owner: str, dead_owner: str | None = None) -> Claim:
+        run = self._run(run_id)  # no await before the update: the check and set are one step
+        if not (
+            run.status.resumable or (run.status is RunStatus.RUNNING and run.owner == dead_owner)
+        ):
+            return Claim(False, run.status, run.owner)
+        run.status, run.owner = RunStatus.RUNNING, owner
+        self.append_event(Event(run_id, "run_claimed", data={"owner": owner}))
+        return Claim(True, run.status, owner)
 
     def note_step_started(self, run_id: str, step_id: str, attempt: int, at: float) -> None:
         rec = self._runs[run_id].steps[step_id]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from functools import partial
+
+from memory.busy import retry_busy
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -172,24 +175,33 @@ def statements(sql: str) -> list[str]:
     return out
 
 
-def apply_migrations(conn: sqlite3.Connection) -> list[str]:
-    """Apply pending migrations (safe to call twice, and from two processes at once)."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+def apply_migrations(conn: sqlite3.Connection, busy_timeout_s: float = 0.0) -> list[str]:
+    """Apply pending migrations (safe to call twice, and from two processes at once: a
+    transaction that finds the database busy is retried for up to `busy_timeout_s`)."""
+    deadline = time.monotonic() + busy_timeout_s
+    retry_busy(
+        lambda: conn.execute(
+            "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+        ),
+        deadline,
     )
-    applied: list[str] = []
-    for name, sql in MIGRATIONS:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if conn.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
-                conn.execute("ROLLBACK")
-                continue
-            for statement in statements(sql):
-                conn.execute(statement)
-            conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
-            conn.execute("COMMIT")
-        except BaseException:
+    return [
+        name for name, sql in MIGRATIONS if retry_busy(partial(_apply, conn, name, sql), deadline)
+    ]
+
+
+def _apply(conn: sqlite3.Connection, name: str, sql: str) -> bool:
+    """Apply one migration with its record, in one transaction; False if already applied."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
             conn.execute("ROLLBACK")
-            raise
-        applied.append(name)
-    return applied
+            return False
+        for statement in statements(sql):
+            conn.execute(statement)
+        conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return True

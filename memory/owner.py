@@ -9,15 +9,27 @@ from __future__ import annotations
 import os
 import socket
 
+# /proc/<pid>/stat states of a process that has exited: a zombie (exited, not yet reaped
+# by its parent; where PID 1 does not reap, as in a container without an init, it stays
+# one) and dead (being reaped).
+_EXITED = frozenset({"Z", "X", "x"})
 
-def _start_ticks(pid: int) -> str:
+
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name, from the state (field 3)
+    on; empty when there is no such process (or no /proc)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             stat = f.read()
     except OSError:
-        return ""
-    # the command name (field 2) may contain spaces; fields after it are plain
-    return stat.rsplit(")", 1)[1].split()[19]
+        return []
+    # the command name (field 2) may contain spaces and parentheses; fields after it are plain
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _start_ticks(pid: int) -> str:
+    fields = _stat(pid)
+    return fields[19] if len(fields) > 19 else ""
 
 
 def current_owner() -> str:
@@ -25,8 +37,9 @@ def current_owner() -> str:
 
 
 def owner_alive(owner: str | None) -> bool:
-    """False when the owner is on this host and its process is gone (or was replaced).
-    Owners on other hosts are assumed alive: we cannot see them."""
+    """False when the owner is on this host and its process is gone, has exited (a zombie
+    is dead, however long its parent takes to reap it), or was replaced. Owners on other
+    hosts are assumed alive: we cannot see them."""
     if not owner:
         return False
     host, _, rest = owner.partition(":")
@@ -39,7 +52,12 @@ def owner_alive(owner: str | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # it exists, as another user's process: /proc still tells its state
     except ValueError:
         return False
-    return not start or _start_ticks(pid) == start
+    fields = _stat(pid)
+    if not fields:  # gone since the signal; or no /proc here, and then no start either
+        return not start
+    if fields[0] in _EXITED:
+        return False
+    return not start or (len(fields) > 19 and fields[19] == start)

@@ -17,18 +17,27 @@ from typing import Any
 import aiosqlite
 import anyio
 
-from memory import history
+from memory import history, ownership
 from memory.history import HistoryEntry, HistoryWriteError, WorkflowHistory
 from memory.owner import owner_alive
 from memory.records import (
     Checkpoint,
+    Claim,
     Event,
     RunRecord,
     RunStatus,
     StepRecord,
     StepStatus,
 )
-from memory.rows import Op, dump, event_op, load, run_from_row, setup_connection
+from memory.rows import (
+    DatabaseOpenError,
+    Op,
+    dump,
+    event_op,
+    load,
+    open_connection,
+    run_from_row,
+)
 
 _RUN_FIELDS = frozenset(
     {
@@ -76,13 +85,15 @@ class SqliteRunStore:
     # -- lifecycle -------------------------------------------------------------------------
     @classmethod
     async def open(cls, path: str | Path, *, busy_timeout_ms: int = 10_000) -> SqliteRunStore:
+        """Open (creating it if need be) and set up the database; DatabaseOpenError, with
+        the connection closed, when that fails."""
         path = str(path)
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(path, isolation_level=None)
-        # aiosqlite's private _execute runs a function in its thread: one round trip per batch
-        await conn._execute(setup_connection, conn._conn, busy_timeout_ms)  # type: ignore[no-untyped-call]
-        return cls(conn, path)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseOpenError(path, exc) from exc
+        return cls(await open_connection(path, busy_timeout_ms), path)
 
     async def close(self) -> None:
         await self.flush()
@@ -183,16 +194,19 @@ class SqliteRunStore:
             ops.append(event_op(Event(run_id, f"run_{RunStatus(fields['status']).value}")))
         await self._write(ops)
 
-    async def claim_run(self, run_id: str, owner: str, status: RunStatus) -> None:
-        await self._write(
-            [
-                (
-                    "UPDATE runs SET owner = ?, status = ? WHERE id = ?",
-                    (owner, status.value, run_id),
-                ),
-                event_op(Event(run_id, f"run_{status.value}", data={"owner": owner})),
-            ]
+    async def claim_run(self, run_id: str, owner: str, dead_owner: str | None = None) -> Claim:
+        """Make `owner` the owner of a run that no process executes, and mark it running:
+        one compare-and-set in one transaction, so of processes claiming a run at once
+        exactly one wins. Claimable: a resumable run, or a run still marked running by
+        `dead_owner` (an owner the caller found dead). Says whether this claim won, and
+        who has the run (read in the same transaction)."""
+        await self.flush()  # writes queued before the claim are committed before it
+        claim: Claim | None = await self._conn._execute(  # type: ignore[no-untyped-call]
+            ownership.claim, self._sqlite, run_id, owner, dead_owner
         )
+        if claim is None:
+            raise RunNotFound(run_id)
+        return claim
 
     async def load_run(self, run_id: str) -> RunRecord:
         await self.flush()
@@ -234,28 +248,17 @@ class SqliteRunStore:
 
     async def mark_orphans_interrupted(self) -> list[str]:
         """Runs left `running` by a process that no longer exists become `interrupted`;
-        their running steps become `interrupted` (resume runs them again)."""
+        their running steps become `interrupted` (resume runs them again). A run claimed
+        by a live process meanwhile (its owner changed) is left alone."""
         await self.flush()
         rows = await self._conn.execute_fetchall(
             "SELECT id, owner FROM runs WHERE status = ?", (RunStatus.RUNNING.value,)
         )
-        dead = [r[0] for r in rows if not owner_alive(r[1])]
-        ops: list[Op] = []
-        for run_id in dead:
-            ops += [
-                (
-                    "UPDATE runs SET status = ?, owner = NULL WHERE id = ? AND status = ?",
-                    (RunStatus.INTERRUPTED.value, run_id, RunStatus.RUNNING.value),
-                ),
-                (
-                    "UPDATE steps SET status = ? WHERE run_id = ? AND status = ?",
-                    (StepStatus.INTERRUPTED.value, run_id, StepStatus.RUNNING.value),
-                ),
-                event_op(Event(run_id, "run_interrupted", data={"reason": "owner process gone"})),
-            ]
-        if ops:
-            await self._write(ops)
-        return dead
+        dead = [(r[0], r[1]) for r in rows if not owner_alive(r[1])]
+        if not dead:
+            return []
+        marked: list[str] = await self._conn._execute(ownership.mark_orphans, self._sqlite, dead)  # type: ignore[no-untyped-call]
+        return marked
 
     async def prune(self, *, older_than_s: float, keep_last: int = 0) -> int:
         """Delete finished runs older than `older_than_s` seconds (keeping the newest

@@ -29,6 +29,7 @@ from memory.async_files import AsyncMemoryFiles
 from memory.history import WorkflowHistory, summarize
 from memory.mem_store import InMemoryRunStore
 from memory.records import RunRecord, RunStatus
+from memory.rows import DatabaseOpenError
 from memory.sqlite_store import SqliteRunStore
 from server.cli_output import err, out, print_plan, print_run, run_json, short
 from server.progress import Progress
@@ -231,9 +232,11 @@ def check_database(path: Path) -> None:
         with closing(sqlite3.connect(path)) as conn:
             conn.execute("PRAGMA user_version").fetchone()
     except (OSError, sqlite3.Error) as exc:
-        raise ConfigurationError(
-            f"cannot open the database {path}: {exc}; set TUTTI_DB (or --db) to a writable file"
-        ) from None
+        raise database_error(DatabaseOpenError(str(path), exc)) from None
+
+
+def database_error(exc: DatabaseOpenError) -> ConfigurationError:
+    return ConfigurationError(f"{exc}; set TUTTI_DB (or --db) to a writable file")
 
 
 def exposure_warning(host: str) -> str | None:
@@ -360,7 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "db", None) is None:
         args.db = None
     try:
-        return int(args.fn(args))
+        try:
+            return int(args.fn(args))
+        except DatabaseOpenError as exc:  # by now its connection is closed: we can exit
+            raise database_error(exc) from None
     except TuttiError as exc:
         # escaped: the message holds file names and spec text, which may look like markup
         err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", markup=True)

@@ -24,9 +24,11 @@ retries = 0
 for i in range(n):
     mem.insert("/memories/log.md", 0, f"{name}-{i}", author=name)
     while True:  # a counter: read, then replace the exact value read
+        # delimited: a stale "<1>" must not match inside "<12>" (str_replace finds substrings)
         text = mem.read("/memories/counter.md")
         try:
-            mem.str_replace("/memories/counter.md", text, str(int(text) + 1), author=name)
+            new = f"<{int(text.strip('<>')) + 1}>"
+            mem.str_replace("/memories/counter.md", text, new, author=name)
             break
         except MemoryFileError:
             retries += 1  # the other writer got there first: read again
@@ -38,7 +40,7 @@ def test_two_processes_writing_one_file_lose_no_update(tmp_path: Path) -> None:
     db = tmp_path / "tutti.db"
     setup = MemoryFiles.open(db)
     setup.create("/memories/log.md", "")
-    setup.create("/memories/counter.md", "0")
+    setup.create("/memories/counter.md", "<0>")
     n = 150
     procs = [
         subprocess.Popen(
@@ -64,7 +66,7 @@ def test_two_processes_writing_one_file_lose_no_update(tmp_path: Path) -> None:
 
     lines = setup.read("/memories/log.md").splitlines()
     assert sorted(lines) == sorted(f"{w}-{i}" for w in ("one", "two") for i in range(n))
-    assert setup.read("/memories/counter.md") == str(2 * n)
+    assert setup.read("/memories/counter.md") == f"<{2 * n}>"
     authors = [r.author for r in setup.history("/memories/log.md", limit=1000)]
     switches = sum(a != b for a, b in itertools.pairwise(authors))
     assert switches > 1, "the two writers never overlapped, so this test proved nothing"

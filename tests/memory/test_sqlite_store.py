@@ -276,6 +276,37 @@ async def test_runs_owned_by_another_host_and_finished_runs_are_left_alone(
     assert (await store.load_run("done")).status is RunStatus.SUCCEEDED
 
 
+async def test_a_claim_takes_a_run_nobody_executes_and_only_once(store: SqliteRunStore) -> None:
+    await store.create_run(make_run("r1", ["a"], status=RunStatus.INTERRUPTED), ["a"])
+    first = await store.claim_run("r1", "host:1:1")
+    second = await store.claim_run("r1", "host:2:2")
+    assert (first.won, first.status, first.owner) == (True, RunStatus.RUNNING, "host:1:1")
+    assert (second.won, second.status, second.owner) == (False, RunStatus.RUNNING, "host:1:1")
+    run = await store.load_run("r1")
+    assert (run.status, run.owner) == (RunStatus.RUNNING, "host:1:1")
+    claimed = [e.data for _, _, e in await store.events("r1") if e.kind == "run_claimed"]
+    assert claimed == [{"owner": "host:1:1", "previous_owner": None}]
+
+
+async def test_a_claim_takes_a_run_still_running_only_under_the_owner_found_dead(
+    store: SqliteRunStore,
+) -> None:
+    gone = dead_owner()
+    await store.create_run(make_run("r1", ["a"], status=RunStatus.RUNNING, owner=gone), ["a"])
+    # not without naming the dead owner, nor when another owner has it meanwhile
+    assert not (await store.claim_run("r1", "host:1:1")).won
+    assert not (await store.claim_run("r1", "host:1:1", dead_owner="host:9:9")).won
+    assert (await store.claim_run("r1", "host:1:1", dead_owner=gone)).won
+    assert not (await store.claim_run("r1", "host:2:2", dead_owner=gone)).won
+    assert (await store.load_run("r1")).owner == "host:1:1"
+
+
+async def test_finished_runs_are_not_claimed(store: SqliteRunStore) -> None:
+    await store.create_run(make_run("done", ["a"], status=RunStatus.SUCCEEDED), ["a"])
+    claim = await store.claim_run("done", "host:1:1")
+    assert (claim.won, claim.status, claim.owner) == (False, RunStatus.SUCCEEDED, None)
+
+
 # -- prune ---------------------------------------------------------------------------------
 
 
