@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import anthropic
 import anyio
 
 from engine.model_info import Effort, ModelInfo, Source, ThinkingType
 from engine.models import ModelTable
+
+if TYPE_CHECKING:  # the SDK takes about a second to import: only runs with a client load it
+    import anthropic
 
 log = logging.getLogger("tutti.models")
 FETCH_TIMEOUT_S = 5.0
@@ -122,6 +124,8 @@ class ModelCatalog:
         """Every model the API lists (`tutti models`), learned and cached; their ids."""
         if self.client is None:
             return []
+        import anthropic
+
         found: dict[str, dict[str, Any]] = {}
         try:
             with anyio.fail_after(self.timeout_s * 4):
@@ -148,6 +152,8 @@ class ModelCatalog:
     async def _fetch(self, model_id: str, into: dict[str, dict[str, Any]]) -> None:
         if self._offline or self.client is None:
             return
+        import anthropic
+
         try:
             with anyio.fail_after(self.timeout_s + 1):  # the SDK's timeout, bounded again
                 info = await self.client.models.retrieve(model_id, timeout=self.timeout_s)
@@ -176,6 +182,8 @@ class ModelCatalog:
 
 
 def _why(exc: BaseException) -> str:
+    import anthropic
+
     if isinstance(exc, anthropic.APIStatusError):
         return f"HTTP {exc.status_code}"
     if isinstance(exc, TimeoutError | anthropic.APITimeoutError):

@@ -7,8 +7,6 @@ import json
 import re
 from typing import Any
 
-import jsonschema
-
 from engine.errors import StepError
 from engine.executors.base import StepOutcome
 from engine.spec import Step
@@ -24,6 +22,8 @@ def shape_output(step: Step, value: Any) -> Any:
     if isinstance(value, str):
         value = _parse_json(value)
     if step.json_schema is not None:
+        import jsonschema  # only steps with a json_schema pay for importing it
+
         problem = jsonschema.exceptions.best_match(
             jsonschema.validators.validator_for(step.json_schema)(step.json_schema).iter_errors(
                 value
