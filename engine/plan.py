@@ -8,11 +8,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from engine.branches import alternatives, worst_case_s
-from engine.models import ModelTable
-from engine.spec import MODEL_KINDS, ExecutorKind, Mode, ThinkingMode
-from engine.thinking import MAX_TOKENS, ThinkingChoice, ThinkingError, choose, thinking_params
-from engine.workflow import Workflow
+from tutti_mcp.engine.branches import alternatives, worst_case_s
+from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.spec import MODEL_KINDS, ExecutorKind, Mode, ThinkingMode
+from tutti_mcp.engine.thinking import (
+    MAX_TOKENS,
+    ThinkingChoice,
+    ThinkingError,
+    choose,
+    thinking_params,
+)
+from tutti_mcp.engine.workflow import Workflow
 
 # Rough defaults, used only when neither the step (`estimate_s`) nor history says more.
 DEFAULT_ESTIMATE_S = {

@@ -21,19 +21,20 @@ import anyio
 from rich.markup import escape
 from rich.table import Table
 
-from engine.engine import Engine
-from engine.errors import ConfigurationError, TuttiError
-from engine.report import age
-from engine.spec import ExecutorKind, WorkflowSpec, load_spec_file
-from memory.async_files import AsyncMemoryFiles
-from memory.history import WorkflowHistory, summarize
-from memory.mem_store import InMemoryRunStore
-from memory.records import RunRecord, RunStatus
-from memory.rows import DatabaseOpenError
-from memory.sqlite_store import SqliteRunStore
-from server.cli_output import err, out, print_plan, print_run, run_json, short
-from server.progress import Progress
-from server.settings import Settings, build_engine
+from tutti_mcp import __version__
+from tutti_mcp.engine.engine import Engine
+from tutti_mcp.engine.errors import ConfigurationError, TuttiError
+from tutti_mcp.engine.report import age
+from tutti_mcp.engine.spec import ExecutorKind, WorkflowSpec, load_spec_file
+from tutti_mcp.memory.async_files import AsyncMemoryFiles
+from tutti_mcp.memory.history import WorkflowHistory, summarize
+from tutti_mcp.memory.mem_store import InMemoryRunStore
+from tutti_mcp.memory.records import RunRecord, RunStatus
+from tutti_mcp.memory.rows import DatabaseOpenError
+from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.server.cli_output import err, out, print_plan, print_run, run_json, short
+from tutti_mcp.server.progress import Progress
+from tutti_mcp.server.settings import Settings, build_engine
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING = 0, 1, 2, 3
 _current_run: list[str] = []  # for the Ctrl-C message
@@ -133,10 +134,10 @@ async def _history(db: Path, name: str) -> WorkflowHistory:
 def cmd_plan(args: argparse.Namespace) -> int:
     spec = _load(args)
     settings = Settings.from_env(db=args.db)
-    from engine.plan import make_plan
-    from engine.workflow import compile_workflow
-    from server.models_cli import plan_table
-    from tools.workflow import estimate_source
+    from tutti_mcp.engine.plan import make_plan
+    from tutti_mcp.engine.workflow import compile_workflow
+    from tutti_mcp.server.models_cli import plan_table
+    from tutti_mcp.tools.workflow import estimate_source
 
     history = anyio.run(_history, settings.db_path, spec.name)
     plan = make_plan(compile_workflow(spec), plan_table(settings, spec), history.durations())
@@ -258,7 +259,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from server.app import create_server
+    from tutti_mcp.server.app import create_server
 
     logging.basicConfig(
         level=os.environ.get("TUTTI_LOG_LEVEL", "WARNING").upper(),
@@ -293,6 +294,7 @@ def parser() -> argparse.ArgumentParser:
         prog="tutti", description="Durable, parallel multi-step AI workflows."
     )
     p.add_argument("--db", help="SQLite database file (default: TUTTI_DB or the user data dir)")
+    p.add_argument("--version", action="version", version=f"tutti {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(
@@ -348,7 +350,10 @@ def parser() -> argparse.ArgumentParser:
     sp = add("prune", cmd_prune, "delete old finished runs and their checkpoints")
     sp.add_argument("--older-than-days", type=float, default=30.0)
     sp.add_argument("--keep", type=int, default=0, help="keep this many of the newest old runs")
-    from server import memory_cli, models_cli  # import this module: load them once it is whole
+    from tutti_mcp.server import (  # import this module: load them once it is whole
+        memory_cli,
+        models_cli,
+    )
 
     models_cli.add_arguments(
         add("models", models_cli.cmd_models, "list models: capabilities, prices, where from")

@@ -8,9 +8,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from engine.plan import Plan
-from engine.report import gantt, recovery_plan
-from memory.records import RunRecord, RunStatus
+from tutti_mcp.engine.plan import Plan
+from tutti_mcp.engine.report import gantt, recovery_plan
+from tutti_mcp.memory.records import RunRecord, RunStatus
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)

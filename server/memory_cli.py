@@ -11,13 +11,13 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from engine.errors import TuttiError
-from memory.files import MemoryFiles
-from memory.paths import GLOBAL, ROOT, MemoryFileError, parse_scope
-from server.cli import EXIT_OK, EXIT_USAGE, check_database
-from server.cli_output import err
-from server.settings import Settings
-from tools.memory import iso
+from tutti_mcp.engine.errors import TuttiError
+from tutti_mcp.memory.files import MemoryFiles
+from tutti_mcp.memory.paths import GLOBAL, ROOT, MemoryFileError, parse_scope
+from tutti_mcp.server.cli import EXIT_OK, EXIT_USAGE, check_database
+from tutti_mcp.server.cli_output import err
+from tutti_mcp.server.settings import Settings
+from tutti_mcp.tools.memory import iso
 
 Command = Callable[[MemoryFiles, argparse.Namespace], int]
 CLI = "cli"

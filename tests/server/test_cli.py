@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from server.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main, parser
+from tutti_mcp.server.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main, parser
 
 ROOT = Path(__file__).resolve().parents[2]
 REPO_STATS = ROOT / "examples" / "repo-stats.yaml"

@@ -14,8 +14,8 @@ import pytest
 from anyio.streams.text import TextReceiveStream
 from mcp.client import Client
 
-from server.cli import exposure_warning
 from tests.test_durability import ROOT, cli_env
+from tutti_mcp.server.cli import exposure_warning
 
 pytestmark = [pytest.mark.anyio, pytest.mark.skipif(sys.platform == "win32", reason="signals")]
 
@@ -41,7 +41,7 @@ def test_binding_beyond_loopback_warns(host: str, warns: bool) -> None:
 async def test_http_server_runs_a_workflow_across_sessions(tmp_path: Path) -> None:
     port = free_port()
     env = {**cli_env(), "TUTTI_DB": str(tmp_path / "runs.db"), "TUTTI_LOG_LEVEL": "INFO"}
-    cmd = [sys.executable, "-m", "server.cli", "serve", "--http", "--port", str(port)]
+    cmd = [sys.executable, "-m", "tutti_mcp", "serve", "--http", "--port", str(port)]
     spec = {
         "name": "over-http",
         "steps": [
@@ -85,7 +85,7 @@ async def test_http_server_runs_a_workflow_across_sessions(tmp_path: Path) -> No
 def test_serve_with_an_unusable_database_exits_2_and_names_it(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from server.cli import main
+    from tutti_mcp.server.cli import main
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
