@@ -137,7 +137,7 @@ def print_summary(run: RunRecord, *, cmd: str, db: Path | None) -> None:
     _print_next(run, cmd, width)
     finals = final_steps(run) if run.status is RunStatus.SUCCEEDED else []
     for sid in finals[:SUMMARY_FINALS]:
-        lines = _text(run.steps[sid].output).splitlines() or [""]
+        lines = _text(run.steps[sid].output).rstrip().splitlines() or [""]
         out.print(f"\n[bold]{sid}[/bold]:")
         for line in lines[:SUMMARY_LINES]:
             out.print(short_line(line, width), markup=False)
