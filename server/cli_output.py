@@ -123,7 +123,7 @@ def print_summary(run: RunRecord, *, cmd: str, db: Path | None) -> None:
     for s in shown:
         secs = "" if s.duration_s is None else f"{s.duration_s:.3f}s"
         head = f"  {s.step_id:<{idw}}  {s.status.value:<11} {secs:>8}  "
-        out.print(head + short(_said(s), max(width - len(head), 10)), markup=False)
+        out.print((head + short(_said(s), max(width - len(head), 10))).rstrip(), markup=False)
     if len(shown) < len(steps):
         out.print(f"  ... {len(steps) - len(shown)} more steps succeeded")
     tokens = m.get("tokens") or {}
