@@ -28,7 +28,7 @@ from tutti_mcp.engine.model_catalog import ModelCatalog
 from tutti_mcp.engine.model_checks import api_step_problems
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.outputs import shape_output
-from tutti_mcp.engine.plan import Plan, make_plan
+from tutti_mcp.engine.plan import Plan, make_plan, resolved_executor
 from tutti_mcp.engine.runner import EventSink, RunExecution
 from tutti_mcp.engine.spec import ExecutorKind, InputSpec, Step, WorkflowSpec, parse_spec
 from tutti_mcp.engine.workflow import Workflow, compile_workflow
@@ -147,7 +147,7 @@ class Engine:
         return compile_workflow(spec)
 
     def plan(self, wf: Workflow, history_s: Mapping[str, float] | None = None) -> Plan:
-        return make_plan(wf, self.config.models, history_s)
+        return make_plan(wf, self.config.models, history_s, self.config.model_executor)
 
     async def plan_with_history(self, wf: Workflow) -> tuple[Plan, WorkflowHistory]:
         """The plan with the median step durations of the workflow's recent runs as its
@@ -162,12 +162,7 @@ class Engine:
         return self.plan(wf, history.durations()), history
 
     def executor_kind(self, step: Step, spec: WorkflowSpec) -> ExecutorKind:
-        if step.run is not None:
-            return step.run
-        kind = step.executor
-        if kind is ExecutorKind.PROMPT:
-            return spec.defaults.model_executor or self.config.model_executor
-        return kind
+        return resolved_executor(step, spec, self.config.model_executor)
 
     def preflight(self, wf: Workflow) -> None:
         """Fail before anything runs when a step's executor is not available here."""

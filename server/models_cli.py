@@ -25,11 +25,14 @@ MODES = (ThinkingMode.INSTANT, ThinkingMode.STANDARD, ThinkingMode.EXTENDED)
 
 
 def add_arguments(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    sp.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of text (default: text)"
+    )
     sp.add_argument(
         "--table",
         action="store_true",
-        help="print what each thinking mode sends to each model, as a Markdown table",
+        help="print what each thinking mode sends to each model, as a Markdown table "
+        "(default: the model list)",
     )
 
 

@@ -162,9 +162,9 @@ async def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
     engine = state.engine
     wf = engine.compile(await load_spec_off_loop(state, spec))
     p, history = await engine.plan_with_history(wf)
-    on_api = {
-        sid: engine.executor_kind(wf.steps[sid], wf.spec) is ExecutorKind.PROMPT for sid in wf.order
-    }
+    # the plan's executors are where the steps will run (engine.executor_kind): only the
+    # steps sent to the Messages API cost money here
+    on_api = {sid: sp.executor is ExecutorKind.PROMPT for sid, sp in p.steps.items()}
     cost = estimate_cost(wf, p, engine.config.models, on_api.__getitem__)
     d = p.to_dict()
     try:
@@ -179,7 +179,6 @@ async def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
         steps={
             sid: {
                 **step,
-                "executor": engine.executor_kind(wf.steps[sid], wf.spec).value,
                 "estimate_from": estimate_source(p.steps[sid], history),
                 # what the Messages API gets concerns only the steps sent to it
                 **({} if on_api[sid] else {"api_params": None, "api_params_why": None}),

@@ -15,7 +15,7 @@ from anyio.streams.text import TextReceiveStream
 from mcp.client import Client
 
 from tests.test_durability import ROOT, cli_env
-from tutti_mcp.server.cli import exposure_warning
+from tutti_mcp.server.cli import endpoint_url, exposure_warning
 
 pytestmark = [pytest.mark.anyio, pytest.mark.skipif(sys.platform == "win32", reason="signals")]
 
@@ -60,6 +60,8 @@ async def test_http_server_runs_a_workflow_across_sessions(tmp_path: Path) -> No
                     seen += chunk
                     if "Uvicorn running on" in seen:
                         break
+                # where to connect, in full, on stderr (stdout may be the client's)
+                assert f"tutti serving MCP at {url}\n" in seen
                 async with Client(url, mode="legacy") as c:
                     r = await c.call_tool("workflow_start", {"spec": spec, "wait_s": 10})
                     run = r.structured_content
@@ -80,6 +82,15 @@ async def test_http_server_runs_a_workflow_across_sessions(tmp_path: Path) -> No
             finally:
                 if process.returncode is None:
                     process.kill()
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [("127.0.0.1", "http://127.0.0.1:8765/mcp"), ("::1", "http://[::1]:8765/mcp"),
+     ("localhost", "http://localhost:8765/mcp")],
+)  # fmt: skip
+def test_the_endpoint_url_includes_mcp_and_brackets_ipv6(host: str, url: str) -> None:
+    assert endpoint_url(host, 8765) == url
 
 
 def test_serve_with_an_unusable_database_exits_2_and_names_it(
