@@ -187,6 +187,12 @@ class RunSupervisor:
                 return run
         return execution.run
 
+    def notify(self, run_id: str) -> None:
+        """Something outside the engine changed what waiters of this run should see."""
+        watch = self.watches.get(run_id)
+        if watch is not None:
+            watch.bump()
+
     def resting(self, run: RunRecord) -> bool:
         """Nothing more happens without the caller: the run finished or stopped, or all
         that is left waits on client steps."""
@@ -219,11 +225,18 @@ class RunSupervisor:
         if until(run) or timeout_s <= 0:
             return run
         reported = 0.0
+        seen = fingerprint(run)
         with anyio.move_on_after(timeout_s):
             while True:
                 watch = self.watches.get(run_id)
                 if watch is not None and (self.live(run_id) or not watch.finished):
-                    await watch.changed.wait()
+                    # Look again after taking the event: a change made while this waiter was
+                    # busy (reporting progress, say) bumped an event it was not waiting on.
+                    changed = watch.changed
+                    run = await self.snapshot(run_id)
+                    if until(run) or (any_change and fingerprint(run) != seen):
+                        break
+                    await changed.wait()
                     message = watch.last
                 elif run.status is RunStatus.RUNNING and owner_alive(run.owner):
                     before = fingerprint(run)

@@ -74,6 +74,7 @@ def create_server(settings: Settings | None = None, workspace: Path | None = Non
             engine.config.client_poll_s = CLIENT_POLL_S
             async with anyio.create_task_group() as tg:
                 supervisor = RunSupervisor(engine, tg, on_stopped=broker.forget)
+                broker.on_parked = supervisor.notify
                 state = wfl.ToolState(
                     supervisor, broker, root, memory_files, spec_limits=settings.spec_limits
                 )

@@ -12,6 +12,7 @@ Two ways, by protocol generation:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,6 +102,9 @@ class SamplingBroker:
     def __init__(self) -> None:
         self.bindings: dict[str, _Binding] = {}
         self.parked: dict[str, dict[str, _Parked]] = {}
+        # Told when a request is parked: a tool call waiting on the run must see it at once,
+        # not at its next step event (there may be none until the request is answered).
+        self.on_parked: Callable[[str], None] = lambda run_id: None
 
     def bind(self, run_id: str, ctx: Context[Any, Any]) -> None:
         """Remember the client of this call as the one to sample from, if it can."""
@@ -133,6 +137,7 @@ class SamplingBroker:
         if binding.back_channel:
             return await self._send(binding, req)
         parked = self.parked.setdefault(req.run_id, {})[req.step_id] = _Parked(req)
+        self.on_parked(req.run_id)
         try:
             await parked.done.wait()
         finally:

@@ -20,6 +20,7 @@ from tests.server.mcp_support import (
     fail,
     until_settled,
 )
+from tools.sampling import SamplingBroker
 
 pytestmark = pytest.mark.anyio
 
@@ -214,3 +215,35 @@ async def test_auto_status_that_answered_with_non_text_does_not_say_the_step_sti
     assert len(model.requests) == 1
     assert "Answered pic" in answer["next"]
     assert "wait for your model" not in answer["next"], answer["next"]
+
+
+async def test_a_start_waiting_on_the_run_returns_as_soon_as_a_request_is_parked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over the 2026-07-28 protocol a request waits for the next workflow_status. A
+    workflow_start already waiting must return when the request is parked: no step event
+    comes until it is answered, so the park itself must wake the waiter."""
+    gate = anyio.Event()
+    park = SamplingBroker.__call__
+
+    async def park_after_the_gate(self: SamplingBroker, request: Any) -> Any:
+        await gate.wait()
+        return await park(self, request)
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        if message and message.startswith("a "):
+            gate.set()  # the waiter has seen `a` finish; only now is pic's request parked
+
+    monkeypatch.setattr(SamplingBroker, "__call__", park_after_the_gate)
+    spec = {
+        "name": "owl",
+        "steps": [
+            {"id": "a", "op": "template", "args": "an owl"},
+            {"id": "pic", "prompt": "Draw ${a.output}.", "run": "sampling", "depends_on": ["a"]},
+        ],
+    }
+    async with connect("auto", sampling_callback=Model()) as c:
+        with anyio.fail_after(10):  # without the wake-up it waits its whole wait_s (30 s)
+            run = await call(c, "workflow_start", progress, spec=spec, wait_s=30)
+    assert run["steps"] == {"a": "succeeded", "pic": "running"}
+    assert "wait for your model" in run["next"]
