@@ -159,7 +159,9 @@ def test_a_summary_of_many_steps_lists_those_that_did_not_succeed_first(
     tutti: Tutti, tmp_path: Path
 ) -> None:
     steps = [f"  - id: s{i:02}\n    args: fine\n" for i in range(30)]
-    steps.append('  - id: bad\n    argv: ["sh", "-c", "exit 3"]\n')
+    # after the others, so that none is cancelled by its failure, however the machine is loaded
+    after = ", ".join(f"s{i:02}" for i in range(30))
+    steps.append(f'  - id: bad\n    argv: ["sh", "-c", "exit 3"]\n    depends_on: [{after}]\n')
     code, out, _ = tutti("run", str(write(tmp_path, "many.yaml", "steps:\n" + "".join(steps))))
     assert code == EXIT_FAILED
     lines = out.splitlines()
