@@ -25,10 +25,10 @@ from mcp.client import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.spec import ExecutorKind
-from memory.sqlite_store import SqliteRunStore
-from server.app import create_server
-from server.settings import Settings, build_engine
+from tutti_mcp.engine.spec import ExecutorKind
+from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.server.app import create_server
+from tutti_mcp.server.settings import Settings, build_engine
 
 MEM = Path(":memory:")
 
@@ -87,7 +87,7 @@ async def via_mcp(spec: dict[str, Any], mode: str, *, client: bool) -> float:
 
 async def round_trip(mode: str, calls: int) -> tuple[float, float]:
     """Median seconds per `workflow_list` call through MCP, and per direct call."""
-    from tools import workflow as wfl
+    from tutti_mcp.tools import workflow as wfl
 
     server = create_server(Settings(db_path=MEM))
     async with Client(server, mode=mode) as c:  # type: ignore[arg-type]
@@ -99,8 +99,8 @@ async def round_trip(mode: str, calls: int) -> tuple[float, float]:
     async with await SqliteRunStore.open(":memory:") as store:
         engine = build_engine(Settings(db_path=MEM), store)
         async with anyio.create_task_group() as tg:
-            from engine.supervisor import RunSupervisor
-            from tools.sampling import SamplingBroker
+            from tutti_mcp.engine.supervisor import RunSupervisor
+            from tutti_mcp.tools.sampling import SamplingBroker
 
             state = wfl.ToolState(RunSupervisor(engine, tg), SamplingBroker(), Path.cwd())
             direct = []

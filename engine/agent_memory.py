@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigurationError
-from memory.async_files import AsyncMemoryFiles
-from memory.files import step_author
-from memory.paths import GLOBAL, ROOT, MemoryFileError, parse_scope
+from tutti_mcp.engine.errors import ConfigurationError
+from tutti_mcp.memory.async_files import AsyncMemoryFiles
+from tutti_mcp.memory.files import step_author
+from tutti_mcp.memory.paths import GLOBAL, ROOT, MemoryFileError, parse_scope
 
 TOOL_NAME = "memory"
 # In the GA `ToolUnionParam` of the anthropic SDK: plain `messages.create` takes it.

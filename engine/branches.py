@@ -26,10 +26,10 @@ from typing import Any
 import networkx as nx
 from jinja2 import TemplateSyntaxError, nodes
 
-from engine.spec import Trigger
-from engine.template_sandbox import ENV
-from engine.templating import unwrap_condition
-from engine.workflow import Workflow
+from tutti_mcp.engine.spec import Trigger
+from tutti_mcp.engine.template_sandbox import ENV
+from tutti_mcp.engine.templating import unwrap_condition
+from tutti_mcp.engine.workflow import Workflow
 
 # Beyond this many combinations of alternatives (or steps in one group, whose subsets are
 # tried), every step counts, as without alternatives: the estimate errs on the long side.

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from engine.spec import FailurePolicy, Trigger
-from engine.workflow import Workflow
-from memory.records import StepRecord, StepStatus
+from tutti_mcp.engine.spec import FailurePolicy, Trigger
+from tutti_mcp.engine.workflow import Workflow
+from tutti_mcp.memory.records import StepRecord, StepStatus
 
 
 class FailureAction(StrEnum):

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import networkx as nx
 
-from engine.errors import (
+from tutti_mcp.engine.errors import (
     ConfigurationError,
     Problem,
     RunNotFoundError,
@@ -23,19 +23,27 @@ from engine.errors import (
     SpecError,
     StepError,
 )
-from engine.executors.base import StepExecutor
-from engine.model_catalog import ModelCatalog
-from engine.model_checks import api_step_problems
-from engine.models import ModelTable
-from engine.outputs import shape_output
-from engine.plan import Plan, make_plan
-from engine.runner import EventSink, RunExecution
-from engine.spec import ExecutorKind, InputSpec, Step, WorkflowSpec, parse_spec
-from engine.workflow import Workflow, compile_workflow
-from memory.history import WorkflowHistory
-from memory.owner import current_owner, owner_alive
-from memory.records import Checkpoint, Claim, RunRecord, RunStatus, RunStore, StepRecord, StepStatus
-from memory.sqlite_store import RunNotFound
+from tutti_mcp.engine.executors.base import StepExecutor
+from tutti_mcp.engine.model_catalog import ModelCatalog
+from tutti_mcp.engine.model_checks import api_step_problems
+from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.outputs import shape_output
+from tutti_mcp.engine.plan import Plan, make_plan, resolved_executor
+from tutti_mcp.engine.runner import EventSink, RunExecution
+from tutti_mcp.engine.spec import ExecutorKind, InputSpec, Step, WorkflowSpec, parse_spec
+from tutti_mcp.engine.workflow import Workflow, compile_workflow
+from tutti_mcp.memory.history import WorkflowHistory
+from tutti_mcp.memory.owner import current_owner, owner_alive
+from tutti_mcp.memory.records import (
+    Checkpoint,
+    Claim,
+    RunRecord,
+    RunStatus,
+    RunStore,
+    StepRecord,
+    StepStatus,
+)
+from tutti_mcp.memory.sqlite_store import RunNotFound
 
 
 @dataclass
@@ -139,7 +147,7 @@ class Engine:
         return compile_workflow(spec)
 
     def plan(self, wf: Workflow, history_s: Mapping[str, float] | None = None) -> Plan:
-        return make_plan(wf, self.config.models, history_s)
+        return make_plan(wf, self.config.models, history_s, self.config.model_executor)
 
     async def plan_with_history(self, wf: Workflow) -> tuple[Plan, WorkflowHistory]:
         """The plan with the median step durations of the workflow's recent runs as its
@@ -154,12 +162,7 @@ class Engine:
         return self.plan(wf, history.durations()), history
 
     def executor_kind(self, step: Step, spec: WorkflowSpec) -> ExecutorKind:
-        if step.run is not None:
-            return step.run
-        kind = step.executor
-        if kind is ExecutorKind.PROMPT:
-            return spec.defaults.model_executor or self.config.model_executor
-        return kind
+        return resolved_executor(step, spec, self.config.model_executor)
 
     def preflight(self, wf: Workflow) -> None:
         """Fail before anything runs when a step's executor is not available here."""

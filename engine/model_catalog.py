@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from engine.model_info import Effort, ModelInfo, Source, ThinkingType
-from engine.models import ModelTable
+from tutti_mcp.engine.model_info import Effort, ModelInfo, Source, ThinkingType
+from tutti_mcp.engine.models import ModelTable
 
 if TYPE_CHECKING:  # the SDK takes about a second to import: only runs with a client load it
     import anthropic

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from engine.models import ModelTable
-from engine.spec import MODEL_KINDS
-from engine.thinking import ThinkingError, choose, thinking_params
-from engine.workflow import Workflow
+from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.spec import MODEL_KINDS
+from tutti_mcp.engine.thinking import ThinkingError, choose, thinking_params
+from tutti_mcp.engine.workflow import Workflow
 
 
 def api_step_problems(wf: Workflow, models: ModelTable, on_api: Callable[[str], bool]) -> list[str]:

@@ -12,7 +12,7 @@ overrides both.
 
 from __future__ import annotations
 
-from engine.model_info import Effort, ModelInfo, Prices, ThinkingType
+from tutti_mcp.engine.model_info import Effort, ModelInfo, Prices, ThinkingType
 
 ADAPTIVE, ENABLED = ThinkingType.ADAPTIVE, ThinkingType.ENABLED
 DISABLED, BETWEEN = ThinkingType.DISABLED, ThinkingType.BETWEEN_TOOLS

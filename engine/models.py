@@ -18,15 +18,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigurationError
-from engine.model_info import (
+from tutti_mcp.engine.errors import ConfigurationError
+from tutti_mcp.engine.model_info import (
     Effort,
     ModelInfo,
     Prices,
     Source,
     ThinkingType,
 )
-from engine.model_table import ALIASES, DEFAULT_MODEL, SHIPPED
+from tutti_mcp.engine.model_table import ALIASES, DEFAULT_MODEL, SHIPPED
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -7,9 +7,9 @@ import json
 import re
 from typing import Any
 
-from engine.errors import StepError
-from engine.executors.base import StepOutcome
-from engine.spec import Step
+from tutti_mcp.engine.errors import StepError
+from tutti_mcp.engine.executors.base import StepOutcome
+from tutti_mcp.engine.spec import Step
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 

@@ -8,11 +8,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from engine.branches import alternatives, worst_case_s
-from engine.models import ModelTable
-from engine.spec import MODEL_KINDS, ExecutorKind, Mode, ThinkingMode
-from engine.thinking import MAX_TOKENS, ThinkingChoice, ThinkingError, choose, thinking_params
-from engine.workflow import Workflow
+from tutti_mcp.engine.branches import alternatives, worst_case_s
+from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.spec import MODEL_KINDS, ExecutorKind, Mode, Step, ThinkingMode, WorkflowSpec
+from tutti_mcp.engine.thinking import (
+    MAX_TOKENS,
+    ThinkingChoice,
+    ThinkingError,
+    choose,
+    thinking_params,
+)
+from tutti_mcp.engine.workflow import Workflow
 
 # Rough defaults, used only when neither the step (`estimate_s`) nor history says more.
 DEFAULT_ESTIMATE_S = {
@@ -110,11 +116,21 @@ def choose_mode(wf: Workflow) -> tuple[Mode, str]:
     return Mode.CHAIN, "chain: plain dependencies, no conditions"
 
 
-def _mermaid(wf: Workflow, critical: set[str]) -> str:
+def resolved_executor(step: Step, spec: WorkflowSpec, model_executor: ExecutorKind) -> ExecutorKind:
+    """Where a step runs: its `run`, else, for a model step, the spec's
+    `defaults.model_executor` or `model_executor` (the engine's); else by its fields."""
+    if step.run is not None:
+        return step.run
+    if step.executor is ExecutorKind.PROMPT:
+        return spec.defaults.model_executor or model_executor
+    return step.executor
+
+
+def _mermaid(wf: Workflow, critical: set[str], kinds: Mapping[str, ExecutorKind]) -> str:
     lines = ["flowchart TD"]
     for sid in wf.order:
         step = wf.steps[sid]
-        label = f"{sid}<br/>{step.executor.value}"
+        label = f"{sid}<br/>{kinds[sid].value}"
         shape = f'{sid}{{"{label}"}}' if step.when else f'{sid}["{label}"]'
         lines.append(f"  {shape}")
     for sid in wf.order:
@@ -135,9 +151,11 @@ def make_plan(
     history_s: Mapping[str, float] | None = None,
     model_executor: ExecutorKind = ExecutorKind.PROMPT,
 ) -> Plan:
-    """Plan a validated workflow. `history_s` gives measured durations from earlier runs."""
+    """Plan a validated workflow. `history_s` gives measured durations from earlier runs;
+    model steps run on `model_executor` unless the step or the spec's defaults say."""
     models = models or ModelTable()
     spec = wf.spec
+    kinds = {sid: resolved_executor(wf.steps[sid], spec, model_executor) for sid in wf.order}
     history_s = history_s or {}
     est: dict[str, float] = {}
     source: dict[str, EstimateSource] = {}
@@ -209,7 +227,7 @@ def make_plan(
     steps = {
         sid: StepPlan(
             id=sid,
-            executor=wf.steps[sid].executor,
+            executor=kinds[sid],
             depends_on=wf.deps[sid],
             estimate_s=est[sid],
             thinking=thinking[sid],
@@ -233,7 +251,7 @@ def make_plan(
         estimated_s=est_s,
         estimated_speedup=(seq_s / est_s) if est_s > 0 else 1.0,
         implicit_edges=sorted(wf.implicit),
-        mermaid=_mermaid(wf, set(critical)),
+        mermaid=_mermaid(wf, set(critical), kinds),
         alternatives=branches,
     )
 

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.spec import Step
+from tutti_mcp.engine.spec import Step
 
 _PREAMBLE = (
     "You are one step of a multi-step workflow run by tutti. Your answer is stored as this "

@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from engine.usage import TOKEN_KEYS, cache_share, step_spent
-from engine.workflow import Workflow
-from memory.records import RunRecord, RunStatus, StepRecord, StepStatus
+from tutti_mcp.engine.usage import TOKEN_KEYS, cache_share, step_spent
+from tutti_mcp.engine.workflow import Workflow
+from tutti_mcp.memory.records import RunRecord, RunStatus, StepRecord, StepStatus
 
 _USAGE_KEYS = TOKEN_KEYS
 

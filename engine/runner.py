@@ -18,22 +18,22 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from engine.core import FailureAction, RunCore
-from engine.errors import ConfigurationError, StepError, TemplateError
-from engine.executors.base import StepCall, StepOutcome
-from engine.outputs import shape_output, shaped
-from engine.plan import Plan
-from engine.report import Segments, earlier_segments, run_metrics
-from engine.spec import ExecutorKind, Step
-from engine.templating import evaluate_async
-from engine.usage import EARLIER, add_usage, step_spent
-from engine.workflow import Workflow
-from memory.history import DecisionEntry, HistoryWriteError, entry_from_run, ran_here
-from memory.owner import current_owner
-from memory.records import Checkpoint, Event, RunRecord, RunStatus, StepStatus
+from tutti_mcp.engine.core import FailureAction, RunCore
+from tutti_mcp.engine.errors import ConfigurationError, StepError, TemplateError
+from tutti_mcp.engine.executors.base import StepCall, StepOutcome
+from tutti_mcp.engine.outputs import shape_output, shaped
+from tutti_mcp.engine.plan import Plan
+from tutti_mcp.engine.report import Segments, earlier_segments, run_metrics
+from tutti_mcp.engine.spec import ExecutorKind, Step
+from tutti_mcp.engine.templating import evaluate_async
+from tutti_mcp.engine.usage import EARLIER, add_usage, step_spent
+from tutti_mcp.engine.workflow import Workflow
+from tutti_mcp.memory.history import DecisionEntry, HistoryWriteError, entry_from_run, ran_here
+from tutti_mcp.memory.owner import current_owner
+from tutti_mcp.memory.records import Checkpoint, Event, RunRecord, RunStatus, StepStatus
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from tutti_mcp.engine.engine import Engine
 
 EventSink = Callable[[str, str | None, dict[str, Any]], None]
 log = logging.getLogger("tutti.runner")

@@ -9,7 +9,7 @@ import os
 import stat
 from pathlib import Path
 
-from engine.spec_source import SpecLimits, fail, line_col, too_large
+from tutti_mcp.engine.spec_source import SpecLimits, fail, line_col, too_large
 
 
 def _kind(mode: int) -> str | None:

@@ -29,7 +29,7 @@ from yaml.constructor import ConstructorError
 from yaml.events import MappingStartEvent, SequenceStartEvent
 from yaml.nodes import Node, ScalarNode
 
-from engine.errors import Problem, SpecError
+from tutti_mcp.engine.errors import Problem, SpecError
 
 DEFAULT_MAX_SPEC_BYTES = 1 << 20
 DEFAULT_MAX_SPEC_DEPTH = 64

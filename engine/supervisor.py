@@ -17,11 +17,11 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from engine.engine import Engine
-from engine.errors import RunStateError, TuttiError
-from engine.spec import WorkflowSpec
-from memory.owner import owner_alive
-from memory.records import RunRecord, RunStatus
+from tutti_mcp.engine.engine import Engine
+from tutti_mcp.engine.errors import RunStateError, TuttiError
+from tutti_mcp.engine.spec import WorkflowSpec
+from tutti_mcp.memory.owner import owner_alive
+from tutti_mcp.memory.records import RunRecord, RunStatus
 
 log = logging.getLogger("tutti.supervisor")
 

@@ -17,7 +17,7 @@ from jinja2 import pass_context
 from jinja2.runtime import Context, Undefined
 from jinja2.utils import _PassArg
 
-from engine.template_limits import (
+from tutti_mcp.engine.template_limits import (
     MAX_ITEMS,
     MAX_TEXT,
     TemplateLimitError,

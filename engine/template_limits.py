@@ -20,7 +20,7 @@ from typing import Any
 
 from jinja2.utils import Namespace
 
-from engine.errors import TemplateError
+from tutti_mcp.engine.errors import TemplateError
 
 # A render's output, or any string a template builds: 4 M characters is about a million
 # tokens, more than a model's context window, and at most 16 MB of memory.

@@ -22,8 +22,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 from jinja2.visitor import NodeTransformer
 
-from engine import template_limits as lim
-from engine.template_filters import guarded_filters, guarded_tests
+from tutti_mcp.engine import template_limits as lim
+from tutti_mcp.engine.template_filters import guarded_filters, guarded_tests
 
 # Methods of builtin values a template may call, with what each may build. Any other
 # method (`to_bytes`, `translate`, `encode`, ...) is refused.

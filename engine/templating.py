@@ -20,10 +20,10 @@ from jinja2.environment import Template, TemplateExpression
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.parser import Parser
 
-from engine import template_limits as lim
-from engine.errors import TemplateError
-from engine.template_filters import REFUSED
-from engine.template_sandbox import ENV, guard_tree
+from tutti_mcp.engine import template_limits as lim
+from tutti_mcp.engine.errors import TemplateError
+from tutti_mcp.engine.template_filters import REFUSED
+from tutti_mcp.engine.template_sandbox import ENV, guard_tree
 
 STEP_FIELDS = ("output", "results", "status", "error")
 

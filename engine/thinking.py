@@ -18,9 +18,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import ConfigurationError
-from engine.model_info import Effort, ModelInfo, ThinkingType
-from engine.spec import Step, ThinkingMode, WorkflowSpec
+from tutti_mcp.engine.errors import ConfigurationError
+from tutti_mcp.engine.model_info import Effort, ModelInfo, ThinkingType
+from tutti_mcp.engine.spec import Step, ThinkingMode, WorkflowSpec
 
 _HARD = re.compile(
     r"\b(analy[sz]e|architect\w*|design|security|vulnerab\w*|prove|proof|debug|refactor|"

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from engine.errors import Problem, SpecError, TemplateError
-from engine.spec import BuiltinOp, ExecutorKind, Mode, Step, WorkflowSpec
-from engine.templating import STEP_FIELDS, Reference, references, unwrap_condition
+from tutti_mcp.engine.errors import Problem, SpecError, TemplateError
+from tutti_mcp.engine.spec import BuiltinOp, ExecutorKind, Mode, Step, WorkflowSpec
+from tutti_mcp.engine.templating import STEP_FIELDS, Reference, references, unwrap_condition
 
 SUPPORTED_MODES = frozenset({Mode.AUTO, Mode.CHAIN, Mode.FLOW})
 

@@ -8,9 +8,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
 
-from memory.files import CLIENT, MemoryFiles
-from memory.memory_tool import run_command
-from memory.paths import GLOBAL, Limits
+from tutti_mcp.memory.files import CLIENT, MemoryFiles
+from tutti_mcp.memory.memory_tool import run_command
+from tutti_mcp.memory.paths import GLOBAL, Limits
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -31,7 +31,7 @@ class AsyncMemoryFiles:
 
     @classmethod
     async def open(cls, path: str | Path, *, limits: Limits | None = None) -> AsyncMemoryFiles:
-        from memory.rows import open_connection
+        from tutti_mcp.memory.rows import open_connection
 
         path = str(path)
         if path != ":memory:":

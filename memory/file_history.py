@@ -8,7 +8,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from memory.paths import GLOBAL, ROOT, MemoryFileError, normalize_path, parse_scope, under
+from tutti_mcp.memory.paths import GLOBAL, ROOT, MemoryFileError, normalize_path, parse_scope, under
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from memory import file_history, file_search
-from memory.file_history import Revision
-from memory.file_search import SearchHit
-from memory.paths import (
+from tutti_mcp.memory import file_history, file_search
+from tutti_mcp.memory.file_history import Revision
+from tutti_mcp.memory.file_search import SearchHit
+from tutti_mcp.memory.paths import (
     GLOBAL,
     ROOT,
     Limits,
@@ -73,7 +73,7 @@ class MemoryFiles:
 
     @classmethod
     def open(cls, path: str | Path, *, limits: Limits | None = None) -> MemoryFiles:
-        from memory.rows import DatabaseOpenError, setup_connection
+        from tutti_mcp.memory.rows import DatabaseOpenError, setup_connection
 
         path = str(path)
         if path != ":memory:":

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiosqlite
 
-from memory.records import RunRecord, RunStatus, StepRecord, StepStatus
+from tutti_mcp.memory.records import RunRecord, RunStatus, StepRecord, StepStatus
 
 HISTORY_WINDOW = 20  # the latest runs of a workflow a summary reads
 HISTORY_KEEP = 200  # entries kept per workflow name; older ones go when a run is recorded

@@ -8,9 +8,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from memory import history
-from memory.history import HistoryEntry, WorkflowHistory, summarize
-from memory.records import Checkpoint, Claim, Event, RunRecord, RunStatus, StepRecord, StepStatus
+from tutti_mcp.memory import history
+from tutti_mcp.memory.history import HistoryEntry, WorkflowHistory, summarize
+from tutti_mcp.memory.records import (
+    Checkpoint,
+    Claim,
+    Event,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+)
 
 
 class InMemoryRunStore:
@@ -22,7 +30,7 @@ class InMemoryRunStore:
         self._history: dict[str, HistoryEntry] = {}  # by run id
 
     def _run(self, run_id: str) -> RunRecord:
-        from memory.sqlite_store import RunNotFound
+        from tutti_mcp.memory.sqlite_store import RunNotFound
 
         try:
             return self._runs[run_id]

@@ -7,7 +7,7 @@ import sqlite3
 import time
 from functools import partial
 
-from memory.busy import retry_busy
+from tutti_mcp.memory.busy import retry_busy
 
 MIGRATIONS: list[tuple[str, str]] = [
     (

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiosqlite
 
-from memory.rows import dump, load
+from tutti_mcp.memory.rows import dump, load
 
 CachedModel = tuple[dict[str, Any], float]  # (ModelInfo as JSON, fetched_at)
 

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from memory.history import HistoryEntry, WorkflowHistory
+    from tutti_mcp.memory.history import HistoryEntry, WorkflowHistory
 
 
 class RunStatus(StrEnum):

@@ -11,9 +11,9 @@ from typing import Any
 import aiosqlite
 import anyio
 
-from memory.busy import retry_busy
-from memory.migrations import apply_migrations
-from memory.records import Event, RunRecord, RunStatus
+from tutti_mcp.memory.busy import retry_busy
+from tutti_mcp.memory.migrations import apply_migrations
+from tutti_mcp.memory.records import Event, RunRecord, RunStatus
 
 Op = tuple[str, tuple[Any, ...]]
 

@@ -17,10 +17,10 @@ from typing import Any
 import aiosqlite
 import anyio
 
-from memory import history, ownership
-from memory.history import HistoryEntry, HistoryWriteError, WorkflowHistory
-from memory.owner import owner_alive
-from memory.records import (
+from tutti_mcp.memory import history, ownership
+from tutti_mcp.memory.history import HistoryEntry, HistoryWriteError, WorkflowHistory
+from tutti_mcp.memory.owner import owner_alive
+from tutti_mcp.memory.records import (
     Checkpoint,
     Claim,
     Event,
@@ -29,7 +29,7 @@ from memory.records import (
     StepRecord,
     StepStatus,
 )
-from memory.rows import (
+from tutti_mcp.memory.rows import (
     DatabaseOpenError,
     Op,
     dump,

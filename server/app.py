@@ -20,20 +20,21 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
-from engine.errors import RunNotFoundError, TuttiError
-from engine.executors.sampling import SamplingExecutor
-from engine.report import markdown_report
-from engine.spec import ExecutorKind
-from engine.supervisor import RunSupervisor
-from memory.async_files import AsyncMemoryFiles
-from memory.sqlite_store import SqliteRunStore
-from server import prompts
-from server.settings import Settings, build_engine
-from tools import memory_mcp
-from tools import workflow as wfl
-from tools.sampling import SamplingBroker
-from tools.schema import compact_tools
-from tools.workflow_mcp import register, state_of
+from tutti_mcp import __version__
+from tutti_mcp.engine.errors import RunNotFoundError, TuttiError
+from tutti_mcp.engine.executors.sampling import SamplingExecutor
+from tutti_mcp.engine.report import markdown_report
+from tutti_mcp.engine.spec import ExecutorKind
+from tutti_mcp.engine.supervisor import RunSupervisor
+from tutti_mcp.memory.async_files import AsyncMemoryFiles
+from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.server import prompts
+from tutti_mcp.server.settings import Settings, build_engine
+from tutti_mcp.tools import memory_mcp
+from tutti_mcp.tools import workflow as wfl
+from tutti_mcp.tools.sampling import SamplingBroker
+from tutti_mcp.tools.schema import compact_tools
+from tutti_mcp.tools.workflow_mcp import register, state_of
 
 log = logging.getLogger("tutti.server")
 CLIENT_POLL_S = 5.0
@@ -88,7 +89,9 @@ def create_server(settings: Settings | None = None, workspace: Path | None = Non
                 await store.close()
 
     live: list[wfl.ToolState] = []  # the lifespan's state, for handlers without a Context
-    server: MCPServer[Any] = MCPServer("tutti", instructions=INSTRUCTIONS, lifespan=lifespan)
+    server: MCPServer[Any] = MCPServer(
+        "tutti", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan
+    )
     register(server)
     memory_mcp.register(server)
     compact_tools(server)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import shlex
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
@@ -21,19 +22,29 @@ import anyio
 from rich.markup import escape
 from rich.table import Table
 
-from engine.engine import Engine
-from engine.errors import ConfigurationError, TuttiError
-from engine.report import age
-from engine.spec import ExecutorKind, WorkflowSpec, load_spec_file
-from memory.async_files import AsyncMemoryFiles
-from memory.history import WorkflowHistory, summarize
-from memory.mem_store import InMemoryRunStore
-from memory.records import RunRecord, RunStatus
-from memory.rows import DatabaseOpenError
-from memory.sqlite_store import SqliteRunStore
-from server.cli_output import err, out, print_plan, print_run, run_json, short
-from server.progress import Progress
-from server.settings import Settings, build_engine
+from tutti_mcp import __version__
+from tutti_mcp.engine.engine import Engine
+from tutti_mcp.engine.errors import ConfigurationError, TuttiError
+from tutti_mcp.engine.report import age
+from tutti_mcp.engine.spec import ExecutorKind, WorkflowSpec, load_spec_file
+from tutti_mcp.memory.async_files import AsyncMemoryFiles
+from tutti_mcp.memory.history import WorkflowHistory, summarize
+from tutti_mcp.memory.mem_store import InMemoryRunStore
+from tutti_mcp.memory.records import RunRecord, RunStatus
+from tutti_mcp.memory.rows import DatabaseOpenError
+from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.server.cli_output import (
+    err,
+    out,
+    print_plan,
+    print_run,
+    print_summary,
+    run_json,
+    short,
+)
+from tutti_mcp.server.hints import command_prefix, spell_hints
+from tutti_mcp.server.progress import Progress
+from tutti_mcp.server.settings import Settings, build_engine
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING = 0, 1, 2, 3
 _current_run: list[str] = []  # for the Ctrl-C message
@@ -69,17 +80,29 @@ async def _with_engine(
         return await fn(build_engine(settings, store, memory=AsyncMemoryFiles.of(store), **kw))
 
 
-async def _finish(args: argparse.Namespace, engine: Engine, run_id: str, resume: bool) -> int:
+def hint_command(args: argparse.Namespace) -> str:
+    """How the commands this one suggests are typed: as it was started, with its --db."""
+    db = getattr(args, "db", None)
+    return command_prefix() + ("" if db is None else f" --db {shlex.quote(db)}")
+
+
+async def _finish(
+    args: argparse.Namespace, engine: Engine, run_id: str, resume: bool, stored: bool = True
+) -> int:
     progress = Progress(err, enabled=not args.json)
     with progress:
         if resume:
             run = await engine.resume(run_id, on_event=progress.on_event)
         else:
             run = await engine.execute(run_id, on_event=progress.on_event)
+    cmd = hint_command(args)
     if args.json:
-        out.print_json(data=run_json(run))
+        out.print_json(data=run_json(run, cmd))
+    elif args.full:
+        print_run(run, cmd=cmd)
     else:
-        print_run(run)
+        db = Settings.from_env(db=args.db).db_path if stored else None
+        print_summary(run, cmd=cmd, db=db)
     return exit_code(run)
 
 
@@ -101,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 err.print(
                     "state_persistence is false: this run is not stored and cannot be resumed"
                 )
-        return await _finish(args, engine, run_id, resume=False)
+        return await _finish(args, engine, run_id, resume=False, stored=persist)
 
     persist = spec.optimization.state_persistence
     workspace = Path(args.workspace) if args.workspace else Path(args.file).resolve().parent
@@ -133,10 +156,10 @@ async def _history(db: Path, name: str) -> WorkflowHistory:
 def cmd_plan(args: argparse.Namespace) -> int:
     spec = _load(args)
     settings = Settings.from_env(db=args.db)
-    from engine.plan import make_plan
-    from engine.workflow import compile_workflow
-    from server.models_cli import plan_table
-    from tools.workflow import estimate_source
+    from tutti_mcp.engine.plan import make_plan
+    from tutti_mcp.engine.workflow import compile_workflow
+    from tutti_mcp.server.models_cli import plan_table
+    from tutti_mcp.tools.workflow import estimate_source
 
     history = anyio.run(_history, settings.db_path, spec.name)
     plan = make_plan(compile_workflow(spec), plan_table(settings, spec), history.durations())
@@ -184,10 +207,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     async def go(engine: Engine) -> int:
         run = await engine.load(args.run_id)
+        cmd = hint_command(args)
         if args.json:
-            out.print_json(data=run_json(run))
+            out.print_json(data=run_json(run, cmd))
         else:
-            print_run(run, with_gantt=True)
+            print_run(run, cmd=cmd, with_gantt=True, every_output=args.full)
         return EXIT_OK
 
     return anyio.run(_with_engine, args, go)
@@ -254,11 +278,16 @@ def exposure_warning(host: str) -> str | None:
     )
 
 
+def endpoint_url(host: str, port: int) -> str:
+    """The streamable HTTP endpoint `tutti serve --http` answers at (the SDK's `/mcp`)."""
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/mcp"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from server.app import create_server
+    from tutti_mcp.server.app import create_server
 
     logging.basicConfig(
         level=os.environ.get("TUTTI_LOG_LEVEL", "WARNING").upper(),
@@ -275,6 +304,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             warning = exposure_warning(args.host)
             if warning:
                 err.print(f"[bold yellow]warning:[/bold yellow] {warning}", markup=True)
+            # stdout may be read by whoever started us: say where to connect on stderr
+            err.print(f"tutti serving MCP at {endpoint_url(args.host, args.port)}", markup=False)
             server.run("streamable-http", host=args.host, port=args.port)
         else:
             server.run()
@@ -293,6 +324,7 @@ def parser() -> argparse.ArgumentParser:
         prog="tutti", description="Durable, parallel multi-step AI workflows."
     )
     p.add_argument("--db", help="SQLite database file (default: TUTTI_DB or the user data dir)")
+    p.add_argument("--version", action="version", version=f"tutti {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(
@@ -303,52 +335,109 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--db", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         return sp
 
+    json_help = "print one JSON object instead of text (default: text)"
+    full_help = "print every output in full instead of a one-screen summary (default: summary)"
     sp = add("run", cmd_run, "run a workflow file (JSON or YAML)")
-    sp.add_argument("file")
-    sp.add_argument("--input", "-i", action="append", default=[], metavar="NAME=VALUE")
-    sp.add_argument("--json", action="store_true", help="print one JSON object with the result")
+    sp.add_argument("file", help="the workflow spec: a JSON or YAML file")
+    sp.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a value for one of the spec's inputs; repeat for more (default: the spec's)",
+    )
+    sp.add_argument("--json", action="store_true", help=json_help)
+    sp.add_argument(
+        "--full",
+        action="store_true",
+        help="print every step in a table, the metrics and the final outputs in full "
+        "(default: a one-screen summary)",
+    )
     sp.add_argument(
         "--workspace", help="directory shell steps run in (default: the file's directory)"
     )
     sp.add_argument(
         "--client",
         action="store_true",
-        help="hand model steps to you instead of the API: the run waits for `tutti complete`",
+        help="hand model steps to you instead of the API: the run waits for `tutti complete` "
+        "(default: the API)",
     )
     sp = add("plan", cmd_plan, "validate a workflow and show its plan")
-    sp.add_argument("file")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("file", help="the workflow spec: a JSON or YAML file")
+    sp.add_argument("--json", action="store_true", help=json_help)
     sp = add("resume", cmd_resume, "continue a failed, cancelled, interrupted or waiting run")
-    sp.add_argument("run_id")
-    sp.add_argument("--json", action="store_true")
-    sp.add_argument("--workspace", help="run shell steps here instead of where the run started")
-    sp = add("runs", cmd_runs, "list recent runs")
-    sp.add_argument("--status", choices=[s.value for s in RunStatus])
-    sp.add_argument("--limit", type=int, default=20)
-    sp.add_argument("--json", action="store_true")
-    sp = add("show", cmd_show, "show a run: steps, timings, critical path, speedup, cost, Gantt")
-    sp.add_argument("run_id")
-    sp.add_argument("--json", action="store_true")
-    sp = add("complete", cmd_complete, "supply the output of a step waiting for the client")
-    sp.add_argument("run_id")
-    sp.add_argument("step_id")
-    g = sp.add_mutually_exclusive_group(required=True)
-    g.add_argument("--output")
-    g.add_argument("--output-file")
-    g.add_argument("--error", help="report that the step failed, with this message")
-    sp.add_argument("--resume", action="store_true", help="resume the run afterwards")
-    sp.add_argument("--json", action="store_true")
-    sp = add("serve", cmd_serve, "serve the MCP tools (stdio, or --http for streamable HTTP)")
-    sp.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp")
-    sp.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default: loopback)")
-    sp.add_argument("--port", type=int, default=8765)
+    sp.add_argument("run_id", help="the run to continue (`tutti runs` lists them)")
+    sp.add_argument("--json", action="store_true", help=json_help)
+    sp.add_argument("--full", action="store_true", help=full_help)
     sp.add_argument(
-        "--workspace", help="directory shell steps run in and spec paths are relative to"
+        "--workspace",
+        help="run shell steps here instead of where the run started (default: where it started)",
+    )
+    sp = add("runs", cmd_runs, "list recent runs")
+    sp.add_argument(
+        "--status",
+        choices=[s.value for s in RunStatus],
+        help="list only the runs with this status (default: every status)",
+    )
+    sp.add_argument(
+        "--limit",
+        type=int,
+        default=20,
+        help="list at most this many, newest first (default: %(default)s)",
+    )
+    sp.add_argument("--json", action="store_true", help=json_help)
+    sp = add("show", cmd_show, "show a run: steps, timings, critical path, speedup, cost, Gantt")
+    sp.add_argument("run_id", help="the run to show (`tutti runs` lists them)")
+    sp.add_argument("--json", action="store_true", help=json_help)
+    sp.add_argument(
+        "--full",
+        action="store_true",
+        help="print every step's output in full (default: the final outputs)",
+    )
+    sp = add("complete", cmd_complete, "supply the output of a step waiting for the client")
+    sp.add_argument("run_id", help="the waiting run")
+    sp.add_argument("step_id", help="the step waiting for you")
+    g = sp.add_mutually_exclusive_group(required=True)
+    g.add_argument("--output", help="the step's output (one of --output, --output-file, --error)")
+    g.add_argument("--output-file", help="read the step's output from this UTF-8 file")
+    g.add_argument("--error", help="report that the step failed, with this message")
+    sp.add_argument(
+        "--resume", action="store_true", help="resume the run afterwards (default: do not)"
+    )
+    sp.add_argument("--json", action="store_true", help=json_help)
+    sp.add_argument("--full", action="store_true", help=full_help + "; with --resume")
+    sp = add("serve", cmd_serve, "serve the MCP tools (stdio, or --http for streamable HTTP)")
+    sp.add_argument(
+        "--http", action="store_true", help="serve streamable HTTP at /mcp (default: stdio)"
+    )
+    sp.add_argument(
+        "--host", default="127.0.0.1", help="HTTP bind address (default: %(default)s, loopback)"
+    )
+    sp.add_argument("--port", type=int, default=8765, help="HTTP port (default: %(default)s)")
+    sp.add_argument(
+        "--workspace",
+        help="directory shell steps run in and spec paths are relative to "
+        "(default: TUTTI_WORKSPACE or the current directory)",
     )
     sp = add("prune", cmd_prune, "delete old finished runs and their checkpoints")
-    sp.add_argument("--older-than-days", type=float, default=30.0)
-    sp.add_argument("--keep", type=int, default=0, help="keep this many of the newest old runs")
-    from server import memory_cli, models_cli  # import this module: load them once it is whole
+    sp.add_argument(
+        "--older-than-days",
+        type=float,
+        default=30.0,
+        metavar="DAYS",
+        help="delete finished runs older than this (default: %(default)g)",
+    )
+    sp.add_argument(
+        "--keep",
+        type=int,
+        default=0,
+        help="keep this many of the newest old runs (default: %(default)s)",
+    )
+    from tutti_mcp.server import (  # import this module: load them once it is whole
+        memory_cli,
+        models_cli,
+    )
 
     models_cli.add_arguments(
         add("models", models_cli.cmd_models, "list models: capabilities, prices, where from")
@@ -369,12 +458,15 @@ def main(argv: list[str] | None = None) -> int:
             raise database_error(exc) from None
     except TuttiError as exc:
         # escaped: the message holds file names and spec text, which may look like markup
-        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", markup=True)
+        text = spell_hints(str(exc), hint_command(args))
+        err.print(f"[bold red]error:[/bold red] {escape(text)}", markup=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
         run_id = _current_run[-1] if _current_run else getattr(args, "run_id", None) or "RUN_ID"
         err.print(
-            f"interrupted: run {run_id} is recorded as interrupted; `tutti resume {run_id}` continues it"
+            f"interrupted: run {run_id} is recorded as interrupted; "
+            f"`{hint_command(args)} resume {run_id}` continues it",
+            markup=False,
         )
         return 130
 

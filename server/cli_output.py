@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from engine.plan import Plan
-from engine.report import gantt, recovery_plan
-from memory.records import RunRecord, RunStatus
+from tutti_mcp.engine.plan import Plan
+from tutti_mcp.engine.report import gantt, recovery_plan
+from tutti_mcp.engine.spec import WorkflowSpec
+from tutti_mcp.engine.workflow import compile_workflow
+from tutti_mcp.memory.records import RunRecord, RunStatus, StepRecord, StepStatus
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
-def run_json(run: RunRecord) -> dict[str, Any]:
-    """The `--json` shape: one object with the run, its steps, outputs and metrics."""
+def run_json(run: RunRecord, cmd: str = "tutti") -> dict[str, Any]:
+    """The `--json` shape: one object with the run, its steps, outputs and metrics; the
+    recovery plan's command spelled with `cmd` (see server.hints)."""
+    recovery = recovery_plan(run)
+    if recovery is not None:
+        recovery = {**recovery, "command": f"{cmd} resume {run.id}"}
     return {
         "run_id": run.id,
         "name": run.name,
@@ -38,18 +46,22 @@ def run_json(run: RunRecord) -> dict[str, Any]:
             for s in run.steps.values()
         },
         "metrics": run.metrics,
-        "recovery": recovery_plan(run),
+        "recovery": recovery,
     }
 
 
-def print_run(run: RunRecord, *, with_gantt: bool = False) -> None:
+def print_run(
+    run: RunRecord, *, cmd: str = "tutti", with_gantt: bool = False, every_output: bool = False
+) -> None:
+    """Every step in a table, the metrics, what to do next, the final outputs in full (of a
+    run that succeeded) or every output in full (`every_output`), and the Gantt chart
+    (`with_gantt`). `cmd` spells the commands it suggests (see server.hints)."""
     table = Table(title=f"{run.name}  {run.id}  [{run.status.value}]", title_justify="left")
     for col in ("step", "status", "attempts", "seconds", "output / error"):
         table.add_column(col, overflow="fold")
     for s in run.steps.values():
-        text = s.error or (s.detail or {}).get("reason") or short(s.output)
         secs = "" if s.duration_s is None else f"{s.duration_s:.3f}"
-        table.add_row(s.step_id, s.status.value, str(s.attempts), secs, text)
+        table.add_row(s.step_id, s.status.value, str(s.attempts), secs, short(_said(s)))
     out.print(table)
     m = run.metrics or {}
     if m and run.status is not RunStatus.WAITING:
@@ -66,6 +78,91 @@ def print_run(run: RunRecord, *, with_gantt: bool = False) -> None:
             f"(thinking {tokens.get('thinking_tokens', 0)}); cost "
             + ("unknown" if cost is None else f"${cost:.4f}")
         )
+    _print_next(run, cmd, 200)
+    if every_output:
+        shown = [s.step_id for s in run.steps.values() if s.status.has_output]
+    else:
+        shown = final_steps(run) if run.status is RunStatus.SUCCEEDED else []
+    for sid in shown:
+        out.print(f"\n[bold]{sid}[/bold]:")
+        out.print(_text(run.steps[sid].output), markup=False)
+    if with_gantt:
+        out.print("\n```mermaid\n" + gantt(run) + "\n```")
+
+
+# `tutti run` without --full: what fits on one screen
+SUMMARY_STEPS = 12  # step lines at most; beyond, the steps that did not succeed come first
+SUMMARY_FINALS = 3  # final outputs shown
+SUMMARY_LINES = 10  # lines of each final output
+
+
+def print_summary(run: RunRecord, *, cmd: str, db: Path | None) -> None:
+    """The run on one screen: status, steps, time, one line per step, tokens and cost, what
+    to do next, the final outputs cut to a few lines; then where the run is stored (`db`;
+    None: not stored) and the commands that show it again, in full."""
+    width = max(out.width, 40)
+    steps = list(run.steps.values())
+    counts: dict[str, int] = {}
+    for s in steps:
+        counts[s.status.value] = counts.get(s.status.value, 0) + 1
+    m = run.metrics or {}
+    wall = m.get("wall_s")
+    speedup = m.get("speedup")
+    out.print(
+        f"[bold]{run.name}[/bold] {run.id}: [bold]{run.status.value}[/bold], {len(steps)} steps ("
+        + ", ".join(f"{n} {k}" for k, n in counts.items())
+        + ")"
+        + ("" if wall is None else f" in {wall:.3f}s")
+        + ("" if not speedup else f", speedup {speedup}x"),
+        overflow="ignore",
+    )
+    shown = steps
+    if len(steps) > SUMMARY_STEPS:
+        shown = [s for s in steps if s.status is not StepStatus.SUCCEEDED][:SUMMARY_STEPS]
+    idw = min(max((len(s.step_id) for s in shown), default=0), 24)
+    for s in shown:
+        secs = "" if s.duration_s is None else f"{s.duration_s:.3f}s"
+        head = f"  {s.step_id:<{idw}}  {s.status.value:<11} {secs:>8}  "
+        out.print((head + short(_said(s), max(width - len(head), 10))).rstrip(), markup=False)
+    if len(shown) < len(steps):
+        out.print(f"  ... {len(steps) - len(shown)} more steps succeeded")
+    tokens = m.get("tokens") or {}
+    cost = m.get("cost_usd")
+    if tokens.get("input_tokens") or tokens.get("output_tokens") or cost:
+        out.print(
+            f"tokens in {tokens.get('input_tokens', 0)}, out {tokens.get('output_tokens', 0)} "
+            f"(thinking {tokens.get('thinking_tokens', 0)}); cost "
+            + ("unknown" if cost is None else f"${cost:.4f}")
+        )
+    _print_next(run, cmd, width)
+    finals = final_steps(run) if run.status is RunStatus.SUCCEEDED else []
+    for sid in finals[:SUMMARY_FINALS]:
+        lines = _text(run.steps[sid].output).rstrip().splitlines() or [""]
+        out.print(f"\n[bold]{sid}[/bold]:")
+        for line in lines[:SUMMARY_LINES]:
+            out.print(short_line(line, width), markup=False)
+        if len(lines) > SUMMARY_LINES:
+            out.print(f"... {len(lines) - SUMMARY_LINES} more lines")
+    if len(finals) > SUMMARY_FINALS:
+        out.print(f"\n... {len(finals) - SUMMARY_FINALS} more final outputs")
+    out.print()
+    if db is None:
+        out.print(
+            "not stored (optimization.state_persistence is false): "
+            "run it again with --full to see every output"
+        )
+        return
+    out.print(f"stored in {db}", markup=False, overflow="ignore")
+    out.print(
+        f"see it again: {cmd} show {run.id}   (every output in full: add --full)",
+        markup=False,
+        overflow="ignore",
+    )
+
+
+def _print_next(run: RunRecord, cmd: str, width: int) -> None:
+    """Partial success, the error, and what to do next: resume, or complete client steps."""
+    m = run.metrics or {}
     if m.get("partial"):
         handled = [
             s.step_id for s in run.steps.values() if s.status.value in ("failed", "degraded")
@@ -74,32 +171,56 @@ def print_run(run: RunRecord, *, with_gantt: bool = False) -> None:
             f"succeeded in part: {', '.join(handled)} failed and their failure policy applied"
         )
     if run.error:
-        out.print(f"[bold]error:[/bold] {run.error}")
+        out.print(f"[bold]error:[/bold] {escape(short(run.error, 3 * width))}")
     plan = recovery_plan(run)
     if plan and run.status is not RunStatus.WAITING:
         r = plan["resume"]
         out.print(
             f"resume keeps {len(r['keeps_committed'])} committed steps, re-runs "
-            f"{', '.join(r['reruns']) or 'none'}, then runs {len(r['then_runs'])} more: {plan['command']}"
+            f"{', '.join(r['reruns']) or 'none'}, then runs {len(r['then_runs'])} more: "
+            f"{cmd} resume {run.id}",
+            markup=False,
         )
     if run.status is RunStatus.WAITING:
         for s in run.steps.values():
-            if s.status.value == "waiting":
+            if s.status is StepStatus.WAITING:
                 instr = (s.detail or {}).get("instructions", "")
-                out.print(f"waiting for you: [bold]{s.step_id}[/bold]: {short(instr, 200)}")
+                out.print(f"waiting for you: [bold]{s.step_id}[/bold]: {escape(short(instr, 200))}")
                 out.print(
-                    f"  when done: tutti complete {run.id} {s.step_id} --output TEXT --resume"
+                    f"  when done: {cmd} complete {run.id} {s.step_id} --output TEXT --resume",
+                    markup=False,
                 )
-    if with_gantt:
-        out.print("\n```mermaid\n" + gantt(run) + "\n```")
-    elif run.status is RunStatus.SUCCEEDED:
-        # the final outputs in full: those of the steps nothing else depends on
-        spec_steps = run.spec.get("steps", [])
-        needed = {d for st in spec_steps for d in st.get("depends_on", [])}
-        needed |= {st["fallback"] for st in spec_steps if st.get("fallback")}
-        for s in run.steps.values():
-            if s.status.has_output and s.step_id not in needed and isinstance(s.output, str):
-                out.print(f"\n[bold]{s.step_id}[/bold]:\n{s.output}")
+
+
+def final_steps(run: RunRecord) -> list[str]:
+    """The steps whose output nothing else reads (through `depends_on` or a template) and
+    that are no other step's fallback: a run's results."""
+    wf = compile_workflow(WorkflowSpec.model_validate(run.spec))
+    return [
+        sid
+        for sid in wf.order
+        if not wf.dependents[sid]
+        and sid not in wf.fallback_of
+        and sid in run.steps
+        and run.steps[sid].status.has_output
+    ]
+
+
+def _said(s: StepRecord) -> str:
+    """What a step has to say: its error, why it waits or was skipped, or its output."""
+    return s.error or (s.detail or {}).get("reason") or _text(s.output)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def short_line(line: str, n: int) -> str:
+    """One line cut to `n` characters (tabs as spaces), with an ellipsis when cut."""
+    line = line.expandtabs(4).rstrip()
+    return line if len(line) <= n else line[: n - 1] + "…"
 
 
 def short(value: Any, n: int = 80) -> str:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from engine.errors import TuttiError
-from memory.files import MemoryFiles
-from memory.paths import GLOBAL, ROOT, MemoryFileError, parse_scope
-from server.cli import EXIT_OK, EXIT_USAGE, check_database
-from server.cli_output import err
-from server.settings import Settings
-from tools.memory import iso
+from tutti_mcp.engine.errors import TuttiError
+from tutti_mcp.memory.files import MemoryFiles
+from tutti_mcp.memory.paths import GLOBAL, ROOT, MemoryFileError, parse_scope
+from tutti_mcp.server.cli import EXIT_OK, EXIT_USAGE, check_database
+from tutti_mcp.server.cli_output import err
+from tutti_mcp.server.settings import Settings
+from tutti_mcp.tools.memory import iso
 
 Command = Callable[[MemoryFiles, argparse.Namespace], int]
 CLI = "cli"
@@ -32,31 +32,58 @@ def add_commands(sp: argparse.ArgumentParser) -> None:
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(memory_fn=fn)
         p.add_argument("--db", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        p.add_argument("--scope", default=GLOBAL, help="global, project:<key> or workflow:<name>")
+        p.add_argument(
+            "--scope",
+            default=GLOBAL,
+            help="global, project:<key> or workflow:<name> (default: %(default)s)",
+        )
         return p
 
     p = add("view", cmd_view, "show a memory file with line numbers, or list a directory")
-    p.add_argument("path", help="e.g. /memories/notes.md")
+    p.add_argument("path", help="a file or directory, e.g. /memories/notes.md")
     p.add_argument(
-        "--range", nargs=2, type=int, metavar=("FIRST", "LAST"), help="LAST -1: to the end"
+        "--range",
+        nargs=2,
+        type=int,
+        metavar=("FIRST", "LAST"),
+        help="show only lines FIRST to LAST, counted from 1; LAST -1: to the end "
+        "(default: the whole file)",
     )
     p = add("search", cmd_search, 'full-text search: words ANDed, "quoted phrases"')
-    p.add_argument("query")
-    p.set_defaults(scope=None)  # every scope unless --scope is given
-    p.add_argument("--prefix", default=ROOT, help="only files below this directory")
-    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("query", help='the words to find, e.g. deploy "release notes"')
+    # every scope unless --scope is given
+    p.set_defaults(scope=None)
+    p.add_argument(
+        "--prefix", default=ROOT, help="only files below this directory (default: %(default)s)"
+    )
+    p.add_argument(
+        "--limit", type=int, default=10, help="show at most this many hits (default: %(default)s)"
+    )
     p = add("history", cmd_history, "the revisions of a file or of everything below a directory")
-    p.add_argument("path", nargs="?", default=ROOT)
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument(
+        "path", nargs="?", default=ROOT, help="a file or directory (default: %(default)s)"
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=50,
+        help="show at most this many revisions, newest first (default: %(default)s)",
+    )
     p = add("restore", cmd_restore, "bring back a revision of a file (also a deleted one)")
-    p.add_argument("path")
-    p.add_argument("rev", type=int)
+    p.add_argument("path", help="the file, e.g. /memories/notes.md")
+    p.add_argument("rev", type=int, help="the revision to bring back (`memory history` lists them)")
     p = add("prune", cmd_prune, "forget old revisions; files deleted before then are gone for good")
-    p.add_argument("--older-than-days", type=float, required=True, metavar="DAYS")
+    p.add_argument(
+        "--older-than-days",
+        type=float,
+        required=True,
+        metavar="DAYS",
+        help="forget revisions older than this many days (required: no default)",
+    )
     p = add("export", cmd_export, "write every file of a scope to a directory")
-    p.add_argument("dir", type=Path)
+    p.add_argument("dir", type=Path, help="the directory to write to (created if missing)")
     p = add("import", cmd_import, "store every text file below a directory as /memories/<its path>")
-    p.add_argument("dir", type=Path)
+    p.add_argument("dir", type=Path, help="the directory to read, hidden files left out")
 
 
 def run(args: argparse.Namespace) -> int:

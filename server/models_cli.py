@@ -11,25 +11,28 @@ from typing import Any
 import anyio
 from rich.table import Table
 
-from engine.model_catalog import ModelCatalog
-from engine.model_info import EFFORT_ORDER, ModelInfo, ThinkingType
-from engine.models import ModelTable
-from engine.spec import MODEL_KINDS, ThinkingMode, WorkflowSpec
-from engine.thinking import ThinkingError, thinking_params
-from memory.model_cache import ModelCache
-from memory.sqlite_store import SqliteRunStore
-from server.cli_output import out
-from server.settings import Settings, model_catalog
+from tutti_mcp.engine.model_catalog import ModelCatalog
+from tutti_mcp.engine.model_info import EFFORT_ORDER, ModelInfo, ThinkingType
+from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.spec import MODEL_KINDS, ThinkingMode, WorkflowSpec
+from tutti_mcp.engine.thinking import ThinkingError, thinking_params
+from tutti_mcp.memory.model_cache import ModelCache
+from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.server.cli_output import out
+from tutti_mcp.server.settings import Settings, model_catalog
 
 MODES = (ThinkingMode.INSTANT, ThinkingMode.STANDARD, ThinkingMode.EXTENDED)
 
 
 def add_arguments(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    sp.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of text (default: text)"
+    )
     sp.add_argument(
         "--table",
         action="store_true",
-        help="print what each thinking mode sends to each model, as a Markdown table",
+        help="print what each thinking mode sends to each model, as a Markdown table "
+        "(default: the model list)",
     )
 
 

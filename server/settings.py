@@ -28,20 +28,20 @@ from typing import TYPE_CHECKING
 
 import platformdirs
 
-from engine.engine import Engine, EngineConfig
-from engine.errors import ConfigurationError
-from engine.executors.base import StepExecutor
-from engine.executors.builtin import BuiltinExecutor
-from engine.executors.client import ClientExecutor
-from engine.executors.shell import DEFAULT_MAX_OUTPUT, ShellExecutor
-from engine.model_catalog import ModelCatalog
-from engine.models import ModelTable
-from engine.spec import MODEL_KINDS, ExecutorKind
-from engine.spec_source import DEFAULT_MAX_SPEC_BYTES, DEFAULT_MAX_SPEC_DEPTH, SpecLimits
-from memory.async_files import AsyncMemoryFiles
-from memory.model_cache import ModelCache
-from memory.records import RunStore
-from memory.sqlite_store import SqliteRunStore
+from tutti_mcp.engine.engine import Engine, EngineConfig
+from tutti_mcp.engine.errors import ConfigurationError
+from tutti_mcp.engine.executors.base import StepExecutor
+from tutti_mcp.engine.executors.builtin import BuiltinExecutor
+from tutti_mcp.engine.executors.client import ClientExecutor
+from tutti_mcp.engine.executors.shell import DEFAULT_MAX_OUTPUT, ShellExecutor
+from tutti_mcp.engine.model_catalog import ModelCatalog
+from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.spec import MODEL_KINDS, ExecutorKind
+from tutti_mcp.engine.spec_source import DEFAULT_MAX_SPEC_BYTES, DEFAULT_MAX_SPEC_DEPTH, SpecLimits
+from tutti_mcp.memory.async_files import AsyncMemoryFiles
+from tutti_mcp.memory.model_cache import ModelCache
+from tutti_mcp.memory.records import RunStore
+from tutti_mcp.memory.sqlite_store import SqliteRunStore
 
 if TYPE_CHECKING:
     import anthropic
@@ -173,7 +173,7 @@ def build_engine(
     if settings.api_key:
         import anthropic
 
-        from engine.executors.prompt import PromptExecutor
+        from tutti_mcp.engine.executors.prompt import PromptExecutor
 
         client = anthropic.AsyncAnthropic(
             api_key=settings.api_key, base_url=settings.base_url, max_retries=settings.api_retries

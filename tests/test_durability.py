@@ -67,7 +67,7 @@ def cli_env() -> dict[str, str]:
 
 
 def tutti_cmd(db: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "server.cli", "--db", str(db), *args]
+    return [sys.executable, "-m", "tutti_mcp", "--db", str(db), *args]
 
 
 def tutti(db: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -24,15 +24,15 @@ import anyio
 import pytest
 from anyio.abc import Process
 
-from engine.engine import Engine, EngineConfig
-from engine.errors import RunStateError
-from engine.executors.base import StepCall, StepOutcome
-from engine.executors.builtin import BuiltinExecutor
-from engine.spec import ExecutorKind
-from engine.supervisor import RunSupervisor
-from memory.records import RunRecord, RunStatus
-from memory.sqlite_store import SqliteRunStore
 from tests.test_durability import ROOT, cli_env
+from tutti_mcp.engine.engine import Engine, EngineConfig
+from tutti_mcp.engine.errors import RunStateError
+from tutti_mcp.engine.executors.base import StepCall, StepOutcome
+from tutti_mcp.engine.executors.builtin import BuiltinExecutor
+from tutti_mcp.engine.spec import ExecutorKind
+from tutti_mcp.engine.supervisor import RunSupervisor
+from tutti_mcp.memory.records import RunRecord, RunStatus
+from tutti_mcp.memory.sqlite_store import SqliteRunStore
 
 pytestmark = pytest.mark.anyio
 
@@ -136,7 +136,7 @@ MARK_SCRIPT = 'echo run >> "$MARKS/$STEP"; sleep "$PAUSE"; echo "$STEP"'
 # answers with one JSON line: the exit code and what the command printed on stderr.
 RESUMER = """
 import contextlib, io, json, sys
-from server.cli import main
+from tutti_mcp.server.cli import main
 
 db = sys.argv[1]
 print("ready", flush=True)

@@ -10,10 +10,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from memory.async_files import AsyncMemoryFiles
-from memory.file_history import Revision
-from memory.files import CLIENT, MemoryFiles
-from memory.paths import (
+from tutti_mcp.memory.async_files import AsyncMemoryFiles
+from tutti_mcp.memory.file_history import Revision
+from tutti_mcp.memory.files import CLIENT, MemoryFiles
+from tutti_mcp.memory.paths import (
     GLOBAL,
     ROOT,
     MemoryFileError,

@@ -22,12 +22,12 @@ from mcp.server.mcpserver.resources.templates import ResourceSecurity
 from mcp_types import InputRequiredResult, ToolAnnotations
 from pydantic import Field
 
-from memory.async_files import AsyncMemoryFiles
-from memory.files import MemoryFiles
-from memory.memory_tool import COMMANDS
-from memory.paths import GLOBAL, ROOT, MemoryFileError, MemoryNotFound, MemoryPathError
-from tools import memory as mt
-from tools.workflow_mcp import reply, state_of
+from tutti_mcp.memory.async_files import AsyncMemoryFiles
+from tutti_mcp.memory.files import MemoryFiles
+from tutti_mcp.memory.memory_tool import COMMANDS
+from tutti_mcp.memory.paths import GLOBAL, ROOT, MemoryFileError, MemoryNotFound, MemoryPathError
+from tutti_mcp.tools import memory as mt
+from tutti_mcp.tools.workflow_mcp import reply, state_of
 
 Command = Literal["view", "create", "str_replace", "insert", "delete", "rename"]
 assert set(get_args(Command)) == set(COMMANDS)

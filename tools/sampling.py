@@ -30,8 +30,8 @@ from mcp_types import (
     TextContent,
 )
 
-from engine.errors import StepError
-from engine.executors.sampling import SamplingReply, SamplingRequest
+from tutti_mcp.engine.errors import StepError
+from tutti_mcp.engine.executors.sampling import SamplingReply, SamplingRequest
 
 NO_SAMPLING = (
     "the client connected to this run does not offer MCP sampling (Claude Code and Claude "

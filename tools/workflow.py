@@ -13,17 +13,23 @@ from typing import Any
 
 import anyio
 
-from engine.engine import Engine
-from engine.errors import Problem, RunStateError, SpecError, StepError
-from engine.plan import EstimateSource, StepPlan, estimate_cost
-from engine.report import recovery_plan
-from engine.spec import ExecutorKind, WorkflowSpec, load_spec_file, load_spec_text, parse_spec
-from engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data
-from engine.supervisor import RunSupervisor
-from memory.async_files import AsyncMemoryFiles
-from memory.history import WorkflowHistory
-from memory.records import RunRecord, RunStatus, StepRecord, StepStatus
-from tools.models import (
+from tutti_mcp.engine.engine import Engine
+from tutti_mcp.engine.errors import Problem, RunStateError, SpecError, StepError
+from tutti_mcp.engine.plan import EstimateSource, StepPlan, estimate_cost
+from tutti_mcp.engine.report import recovery_plan
+from tutti_mcp.engine.spec import (
+    ExecutorKind,
+    WorkflowSpec,
+    load_spec_file,
+    load_spec_text,
+    parse_spec,
+)
+from tutti_mcp.engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data
+from tutti_mcp.engine.supervisor import RunSupervisor
+from tutti_mcp.memory.async_files import AsyncMemoryFiles
+from tutti_mcp.memory.history import WorkflowHistory
+from tutti_mcp.memory.records import RunRecord, RunStatus, StepRecord, StepStatus
+from tutti_mcp.tools.models import (
     Cancelled,
     CheckpointInfo,
     CheckpointList,
@@ -35,7 +41,7 @@ from tools.models import (
     RunState,
     RunSummary,
 )
-from tools.sampling import NO_SAMPLING, SamplingBroker
+from tutti_mcp.tools.sampling import NO_SAMPLING, SamplingBroker
 
 MAX_WAIT_S = 45  # clients drop a call after about 60 s
 COMPLETE_WAIT_S = 10.0  # step_complete waits this long for the run to need the caller again
@@ -156,9 +162,9 @@ async def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
     engine = state.engine
     wf = engine.compile(await load_spec_off_loop(state, spec))
     p, history = await engine.plan_with_history(wf)
-    on_api = {
-        sid: engine.executor_kind(wf.steps[sid], wf.spec) is ExecutorKind.PROMPT for sid in wf.order
-    }
+    # the plan's executors are where the steps will run (engine.executor_kind): only the
+    # steps sent to the Messages API cost money here
+    on_api = {sid: sp.executor is ExecutorKind.PROMPT for sid, sp in p.steps.items()}
     cost = estimate_cost(wf, p, engine.config.models, on_api.__getitem__)
     d = p.to_dict()
     try:
@@ -173,7 +179,6 @@ async def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
         steps={
             sid: {
                 **step,
-                "executor": engine.executor_kind(wf.steps[sid], wf.spec).value,
                 "estimate_from": estimate_source(p.steps[sid], history),
                 # what the Messages API gets concerns only the steps sent to it
                 **({} if on_api[sid] else {"api_params": None, "api_params_why": None}),

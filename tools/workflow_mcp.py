@@ -14,10 +14,10 @@ from mcp.server.mcpserver.resolve import Resolve, Sample
 from mcp_types import CallToolResult, CreateMessageResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from engine.errors import RunNotFoundError, SpecError, TuttiError
-from engine.executors.sampling import SamplingRequest
-from tools import workflow as wfl
-from tools.models import (
+from tutti_mcp.engine.errors import RunNotFoundError, SpecError, TuttiError
+from tutti_mcp.engine.executors.sampling import SamplingRequest
+from tutti_mcp.tools import workflow as wfl
+from tutti_mcp.tools.models import (
     Cancelled,
     CheckpointList,
     PlanResult,
@@ -26,7 +26,7 @@ from tools.models import (
     RunResult,
     RunState,
 )
-from tools.sampling import as_sample, client_can_sample
+from tutti_mcp.tools.sampling import as_sample, client_can_sample
 
 M = TypeVar("M", bound=BaseModel)
 SpecArg = Annotated[

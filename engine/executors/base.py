@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine.models import ModelInfo
-from engine.spec import Step
-from engine.templating import render, render_async, render_value, render_value_async
-from engine.thinking import ThinkingChoice
+from tutti_mcp.engine.models import ModelInfo
+from tutti_mcp.engine.spec import Step
+from tutti_mcp.engine.templating import render, render_async, render_value, render_value_async
+from tutti_mcp.engine.thinking import ThinkingChoice
 
 
 @dataclass

@@ -7,9 +7,9 @@ from typing import Any
 
 import anyio
 
-from engine.errors import StepError
-from engine.executors.base import StepCall, StepOutcome
-from engine.spec import BuiltinOp, Step
+from tutti_mcp.engine.errors import StepError
+from tutti_mcp.engine.executors.base import StepCall, StepOutcome
+from tutti_mcp.engine.spec import BuiltinOp, Step
 
 
 class BuiltinExecutor:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.agent_memory import client_instructions, resolve_scope
-from engine.executors.base import StepCall, StepOutcome
-from engine.prompts import system_prompt, user_prompt_template
+from tutti_mcp.engine.agent_memory import client_instructions, resolve_scope
+from tutti_mcp.engine.executors.base import StepCall, StepOutcome
+from tutti_mcp.engine.prompts import system_prompt, user_prompt_template
 
 
 class ClientExecutor:

@@ -27,15 +27,15 @@ from typing import Any
 import anthropic
 from anthropic.types import Message
 
-from engine.agent_memory import MEMORY_TOOL, SYSTEM_LINE, AgentMemory
-from engine.errors import ConfigurationError, StepError
-from engine.executors.base import StepCall, StepOutcome
-from engine.executors.prompt_cache import WarmOrder, cached_system
-from engine.models import ModelInfo, ModelTable
-from engine.prompts import system_parts, user_prompt_template
-from engine.spec import Step, ThinkingMode, TruncationPolicy
-from engine.thinking import api_params
-from memory.async_files import AsyncMemoryFiles
+from tutti_mcp.engine.agent_memory import MEMORY_TOOL, SYSTEM_LINE, AgentMemory
+from tutti_mcp.engine.errors import ConfigurationError, StepError
+from tutti_mcp.engine.executors.base import StepCall, StepOutcome
+from tutti_mcp.engine.executors.prompt_cache import WarmOrder, cached_system
+from tutti_mcp.engine.models import ModelInfo, ModelTable
+from tutti_mcp.engine.prompts import system_parts, user_prompt_template
+from tutti_mcp.engine.spec import Step, ThinkingMode, TruncationPolicy
+from tutti_mcp.engine.thinking import api_params
+from tutti_mcp.memory.async_files import AsyncMemoryFiles
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 MAX_TURNS = 25

@@ -25,7 +25,7 @@ from typing import Any
 
 import anyio
 
-from engine.models import ModelInfo
+from tutti_mcp.engine.models import ModelInfo
 
 EPHEMERAL: dict[str, Any] = {"type": "ephemeral"}  # 5 minutes, refreshed by each read
 CACHE_TTL_S = 300.0

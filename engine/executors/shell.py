@@ -18,10 +18,10 @@ from pathlib import Path
 import anyio
 from anyio.abc import ByteReceiveStream, Process
 
-from engine.errors import StepError
-from engine.executors.base import StepCall, StepOutcome
-from engine.executors.shell_policy import ShellPolicy
-from engine.spec import Step
+from tutti_mcp.engine.errors import StepError
+from tutti_mcp.engine.executors.base import StepCall, StepOutcome
+from tutti_mcp.engine.executors.shell_policy import ShellPolicy
+from tutti_mcp.engine.spec import Step
 
 DEFAULT_MAX_OUTPUT = 1_000_000
 _KILL_GRACE_S = 2.0

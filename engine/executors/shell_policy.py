@@ -30,7 +30,7 @@ import shutil
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
-from engine.errors import ConfigurationError, StepError
+from tutti_mcp.engine.errors import ConfigurationError, StepError
 
 # Names a step's env may not set while the allow-list is active: each changes which program
 # runs or what code a program loads or executes when it starts. Matched case-sensitively,

@@ -12,20 +12,20 @@ import anthropic
 import anyio
 import pytest
 
-from engine.agent_memory import MEMORY_TOOL, SYSTEM_LINE
-from engine.engine import Engine, EngineConfig
-from engine.errors import ConfigurationError
-from engine.executors.client import ClientExecutor
-from engine.executors.prompt import MAX_TURNS, PromptExecutor
-from engine.executors.sampling import SamplingExecutor, SamplingReply, SamplingRequest
-from engine.prompts import system_prompt
-from engine.spec import ExecutorKind, Step
-from memory.async_files import AsyncMemoryFiles
-from memory.files import MemoryFiles
-from memory.records import RunRecord
-from memory.sqlite_store import SqliteRunStore
-from server.settings import Settings, build_engine
 from tests.fake_anthropic import FakeAnthropic, message, text_block, thinking, tool_use, turn
+from tutti_mcp.engine.agent_memory import MEMORY_TOOL, SYSTEM_LINE
+from tutti_mcp.engine.engine import Engine, EngineConfig
+from tutti_mcp.engine.errors import ConfigurationError
+from tutti_mcp.engine.executors.client import ClientExecutor
+from tutti_mcp.engine.executors.prompt import MAX_TURNS, PromptExecutor
+from tutti_mcp.engine.executors.sampling import SamplingExecutor, SamplingReply, SamplingRequest
+from tutti_mcp.engine.prompts import system_prompt
+from tutti_mcp.engine.spec import ExecutorKind, Step
+from tutti_mcp.memory.async_files import AsyncMemoryFiles
+from tutti_mcp.memory.files import MemoryFiles
+from tutti_mcp.memory.records import RunRecord
+from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.server.settings import Settings, build_engine
 
 pytestmark = pytest.mark.anyio
 

@@ -13,14 +13,14 @@ from typing import Any
 import anyio
 import pytest
 
-from engine.engine import Engine, EngineConfig
-from engine.errors import StepError
-from engine.executors.builtin import BuiltinExecutor
-from engine.executors.client import ClientExecutor
-from engine.spec import ExecutorKind
-from memory.mem_store import InMemoryRunStore
-from memory.records import RunRecord, RunStatus, StepStatus
-from memory.sqlite_store import SqliteRunStore
+from tutti_mcp.engine.engine import Engine, EngineConfig
+from tutti_mcp.engine.errors import StepError
+from tutti_mcp.engine.executors.builtin import BuiltinExecutor
+from tutti_mcp.engine.executors.client import ClientExecutor
+from tutti_mcp.engine.spec import ExecutorKind
+from tutti_mcp.memory.mem_store import InMemoryRunStore
+from tutti_mcp.memory.records import RunRecord, RunStatus, StepStatus
+from tutti_mcp.memory.sqlite_store import SqliteRunStore
 
 pytestmark = pytest.mark.anyio
 
@@ -160,7 +160,7 @@ def _cli_env() -> dict[str, str]:
 async def _complete_from_cli(db: Path, run_id: str, step: str, *flags: str) -> None:
     with anyio.fail_after(60):
         await anyio.run_process(
-            [sys.executable, "-m", "server.cli", "--db", str(db), "complete", run_id, step, *flags],
+            [sys.executable, "-m", "tutti_mcp", "--db", str(db), "complete", run_id, step, *flags],
             cwd=ROOT,
             env=_cli_env(),
         )

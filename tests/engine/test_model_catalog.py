@@ -11,16 +11,16 @@ import anthropic
 import anyio
 import pytest
 
-from engine.model_catalog import ModelCatalog, from_api
-from engine.models import Effort, ModelTable, Source, ThinkingType
-from engine.spec import ThinkingMode
-from engine.thinking import api_params
-from memory.mem_store import InMemoryRunStore
-from memory.model_cache import ModelCache
-from memory.sqlite_store import SqliteRunStore
-from server.settings import Settings, build_engine
 from tests.fake_anthropic import FakeAnthropic
 from tests.fake_models import FakeModel
+from tutti_mcp.engine.model_catalog import ModelCatalog, from_api
+from tutti_mcp.engine.models import Effort, ModelTable, Source, ThinkingType
+from tutti_mcp.engine.spec import ThinkingMode
+from tutti_mcp.engine.thinking import api_params
+from tutti_mcp.memory.mem_store import InMemoryRunStore
+from tutti_mcp.memory.model_cache import ModelCache
+from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.server.settings import Settings, build_engine
 
 pytestmark = pytest.mark.anyio
 

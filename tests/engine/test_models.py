@@ -10,11 +10,11 @@ from typing import Any
 import anthropic
 import pytest
 
-from engine.errors import ConfigurationError
-from engine.model_table import ALIASES
-from engine.models import Effort, ModelInfo, ModelTable, Prices, Source, ThinkingType
-from engine.spec import ThinkingMode
-from engine.thinking import api_params
+from tutti_mcp.engine.errors import ConfigurationError
+from tutti_mcp.engine.model_table import ALIASES
+from tutti_mcp.engine.models import Effort, ModelInfo, ModelTable, Prices, Source, ThinkingType
+from tutti_mcp.engine.spec import ThinkingMode
+from tutti_mcp.engine.thinking import api_params
 
 pytestmark = pytest.mark.anyio
 

@@ -12,14 +12,14 @@ import anthropic
 import anyio
 import pytest
 
-from engine.engine import Engine, EngineConfig
-from engine.executors.prompt import PromptExecutor
-from engine.models import ModelTable
-from engine.spec import ExecutorKind
-from memory.mem_store import InMemoryRunStore
-from server.settings import Settings, build_engine
 from tests.engine.test_models import MODES, sdk_model_ids
 from tests.fake_anthropic import FakeAnthropic
+from tutti_mcp.engine.engine import Engine, EngineConfig
+from tutti_mcp.engine.executors.prompt import PromptExecutor
+from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.spec import ExecutorKind
+from tutti_mcp.memory.mem_store import InMemoryRunStore
+from tutti_mcp.server.settings import Settings, build_engine
 
 pytestmark = pytest.mark.anyio
 

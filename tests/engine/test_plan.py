@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from engine.models import ModelTable
-from engine.plan import Plan, make_plan
-from engine.spec import ExecutorKind, Mode, ThinkingMode, load_spec_file, parse_spec
-from engine.workflow import compile_workflow
 from tests.seed import SEED_CHAIN
+from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.plan import Plan, make_plan
+from tutti_mcp.engine.spec import ExecutorKind, Mode, ThinkingMode, load_spec_file, parse_spec
+from tutti_mcp.engine.workflow import compile_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,18 +12,18 @@ import anthropic
 import anyio
 import pytest
 
-from engine.engine import Engine, EngineConfig
-from engine.errors import SpecError
-from engine.executors.prompt import PromptExecutor
-from engine.executors.prompt_cache import WarmOrder
-from engine.models import ModelTable
-from engine.prompts import JSON_HINT, SCHEMA_HINT, system_prompt
-from engine.report import markdown_report
-from engine.spec import ExecutorKind, Step, parse_spec
-from memory.mem_store import InMemoryRunStore
-from memory.records import RunRecord
 from tests.fake_anthropic import FakeAnthropic, estimated, message, text_block, turn
 from tests.fake_cache import tokens
+from tutti_mcp.engine.engine import Engine, EngineConfig
+from tutti_mcp.engine.errors import SpecError
+from tutti_mcp.engine.executors.prompt import PromptExecutor
+from tutti_mcp.engine.executors.prompt_cache import WarmOrder
+from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.prompts import JSON_HINT, SCHEMA_HINT, system_prompt
+from tutti_mcp.engine.report import markdown_report
+from tutti_mcp.engine.spec import ExecutorKind, Step, parse_spec
+from tutti_mcp.memory.mem_store import InMemoryRunStore
+from tutti_mcp.memory.records import RunRecord
 
 pytestmark = pytest.mark.anyio
 

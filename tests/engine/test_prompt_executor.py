@@ -13,20 +13,20 @@ import anthropic
 import anyio
 import pytest
 
-from engine.engine import Engine, EngineConfig
-from engine.errors import ConfigurationError
-from engine.executors.prompt import PromptExecutor
-from engine.prompts import COMMAND_SYSTEM, system_prompt
-from engine.report import markdown_report
-from engine.spec import ExecutorKind, Step
-from memory.async_files import AsyncMemoryFiles
-from memory.mem_store import InMemoryRunStore
-from memory.records import RunRecord, RunStore
-from memory.sqlite_store import SqliteRunStore
-from server.settings import Settings, build_engine
 from tests.fake_anthropic import FakeAnthropic, error, malformed, message, tool_use, turn
 from tests.fake_anthropic import delay as slow
 from tests.seed import SEED_CHAIN as SEED
+from tutti_mcp.engine.engine import Engine, EngineConfig
+from tutti_mcp.engine.errors import ConfigurationError
+from tutti_mcp.engine.executors.prompt import PromptExecutor
+from tutti_mcp.engine.prompts import COMMAND_SYSTEM, system_prompt
+from tutti_mcp.engine.report import markdown_report
+from tutti_mcp.engine.spec import ExecutorKind, Step
+from tutti_mcp.memory.async_files import AsyncMemoryFiles
+from tutti_mcp.memory.mem_store import InMemoryRunStore
+from tutti_mcp.memory.records import RunRecord, RunStore
+from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.server.settings import Settings, build_engine
 
 pytestmark = pytest.mark.anyio
 

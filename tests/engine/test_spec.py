@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from engine.errors import Problem, SpecError
-from engine.spec import (
+from tests.seed import SEED_CHAIN
+from tutti_mcp.engine.errors import Problem, SpecError
+from tutti_mcp.engine.spec import (
     BuiltinOp,
     ExecutorKind,
     FailurePolicy,
@@ -19,8 +20,7 @@ from engine.spec import (
     load_spec_text,
     parse_spec,
 )
-from engine.workflow import compile_workflow
-from tests.seed import SEED_CHAIN
+from tutti_mcp.engine.workflow import compile_workflow
 
 SEED_CHAIN_YAML = """\
 type: chain

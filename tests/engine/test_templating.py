@@ -7,11 +7,11 @@ from typing import Any
 import anyio
 import pytest
 
-from engine.engine import Engine
-from engine.errors import Problem, SpecError, TemplateError
-from engine.executors.builtin import BuiltinExecutor
-from engine.spec import ExecutorKind, parse_spec
-from engine.templating import (
+from tutti_mcp.engine.engine import Engine
+from tutti_mcp.engine.errors import Problem, SpecError, TemplateError
+from tutti_mcp.engine.executors.builtin import BuiltinExecutor
+from tutti_mcp.engine.spec import ExecutorKind, parse_spec
+from tutti_mcp.engine.templating import (
     Reference,
     evaluate,
     references,
@@ -19,9 +19,9 @@ from engine.templating import (
     render_value,
     unwrap_condition,
 )
-from engine.workflow import compile_workflow
-from memory.mem_store import InMemoryRunStore
-from memory.records import RunRecord
+from tutti_mcp.engine.workflow import compile_workflow
+from tutti_mcp.memory.mem_store import InMemoryRunStore
+from tutti_mcp.memory.records import RunRecord
 
 CTX: dict[str, Any] = {
     "inputs": {"topic": "sqlite", "n": 3, "flag": True, "nothing": None},

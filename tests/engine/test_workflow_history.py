@@ -16,15 +16,15 @@ from typing import Any
 import anyio
 import pytest
 
-import memory.history as history
-from engine.engine import Engine, EngineConfig
-from engine.errors import StepError
-from engine.executors.base import StepCall, StepOutcome
-from engine.executors.builtin import BuiltinExecutor
-from engine.executors.client import ClientExecutor
-from engine.plan import EstimateSource
-from engine.spec import ExecutorKind
-from memory.history import (
+import tutti_mcp.memory.history as history
+from tutti_mcp.engine.engine import Engine, EngineConfig
+from tutti_mcp.engine.errors import StepError
+from tutti_mcp.engine.executors.base import StepCall, StepOutcome
+from tutti_mcp.engine.executors.builtin import BuiltinExecutor
+from tutti_mcp.engine.executors.client import ClientExecutor
+from tutti_mcp.engine.plan import EstimateSource
+from tutti_mcp.engine.spec import ExecutorKind
+from tutti_mcp.memory.history import (
     DecisionEntry,
     DecisionHistory,
     HistoryEntry,
@@ -33,9 +33,9 @@ from memory.history import (
     StepHistory,
     WorkflowHistory,
 )
-from memory.mem_store import InMemoryRunStore
-from memory.records import RunStatus, RunStore, StepStatus
-from memory.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.mem_store import InMemoryRunStore
+from tutti_mcp.memory.records import RunStatus, RunStore, StepStatus
+from tutti_mcp.memory.sqlite_store import SqliteRunStore
 
 pytestmark = pytest.mark.anyio
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from engine.errors import Problem, SpecError
-from engine.spec import parse_spec
-from engine.workflow import Workflow, compile_workflow
+from tutti_mcp.engine.errors import Problem, SpecError
+from tutti_mcp.engine.spec import parse_spec
+from tutti_mcp.engine.workflow import Workflow, compile_workflow
 
 
 def compile_(data: dict[str, Any]) -> Workflow:

@@ -17,8 +17,8 @@ import time
 def main() -> None:
     limit = int(sys.argv[1])
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    from engine.errors import TemplateError
-    from engine.templating import evaluate, render
+    from tutti_mcp.engine.errors import TemplateError
+    from tutti_mcp.engine.templating import evaluate, render
 
     for line in sys.stdin:
         request = json.loads(line)

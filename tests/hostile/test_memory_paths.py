@@ -12,9 +12,9 @@ import anyio
 import pytest
 from mcp.client import Client
 
-from server.cli import EXIT_OK, main
-from server.settings import Settings
 from tests.server.mcp_support import MODES, connect, fail, text_of
+from tutti_mcp.server.cli import EXIT_OK, main
+from tutti_mcp.server.settings import Settings
 
 pytestmark = pytest.mark.anyio
 

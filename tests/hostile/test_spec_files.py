@@ -17,11 +17,11 @@ from typing import Any
 import anyio
 import pytest
 
-from engine.errors import ConfigurationError
-from engine.spec_source import DEFAULT_MAX_SPEC_DEPTH
-from server.cli import EXIT_USAGE, main
-from server.settings import Settings
 from tests.server.mcp_support import MODES, ROOT, call, connect, fail, settings
+from tutti_mcp.engine.errors import ConfigurationError
+from tutti_mcp.engine.spec_source import DEFAULT_MAX_SPEC_DEPTH
+from tutti_mcp.server.cli import EXIT_USAGE, main
+from tutti_mcp.server.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -405,7 +405,7 @@ def test_the_cli_as_a_subprocess_exits_2_naming_the_file_without_a_traceback(
         procs = [
             stack.enter_context(
                 subprocess.Popen(
-                    [sys.executable, "-m", "server.cli", "--db", str(tmp_path / "db"), cmd, str(f)],
+                    [sys.executable, "-m", "tutti_mcp", "--db", str(tmp_path / "db"), cmd, str(f)],
                     cwd=ROOT,
                     env=_cli_env(),
                     stdout=subprocess.PIPE,

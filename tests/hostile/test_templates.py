@@ -23,8 +23,8 @@ import pytest
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 
-from engine.errors import TemplateError
 from tests.test_durability import cli_env
+from tutti_mcp.engine.errors import TemplateError
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMORY_LIMIT = 1 << 30
@@ -215,7 +215,7 @@ def test_work_within_the_limits_still_renders(worker: Worker, template: str, val
 @pytest.mark.anyio
 async def test_a_render_that_is_more_than_a_little_work_runs_off_the_event_loop() -> None:
     heavy = "${% for i in range(60000) %}${% endfor %}done"
-    from engine.templating import render_async
+    from tutti_mcp.engine.templating import render_async
 
     order: list[str] = []
 
@@ -234,7 +234,7 @@ async def test_a_render_that_is_more_than_a_little_work_runs_off_the_event_loop(
 
 @pytest.mark.anyio
 async def test_a_small_render_stays_on_the_event_loop() -> None:
-    from engine.templating import render_async
+    from tutti_mcp.engine.templating import render_async
 
     order: list[str] = []
 
@@ -252,8 +252,8 @@ async def test_a_small_render_stays_on_the_event_loop() -> None:
 
 
 def test_a_cancelled_budget_stops_the_render_at_its_next_check() -> None:
-    from engine.template_limits import Budget
-    from engine.templating import render
+    from tutti_mcp.engine.template_limits import Budget
+    from tutti_mcp.engine.templating import render
 
     budget = Budget()
     budget.cancel()
@@ -287,7 +287,7 @@ async def test_a_hostile_step_fails_while_the_server_keeps_answering(tmp_path: P
     }
     server = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "server.cli", "--db", str(tmp_path / "t.db"), "serve"],
+        args=["-m", "tutti_mcp", "--db", str(tmp_path / "t.db"), "serve"],
         cwd=ROOT,
         env=cli_env(),
     )

@@ -9,12 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from memory.files import MemoryFiles
+from tutti_mcp.memory.files import MemoryFiles
 
 WRITER = r"""
 import sys
-from memory.files import MemoryFiles
-from memory.paths import MemoryFileError
+from tutti_mcp.memory.files import MemoryFiles
+from tutti_mcp.memory.paths import MemoryFileError
 
 db, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 mem = MemoryFiles.open(db)

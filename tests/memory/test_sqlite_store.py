@@ -16,11 +16,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-import memory.sqlite_store as sqlite_store
-from memory.migrations import MIGRATIONS, apply_migrations
-from memory.owner import current_owner
-from memory.records import Checkpoint, RunRecord, RunStatus, StepStatus
-from memory.sqlite_store import SqliteRunStore
+import tutti_mcp.memory.sqlite_store as sqlite_store
+from tutti_mcp.memory.migrations import MIGRATIONS, apply_migrations
+from tutti_mcp.memory.owner import current_owner
+from tutti_mcp.memory.records import Checkpoint, RunRecord, RunStatus, StepStatus
+from tutti_mcp.memory.sqlite_store import SqliteRunStore
 
 pytestmark = pytest.mark.anyio
 

@@ -12,8 +12,8 @@ from typing import Any
 from mcp.client import Client
 from mcp_types import CallToolResult, TextContent
 
-from server.app import create_server
-from server.settings import Settings
+from tutti_mcp.server.app import create_server
+from tutti_mcp.server.settings import Settings
 
 MODES = ("legacy", "auto")  # handshake protocol 2025-11-25 | negotiated 2026-07-28
 ROOT = Path(__file__).resolve().parents[2]

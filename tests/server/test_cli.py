@@ -6,13 +6,15 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from server.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main, parser
+from tutti_mcp.server.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main, parser
+from tutti_mcp.server.hints import command_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 REPO_STATS = ROOT / "examples" / "repo-stats.yaml"
@@ -107,17 +109,69 @@ def test_run_json_prints_one_object_with_the_run_its_steps_outputs_and_metrics(
     assert result["recovery"] is None
 
 
-def test_run_without_json_prints_a_table_and_the_final_output(tutti: Tutti) -> None:
+def hint(db: Path) -> str:
+    """How the hints of `tutti --db DB ...` spell a command (see server.hints)."""
+    return f"{command_prefix()} --db {shlex.quote(str(db))}"
+
+
+def test_run_prints_a_summary_on_one_screen_with_where_the_run_is_stored(
+    tutti: Tutti, db: Path
+) -> None:
     code, out, err = tutti("run", str(REPO_STATS))
     assert code == EXIT_OK
-    assert "repo-stats" in out and "succeeded" in out
-    assert "Repository report" in out
-    assert "critical path:" in out
-    assert err.startswith("run run_")
+    run_id = err.split()[1]
+    assert err.startswith(f"run {run_id} (repo-stats)")
+    lines = out.splitlines()
+    assert len(lines) + len(err.splitlines()) <= 40, out
+    # one line per step, its output cut to the width (80 when not a terminal)
+    assert all(len(line) <= 80 for line in lines if line.startswith("  ")), out
+    assert lines[0].startswith(f"repo-stats {run_id}: succeeded, 6 steps (6 succeeded) in ")
+    for step in ("python_files", "python_lines", "commits", "largest", "summary", "report"):
+        assert sum(line.split()[:2] == [step, "succeeded"] for line in lines) == 1, step
+    assert "\nreport:\nRepository report\n" in out  # the final output, cut to a few lines
+    assert f"stored in {db}" in lines
+    assert f"see it again: {hint(db)} show {run_id}" in out
+    assert "critical path:" not in out  # that and the full outputs: --full, or show
+
+
+def test_run_full_prints_the_table_the_metrics_and_the_final_output_in_full(
+    tutti: Tutti,
+) -> None:
+    code, out, _ = tutti("run", str(REPO_STATS), "--full")
+    assert code == EXIT_OK
+    assert "critical path:" in out and "speedup" in out
+    report = out.split("\nreport:\n", 1)[1]
+    assert report.startswith("Repository report\n") and "largest files:" in report
+
+
+def test_show_prints_the_final_output_in_full_and_with_full_every_output(
+    tutti: Tutti,
+) -> None:
+    _, result = run_json(tutti, "run", str(REPO_STATS))
+    _, out, _ = tutti("show", result["run_id"])
+    assert "\nreport:\n" + result["outputs"]["report"] in out
+    assert "\ncommits:\n" not in out
+    _, out, _ = tutti("show", result["run_id"], "--full")
+    assert "\ncommits:\n" + result["outputs"]["commits"] in out
+
+
+def test_a_summary_of_many_steps_lists_those_that_did_not_succeed_first(
+    tutti: Tutti, tmp_path: Path
+) -> None:
+    steps = [f"  - id: s{i:02}\n    args: fine\n" for i in range(30)]
+    # after the others, so that none is cancelled by its failure, however the machine is loaded
+    after = ", ".join(f"s{i:02}" for i in range(30))
+    steps.append(f'  - id: bad\n    argv: ["sh", "-c", "exit 3"]\n    depends_on: [{after}]\n')
+    code, out, _ = tutti("run", str(write(tmp_path, "many.yaml", "steps:\n" + "".join(steps))))
+    assert code == EXIT_FAILED
+    lines = out.splitlines()
+    assert len(lines) <= 20, out
+    assert any(line.split()[:2] == ["bad", "failed"] for line in lines)
+    assert "  ... 30 more steps succeeded" in lines
 
 
 def test_a_failing_workflow_exits_non_zero_with_partial_results_and_a_recovery_plan(
-    tutti: Tutti, tmp_path: Path
+    tutti: Tutti, tmp_path: Path, db: Path
 ) -> None:
     code, result = run_json(tutti, "run", str(write(tmp_path, "breaks.yaml", FAILING)))
 
@@ -133,7 +187,7 @@ def test_a_failing_workflow_exits_non_zero_with_partial_results_and_a_recovery_p
     assert recovery["resume"]["keeps_committed"] == ["fetch"]
     assert recovery["resume"]["reruns"] == ["broken"]
     assert recovery["resume"]["then_runs"] == ["after"]
-    assert recovery["command"] == f"tutti resume {result['run_id']}"
+    assert recovery["command"] == f"{hint(db)} resume {result['run_id']}"
 
 
 def test_an_invalid_spec_exits_2_and_names_each_problem(tutti: Tutti, tmp_path: Path) -> None:
@@ -282,10 +336,12 @@ def test_show_prints_the_steps_and_a_mermaid_gantt_chart(tutti: Tutti) -> None:
         assert re.search(rf"^\s+{step} :", gantt, re.M), step
 
 
-def test_show_of_an_unknown_run_exits_2_and_points_to_runs(tutti: Tutti) -> None:
+def test_show_of_an_unknown_run_exits_2_and_points_to_runs_as_it_is_typed_here(
+    tutti: Tutti, db: Path
+) -> None:
     code, _, err = tutti("show", "run_nope")
     assert code == EXIT_USAGE
-    assert "no run with id 'run_nope'" in err and "tutti runs" in err
+    assert "no run with id 'run_nope'" in err and f"`{hint(db)} runs`" in " ".join(err.split())
 
 
 def test_resume_of_a_succeeded_run_is_refused(tutti: Tutti) -> None:
@@ -321,6 +377,45 @@ def _subcommands() -> list[str]:
         if isinstance(action, argparse._SubParsersAction):
             return sorted(action.choices)
     raise AssertionError("the parser has no subcommands")
+
+
+def _parsers(
+    p: argparse.ArgumentParser,
+) -> list[argparse.ArgumentParser]:
+    """`p` and every parser below it (`tutti memory view` included)."""
+    found = [p]
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _parsers(sub)
+    return found
+
+
+def test_every_option_and_argument_says_what_it_does_and_its_default() -> None:
+    """The rule: every option and positional argument has a help text; one that takes a
+    value (an option with an argument, or an optional positional) says its default in it
+    ("default: ..." or argparse's %(default)s) or that it is required. Flags (store_true)
+    are off unless given, which needs no saying. Left out: argparse's own -h and --version,
+    and the hidden per-subcommand copy of --db (the top-level --db documents it)."""
+    problems = []
+    for p in _parsers(parser()):
+        for a in p._actions:
+            if isinstance(a, (argparse._HelpAction, argparse._VersionAction)):
+                continue
+            if isinstance(a, argparse._SubParsersAction) or a.help == argparse.SUPPRESS:
+                continue
+            name = f"{p.prog} {'/'.join(a.option_strings) or a.dest}"
+            if not a.help:
+                problems.append(f"{name}: no help")
+                continue
+            takes_value = a.nargs != 0 and (a.option_strings or a.nargs in ("?", "*"))
+            required = a.required or any(
+                a in g._group_actions and g.required for g in p._mutually_exclusive_groups
+            )
+            says = "default" in a.help or "required" in a.help or required
+            if takes_value and not says:
+                problems.append(f"{name}: help does not say its default: {a.help!r}")
+    assert problems == []
 
 
 def test_every_subcommand_is_documented_in_the_readme() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import server.settings
+import tutti_mcp.server.settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,7 +16,7 @@ def test_claude_desktop_example_starts_tutti_serve_with_known_settings() -> None
     entry = config["mcpServers"]["tutti"]
     assert entry["command"] == "uv"
     assert entry["args"] == ["--directory", "/path/to/tutti", "run", "tutti", "serve"]
-    documented = server.settings.__doc__ or ""
+    documented = tutti_mcp.server.settings.__doc__ or ""
     for name in entry["env"]:
         assert f"| {name} |" in documented, f"{name} is not a setting tutti reads"
     inspector = (ROOT / ".ci" / "inspector-check").read_text()

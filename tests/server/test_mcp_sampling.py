@@ -20,7 +20,7 @@ from tests.server.mcp_support import (
     fail,
     until_settled,
 )
-from tools.sampling import SamplingBroker
+from tutti_mcp.tools.sampling import SamplingBroker
 
 pytestmark = pytest.mark.anyio
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,20 @@ async def test_plan_without_api_key_hands_model_steps_to_the_client(mode: str) -
     assert seed["groups"] == [["analyze_codebase"], ["fix_issues"], ["validate_fixes"]]
     assert seed["critical_path"] == ["analyze_codebase", "fix_issues", "validate_fixes"]
     assert all(s["executor"] == "client" for s in seed["steps"].values())
+
+
+async def test_plan_labels_and_prices_each_step_by_where_it_will_run(mode: str) -> None:
+    # no API key: the model steps go to the client, and the graph and the cost say so
+    mixed = {**PLANNED, "steps": [*PLANNED["steps"], {"id": "e", "prompt": "x", "run": "prompt"}]}
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            plan = await call(c, "workflow_plan", spec=mixed)
+    nodes = dict(re.findall(r'^  (\w)\["\w<br/>(\w+)"\]$', plan["mermaid"], re.M))
+    assert nodes == {"a": "client", "b": "builtin", "c": "client", "d": "builtin", "e": "prompt"}
+    assert {sid: s["executor"] for sid, s in plan["steps"].items()} == nodes
+    # only the step that asks for the API (run: prompt) is priced
+    assert set(plan["cost"]["steps"]) == {"e"}
+    assert plan["cost"]["usd_low"] == plan["cost"]["steps"]["e"]["usd_low"] > 0
 
 
 async def test_spec_as_json_text_yaml_text_or_file_path(mode: str) -> None:

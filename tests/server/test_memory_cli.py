@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from memory.files import MemoryFiles
-from memory.paths import MAX_FILE_BYTES
-from server.cli import EXIT_OK, EXIT_USAGE, main
+from tutti_mcp.memory.files import MemoryFiles
+from tutti_mcp.memory.paths import MAX_FILE_BYTES
+from tutti_mcp.server.cli import EXIT_OK, EXIT_USAGE, main
 
 Tutti = Callable[..., tuple[int, str, str]]
 NOTE = "/memories/notes/today.md"

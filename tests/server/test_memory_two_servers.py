@@ -11,8 +11,8 @@ import anyio
 import mcp_types as types
 import pytest
 
-from memory.files import MemoryFiles
 from tests.server.test_serve_stdio import Served, serve
+from tutti_mcp.memory.files import MemoryFiles
 
 pytestmark = [
     pytest.mark.anyio,

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from engine.models import ModelTable
-from server.cli import main
-from server.models_cli import thinking_table
 from tests.fake_anthropic import FakeAnthropic
 from tests.fake_models import FakeModel
+from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.server.cli import main
+from tutti_mcp.server.models_cli import thinking_table
 
 ROOT = Path(__file__).resolve().parents[2]
 Tutti = Callable[..., tuple[int, str]]

@@ -11,8 +11,8 @@ from typing import Any
 import anyio
 import pytest
 
-from server.cli import EXIT_OK, main
 from tests.server.mcp_support import call, connect
+from tutti_mcp.server.cli import EXIT_OK, main
 
 DECIDES: dict[str, Any] = {
     "name": "decides",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import yaml
 
-from engine.spec import ExecutorKind, parse_spec
-from engine.workflow import compile_workflow
-from server.prompts import SPEC_FORMAT
+from tutti_mcp.engine.spec import ExecutorKind, parse_spec
+from tutti_mcp.engine.workflow import compile_workflow
+from tutti_mcp.server.prompts import SPEC_FORMAT
 
 
 def test_the_spec_example_in_the_prompts_compiles() -> None:

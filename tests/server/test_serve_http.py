@@ -14,8 +14,8 @@ import pytest
 from anyio.streams.text import TextReceiveStream
 from mcp.client import Client
 
-from server.cli import exposure_warning
 from tests.test_durability import ROOT, cli_env
+from tutti_mcp.server.cli import endpoint_url, exposure_warning
 
 pytestmark = [pytest.mark.anyio, pytest.mark.skipif(sys.platform == "win32", reason="signals")]
 
@@ -41,7 +41,7 @@ def test_binding_beyond_loopback_warns(host: str, warns: bool) -> None:
 async def test_http_server_runs_a_workflow_across_sessions(tmp_path: Path) -> None:
     port = free_port()
     env = {**cli_env(), "TUTTI_DB": str(tmp_path / "runs.db"), "TUTTI_LOG_LEVEL": "INFO"}
-    cmd = [sys.executable, "-m", "server.cli", "serve", "--http", "--port", str(port)]
+    cmd = [sys.executable, "-m", "tutti_mcp", "serve", "--http", "--port", str(port)]
     spec = {
         "name": "over-http",
         "steps": [
@@ -60,6 +60,8 @@ async def test_http_server_runs_a_workflow_across_sessions(tmp_path: Path) -> No
                     seen += chunk
                     if "Uvicorn running on" in seen:
                         break
+                # where to connect, in full, on stderr (stdout may be the client's)
+                assert f"tutti serving MCP at {url}\n" in seen
                 async with Client(url, mode="legacy") as c:
                     r = await c.call_tool("workflow_start", {"spec": spec, "wait_s": 10})
                     run = r.structured_content
@@ -82,10 +84,19 @@ async def test_http_server_runs_a_workflow_across_sessions(tmp_path: Path) -> No
                     process.kill()
 
 
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [("127.0.0.1", "http://127.0.0.1:8765/mcp"), ("::1", "http://[::1]:8765/mcp"),
+     ("localhost", "http://localhost:8765/mcp")],
+)  # fmt: skip
+def test_the_endpoint_url_includes_mcp_and_brackets_ipv6(host: str, url: str) -> None:
+    assert endpoint_url(host, 8765) == url
+
+
 def test_serve_with_an_unusable_database_exits_2_and_names_it(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from server.cli import main
+    from tutti_mcp.server.cli import main
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")

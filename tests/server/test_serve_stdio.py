@@ -134,7 +134,7 @@ async def serve(db: Path, workspace: Path, name: str) -> AsyncIterator[Served]:
     stderr = workspace / f"{name}.stderr"
     with open(stderr, "wb") as err:
         process = await anyio.open_process(
-            [sys.executable, "-m", "server.cli", "serve"],
+            [sys.executable, "-m", "tutti_mcp", "serve"],
             cwd=ROOT,
             env=serve_env(db, workspace),
             stderr=err,
