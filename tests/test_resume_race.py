@@ -22,8 +22,8 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio.abc import Process
 
+from tests.line_process import LineProcess
 from tests.test_durability import ROOT, cli_env
 from tutti_mcp.engine.engine import Engine, EngineConfig
 from tutti_mcp.engine.errors import RunStateError
@@ -156,25 +156,8 @@ def marked_spec(marks: Path) -> dict[str, Any]:
     return {"name": "raced-cli", "steps": steps}
 
 
-class Resumer:
-    def __init__(self, process: Process) -> None:
-        self.process = process
-        self.buffer = b""
-
-    async def line(self) -> str:
-        assert self.process.stdout is not None
-        while b"\n" not in self.buffer:
-            self.buffer += await self.process.stdout.receive()
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return line.decode()
-
-    async def resume(self, run_id: str) -> None:
-        assert self.process.stdin is not None
-        await self.process.stdin.send(run_id.encode() + b"\n")
-
-
 @asynccontextmanager
-async def resumers(db: Path, n: int) -> AsyncIterator[list[Resumer]]:
+async def resumers(db: Path, n: int) -> AsyncIterator[list[LineProcess]]:
     async with AsyncExitStack() as stack:
         out = []
         for _ in range(n):
@@ -183,7 +166,7 @@ async def resumers(db: Path, n: int) -> AsyncIterator[list[Resumer]]:
             )
             stack.push_async_callback(process.aclose)
             stack.callback(lambda p=process: p.returncode is None and p.kill())
-            out.append(Resumer(process))
+            out.append(LineProcess(process))
         with anyio.fail_after(ROUND_S):
             assert [await r.line() for r in out] == ["ready"] * n
         yield out
@@ -219,7 +202,7 @@ async def test_two_tutti_resume_processes_started_together_run_the_run_once(
             marks.mkdir()
             run_id = await create_interrupted(store, marked_spec(marks), tmp_path, n)
             for p in procs:  # both at once: nothing but the pipe writes between them
-                await p.resume(run_id)
+                await p.send(run_id)
             with anyio.fail_after(ROUND_S):
                 answers = [json.loads(await p.line()) for p in procs]
             codes = sorted(a["code"] for a in answers)

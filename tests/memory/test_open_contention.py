@@ -13,8 +13,8 @@ from pathlib import Path
 
 import anyio
 import pytest
-from anyio.abc import Process
 
+from tests.line_process import LineProcess
 from tests.test_durability import ROOT, cli_env, tutti_cmd
 from tutti_mcp.memory.async_files import AsyncMemoryFiles
 from tutti_mcp.memory.files import MemoryFiles
@@ -50,25 +50,8 @@ for line in sys.stdin:
 """
 
 
-class Opener:
-    def __init__(self, process: Process) -> None:
-        self.process = process
-        self.buffer = b""
-
-    async def line(self) -> str:
-        assert self.process.stdout is not None
-        while b"\n" not in self.buffer:
-            self.buffer += await self.process.stdout.receive()
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return line.decode()
-
-    async def send(self, text: str) -> None:
-        assert self.process.stdin is not None
-        await self.process.stdin.send(text.encode() + b"\n")
-
-
 @asynccontextmanager
-async def openers(n: int) -> AsyncIterator[list[Opener]]:
+async def openers(n: int) -> AsyncIterator[list[LineProcess]]:
     async with AsyncExitStack() as stack:
         procs = []
         for _ in range(n):
@@ -77,7 +60,7 @@ async def openers(n: int) -> AsyncIterator[list[Opener]]:
             )
             stack.push_async_callback(process.aclose)
             stack.callback(lambda p=process: p.returncode is None and p.kill())
-            procs.append(Opener(process))
+            procs.append(LineProcess(process))
         with anyio.fail_after(ROUND_S):
             assert [await p.line() for p in procs] == ["ready"] * n
         yield procs
