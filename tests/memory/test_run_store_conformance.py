@@ -142,7 +142,12 @@ async def test_a_run_worked_through_start_to_failure_loads_back_as_every_store_k
                 seq=1,
             ),
             "b": StepRecord(
-                "b", StepStatus.FAILED, attempts=2, started_at=T + 4, finished_at=T + 5, error="boom"
+                "b",
+                StepStatus.FAILED,
+                attempts=2,
+                started_at=T + 4,
+                finished_at=T + 5,
+                error="boom",
             ),
             "c": StepRecord("c", StepStatus.WAITING, detail={"request": "draw an owl"}),
         },
@@ -348,7 +353,10 @@ async def test_events_come_in_order_per_run_and_after_a_given_id(store: RunStore
         ("step_skipped", "b"),
     ]
     assert events[1][2] == Event("r1", "note", data={"k": 1})
-    assert await kinds(store, "r1", after=ids[1]) == [("step_succeeded", "a"), ("step_skipped", "b")]
+    assert await kinds(store, "r1", after=ids[1]) == [
+        ("step_succeeded", "a"),
+        ("step_skipped", "b"),
+    ]
     assert await kinds(store, "r1", after=ids[-1]) == []
     assert await kinds(store, "r2") == [("run_created", None), ("step_skipped", "a")]
     # ids are one sequence across runs: a client can poll with the last id it saw
