@@ -28,10 +28,10 @@ from tutti_mcp.engine.errors import ConfigurationError, TuttiError
 from tutti_mcp.engine.report import age
 from tutti_mcp.engine.spec import ExecutorKind, WorkflowSpec, load_spec_file
 from tutti_mcp.memory.async_files import AsyncMemoryFiles
+from tutti_mcp.memory.connection import DatabaseOpenError
 from tutti_mcp.memory.history import WorkflowHistory, summarize
 from tutti_mcp.memory.mem_store import InMemoryRunStore
 from tutti_mcp.memory.records import RunRecord, RunStatus
-from tutti_mcp.memory.rows import DatabaseOpenError
 from tutti_mcp.memory.sqlite_store import SqliteRunStore
 from tutti_mcp.server.cli_output import (
     err,
