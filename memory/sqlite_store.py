@@ -30,6 +30,7 @@ from tutti_mcp.memory.records import (
     StepStatus,
 )
 from tutti_mcp.memory.rows import Op, dump, event_op, load, run_from_row
+from tutti_mcp.memory.run_store import RunNotFound
 
 _RUN_FIELDS = frozenset(
     {
@@ -58,10 +59,6 @@ class _Batch:
         self.started: dict[tuple[str, str], int] = {}  # step -> index of its "started" op
         self.done = anyio.Event()
         self.error: BaseException | None = None
-
-
-class RunNotFound(LookupError):
-    pass
 
 
 class SqliteRunStore:

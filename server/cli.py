@@ -24,7 +24,7 @@ from rich.table import Table
 
 from tutti_mcp import __version__
 from tutti_mcp.engine.engine import Engine
-from tutti_mcp.engine.errors import ConfigurationError, TuttiError
+from tutti_mcp.engine.errors import ConfigurationError, RunNotFoundError, TuttiError
 from tutti_mcp.engine.report import age
 from tutti_mcp.engine.spec import ExecutorKind, WorkflowSpec, load_spec_file
 from tutti_mcp.memory.async_files import AsyncMemoryFiles
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.fn(args))
         except DatabaseOpenError as exc:  # by now its connection is closed: we can exit
             raise database_error(exc) from None
-    except TuttiError as exc:
+    except (TuttiError, RunNotFoundError) as exc:
         # escaped: the message holds file names and spec text, which may look like markup
         text = spell_hints(str(exc), hint_command(args))
         err.print(f"[bold red]error:[/bold red] {escape(text)}", markup=True)
