@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tutti_mcp.memory.run_store import RunNotFound
+
 
 class TuttiError(Exception):
     """Base class of every error tutti raises on purpose."""
@@ -39,10 +41,10 @@ class ConfigurationError(TuttiError):
     """Something the run needs is not configured (an API key, a shell allow-list)."""
 
 
-class RunNotFoundError(TuttiError):
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        super().__init__(f"no run with id {run_id!r}; `tutti runs` lists the known runs")
+# One "run not found" for the whole server: the stores raise it, and memory may not import
+# the engine, so it lives beside the store interface. Not a TuttiError: handlers that turn
+# TuttiErrors into messages catch it too.
+RunNotFoundError = RunNotFound
 
 
 class RunStateError(TuttiError):

@@ -19,6 +19,7 @@ from tutti_mcp.memory.records import (
     StepRecord,
     StepStatus,
 )
+from tutti_mcp.memory.run_store import RunNotFound
 
 
 class InMemoryRunStore:
@@ -30,8 +31,6 @@ class InMemoryRunStore:
         self._history: dict[str, HistoryEntry] = {}  # by run id
 
     def _run(self, run_id: str) -> RunRecord:
-        from tutti_mcp.memory.sqlite_store import RunNotFound
-
         try:
             return self._runs[run_id]
         except KeyError:
