@@ -19,7 +19,7 @@ from tutti_mcp.memory.records import (
     StepRecord,
     StepStatus,
 )
-from tutti_mcp.memory.run_store import RunNotFound
+from tutti_mcp.memory.run_store import RUN_FIELDS, STEP_FIELDS, RunNotFound
 
 
 class InMemoryRunStore:
@@ -56,9 +56,8 @@ class InMemoryRunStore:
         return run
 
     async def set_run(self, run_id: str, **fields: Any) -> None:
-        from tutti_mcp.memory.sqlite_store import _RUN_FIELDS
 
-        _refuse_unknown("run", fields, _RUN_FIELDS)  # as SQLite does: no column, no field
+        _refuse_unknown("run", fields, RUN_FIELDS)  # as SQLite does: no column, no field
         run = self._run(run_id)
         for k, v in fields.items():
             setattr(run, k, RunStatus(v) if k == "status" else v)
@@ -95,9 +94,8 @@ class InMemoryRunStore:
         self.append_event(Event(run_id, f"step_{cp.status.value}", cp.step_id, {"seq": cp.seq}))
 
     async def set_step(self, run_id: str, step_id: str, status: StepStatus, **fields: Any) -> None:
-        from tutti_mcp.memory.sqlite_store import _STEP_FIELDS
 
-        _refuse_unknown("step", fields, _STEP_FIELDS)
+        _refuse_unknown("step", fields, STEP_FIELDS)
         rec = self._runs[run_id].steps[step_id]
         rec.status = status
         for k, v in fields.items():

@@ -17,6 +17,24 @@ from tutti_mcp.memory.records import (
     StepStatus,
 )
 
+# The fields set_run and set_step may change (every store refuses the others, as SQLite
+# has no column for them).
+RUN_FIELDS = frozenset(
+    {
+        "status",
+        "started_at",
+        "finished_at",
+        "owner",
+        "error",
+        "metrics",
+        "name",
+        "inputs",
+        "spec",
+        "workspace",
+    }
+)
+STEP_FIELDS = frozenset({"attempts", "executor", "started_at", "finished_at", "error", "detail"})
+
 
 class RunNotFound(LookupError):
     """No run has this id (never created, or pruned)."""

@@ -30,23 +30,8 @@ from tutti_mcp.memory.records import (
     StepStatus,
 )
 from tutti_mcp.memory.rows import Op, dump, event_op, load, run_from_row
-from tutti_mcp.memory.run_store import RunNotFound
+from tutti_mcp.memory.run_store import RUN_FIELDS, STEP_FIELDS, RunNotFound
 
-_RUN_FIELDS = frozenset(
-    {
-        "status",
-        "started_at",
-        "finished_at",
-        "owner",
-        "error",
-        "metrics",
-        "name",
-        "inputs",
-        "spec",
-        "workspace",
-    }
-)
-_STEP_FIELDS = frozenset({"attempts", "executor", "started_at", "finished_at", "error", "detail"})
 _JSON_FIELDS = frozenset({"metrics", "inputs", "spec", "detail"})
 
 
@@ -161,7 +146,7 @@ class SqliteRunStore:
         await self._write(ops)
 
     async def set_run(self, run_id: str, **fields: Any) -> None:
-        bad = set(fields) - _RUN_FIELDS
+        bad = set(fields) - RUN_FIELDS
         if bad:
             raise ValueError(f"unknown run fields {sorted(bad)}")
         cols = ", ".join(f"{k} = ?" for k in fields)
@@ -326,7 +311,7 @@ class SqliteRunStore:
         )
 
     async def set_step(self, run_id: str, step_id: str, status: StepStatus, **fields: Any) -> None:
-        bad = set(fields) - _STEP_FIELDS
+        bad = set(fields) - STEP_FIELDS
         if bad:
             raise ValueError(f"unknown step fields {sorted(bad)}")
         cols = "".join(f", {k} = ?" for k in fields)

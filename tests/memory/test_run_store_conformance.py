@@ -20,11 +20,11 @@ from tutti_mcp.memory.records import (
     Event,
     RunRecord,
     RunStatus,
-    RunStore,
     StepRecord,
     StepStatus,
 )
-from tutti_mcp.memory.sqlite_store import RunNotFound, SqliteRunStore
+from tutti_mcp.memory.run_store import RunNotFound, RunStore
+from tutti_mcp.memory.sqlite_store import SqliteRunStore
 
 pytestmark = pytest.mark.anyio
 
