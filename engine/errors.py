@@ -49,6 +49,43 @@ class RunStateError(TuttiError):
     """An operation does not fit the run's current status (resume a finished run, ...)."""
 
 
+# -- caller mistakes: a tool was called with arguments that cannot be carried out ---------
+class ClientCannotSample(TuttiError):
+    """A spec has steps that run on `sampling`, but the connected client does not offer it."""
+
+    def __init__(self, steps: list[str], why: str) -> None:
+        self.steps = steps
+        super().__init__(f"steps {', '.join(steps)} run on `sampling`, but {why}")
+
+
+class StepResultConflict(TuttiError):
+    """A client step was reported with both an output and an error."""
+
+    def __init__(self, step_id: str) -> None:
+        self.step_id = step_id
+        super().__init__(
+            "give either output (the step's result) or error (why it failed), not both"
+        )
+
+
+class StepResultMissing(TuttiError):
+    """A client step was reported with neither an output nor an error."""
+
+    def __init__(self, step_id: str) -> None:
+        self.step_id = step_id
+        super().__init__(
+            f"give output=... with the result of step {step_id!r} (or error=... if it could not be done)"
+        )
+
+
+class UnknownRunStatus(TuttiError):
+    """A run listing was filtered by a status that does not exist."""
+
+    def __init__(self, status: str, known: list[str]) -> None:
+        self.status = status
+        super().__init__(f"unknown status {status!r}; use one of: {', '.join(known)}")
+
+
 class StepError(TuttiError):
     """A step's attempt failed. `retryable` says whether another attempt may succeed;
     `usage` is what the attempt consumed before it failed (tokens, `cost_usd`), which counts
