@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 
@@ -86,6 +87,40 @@ class UnknownRunStatus(TuttiError):
         super().__init__(f"unknown status {status!r}; use one of: {', '.join(known)}")
 
 
+class StepErrorKind(StrEnum):
+    """Why a step's attempt failed. The values are stored with the step (`error_kind` in
+    its detail) and shown to clients: never change one."""
+
+    ERROR = "error"  # unspecified
+    EXCEPTION = "exception"  # an executor raised something unexpected
+    TIMEOUT = "timeout"
+    CLIENT = "client"  # the client reported the step failed
+    SAMPLING = "sampling"  # the client's sampling failed or is not offered
+    PARSE = "parse"  # output: json, and the output is not JSON
+    SCHEMA = "schema"  # the output does not match the step's json_schema
+    POLICY = "policy"  # the shell policy refuses the program, variable or cwd
+    NOT_FOUND = "not_found"  # the program does not exist or is not executable
+    EXIT_CODE = "exit_code"
+    OUTPUT_CAP = "output_cap"
+    API = "api"  # the Anthropic API refused the call
+    API_RESPONSE = "api_response"  # the Anthropic API answered something unusable
+    CONNECTION = "connection"
+    REFUSAL = "refusal"  # the model refused
+    TRUNCATED = "truncated"  # the answer hit max_tokens
+    TOOL_TURNS = "tool_turns"  # the memory tool loop ran out of turns
+    # a refusal raised while preparing the step: the class name, as stored before this enum
+    TEMPLATE = "TemplateError"
+    TEMPLATE_LIMIT = "TemplateLimitError"
+    CONFIGURATION = "ConfigurationError"
+    THINKING = "ThinkingError"
+
+    @classmethod
+    def of_refusal(cls, exc: TemplateError | ConfigurationError) -> StepErrorKind:
+        """The kind named after `exc`'s class, or after its nearest base that has one."""
+        names = {k.value for k in cls}
+        return next(cls(c.__name__) for c in type(exc).__mro__ if c.__name__ in names)
+
+
 class StepError(TuttiError):
     """A step's attempt failed. `retryable` says whether another attempt may succeed;
     `usage` is what the attempt consumed before it failed (tokens, `cost_usd`), which counts
@@ -96,7 +131,7 @@ class StepError(TuttiError):
         message: str,
         *,
         retryable: bool = True,
-        kind: str = "error",
+        kind: StepErrorKind = StepErrorKind.ERROR,
         usage: dict[str, Any] | None = None,
     ) -> None:
         self.retryable = retryable
