@@ -2,7 +2,7 @@
 answers when tutti refuses, each message saying what to call next.
 
 Only errors tutti raises on purpose are mapped (`TuttiError`, and the memory store's
-`MemoryFileError`); anything else propagates to the SDK, which reports it as a crash."""
+`MemoryFileError` and `RunNotFound`); anything else propagates to the SDK, which reports it as a crash."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tutti_mcp.engine.errors import RunNotFoundError, SpecError, TuttiError
 from tutti_mcp.memory.paths import GLOBAL, MemoryFileError, MemoryNotFound
 from tutti_mcp.tools.memory import not_found_hint
 
-Refusal = TuttiError | MemoryFileError
+Refusal = TuttiError | MemoryFileError | RunNotFoundError
 
 
 def tool_error(exc: Refusal, *, scope: str = GLOBAL) -> ToolError:
@@ -52,7 +52,7 @@ def tool_errors(scope: str = GLOBAL) -> Iterator[None]:
     """Around a tool's body: tutti's refusals become tool errors (see `tool_error`)."""
     try:
         yield
-    except (TuttiError, MemoryFileError) as exc:
+    except (TuttiError, MemoryFileError, RunNotFoundError) as exc:
         raise tool_error(exc, scope=scope) from None
 
 
@@ -61,5 +61,5 @@ def resource_errors(root_uri: str = "", scope: str = GLOBAL) -> Iterator[None]:
     """Around a resource's body: tutti's refusals become resource errors (see `resource_error`)."""
     try:
         yield
-    except (TuttiError, MemoryFileError) as exc:
+    except (TuttiError, MemoryFileError, RunNotFoundError) as exc:
         raise resource_error(exc, root_uri=root_uri, scope=scope) from None

@@ -11,7 +11,12 @@ from typing import Any
 import anyio
 import pytest
 
-from tutti_mcp.engine.errors import StepError
+from tutti_mcp.engine.errors import (
+    ClientCannotSample,
+    StepResultConflict,
+    StepResultMissing,
+    UnknownRunStatus,
+)
 from tutti_mcp.engine.supervisor import RunSupervisor
 from tutti_mcp.memory.mem_store import InMemoryRunStore
 from tutti_mcp.server.settings import Settings, build_engine
@@ -99,7 +104,7 @@ async def test_completing_a_step_needs_exactly_one_of_output_and_error(
 ) -> None:
     with anyio.fail_after(WAIT_S + 5):
         run = await wfl.start(state, ASK_THEN_USE, None, WAIT_S, can_sample=False)
-        with pytest.raises(StepError, match=says):
+        with pytest.raises((StepResultConflict, StepResultMissing), match=says):
             await wfl.complete(state, run.run_id, "ask", output, error)
         after = await wfl.status(state, run.run_id, 0)
     assert after.steps == {"ask": "waiting", "use": "pending"}
@@ -120,7 +125,7 @@ async def test_a_sampling_step_is_refused_before_a_run_is_created_when_the_clien
     state: wfl.ToolState,
 ) -> None:
     spec = {"name": "draw", "steps": [{"id": "pic", "prompt": "Draw an owl.", "run": "sampling"}]}
-    with anyio.fail_after(5), pytest.raises(StepError, match="steps pic run on `sampling`"):
+    with anyio.fail_after(5), pytest.raises(ClientCannotSample, match="steps pic run on `sampling`"):
         await wfl.start(state, spec, None, WAIT_S, can_sample=False)
     assert (await wfl.list_runs(state, None, 10)).runs == []
 
@@ -128,5 +133,5 @@ async def test_a_sampling_step_is_refused_before_a_run_is_created_when_the_clien
 async def test_listing_runs_by_an_unknown_status_names_the_known_ones(
     state: wfl.ToolState,
 ) -> None:
-    with pytest.raises(StepError, match="unknown status 'done'; use one of: pending, running"):
+    with pytest.raises(UnknownRunStatus, match="unknown status 'done'; use one of: pending, running"):
         await wfl.list_runs(state, "done", 10)
