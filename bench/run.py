@@ -137,7 +137,7 @@ async def close_store(store: Any) -> None:
 async def checkpoint_bytes(store: SqliteRunStore, run_id: str) -> dict[str, Any]:
     """Bytes the run's checkpoints take: row payload (sum of column sizes; numbers count 8)
     and the table's pages (dbstat), per step."""
-    rows = await store._conn.execute_fetchall(
+    rows = await store.db.fetchall(
         "SELECT count(*), sum(length(run_id) + length(step_id) + 8 + length(status) + "
         "length(output) + 8 + 8 + 8 + coalesce(length(usage), 0) + coalesce(length(executor), 0) "
         "+ coalesce(length(error), 0)), sum(length(output)) FROM checkpoints WHERE run_id = ?",
@@ -276,14 +276,12 @@ async def sqlite_floor(dag: dict[str, Any], spec: dict[str, Any], tmpdir: str) -
     statements and their parameters). Those transactions are then replayed on fresh
     databases, timing only the ones `execute` produced:
       sync      sqlite3 in this thread, one transaction after the other
-      aiosqlite the same through aiosqlite's thread, awaiting each (what the store does)
-    plus the bare aiosqlite round trip (a no-op function run in its thread)."""
-    import sqlite3
-
-    import aiosqlite
+      aiosqlite the same through the store's connection thread (memory/connection.py,
+                aiosqlite's), awaiting each (what the store does)
+    plus the bare round trip to that thread (a no-op function run in it)."""
+    from tutti_mcp.memory.connection import Database, open_sync
 
     real_apply = sqlite_store_mod._apply
-    from tutti_mcp.memory.rows import setup_connection as setup
 
     batches: list[list[Any]] = []
 
@@ -315,8 +313,7 @@ async def sqlite_floor(dag: dict[str, Any], spec: dict[str, Any], tmpdir: str) -
     sync, via, trip = [], [], []
     for k in range(3):  # fresh databases each time; the median goes in the table
         path = os.path.join(tmpdir, f"floor-sync-{k}.db")
-        conn = sqlite3.connect(path, isolation_level=None)
-        setup(conn, 10_000)
+        conn = open_sync(path)
         for b in before:
             real_apply(conn, b)
         t0 = time.perf_counter()
@@ -326,21 +323,20 @@ async def sqlite_floor(dag: dict[str, Any], spec: dict[str, Any], tmpdir: str) -
         conn.close()
 
         path = os.path.join(tmpdir, f"floor-async-{k}.db")
-        aconn = await aiosqlite.connect(path, isolation_level=None)
+        db = await Database.open(path)
         try:
-            await aconn._execute(setup, aconn._conn, 10_000)
             for b in before:
-                await aconn._execute(real_apply, aconn._conn, b)
+                await db.call(real_apply, b)
             t0 = time.perf_counter()
             for b in during:
-                await aconn._execute(real_apply, aconn._conn, b)
+                await db.call(real_apply, b)
             via.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             for _ in range(len(during)):
-                await aconn._execute(_noop)
+                await db.run(_noop)
             trip.append(time.perf_counter() - t0)
         finally:
-            await aconn.close()
+            await db.close()
     out.update(
         sync_s=med(sync),
         aiosqlite_s=med(via),
@@ -500,7 +496,7 @@ async def bench_inprocess(rec: Recorder, repeats: int, tmpdir: str) -> None:
         )
     try:
         t = await sqlite_floor(dags["chain_1000"], specs["chain_1000"], tmpdir)
-    except Exception as exc:  # relies on memory.sqlite_store internals (_apply, setup_connection)
+    except Exception as exc:  # relies on memory.sqlite_store internals (_apply)
         t = {"error": f"{type(exc).__name__}: {exc}"}
     rec.add({"section": "txns", "case": "chain_1000", "variant": "sqlite", **t})
 

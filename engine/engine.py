@@ -18,7 +18,6 @@ import networkx as nx
 from tutti_mcp.engine.errors import (
     ConfigurationError,
     Problem,
-    RunNotFoundError,
     RunStateError,
     SpecError,
     StepError,
@@ -39,11 +38,10 @@ from tutti_mcp.memory.records import (
     Claim,
     RunRecord,
     RunStatus,
-    RunStore,
     StepRecord,
     StepStatus,
 )
-from tutti_mcp.memory.sqlite_store import RunNotFound
+from tutti_mcp.memory.run_store import RunStore
 
 
 @dataclass
@@ -245,10 +243,8 @@ class Engine:
         return spec.model_dump(mode="json", exclude_defaults=True)
 
     async def load(self, run_id: str) -> RunRecord:
-        try:
-            return await self.store.load_run(run_id)
-        except RunNotFound:
-            raise RunNotFoundError(run_id) from None
+        """The run's record; RunNotFound (the store's) for an unknown id."""
+        return await self.store.load_run(run_id)
 
     async def execute(
         self, run_id: str, *, attached: bool = False, on_event: EventSink | None = None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
+
+from tutti_mcp.memory.run_store import RunNotFound
 
 
 class TuttiError(Exception):
@@ -39,14 +42,85 @@ class ConfigurationError(TuttiError):
     """Something the run needs is not configured (an API key, a shell allow-list)."""
 
 
-class RunNotFoundError(TuttiError):
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        super().__init__(f"no run with id {run_id!r}; `tutti runs` lists the known runs")
+# One "run not found" for the whole server: the stores raise it, and memory may not import
+# the engine, so it lives beside the store interface. Not a TuttiError: handlers that turn
+# TuttiErrors into messages catch it too.
+RunNotFoundError = RunNotFound
 
 
 class RunStateError(TuttiError):
     """An operation does not fit the run's current status (resume a finished run, ...)."""
+
+
+# -- caller mistakes: a tool was called with arguments that cannot be carried out ---------
+class ClientCannotSample(TuttiError):
+    """A spec has steps that run on `sampling`, but the connected client does not offer it."""
+
+    def __init__(self, steps: list[str], why: str) -> None:
+        self.steps = steps
+        super().__init__(f"steps {', '.join(steps)} run on `sampling`, but {why}")
+
+
+class StepResultConflict(TuttiError):
+    """A client step was reported with both an output and an error."""
+
+    def __init__(self, step_id: str) -> None:
+        self.step_id = step_id
+        super().__init__(
+            "give either output (the step's result) or error (why it failed), not both"
+        )
+
+
+class StepResultMissing(TuttiError):
+    """A client step was reported with neither an output nor an error."""
+
+    def __init__(self, step_id: str) -> None:
+        self.step_id = step_id
+        super().__init__(
+            f"give output=... with the result of step {step_id!r} (or error=... if it could not be done)"
+        )
+
+
+class UnknownRunStatus(TuttiError):
+    """A run listing was filtered by a status that does not exist."""
+
+    def __init__(self, status: str, known: list[str]) -> None:
+        self.status = status
+        super().__init__(f"unknown status {status!r}; use one of: {', '.join(known)}")
+
+
+class StepErrorKind(StrEnum):
+    """Why a step's attempt failed. The values are stored with the step (`error_kind` in
+    its detail) and shown to clients: never change one."""
+
+    ERROR = "error"  # unspecified
+    EXCEPTION = "exception"  # an executor raised something unexpected
+    TIMEOUT = "timeout"
+    CLIENT = "client"  # the client reported the step failed
+    SAMPLING = "sampling"  # the client's sampling failed or is not offered
+    PARSE = "parse"  # output: json, and the output is not JSON
+    SCHEMA = "schema"  # the output does not match the step's json_schema
+    POLICY = "policy"  # the shell policy refuses the program, variable or cwd
+    NOT_FOUND = "not_found"  # the program does not exist or is not executable
+    EXIT_CODE = "exit_code"
+    OUTPUT_CAP = "output_cap"
+    API = "api"  # the Anthropic API refused the call
+    API_RESPONSE = "api_response"  # the Anthropic API answered something unusable
+    CONNECTION = "connection"
+    REFUSAL = "refusal"  # the model refused
+    TRUNCATED = "truncated"  # the answer hit max_tokens
+    TOOL_TURNS = "tool_turns"  # the memory tool loop ran out of turns
+    # a refusal raised while preparing the step: the class name, as stored before this enum
+    TEMPLATE = "TemplateError"
+    TEMPLATE_LIMIT = "TemplateLimitError"
+    CONFIGURATION = "ConfigurationError"
+    THINKING = "ThinkingError"
+
+    @classmethod
+    def of_refusal(cls, exc: TemplateError | ConfigurationError) -> StepErrorKind:
+        """The kind named after `exc`'s class, or after its nearest base that has one."""
+        names = {k.value for k in cls}
+        return next(cls(c.__name__) for c in type(exc).__mro__ if c.__name__ in names)
 
 
 class StepError(TuttiError):
@@ -59,7 +133,7 @@ class StepError(TuttiError):
         message: str,
         *,
         retryable: bool = True,
-        kind: str = "error",
+        kind: StepErrorKind = StepErrorKind.ERROR,
         usage: dict[str, Any] | None = None,
     ) -> None:
         self.retryable = retryable

@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from tutti_mcp.engine.errors import StepError
+from tutti_mcp.engine.errors import StepError, StepErrorKind
 from tutti_mcp.engine.executors.base import StepOutcome
 from tutti_mcp.engine.spec import Step
 
@@ -33,7 +33,7 @@ def shape_output(step: Step, value: Any) -> Any:
             where = "/".join(str(p) for p in problem.absolute_path) or "the top level"
             raise StepError(
                 f"output does not match the step's `json_schema` at {where}: {problem.message}",
-                kind="schema",
+                kind=StepErrorKind.SCHEMA,
             )
     return value
 
@@ -45,13 +45,15 @@ def _parse_json(text: str) -> Any:
         m = _FENCE.search(text)
         if m is None:
             raise StepError(
-                f"output is not valid JSON ({exc}); the step says `output: json`", kind="parse"
+                f"output is not valid JSON ({exc}); the step says `output: json`",
+                kind=StepErrorKind.PARSE,
             ) from None
     try:
         return json.loads(m.group(1))
     except json.JSONDecodeError as exc:
         raise StepError(
-            f"output is not valid JSON ({exc}); the step says `output: json`", kind="parse"
+            f"output is not valid JSON ({exc}); the step says `output: json`",
+            kind=StepErrorKind.PARSE,
         ) from None
 
 

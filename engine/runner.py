@@ -19,7 +19,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from tutti_mcp.engine.core import FailureAction, RunCore
-from tutti_mcp.engine.errors import ConfigurationError, StepError, TemplateError
+from tutti_mcp.engine.errors import ConfigurationError, StepError, StepErrorKind, TemplateError
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.outputs import shape_output, shaped
 from tutti_mcp.engine.plan import Plan
@@ -159,7 +159,9 @@ class RunExecution:
                 for sid in client_failed:
                     rec = self.run.steps[sid]
                     err = StepError(
-                        rec.error or "the client reported a failure", retryable=False, kind="client"
+                        rec.error or "the client reported a failure",
+                        retryable=False,
+                        kind=StepErrorKind.CLIENT,
                     )
                     await self._fail(sid, err, rec.attempts, rec.started_at)
                 self._dispatch()
@@ -328,15 +330,17 @@ class RunExecution:
                 if outcome.handoff is None:
                     output = shaped(step, outcome)
             except TimeoutError:
-                err = StepError(f"timed out after {timeout:g}s (attempt {attempt})", kind="timeout")
+                err = StepError(
+                    f"timed out after {timeout:g}s (attempt {attempt})", kind=StepErrorKind.TIMEOUT
+                )
             except StepError as exc:
                 err = exc
             except (TemplateError, ConfigurationError) as exc:
-                err = StepError(str(exc), retryable=False, kind=type(exc).__name__)
+                err = StepError(str(exc), retryable=False, kind=StepErrorKind.of_refusal(exc))
             except (
                 Exception
             ) as exc:  # the step boundary: an executor's error fails the step, not the run
-                err = StepError(f"{type(exc).__name__}: {exc}", kind="exception")
+                err = StepError(f"{type(exc).__name__}: {exc}", kind=StepErrorKind.EXCEPTION)
             else:
                 if outcome.handoff is not None:
                     await self._handoff(sid, attempt, started, outcome.handoff)
@@ -442,8 +446,8 @@ class RunExecution:
                 earlier=spent,
             )
             return
-        detail = {
-            "error_kind": err.kind,
+        detail: dict[str, Any] = {
+            "error_kind": err.kind.value,  # a plain string, as the store gives it back
             "retryable": err.retryable,
             "attempts": attempt,
             "errors": self.totals.errors.get(sid, [str(err)])[-5:],
@@ -518,7 +522,7 @@ class RunExecution:
                     sid, output, StepOutcome(), attempt, rec_start, StepStatus.SUCCEEDED
                 )
             else:
-                err = StepError(f"the client reported: {error}", kind="client")
+                err = StepError(f"the client reported: {error}", kind=StepErrorKind.CLIENT)
                 await self._fail(sid, err, attempt, rec_start)
         finally:
             self.running -= 1
@@ -560,7 +564,9 @@ class RunExecution:
                 self._emit("step_succeeded", sid, {"by": "another process"})
             elif rec.status is StepStatus.FAILED:
                 err = StepError(
-                    rec.error or "the client reported a failure", retryable=False, kind="client"
+                    rec.error or "the client reported a failure",
+                    retryable=False,
+                    kind=StepErrorKind.CLIENT,
                 )
                 await self._fail(sid, err, rec.attempts, rec.started_at)
 

@@ -18,7 +18,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from tutti_mcp.engine.engine import Engine
-from tutti_mcp.engine.errors import RunStateError, TuttiError
+from tutti_mcp.engine.errors import RunNotFoundError, RunStateError, TuttiError
 from tutti_mcp.engine.spec import WorkflowSpec
 from tutti_mcp.memory.owner import owner_alive
 from tutti_mcp.memory.records import RunRecord, RunStatus
@@ -128,7 +128,7 @@ class RunSupervisor:
     async def _execute(self, run_id: str, watch: _Watch) -> None:
         try:
             await self.engine.execute(run_id, attached=True, on_event=watch.on_event)
-        except TuttiError as exc:
+        except (TuttiError, RunNotFoundError) as exc:
             watch.error = str(exc)
             log.warning("run %s could not execute: %s", run_id, exc)
         except Exception as exc:  # a bug: keep the server up, say what happened

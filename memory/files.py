@@ -73,20 +73,9 @@ class MemoryFiles:
 
     @classmethod
     def open(cls, path: str | Path, *, limits: Limits | None = None) -> MemoryFiles:
-        from tutti_mcp.memory.rows import DatabaseOpenError, setup_connection
+        from tutti_mcp.memory.connection import open_sync
 
-        path = str(path)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise DatabaseOpenError(path, exc) from exc
-        try:
-            setup_connection(conn, 10_000)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise DatabaseOpenError(path, exc) from exc
+        conn = open_sync(path)
         return cls(conn, limits=limits)
 
     def close(self) -> None:

@@ -17,8 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
+from tutti_mcp.memory.connection import Database
 from tutti_mcp.memory.records import RunRecord, RunStatus, StepRecord, StepStatus
 
 HISTORY_WINDOW = 20  # the latest runs of a workflow a summary reads
@@ -289,10 +288,10 @@ def record_ops(entry: HistoryEntry, keep: int | None = None) -> list[Op]:
     return ops
 
 
-async def read_entries(conn: aiosqlite.Connection, name: str, limit: int) -> list[HistoryEntry]:
+async def read_entries(db: Database, name: str, limit: int) -> list[HistoryEntry]:
     """The workflow's latest `limit` entries, newest first."""
     runs = list(
-        await conn.execute_fetchall(
+        await db.fetchall(
             "SELECT run_id, status, finished_at, duration_s, restored FROM history_runs "
             "WHERE workflow = ? ORDER BY finished_at DESC, run_id DESC LIMIT ?",
             (name, limit),
@@ -302,14 +301,14 @@ async def read_entries(conn: aiosqlite.Connection, name: str, limit: int) -> lis
         return []
     newest = f"{_NEWEST} LIMIT ?"
     steps: dict[str, list[StepEntry]] = {}
-    for r in await conn.execute_fetchall(
+    for r in await db.fetchall(
         "SELECT run_id, step_id, status, attempts, executor, duration_s FROM history_steps "
         f"WHERE run_id IN ({newest}) ORDER BY run_id, pos",
         (name, limit),
     ):
         steps.setdefault(r[0], []).append(StepEntry(r[1], StepStatus(r[2]), r[3], r[4], r[5]))
     decisions: dict[str, list[DecisionEntry]] = {}
-    for r in await conn.execute_fetchall(
+    for r in await db.fetchall(
         "SELECT run_id, step_id, condition, taken FROM history_decisions "
         f"WHERE run_id IN ({newest}) ORDER BY run_id, step_id",
         (name, limit),

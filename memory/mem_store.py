@@ -19,6 +19,7 @@ from tutti_mcp.memory.records import (
     StepRecord,
     StepStatus,
 )
+from tutti_mcp.memory.run_store import RUN_FIELDS, STEP_FIELDS, RunNotFound
 
 
 class InMemoryRunStore:
@@ -30,8 +31,6 @@ class InMemoryRunStore:
         self._history: dict[str, HistoryEntry] = {}  # by run id
 
     def _run(self, run_id: str) -> RunRecord:
-        from tutti_mcp.memory.sqlite_store import RunNotFound
-
         try:
             return self._runs[run_id]
         except KeyError:
@@ -57,6 +56,8 @@ class InMemoryRunStore:
         return run
 
     async def set_run(self, run_id: str, **fields: Any) -> None:
+
+        _refuse_unknown("run", fields, RUN_FIELDS)  # as SQLite does: no column, no field
         run = self._run(run_id)
         for k, v in fields.items():
             setattr(run, k, RunStatus(v) if k == "status" else v)
@@ -82,8 +83,9 @@ class InMemoryRunStore:
         self._events[event.run_id].append((self._next_event, time.time(), event))
 
     async def commit_checkpoint(self, run_id: str, cp: Checkpoint) -> None:
-        if not cp.seq:
-            cp = dataclasses.replace(cp, seq=len(self._checkpoints[run_id]) + 1)
+        if not cp.seq:  # after the highest, as SQLite numbers it: a runner may skip numbers
+            seq = max((c.seq for c in self._checkpoints[run_id].values()), default=0) + 1
+            cp = dataclasses.replace(cp, seq=seq)
         self._checkpoints[run_id][cp.step_id] = cp
         rec = self._runs[run_id].steps[cp.step_id]
         rec.status, rec.attempts = cp.status, cp.attempts
@@ -92,6 +94,8 @@ class InMemoryRunStore:
         self.append_event(Event(run_id, f"step_{cp.status.value}", cp.step_id, {"seq": cp.seq}))
 
     async def set_step(self, run_id: str, step_id: str, status: StepStatus, **fields: Any) -> None:
+
+        _refuse_unknown("step", fields, STEP_FIELDS)
         rec = self._runs[run_id].steps[step_id]
         rec.status = status
         for k, v in fields.items():
@@ -129,3 +133,9 @@ class InMemoryRunStore:
     def _newest(self, name: str) -> list[HistoryEntry]:
         entries = [e for e in self._history.values() if e.workflow == name]
         return sorted(entries, key=lambda e: (e.finished_at, e.run_id), reverse=True)
+
+
+def _refuse_unknown(kind: str, fields: dict[str, Any], allowed: frozenset[str]) -> None:
+    bad = set(fields) - allowed
+    if bad:
+        raise ValueError(f"unknown {kind} fields {sorted(bad)}")

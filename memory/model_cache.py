@@ -1,17 +1,19 @@
 """The Models API cache: each model's ModelInfo (as the API sent it, JSON) and when it was
 fetched, in the run store's database (migration 0004_model_capabilities). Reads and
-writes run whole on the store's aiosqlite connection, like the memory files, so they never
+writes run whole on the store's connection thread, like the memory files, so they never
 interleave with the run store's commits."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiosqlite
-
+from tutti_mcp.memory.connection import Database
 from tutti_mcp.memory.rows import dump, load
+
+if TYPE_CHECKING:
+    from tutti_mcp.memory.sqlite_store import SqliteRunStore
 
 CachedModel = tuple[dict[str, Any], float]  # (ModelInfo as JSON, fetched_at)
 
@@ -43,25 +45,22 @@ def _write(conn: sqlite3.Connection, rows: list[tuple[str, str, float]]) -> None
 
 
 class ModelCache:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._aconn = conn
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     @classmethod
-    def of(cls, store: Any) -> ModelCache:
+    def of(cls, store: SqliteRunStore) -> ModelCache:
         """Share a SqliteRunStore's connection (and database)."""
-        return cls(store._conn)
+        return cls(store.db)
 
     async def load(self, ids: Iterable[str] | None = None) -> dict[str, CachedModel]:
         """The cached entries of `ids` (every entry when None)."""
         wanted = None if ids is None else list(ids)
         if wanted == []:
             return {}
-        found: dict[str, CachedModel] = await self._aconn._execute(  # type: ignore[no-untyped-call]
-            _read, self._aconn._conn, wanted
-        )
-        return found
+        return await self._db.call(_read, wanted)
 
     async def save(self, entries: Iterable[tuple[str, dict[str, Any], float]]) -> None:
         rows = [(model_id, dump(data), at) for model_id, data, at in entries]
         if rows:
-            await self._aconn._execute(_write, self._aconn._conn, rows)  # type: ignore[no-untyped-call]
+            await self._db.call(_write, rows)

@@ -1,14 +1,10 @@
-"""What the run store keeps: statuses, records, and the interface every store implements."""
+"""What the run store keeps: statuses and records (the interface is memory/run_store.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from tutti_mcp.memory.history import HistoryEntry, WorkflowHistory
+from typing import Any
 
 
 class RunStatus(StrEnum):
@@ -131,34 +127,3 @@ class Claim:
     won: bool
     status: RunStatus
     owner: str | None
-
-
-class RunStore(Protocol):
-    """Persistence of runs. `commit_checkpoint` and `set_step` return once durable;
-    `note_step_started` and `append_event` ride along with the next durable write."""
-
-    async def create_run(self, run: RunRecord, step_ids: Sequence[str]) -> None: ...
-    async def load_run(self, run_id: str) -> RunRecord: ...
-    async def set_run(self, run_id: str, **fields: Any) -> None: ...
-    async def claim_run(self, run_id: str, owner: str, dead_owner: str | None = None) -> Claim: ...
-    def note_step_started(self, run_id: str, step_id: str, attempt: int, at: float) -> None: ...
-    def append_event(self, event: Event) -> None: ...
-    async def commit_checkpoint(self, run_id: str, cp: Checkpoint) -> None: ...
-    async def set_step(
-        self, run_id: str, step_id: str, status: StepStatus, **fields: Any
-    ) -> None: ...
-    async def reset_steps(self, run_id: str, step_ids: Sequence[str]) -> None: ...
-    async def checkpoints(self, run_id: str) -> list[Checkpoint]: ...
-    async def list_runs(
-        self, status: RunStatus | None = None, limit: int = 50
-    ) -> list[RunRecord]: ...
-    async def events(self, run_id: str, after: int = 0) -> list[tuple[int, float, Event]]: ...
-    async def flush(self) -> None: ...
-    # Workflow memory (memory/history.py). `record_history` replaces the run's entry, so
-    # a resumed run that finishes again is counted once; it raises HistoryWriteError.
-    async def record_history(self, entry: HistoryEntry) -> None: ...
-    async def workflow_history(
-        self,
-        name: str,
-        limit: int = 20,  # history.HISTORY_WINDOW
-    ) -> WorkflowHistory: ...

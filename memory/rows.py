@@ -1,64 +1,14 @@
-"""How runs and events become SQLite rows and back, and how a connection is set up: shared
-by the run store, the memory files and the workflow history."""
+"""How runs and events become SQLite rows and back (the run store's tables)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from typing import Any
 
-import aiosqlite
-import anyio
-
-from tutti_mcp.memory.busy import retry_busy
-from tutti_mcp.memory.migrations import apply_migrations
 from tutti_mcp.memory.records import Event, RunRecord, RunStatus
 
 Op = tuple[str, tuple[Any, ...]]
-
-
-class DatabaseOpenError(Exception):
-    """The database file could not be opened and set up; the connection is closed."""
-
-    def __init__(self, path: str, reason: BaseException | str) -> None:
-        self.path, self.reason = path, str(reason)
-        super().__init__(f"cannot open the database {path}: {self.reason}")
-
-
-def setup_connection(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
-    """WAL, durability and foreign keys, then pending migrations. Processes that open a
-    new file together wait for each other, each for up to the busy timeout."""
-    deadline = time.monotonic() + busy_timeout_ms / 1000
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    # Switching a fresh file to WAL answers SQLITE_BUSY at once while another connection
-    # switches it or reads it (the busy handler is not called): retry until the deadline.
-    retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchall(), deadline)
-    # NORMAL in WAL mode: a commit survives a process crash (what resume needs); only an
-    # OS crash or power loss can lose the last commits.
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    apply_migrations(conn, max(0.0, deadline - time.monotonic()))
-
-
-async def open_connection(path: str, busy_timeout_ms: int) -> aiosqlite.Connection:
-    """An aiosqlite connection to `path`, set up (setup_connection). On any failure the
-    connection is closed (its thread would otherwise keep the process alive) and
-    DatabaseOpenError says which file and why."""
-    try:
-        conn = await aiosqlite.connect(path, isolation_level=None)
-    except sqlite3.Error as exc:  # aiosqlite stops its thread itself when connect fails
-        raise DatabaseOpenError(path, exc) from exc
-    try:
-        # aiosqlite's private _execute runs a function in its thread: one round trip
-        await conn._execute(setup_connection, conn._conn, busy_timeout_ms)  # type: ignore[no-untyped-call]
-    except BaseException as exc:
-        with anyio.CancelScope(shield=True):
-            await conn.close()
-        if isinstance(exc, sqlite3.Error):
-            raise DatabaseOpenError(path, exc) from exc
-        raise
-    return conn
 
 
 def dump(value: Any) -> str:

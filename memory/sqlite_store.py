@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import anyio
 
 from tutti_mcp.memory import history, ownership
+from tutti_mcp.memory.connection import Database
 from tutti_mcp.memory.history import HistoryEntry, HistoryWriteError, WorkflowHistory
 from tutti_mcp.memory.owner import owner_alive
 from tutti_mcp.memory.records import (
@@ -29,31 +29,9 @@ from tutti_mcp.memory.records import (
     StepRecord,
     StepStatus,
 )
-from tutti_mcp.memory.rows import (
-    DatabaseOpenError,
-    Op,
-    dump,
-    event_op,
-    load,
-    open_connection,
-    run_from_row,
-)
+from tutti_mcp.memory.rows import Op, dump, event_op, load, run_from_row
+from tutti_mcp.memory.run_store import RUN_FIELDS, STEP_FIELDS, RunNotFound
 
-_RUN_FIELDS = frozenset(
-    {
-        "status",
-        "started_at",
-        "finished_at",
-        "owner",
-        "error",
-        "metrics",
-        "name",
-        "inputs",
-        "spec",
-        "workspace",
-    }
-)
-_STEP_FIELDS = frozenset({"attempts", "executor", "started_at", "finished_at", "error", "detail"})
 _JSON_FIELDS = frozenset({"metrics", "inputs", "spec", "detail"})
 
 
@@ -68,36 +46,25 @@ class _Batch:
         self.error: BaseException | None = None
 
 
-class RunNotFound(LookupError):
-    pass
-
-
 class SqliteRunStore:
     """Runs, steps, checkpoints and events in one SQLite file (or `:memory:`)."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
-        self._conn = conn
-        self.path = path
+    def __init__(self, db: Database) -> None:
+        self.db = db  # shared by the memory files and the model cache of the same file
+        self.path = db.path
         self._batch = _Batch()
         self._flushing = False
-        self._sqlite: sqlite3.Connection = conn._conn
 
     # -- lifecycle -------------------------------------------------------------------------
     @classmethod
     async def open(cls, path: str | Path, *, busy_timeout_ms: int = 10_000) -> SqliteRunStore:
         """Open (creating it if need be) and set up the database; DatabaseOpenError, with
         the connection closed, when that fails."""
-        path = str(path)
-        if path != ":memory:":
-            try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise DatabaseOpenError(path, exc) from exc
-        return cls(await open_connection(path, busy_timeout_ms), path)
+        return cls(await Database.open(path, busy_timeout_ms))
 
     async def close(self) -> None:
         await self.flush()
-        await self._conn.close()
+        await self.db.close()
 
     async def __aenter__(self) -> SqliteRunStore:
         return self
@@ -123,7 +90,7 @@ class SqliteRunStore:
                     # Shielded: once a batch is handed to SQLite its waiters must hear back.
                     with anyio.CancelScope(shield=True):
                         try:
-                            await self._conn._execute(_apply, self._sqlite, current.ops)  # type: ignore[no-untyped-call]
+                            await self.db.call(_apply, current.ops)
                         except Exception as exc:
                             current.error = exc
                         current.done.set()
@@ -179,7 +146,7 @@ class SqliteRunStore:
         await self._write(ops)
 
     async def set_run(self, run_id: str, **fields: Any) -> None:
-        bad = set(fields) - _RUN_FIELDS
+        bad = set(fields) - RUN_FIELDS
         if bad:
             raise ValueError(f"unknown run fields {sorted(bad)}")
         cols = ", ".join(f"{k} = ?" for k in fields)
@@ -201,20 +168,18 @@ class SqliteRunStore:
         `dead_owner` (an owner the caller found dead). Says whether this claim won, and
         who has the run (read in the same transaction)."""
         await self.flush()  # writes queued before the claim are committed before it
-        claim: Claim | None = await self._conn._execute(  # type: ignore[no-untyped-call]
-            ownership.claim, self._sqlite, run_id, owner, dead_owner
-        )
+        claim: Claim | None = await self.db.call(ownership.claim, run_id, owner, dead_owner)
         if claim is None:
             raise RunNotFound(run_id)
         return claim
 
     async def load_run(self, run_id: str) -> RunRecord:
         await self.flush()
-        rows = list(await self._conn.execute_fetchall("SELECT * FROM runs WHERE id = ?", (run_id,)))
+        rows = list(await self.db.fetchall("SELECT * FROM runs WHERE id = ?", (run_id,)))
         if not rows:
             raise RunNotFound(run_id)
         run = run_from_row(rows[0])
-        for r in await self._conn.execute_fetchall(
+        for r in await self.db.fetchall(
             "SELECT step_id, status, attempts, executor, started_at, finished_at, error, detail "
             "FROM steps WHERE run_id = ?",
             (run_id,),
@@ -244,20 +209,20 @@ class SqliteRunStore:
         else:
             sql = "SELECT * FROM runs WHERE status = ? ORDER BY created_at DESC LIMIT ?"
             params = (status.value, limit)  # type: ignore[assignment]
-        return [run_from_row(r) for r in await self._conn.execute_fetchall(sql, params)]
+        return [run_from_row(r) for r in await self.db.fetchall(sql, params)]
 
     async def mark_orphans_interrupted(self) -> list[str]:
         """Runs left `running` by a process that no longer exists become `interrupted`;
         their running steps become `interrupted` (resume runs them again). A run claimed
         by a live process meanwhile (its owner changed) is left alone."""
         await self.flush()
-        rows = await self._conn.execute_fetchall(
+        rows = await self.db.fetchall(
             "SELECT id, owner FROM runs WHERE status = ?", (RunStatus.RUNNING.value,)
         )
         dead = [(r[0], r[1]) for r in rows if not owner_alive(r[1])]
         if not dead:
             return []
-        marked: list[str] = await self._conn._execute(ownership.mark_orphans, self._sqlite, dead)  # type: ignore[no-untyped-call]
+        marked: list[str] = await self.db.call(ownership.mark_orphans, dead)
         return marked
 
     async def prune(self, *, older_than_s: float, keep_last: int = 0) -> int:
@@ -265,7 +230,7 @@ class SqliteRunStore:
         `keep_last` of them), with their steps, checkpoints and events."""
         cutoff = time.time() - older_than_s
         await self.flush()
-        rows = await self._conn.execute_fetchall(
+        rows = await self.db.fetchall(
             "SELECT id FROM runs WHERE status IN (?, ?, ?) AND created_at < ? "
             "ORDER BY created_at DESC LIMIT -1 OFFSET ?",
             (
@@ -346,7 +311,7 @@ class SqliteRunStore:
         )
 
     async def set_step(self, run_id: str, step_id: str, status: StepStatus, **fields: Any) -> None:
-        bad = set(fields) - _STEP_FIELDS
+        bad = set(fields) - STEP_FIELDS
         if bad:
             raise ValueError(f"unknown step fields {sorted(bad)}")
         cols = "".join(f", {k} = ?" for k in fields)
@@ -378,7 +343,7 @@ class SqliteRunStore:
 
     async def checkpoints(self, run_id: str) -> list[Checkpoint]:
         await self.flush()
-        rows = await self._conn.execute_fetchall(
+        rows = await self.db.fetchall(
             "SELECT step_id, seq, status, output, attempts, started_at, finished_at, usage, executor, "
             "error FROM checkpoints WHERE run_id = ? ORDER BY seq",
             (run_id,),
@@ -401,7 +366,7 @@ class SqliteRunStore:
 
     async def events(self, run_id: str, after: int = 0) -> list[tuple[int, float, Event]]:
         await self.flush()
-        rows = await self._conn.execute_fetchall(
+        rows = await self.db.fetchall(
             "SELECT id, ts, kind, step_id, data FROM events WHERE run_id = ? AND id > ? ORDER BY id",
             (run_id, after),
         )
@@ -413,22 +378,22 @@ class SqliteRunStore:
         so that a failure here cannot fail the checkpoints of other runs."""
         ops = history.record_ops(entry)
         try:
-            await self._conn._execute(_apply, self._sqlite, ops)  # type: ignore[no-untyped-call]
+            await self.db.call(_apply, ops)
         except sqlite3.Error as exc:
             raise HistoryWriteError(entry.run_id, exc) from exc
 
     async def workflow_history(
         self, name: str, limit: int = history.HISTORY_WINDOW
     ) -> WorkflowHistory:
-        return history.summarize(name, await history.read_entries(self._conn, name, limit))
+        return history.summarize(name, await history.read_entries(self.db, name, limit))
 
     async def size_stats(self) -> dict[str, int]:
         """Bytes used per table (dbstat when compiled in), and the file's page usage."""
-        rows = list(await self._conn.execute_fetchall("PRAGMA page_count"))
-        size = list(await self._conn.execute_fetchall("PRAGMA page_size"))
+        rows = list(await self.db.fetchall("PRAGMA page_count"))
+        size = list(await self.db.fetchall("PRAGMA page_size"))
         out = {"file_bytes": rows[0][0] * size[0][0]}
         try:
-            for name, used in await self._conn.execute_fetchall(
+            for name, used in await self.db.fetchall(
                 "SELECT name, sum(pgsize) FROM dbstat GROUP BY name"
             ):
                 out[name] = used
@@ -437,7 +402,7 @@ class SqliteRunStore:
         return out
 
 
-def _apply(conn: sqlite3.Connection, ops: list[Op | None]) -> None:
+def _apply(conn: sqlite3.Connection, ops: Sequence[Op | None]) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         for op in ops:

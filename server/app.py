@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
 from tutti_mcp import __version__
-from tutti_mcp.engine.errors import RunNotFoundError, TuttiError
 from tutti_mcp.engine.executors.sampling import SamplingExecutor
 from tutti_mcp.engine.report import markdown_report
 from tutti_mcp.engine.spec import ExecutorKind
@@ -32,6 +30,7 @@ from tutti_mcp.server import prompts
 from tutti_mcp.server.settings import Settings, build_engine
 from tutti_mcp.tools import memory_mcp
 from tutti_mcp.tools import workflow as wfl
+from tutti_mcp.tools.errors import resource_errors
 from tutti_mcp.tools.sampling import SamplingBroker
 from tutti_mcp.tools.schema import compact_tools
 from tutti_mcp.tools.workflow_mcp import register, state_of
@@ -100,19 +99,6 @@ def create_server(settings: Settings | None = None, workspace: Path | None = Non
     return server
 
 
-@contextmanager
-def readable() -> Iterator[None]:
-    """tutti's errors, as resource errors that say what to do."""
-    try:
-        yield
-    except RunNotFoundError as exc:
-        raise ResourceNotFoundError(
-            f"no run with id {exc.run_id!r}; read workflow://runs or call workflow_list to see the runs"
-        ) from None
-    except TuttiError as exc:
-        raise ResourceError(str(exc)) from None
-
-
 def _resources(server: MCPServer[Any], live: list[wfl.ToolState]) -> None:
     @server.resource("workflow://runs", mime_type="application/json")
     async def recent_runs() -> str:
@@ -123,13 +109,13 @@ def _resources(server: MCPServer[Any], live: list[wfl.ToolState]) -> None:
     @server.resource("workflow://runs/{run_id}", mime_type="application/json")
     async def run_state(run_id: str, ctx: Context) -> str:
         """A run's state: status, steps, outputs, metrics."""
-        with readable():
+        with resource_errors():
             res = await wfl.result(state_of(ctx), run_id)
         return json.dumps(res.model_dump(mode="json"), indent=1, default=str)
 
     @server.resource("workflow://runs/{run_id}/report", mime_type="text/markdown")
     async def run_report(run_id: str, ctx: Context) -> str:
         """A run as Markdown: step table, critical path, speedup, tokens and cost, Gantt."""
-        with readable():
+        with resource_errors():
             run = await state_of(ctx).supervisor.snapshot(run_id)
         return markdown_report(run)

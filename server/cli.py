@@ -24,14 +24,14 @@ from rich.table import Table
 
 from tutti_mcp import __version__
 from tutti_mcp.engine.engine import Engine
-from tutti_mcp.engine.errors import ConfigurationError, TuttiError
+from tutti_mcp.engine.errors import ConfigurationError, RunNotFoundError, TuttiError
 from tutti_mcp.engine.report import age
 from tutti_mcp.engine.spec import ExecutorKind, WorkflowSpec, load_spec_file
 from tutti_mcp.memory.async_files import AsyncMemoryFiles
+from tutti_mcp.memory.connection import DatabaseOpenError
 from tutti_mcp.memory.history import WorkflowHistory, summarize
 from tutti_mcp.memory.mem_store import InMemoryRunStore
 from tutti_mcp.memory.records import RunRecord, RunStatus
-from tutti_mcp.memory.rows import DatabaseOpenError
 from tutti_mcp.memory.sqlite_store import SqliteRunStore
 from tutti_mcp.server.cli_output import (
     err,
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.fn(args))
         except DatabaseOpenError as exc:  # by now its connection is closed: we can exit
             raise database_error(exc) from None
-    except TuttiError as exc:
+    except (TuttiError, RunNotFoundError) as exc:
         # escaped: the message holds file names and spec text, which may look like markup
         text = spell_hints(str(exc), hint_command(args))
         err.print(f"[bold red]error:[/bold red] {escape(text)}", markup=True)

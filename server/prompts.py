@@ -4,9 +4,14 @@ runs them as dependency graphs) until their dedicated modes exist."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.context import LifespanContextT, RequestT
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.prompts.base import Message, Prompt
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, InputRequiredResult
 
 SPEC_FORMAT = """\
 Spec format (JSON or YAML object):
@@ -49,8 +54,43 @@ def _prompt(kind: str, shape: str, request: str) -> str:
 {DRIVE}"""
 
 
+class CheckedPrompt(Prompt):
+    """A prompt whose missing arguments are the caller's mistake: INVALID_PARAMS (-32602) with
+    a message naming them, where mcp's own check answers code 0 (legacy) or -32603 (2026-07-28)
+    with a Python set."""
+
+    async def render(
+        self,
+        arguments: dict[str, Any] | None,
+        context: Context[LifespanContextT, RequestT],
+    ) -> list[Message] | InputRequiredResult:
+        missing = [
+            a.name for a in self.arguments or [] if a.required and a.name not in (arguments or {})
+        ]
+        if missing:
+            raise MCPError(INVALID_PARAMS, missing_arguments_message(self, missing))
+        return await super().render(arguments, context)
+
+
+def missing_arguments_message(prompt: Prompt, missing: list[str]) -> str:
+    """What the caller left out and every argument the prompt takes."""
+    names = ", ".join(repr(m) for m in missing)
+    noun = "argument" if len(missing) == 1 else "arguments"
+    takes = ", ".join(
+        f"{a.name} ({'required' if a.required else 'optional'})" for a in prompt.arguments or []
+    )
+    return (
+        f"prompt {prompt.name!r} is missing the required {noun} {names}; it takes: {takes}. "
+        f"Call prompts/get again with {noun} {names} set."
+    )
+
+
 def register(server: MCPServer[Any]) -> None:
-    @server.prompt()
+    def prompt(fn: Callable[..., str]) -> Callable[..., str]:
+        server.add_prompt(CheckedPrompt.from_function(fn))
+        return fn
+
+    @prompt
     def chain(request: str) -> str:
         """Run a multi-step task as a chain: steps with dependencies, independent ones in parallel."""
         return _prompt(
@@ -60,7 +100,7 @@ def register(server: MCPServer[Any]) -> None:
             request,
         )
 
-    @server.prompt()
+    @prompt
     def flow(request: str) -> str:
         """Run a conditional flow: branches chosen by `when` conditions on earlier outputs."""
         return _prompt(
@@ -72,7 +112,7 @@ def register(server: MCPServer[Any]) -> None:
             request,
         )
 
-    @server.prompt()
+    @prompt
     def swarm(request: str, agents: str = "3") -> str:
         """Run several agents on one problem: a coordinator, specialists in parallel, a synthesis."""
         return _prompt(
@@ -85,7 +125,7 @@ def register(server: MCPServer[Any]) -> None:
             request,
         )
 
-    @server.prompt()
+    @prompt
     def pipeline(request: str, items: str = "") -> str:
         """Process a list of items through the same stages, items in parallel."""
         listed = f" The items: {items}." if items else ""
@@ -98,7 +138,7 @@ def register(server: MCPServer[Any]) -> None:
             request,
         )
 
-    @server.prompt()
+    @prompt
     def resume(run_id: str = "") -> str:
         """Find an interrupted or failed run and carry it on without redoing finished work."""
         target = (

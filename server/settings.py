@@ -40,7 +40,7 @@ from tutti_mcp.engine.spec import MODEL_KINDS, ExecutorKind
 from tutti_mcp.engine.spec_source import DEFAULT_MAX_SPEC_BYTES, DEFAULT_MAX_SPEC_DEPTH, SpecLimits
 from tutti_mcp.memory.async_files import AsyncMemoryFiles
 from tutti_mcp.memory.model_cache import ModelCache
-from tutti_mcp.memory.records import RunStore
+from tutti_mcp.memory.run_store import RunStore
 from tutti_mcp.memory.sqlite_store import SqliteRunStore
 
 if TYPE_CHECKING:

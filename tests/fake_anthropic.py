@@ -197,6 +197,9 @@ class Request:
     body: Any
 
 
+_HOST = "127.0.0.1"
+
+
 class _Server(ThreadingHTTPServer):
     # socketserver's default listen backlog is 5: a sixth simultaneous connection waits for
     # a SYN retransmit (1 s), which would show up as latency of the API in benchmarks.
@@ -212,7 +215,7 @@ class FakeAnthropic:
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server = _Server(("127.0.0.1", 0), _handler_class(self))
+        self._server = _Server((_HOST, 0), _handler_class(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -220,8 +223,7 @@ class FakeAnthropic:
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{_HOST}:{self._server.server_port}"
 
     @property
     def bodies(self) -> list[Any]:
@@ -255,6 +257,7 @@ class FakeAnthropic:
     ) -> tuple[int, dict[str, str], dict[str, Any]]:
         with self._lock:
             self.cache.answered(use)
+        body: dict[str, Any]
         if reply.status != 200:
             body = {
                 "type": "error",
@@ -267,8 +270,9 @@ class FakeAnthropic:
             body = {"type": "error", "error": {"type": "invalid_request_error", "message": bad}}
             return 400, {}, body
         text = reply.text
-        if text is None and schema_of(sent) is not None:
-            text = json.dumps(instance_of(schema_of(sent)))
+        schema = schema_of(sent)
+        if text is None and schema is not None:
+            text = json.dumps(instance_of(schema))
         elif text is None:
             last = sent.get("messages", [{}])[-1].get("content", "")
             text = f"fake reply {n}: {str(last)[:60]}"

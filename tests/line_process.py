@@ -22,3 +22,9 @@ class LineProcess:
     async def send(self, text: str) -> None:
         assert self.process.stdin is not None
         await self.process.stdin.send(text.encode() + b"\n")
+
+
+def kill_if_running(process: Process) -> None:
+    """An exit callback: a worker still alive when its test ends is killed."""
+    if process.returncode is None:
+        process.kill()

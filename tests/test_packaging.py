@@ -32,13 +32,12 @@ def test_no_module_imports_a_room_by_its_bare_top_level_name() -> None:
     bare = []
     for path in _python_files():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = (
-                [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module or ""]
-                if isinstance(node, ast.ImportFrom) and node.level == 0
-                else []
-            )
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
             bare += [
                 f"{path.relative_to(ROOT)}:{node.lineno} {n}"
                 for n in names

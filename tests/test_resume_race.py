@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.line_process import LineProcess
+from tests.line_process import LineProcess, kill_if_running
 from tests.test_durability import ROOT, cli_env
 from tutti_mcp.engine.engine import Engine, EngineConfig
 from tutti_mcp.engine.errors import RunStateError
@@ -165,7 +165,7 @@ async def resumers(db: Path, n: int) -> AsyncIterator[list[LineProcess]]:
                 [sys.executable, "-c", RESUMER, str(db)], cwd=ROOT, env=cli_env()
             )
             stack.push_async_callback(process.aclose)
-            stack.callback(lambda p=process: p.returncode is None and p.kill())
+            stack.callback(kill_if_running, process)
             out.append(LineProcess(process))
         with anyio.fail_after(ROUND_S):
             assert [await r.line() for r in out] == ["ready"] * n

@@ -10,23 +10,24 @@ its listing); `memory://project/<key>/memories/<path>` and
 (No `from __future__ import annotations` here: the SDK reads these annotations at
 registration.)"""
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import quote
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.server.mcpserver.resources import Resource, ResourceTemplate
 from mcp.server.mcpserver.resources.templates import ResourceSecurity
 from mcp_types import InputRequiredResult, ToolAnnotations
 from pydantic import Field
 
+from tutti_mcp.engine.errors import ConfigurationError
 from tutti_mcp.memory.async_files import AsyncMemoryFiles
 from tutti_mcp.memory.files import MemoryFiles
 from tutti_mcp.memory.memory_tool import COMMANDS
 from tutti_mcp.memory.paths import GLOBAL, ROOT, MemoryFileError, MemoryNotFound, MemoryPathError
 from tutti_mcp.tools import memory as mt
+from tutti_mcp.tools.errors import resource_errors, tool_errors
 from tutti_mcp.tools.workflow_mcp import reply, state_of
 
 Command = Literal["view", "create", "str_replace", "insert", "delete", "rename"]
@@ -38,19 +39,8 @@ FilePath = Annotated[str | None, Field(description="e.g. /memories/notes.md")]
 def memory_of(ctx: Context[Any, Any]) -> AsyncMemoryFiles:
     mem = state_of(ctx).memory
     if mem is None:
-        raise ToolError("this server was started without a memory store")
+        raise ConfigurationError("this server was started without a memory store")
     return mem
-
-
-@contextmanager
-def actionable(scope: str) -> Iterator[None]:
-    """The store's message, with where to look when a path does not exist."""
-    try:
-        yield
-    except MemoryNotFound as exc:
-        raise ToolError(mt.not_found_hint(exc, scope)) from None
-    except MemoryFileError as exc:
-        raise ToolError(str(exc)) from None
 
 
 def register(server: MCPServer[Any]) -> None:
@@ -89,7 +79,7 @@ def register(server: MCPServer[Any]) -> None:
             "old_path": old_path,
             "new_path": new_path,
         }
-        with actionable(scope):
+        with tool_errors(scope):
             return await mt.command(memory_of(ctx), fields, scope=scope)
 
     @server.tool(annotations=read_only)
@@ -102,7 +92,7 @@ def register(server: MCPServer[Any]) -> None:
     ) -> mt.MemorySearch:
         """Full-text search of memory files, best first; when no file has every word, files
         with any of them."""
-        with actionable(scope or GLOBAL):
+        with tool_errors(scope or GLOBAL):
             found = await mt.search(memory_of(ctx), query, scope=scope, prefix=prefix, limit=limit)
             return reply(found)
 
@@ -117,7 +107,7 @@ def register(server: MCPServer[Any]) -> None:
     ) -> mt.MemoryHistory:
         """Revisions of memory files, newest first, deleted files included; read or restore
         one (a restore is a new revision: it can be undone)."""
-        with actionable(scope):
+        with tool_errors(scope):
             answer = await mt.history(
                 memory_of(ctx), path, scope=scope, limit=limit, rev=rev, restore=restore
             )
@@ -145,26 +135,12 @@ class _MemoryTemplate(ResourceTemplate):
 _STORE_KEYS = ResourceSecurity(exempt_params=frozenset({"path", "key", "name"}))
 
 
-@contextmanager
-def readable(root_uri: str, scope: str) -> Iterator[None]:
-    try:
-        yield
-    except MemoryNotFound as exc:
-        where = "" if scope == GLOBAL else f" in scope {scope}"
-        raise ResourceNotFoundError(
-            f"no memory file {exc.path}{where}: read {root_uri} for the list of files, or "
-            "call memory_search"
-        ) from None
-    except MemoryFileError as exc:
-        raise ResourceError(str(exc)) from None
-
-
 async def read(ctx: Context[Any, Any], root_uri: str, scope: str, path: str) -> str:
     """A file's raw text, or a directory's listing; `path` follows `/memories` in the URI."""
     if path and not path.startswith("/"):
         raise ResourceNotFoundError(f"not a memory URI: use {root_uri}/<path below {ROOT}>")
     full = ROOT + path.rstrip("/")
-    with readable(root_uri, scope):
+    with resource_errors(root_uri, scope):
         mem = memory_of(ctx)
 
         def text(files: MemoryFiles) -> str:

@@ -30,7 +30,7 @@ from mcp_types import (
     TextContent,
 )
 
-from tutti_mcp.engine.errors import StepError
+from tutti_mcp.engine.errors import StepError, StepErrorKind
 from tutti_mcp.engine.executors.sampling import SamplingReply, SamplingRequest
 
 NO_SAMPLING = (
@@ -79,7 +79,7 @@ def reply_of(result: CreateMessageResult) -> SamplingReply:
             f"the client's model answered with {getattr(content, 'type', 'non-text')} content; "
             "a sampling step needs text",
             retryable=False,
-            kind="sampling",
+            kind=StepErrorKind.SAMPLING,
         )
     return SamplingReply(content.text, result.model, result.stop_reason)
 
@@ -133,7 +133,7 @@ class SamplingBroker:
         req = request
         binding = self.bindings.get(req.run_id)
         if binding is None:
-            raise StepError(NO_SAMPLING, retryable=False, kind="sampling")
+            raise StepError(NO_SAMPLING, retryable=False, kind=StepErrorKind.SAMPLING)
         if binding.back_channel:
             return await self._send(binding, req)
         parked = self.parked.setdefault(req.run_id, {})[req.step_id] = _Parked(req)
@@ -143,7 +143,9 @@ class SamplingBroker:
         finally:
             del self.parked[req.run_id][req.step_id]
         if parked.error or parked.reply is None:
-            raise StepError(parked.error or "no reply", retryable=False, kind="sampling")
+            raise StepError(
+                parked.error or "no reply", retryable=False, kind=StepErrorKind.SAMPLING
+            )
         return parked.reply
 
     async def _send(self, binding: _Binding, req: SamplingRequest) -> SamplingReply:
@@ -154,17 +156,18 @@ class SamplingBroker:
             raise StepError(
                 "the client's connection has no back-channel for sampling; call workflow_status "
                 "to answer the step's request",
-                kind="sampling",
+                kind=StepErrorKind.SAMPLING,
             ) from None
         except MCPError as exc:
             raise StepError(
-                f"the client refused the sampling request: {exc.error.message}", kind="sampling"
+                f"the client refused the sampling request: {exc.error.message}",
+                kind=StepErrorKind.SAMPLING,
             ) from None
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
             raise StepError(
                 "the client that was sampled for this run has disconnected; resume the run "
                 "(workflow_resume) from a client that offers sampling",
                 retryable=False,
-                kind="sampling",
+                kind=StepErrorKind.SAMPLING,
             ) from None
         return reply_of(result)

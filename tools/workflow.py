@@ -14,7 +14,15 @@ from typing import Any
 import anyio
 
 from tutti_mcp.engine.engine import Engine
-from tutti_mcp.engine.errors import Problem, RunStateError, SpecError, StepError
+from tutti_mcp.engine.errors import (
+    ClientCannotSample,
+    Problem,
+    RunStateError,
+    SpecError,
+    StepResultConflict,
+    StepResultMissing,
+    UnknownRunStatus,
+)
 from tutti_mcp.engine.plan import EstimateSource, StepPlan, estimate_cost
 from tutti_mcp.engine.report import recovery_plan
 from tutti_mcp.engine.spec import (
@@ -314,7 +322,7 @@ async def start(
     check_inputs(state, inputs)
     needs = sampling_steps(state.engine, parsed)
     if needs and not can_sample:
-        raise StepError(f"steps {', '.join(needs)} run on `sampling`, but {NO_SAMPLING}")
+        raise ClientCannotSample(needs, NO_SAMPLING)
     sup = state.supervisor
     run_id = await sup.start(parsed, inputs, before=bind)
     run = await sup.wait(run_id, _needs_caller(state, run_id), min(wait_s, MAX_WAIT_S), progress)
@@ -421,11 +429,9 @@ async def complete(
     bind: Callable[[str], None] | None = None,
 ) -> RunState:
     if error is not None and output is not None:
-        raise StepError("give either output (the step's result) or error (why it failed), not both")
+        raise StepResultConflict(step_id)
     if error is None and output is None:
-        raise StepError(
-            f"give output=... with the result of step {step_id!r} (or error=... if it could not be done)"
-        )
+        raise StepResultMissing(step_id)
     sup = state.supervisor
     await sup.engine.complete_step(run_id, step_id, output=output, error=error)
     if not sup.live(run_id):
@@ -444,8 +450,7 @@ async def list_runs(state: ToolState, status: str | None, limit: int) -> RunList
         try:
             wanted = RunStatus(status)
         except ValueError:
-            known = ", ".join(s.value for s in RunStatus)
-            raise StepError(f"unknown status {status!r}; use one of: {known}") from None
+            raise UnknownRunStatus(status, [s.value for s in RunStatus]) from None
     runs = await state.engine.store.list_runs(wanted, limit)
     return RunList(
         runs=[

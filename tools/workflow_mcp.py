@@ -1,22 +1,21 @@
 """The workflow tools, registered on an MCPServer: thin adapters that take the arguments,
-call `tools.workflow`, and turn tutti's errors into ToolErrors that say what to do next.
+call `tools.workflow`, and turn tutti's errors into ToolErrors that say what to do next
+(`tools.errors`).
 
 (No `from __future__ import annotations` here: the SDK reads these annotations at
 registration, and the sampling resolvers are made in a factory.)"""
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Annotated, Any, TypeVar, cast
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Resolve, Sample
 from mcp_types import CallToolResult, CreateMessageResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from tutti_mcp.engine.errors import RunNotFoundError, SpecError, TuttiError
 from tutti_mcp.engine.executors.sampling import SamplingRequest
 from tutti_mcp.tools import workflow as wfl
+from tutti_mcp.tools.errors import tool_errors
 from tutti_mcp.tools.models import (
     Cancelled,
     CheckpointList,
@@ -64,23 +63,6 @@ def progress_of(ctx: Context[Any, Any]) -> wfl.Progress:
     return report
 
 
-@contextmanager
-def actionable() -> Iterator[None]:
-    """tutti's errors reach the model with what to do about them."""
-    try:
-        yield
-    except RunNotFoundError as exc:
-        raise ToolError(
-            f"no run with id {exc.run_id!r}; call workflow_list to see the runs"
-        ) from None
-    except SpecError as exc:
-        raise ToolError(
-            f"{exc}\nFix the named fields and call again (workflow_plan checks a spec without running it)."
-        ) from None
-    except TuttiError as exc:
-        raise ToolError(str(exc)) from None
-
-
 # -- sampling slots: each answers one parked request of the run per workflow_status call --
 SLOTS = 4
 
@@ -112,7 +94,7 @@ def register(server: MCPServer[Any]) -> None:
         groups, critical path, speedup, thinking per step, cost range. Spec: {name, inputs?,
         steps: [{id, prompt|command|argv|op, depends_on?, when?, run?, thinking?, output?}]};
         templates: ${inputs.x}, ${step_id.output}."""
-        with actionable():
+        with tool_errors():
             return reply(await wfl.plan(state_of(ctx), spec))
 
     @server.tool()
@@ -125,7 +107,7 @@ def register(server: MCPServer[Any]) -> None:
         """Start a run: returns its run_id at once, or after up to wait_s. Independent steps
         run in parallel. client_tasks are for you: do them, report with step_complete."""
         state = state_of(ctx)
-        with actionable():
+        with tool_errors():
             out = await wfl.start(
                 state,
                 spec,
@@ -159,7 +141,7 @@ def register(server: MCPServer[Any]) -> None:
             if req is not None and answer is not None:
                 state.broker.answer(run_id, req.step_id, answer)
                 sampled.append(req.step_id)
-        with actionable():
+        with tool_errors():
             run = await wfl.status(
                 state, run_id, wait_s, progress=progress_of(ctx), sampled=sampled
             )
@@ -171,13 +153,13 @@ def register(server: MCPServer[Any]) -> None:
     async def workflow_result(run_id: RunId, ctx: Context) -> RunResult:
         """A run's outputs, per-step results, metrics (speedup, critical path, tokens, cost);
         for an unfinished run also the error analysis and recovery plan."""
-        with actionable():
+        with tool_errors():
             return reply(await wfl.result(state_of(ctx), run_id))
 
     @server.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True))
     async def workflow_cancel(run_id: RunId, ctx: Context) -> Cancelled:
         """Cancel a run; finished steps keep their results."""
-        with actionable():
+        with tool_errors():
             return reply(await wfl.cancel(state_of(ctx), run_id))
 
     @server.tool()
@@ -195,7 +177,7 @@ def register(server: MCPServer[Any]) -> None:
         """Continue a stopped run, skipping finished steps. With from_step or inputs, fork a
         new run keeping the checkpoints the change does not affect."""
         state = state_of(ctx)
-        with actionable():
+        with tool_errors():
             out = await wfl.resume(
                 state,
                 run_id,
@@ -217,14 +199,14 @@ def register(server: MCPServer[Any]) -> None:
         limit: Annotated[int, Field(ge=1, le=200)] = 20,
     ) -> RunList:
         """Recent runs, newest first."""
-        with actionable():
+        with tool_errors():
             return reply(await wfl.list_runs(state_of(ctx), status, limit))
 
     @server.tool(annotations=read_only)
     async def checkpoint_list(run_id: RunId, ctx: Context) -> CheckpointList:
         """A run's committed steps, in order: what resume keeps. workflow_resume(run_id,
         from_step=S) forks a run that keeps those before S and redoes S onwards."""
-        with actionable():
+        with tool_errors():
             return reply(await wfl.checkpoints(state_of(ctx), run_id))
 
     @server.tool()
@@ -238,7 +220,7 @@ def register(server: MCPServer[Any]) -> None:
         """Report the result of a client task; the run moves on and the answer lists any new
         client_tasks."""
         state = state_of(ctx)
-        with actionable():
+        with tool_errors():
             out = await wfl.complete(
                 state,
                 run_id,

@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 
-from tutti_mcp.engine.errors import StepError
+from tutti_mcp.engine.errors import StepError, StepErrorKind
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.spec import BuiltinOp, Step
 
@@ -46,7 +46,9 @@ class BuiltinExecutor:
             try:
                 return StepOutcome(json.loads(text))
             except json.JSONDecodeError as exc:
-                raise StepError(f"not valid JSON: {exc}", retryable=False, kind="parse") from None
+                raise StepError(
+                    f"not valid JSON: {exc}", retryable=False, kind=StepErrorKind.PARSE
+                ) from None
         if op is BuiltinOp.WAIT:
             seconds = _seconds(await call.render_value_async(step.value))
             await anyio.sleep(seconds)

@@ -28,7 +28,7 @@ import anthropic
 from anthropic.types import Message
 
 from tutti_mcp.engine.agent_memory import MEMORY_TOOL, SYSTEM_LINE, AgentMemory
-from tutti_mcp.engine.errors import ConfigurationError, StepError
+from tutti_mcp.engine.errors import ConfigurationError, StepError, StepErrorKind
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.executors.prompt_cache import WarmOrder, cached_system
 from tutti_mcp.engine.models import ModelInfo, ModelTable
@@ -187,7 +187,7 @@ class PromptExecutor:
                     f"{model.id} was still using the memory tool after {self.max_turns} turns; "
                     "ask for less in the prompt, or split the step",
                     retryable=False,
-                    kind="tool_turns",
+                    kind=StepErrorKind.TOOL_TURNS,
                 )
             # The assistant turn goes back as received: thinking blocks must stay unchanged.
             messages.append({"role": "assistant", "content": message.content})
@@ -217,7 +217,7 @@ class PromptExecutor:
                 f"{model.id} refused the request (stop_reason refusal){said}. A refusal is "
                 "not retried: rephrase the prompt or choose another model",
                 retryable=False,
-                kind="refusal",
+                kind=StepErrorKind.REFUSAL,
                 usage=spent,
             )
         cut = TRUNCATED.get(message.stop_reason or "")
@@ -229,7 +229,7 @@ class PromptExecutor:
             raise StepError(
                 f"{why} before the JSON answer was complete; raise the step's `max_tokens`",
                 retryable=False,
-                kind="truncated",
+                kind=StepErrorKind.TRUNCATED,
                 usage=spent,
             )
         if step.on_truncation is TruncationPolicy.FAIL:
@@ -237,7 +237,7 @@ class PromptExecutor:
                 f"{why}; raise the step's `max_tokens`, or set `on_truncation: accept` to "
                 "keep cut-off answers",
                 retryable=False,
-                kind="truncated",
+                kind=StepErrorKind.TRUNCATED,
                 usage=spent,
             )
         warning = f"truncated: {why} (accepted: `on_truncation: accept`)"
@@ -265,21 +265,24 @@ class PromptExecutor:
             raise StepError(
                 f"Anthropic API error {exc.status_code} from {model.id}: {_api_message(exc)}",
                 retryable=retryable,
-                kind="api",
+                kind=StepErrorKind.API,
             ) from None
         except anthropic.APITimeoutError:
             raise StepError(
-                f"the Anthropic API did not answer within {timeout_s:g}s", kind="timeout"
+                f"the Anthropic API did not answer within {timeout_s:g}s",
+                kind=StepErrorKind.TIMEOUT,
             ) from None
         except anthropic.APIConnectionError as exc:
-            raise StepError(f"cannot reach the Anthropic API: {exc}", kind="connection") from None
+            raise StepError(
+                f"cannot reach the Anthropic API: {exc}", kind=StepErrorKind.CONNECTION
+            ) from None
         except (json.JSONDecodeError, anthropic.APIResponseValidationError) as exc:
             # A body cut off or mangled on the way (a proxy, a dropped connection): the
             # request itself may well be fine.
             raise StepError(
                 f"malformed JSON from the Anthropic API (model {model.id}): "
                 f"{type(exc).__name__}: {exc}; a retry may help",
-                kind="api_response",
+                kind=StepErrorKind.API_RESPONSE,
             ) from None
         return message
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 from anyio.abc import ByteReceiveStream, Process
 
-from tutti_mcp.engine.errors import StepError
+from tutti_mcp.engine.errors import StepError, StepErrorKind
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.executors.shell_policy import ShellPolicy
 from tutti_mcp.engine.spec import Step
@@ -52,10 +52,12 @@ class ShellExecutor:
         step = call.step
         argv = [call.render(a) for a in step.shell_argv]
         if not argv or not argv[0]:
-            raise StepError("the command is empty after rendering", retryable=False, kind="policy")
+            raise StepError(
+                "the command is empty after rendering", retryable=False, kind=StepErrorKind.POLICY
+            )
         why = self.policy.program_problem(argv[0]) or self.policy.env_problem(step.env)
         if why:
-            raise StepError(why, retryable=False, kind="policy")
+            raise StepError(why, retryable=False, kind=StepErrorKind.POLICY)
         cwd = _confined(call.workspace, call.render(step.cwd) if step.cwd else None)
         # resolved with the server's PATH before anything from the spec's env applies
         program = self.policy.resolve(argv[0], cwd)
@@ -81,11 +83,13 @@ class ShellExecutor:
                 f"program {argv[0]!r} ({program}) could not be started: it or the interpreter "
                 "its #! line names is not there",
                 retryable=False,
-                kind="not_found",
+                kind=StepErrorKind.NOT_FOUND,
             ) from None
         except PermissionError:
             raise StepError(
-                f"program {argv[0]!r} is not executable", retryable=False, kind="not_found"
+                f"program {argv[0]!r} is not executable",
+                retryable=False,
+                kind=StepErrorKind.NOT_FOUND,
             ) from None
         try:
             out, err = await self._communicate(process)
@@ -98,7 +102,7 @@ class ShellExecutor:
             tail = err.decode(errors="replace").strip()[-2000:]
             raise StepError(
                 f"{argv[0]} exited with code {code}" + (f": {tail}" if tail else ""),
-                kind="exit_code",
+                kind=StepErrorKind.EXIT_CODE,
             )
         return StepOutcome(out.decode(errors="replace").rstrip("\n"))
 
@@ -116,7 +120,7 @@ class ShellExecutor:
                         f"{name} exceeded the cap of {self.max_output} bytes; make the command print "
                         "less or raise TUTTI_SHELL_MAX_OUTPUT",
                         retryable=False,
-                        kind="output_cap",
+                        kind=StepErrorKind.OUTPUT_CAP,
                     )
 
         try:
@@ -134,11 +138,15 @@ def _confined(workspace: Path, cwd: str | None) -> Path:
     target = (root / cwd).resolve() if cwd else root
     if not target.is_relative_to(root):
         raise StepError(
-            f"cwd {cwd!r} is outside the workspace {root}", retryable=False, kind="policy"
+            f"cwd {cwd!r} is outside the workspace {root}",
+            retryable=False,
+            kind=StepErrorKind.POLICY,
         )
     if not target.is_dir():
         raise StepError(
-            f"cwd {cwd!r} is not a directory in the workspace", retryable=False, kind="policy"
+            f"cwd {cwd!r} is not a directory in the workspace",
+            retryable=False,
+            kind=StepErrorKind.POLICY,
         )
     return target
 

@@ -30,7 +30,7 @@ import shutil
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
-from tutti_mcp.engine.errors import ConfigurationError, StepError
+from tutti_mcp.engine.errors import ConfigurationError, StepError, StepErrorKind
 
 # Names a step's env may not set while the allow-list is active: each changes which program
 # runs or what code a program loads or executes when it starts. Matched case-sensitively,
@@ -162,12 +162,14 @@ class ShellPolicy:
         (allowed only without an allow-list) is taken from `cwd`, as exec would."""
         why = self.program_problem(program)
         if why:
-            raise StepError(why, retryable=False, kind="policy")
+            raise StepError(why, retryable=False, kind=StepErrorKind.POLICY)
         if "/" in program:
             path = Path(program) if os.path.isabs(program) else cwd / program
             if not path.is_file():
                 raise StepError(
-                    f"program {program!r} is not a file", retryable=False, kind="not_found"
+                    f"program {program!r} is not a file",
+                    retryable=False,
+                    kind=StepErrorKind.NOT_FOUND,
                 )
             return str(path)
         found = _lookup(program)
@@ -175,7 +177,7 @@ class ShellPolicy:
             raise StepError(
                 _not_found(program, restricted=self.restricted),
                 retryable=False,
-                kind="not_found",
+                kind=StepErrorKind.NOT_FOUND,
             )
         return found
 
@@ -215,14 +217,14 @@ class ShellPolicy:
         refuses or a value holding a NUL byte."""
         why = self.env_problem(spec_env)
         if why:
-            raise StepError(why, retryable=False, kind="policy")
+            raise StepError(why, retryable=False, kind=StepErrorKind.POLICY)
         nul = [k for k, v in spec_env.items() if "\0" in v]
         if nul:
             raise StepError(
                 f"{_fields(nul)}: the value holds a NUL byte, which no environment variable "
                 "can carry; remove it from the value",
                 retryable=False,
-                kind="policy",
+                kind=StepErrorKind.POLICY,
             )
         return {**os.environ, **spec_env, **own}
 

@@ -126,7 +126,7 @@ async def test_the_fake_api_lists_its_models_page_by_page(
 # -- every SDK model in every mode, through the real PromptExecutor ---------------------------
 def every_model_in_every_mode() -> dict[str, Any]:
     ids = [*sdk_model_ids(), "claude-opus-4-1", "claude-sonnet-4-20250514"]
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"id": f"s{i}_{mode}", "prompt": "hi", "model": model_id, "thinking": mode}
         for i, model_id in enumerate(ids)
         for mode in MODES

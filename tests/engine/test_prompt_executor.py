@@ -24,7 +24,8 @@ from tutti_mcp.engine.report import markdown_report
 from tutti_mcp.engine.spec import ExecutorKind, Step
 from tutti_mcp.memory.async_files import AsyncMemoryFiles
 from tutti_mcp.memory.mem_store import InMemoryRunStore
-from tutti_mcp.memory.records import RunRecord, RunStore
+from tutti_mcp.memory.records import RunRecord
+from tutti_mcp.memory.run_store import RunStore
 from tutti_mcp.memory.sqlite_store import SqliteRunStore
 from tutti_mcp.server.settings import Settings, build_engine
 

@@ -34,7 +34,8 @@ from tutti_mcp.memory.history import (
     WorkflowHistory,
 )
 from tutti_mcp.memory.mem_store import InMemoryRunStore
-from tutti_mcp.memory.records import RunStatus, RunStore, StepStatus
+from tutti_mcp.memory.records import RunStatus, StepStatus
+from tutti_mcp.memory.run_store import RunStore
 from tutti_mcp.memory.sqlite_store import SqliteRunStore
 
 pytestmark = pytest.mark.anyio

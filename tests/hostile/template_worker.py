@@ -24,6 +24,7 @@ def main() -> None:
         request = json.loads(line)
         fn = evaluate if request["kind"] == "evaluate" else render
         started = time.perf_counter()
+        answer: dict[str, object]
         try:
             answer = {"value": repr(fn(request["text"], request["context"]))[:200]}
         except TemplateError as exc:

@@ -269,7 +269,7 @@ async def _tool(client: Client, tool: str, **args: Any) -> dict[str, Any]:
     with anyio.fail_after(TIMEOUT_S):  # a server stuck in a template never answers
         result = await client.call_tool(tool, args)
     assert not result.is_error, result.content
-    assert result.structured_content is not None
+    assert isinstance(result.structured_content, dict), result.content
     return result.structured_content
 
 

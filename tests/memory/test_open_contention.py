@@ -17,9 +17,9 @@ import pytest
 from tests.line_process import LineProcess
 from tests.test_durability import ROOT, cli_env, tutti_cmd
 from tutti_mcp.memory.async_files import AsyncMemoryFiles
+from tutti_mcp.memory.connection import DatabaseOpenError
 from tutti_mcp.memory.files import MemoryFiles
 from tutti_mcp.memory.migrations import MIGRATIONS
-from tutti_mcp.memory.rows import DatabaseOpenError
 from tutti_mcp.memory.sqlite_store import SqliteRunStore
 
 pytestmark = pytest.mark.anyio
@@ -117,7 +117,7 @@ async def test_opening_waits_for_a_writer_instead_of_failing_at_the_switch_to_wa
     store = outcome[0]
     assert isinstance(store, SqliteRunStore), store
     async with store:
-        assert (await store._conn.execute_fetchall("PRAGMA journal_mode"))[0][0] == "wal"
+        assert (await store.db.fetchall("PRAGMA journal_mode"))[0][0] == "wal"
 
 
 # -- a failed open -----------------------------------------------------------------------------

@@ -4,12 +4,13 @@ small specs the tests share."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from mcp.client import Client
+from mcp.shared.dispatcher import ProgressFnT
 from mcp_types import CallToolResult, TextContent
 
 from tutti_mcp.server.app import create_server
@@ -17,7 +18,6 @@ from tutti_mcp.server.settings import Settings
 
 MODES = ("legacy", "auto")  # handshake protocol 2025-11-25 | negotiated 2026-07-28
 ROOT = Path(__file__).resolve().parents[2]
-Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 
 
 def settings(**kw: Any) -> Settings:
@@ -55,12 +55,12 @@ def text_of(result: CallToolResult) -> str:
 
 
 async def call(
-    client: Client, tool: str, /, progress: Progress | None = None, **args: Any
+    client: Client, tool: str, /, progress: ProgressFnT | None = None, **args: Any
 ) -> dict[str, Any]:
     """Call a tool that must succeed; its structured answer."""
     result = await client.call_tool(tool, args, progress_callback=progress)
     assert not result.is_error, f"{tool}({args}) failed: {text_of(result)}"
-    assert result.structured_content is not None, f"{tool} gave no structured content"
+    assert isinstance(result.structured_content, dict), f"{tool} gave no structured content"
     return result.structured_content
 
 

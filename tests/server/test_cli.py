@@ -50,7 +50,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-def run_json(tutti: Tutti, *args: str) -> tuple[int, dict[str, Any]]:
+def run_json(tutti: Tutti, *args: str) -> tuple[int, Any]:  # an object or a list
     code, out, _ = tutti(*args, "--json")
     return code, json.loads(out)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp.client import Client
 
 from tests.fake_anthropic import FakeAnthropic, message
 from tests.seed import SEED_CHAIN
@@ -344,10 +345,10 @@ async def test_resumed_run_reports_no_stale_error(mode: str) -> None:
     assert result["error"] is None, result["error"]
 
 
-async def _finish_forkable(c: Any) -> str:
+async def _finish_forkable(c: Client) -> str:
     """Run FORKABLE with answers a1, b1, c1; its run id."""
     run = await call(c, "workflow_start", spec=FORKABLE, wait_s=10)
-    rid = run["run_id"]
+    rid: str = run["run_id"]
     tasks = tasks_of(run)
     assert set(tasks) == {"a", "b"}
     assert tasks["a"]["instructions"] == "A about one"

@@ -230,7 +230,7 @@ async def test_a_start_waiting_on_the_run_returns_as_soon_as_a_request_is_parked
         await gate.wait()
         return await park(self, request)
 
-    async def progress(done: float, total: float | None, message: str | None) -> None:
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
         if message and message.startswith("a "):
             gate.set()  # the waiter has seen `a` finish; only now is pic's request parked
 

@@ -238,10 +238,10 @@ async def test_start_with_wait_returns_the_client_tasks_it_waited_for(mode: str)
 
 
 async def test_status_long_poll_reports_progress(mode: str) -> None:
-    progress: list[tuple[float, float | None, str | None]] = []
+    seen: list[tuple[float, float | None, str | None]] = []
 
-    async def on_progress(done: float, total: float | None, msg: str | None) -> None:
-        progress.append((done, total, msg))
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
 
     config = settings(allow_shell=frozenset({"sleep"}))
     with anyio.fail_after(20):
@@ -255,8 +255,8 @@ async def test_status_long_poll_reports_progress(mode: str) -> None:
     assert run["status"] == "succeeded"
     assert run["outputs"] == {"s": "", "t": "after s"}
     # the slow step finished while a status call waited: that call reported it
-    assert (1, 2, "s succeeded") in progress, progress
-    assert all(total == 2 for _, total, _ in progress)
+    assert (1, 2, "s succeeded") in seen, seen
+    assert all(total == 2 for _, total, _ in seen)
 
 
 async def test_status_returns_at_once_when_only_client_steps_wait(mode: str) -> None:

@@ -1,9 +1,15 @@
-"""The prompts teach a spec format by example: the example must be a valid spec."""
+"""The prompts teach a spec format by example: the example must be a valid spec. A prompt asked
+for without a required argument is the caller's mistake, answered as one."""
 
 from __future__ import annotations
 
+import anyio
+import pytest
 import yaml
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
+from tests.server.mcp_support import connect
 from tutti_mcp.engine.spec import ExecutorKind, parse_spec
 from tutti_mcp.engine.workflow import compile_workflow
 from tutti_mcp.server.prompts import SPEC_FORMAT
@@ -15,3 +21,27 @@ def test_the_spec_example_in_the_prompts_compiles() -> None:
     assert wf.order == ["research", "draft", "check"]
     assert wf.steps["check"].executor is ExecutorKind.PROMPT
     assert wf.deps["check"] == ("draft",)  # implicit: its condition and args read draft
+
+
+@pytest.mark.anyio
+async def test_a_prompt_without_its_required_argument_is_invalid_params_naming_it(
+    mode: str,
+) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            with pytest.raises(MCPError) as raised:
+                await c.get_prompt("swarm", {"agents": "2"})
+    assert (raised.value.code, raised.value.message) == (
+        INVALID_PARAMS,
+        "prompt 'swarm' is missing the required argument 'request'; it takes: "
+        "request (required), agents (optional). Call prompts/get again with argument "
+        "'request' set.",
+    )
+
+
+@pytest.mark.anyio
+async def test_a_prompt_without_its_optional_arguments_renders(mode: str) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            got = await c.get_prompt("resume", {})
+    assert "workflow_list" in "\n".join(getattr(m.content, "text", "") for m in got.messages)

@@ -56,7 +56,7 @@ class Served:
             res = await self.client.call_tool(tool, args or {})
         text = "".join(c.text for c in res.content if isinstance(c, types.TextContent))
         assert not res.is_error, f"{tool}: {text}"
-        assert res.structured_content is not None, text
+        assert isinstance(res.structured_content, dict), text
         return res.structured_content
 
     async def close_stdin(self) -> None:

@@ -1,0 +1,76 @@
+"""The run store's interface, which the engine programs against, and the one error every
+store raises for an unknown run. The stores: memory/sqlite_store.py (durable) and
+memory/mem_store.py (plain dicts)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from tutti_mcp.memory.history import HISTORY_WINDOW, HistoryEntry, WorkflowHistory
+from tutti_mcp.memory.records import (
+    Checkpoint,
+    Claim,
+    Event,
+    RunRecord,
+    RunStatus,
+    StepStatus,
+)
+
+# The fields set_run and set_step may change (every store refuses the others, as SQLite
+# has no column for them).
+RUN_FIELDS = frozenset(
+    {
+        "status",
+        "started_at",
+        "finished_at",
+        "owner",
+        "error",
+        "metrics",
+        "name",
+        "inputs",
+        "spec",
+        "workspace",
+    }
+)
+STEP_FIELDS = frozenset({"attempts", "executor", "started_at", "finished_at", "error", "detail"})
+
+
+class RunNotFound(LookupError):
+    """No run has this id (never created, or pruned)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run with id {run_id!r}; `tutti runs` lists the known runs")
+
+
+class RunStore(Protocol):
+    """Persistence of runs. `commit_checkpoint` and `set_step` return once durable;
+    `note_step_started` and `append_event` ride along with the next durable write.
+    `load_run` and `claim_run` raise RunNotFound for an unknown run id."""
+
+    async def create_run(self, run: RunRecord, step_ids: Sequence[str]) -> None: ...
+    async def load_run(self, run_id: str) -> RunRecord: ...
+    async def set_run(self, run_id: str, **fields: Any) -> None: ...
+    async def claim_run(self, run_id: str, owner: str, dead_owner: str | None = None) -> Claim: ...
+    def note_step_started(self, run_id: str, step_id: str, attempt: int, at: float) -> None: ...
+    def append_event(self, event: Event) -> None: ...
+    async def commit_checkpoint(self, run_id: str, cp: Checkpoint) -> None: ...
+    async def set_step(
+        self, run_id: str, step_id: str, status: StepStatus, **fields: Any
+    ) -> None: ...
+    async def reset_steps(self, run_id: str, step_ids: Sequence[str]) -> None: ...
+    async def checkpoints(self, run_id: str) -> list[Checkpoint]: ...
+    async def list_runs(
+        self, status: RunStatus | None = None, limit: int = 50
+    ) -> list[RunRecord]: ...
+    async def events(self, run_id: str, after: int = 0) -> list[tuple[int, float, Event]]: ...
+    async def flush(self) -> None: ...
+    # Workflow memory (memory/history.py). `record_history` replaces the run's entry, so
+    # a resumed run that finishes again is counted once; it raises HistoryWriteError.
+    async def record_history(self, entry: HistoryEntry) -> None: ...
+    async def workflow_history(
+        self,
+        name: str,
+        limit: int = HISTORY_WINDOW,
+    ) -> WorkflowHistory: ...
