@@ -26,7 +26,7 @@ from mcp.client import Client
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tutti_mcp.engine.spec import ExecutorKind
-from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 from tutti_mcp.server.app import create_server
 from tutti_mcp.server.settings import Settings, build_engine
 

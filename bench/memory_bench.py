@@ -65,8 +65,8 @@ from memory_refs import (  # noqa: E402
 )
 from memory_report import _busy_cpu, _machine, pct, report  # noqa: E402
 
-from tutti_mcp.memory.files import MemoryFiles  # noqa: E402
-from tutti_mcp.memory.paths import ROOT  # noqa: E402
+from tutti_mcp.memory.files.paths import ROOT  # noqa: E402
+from tutti_mcp.memory.files.store import MemoryFiles  # noqa: E402
 
 
 def timed(fn: Callable[[], object]) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 
 import memory_corpus as mc
 
-from tutti_mcp.memory.paths import ROOT
+from tutti_mcp.memory.files.paths import ROOT
 
 CHUNK = 1000  # files per paired load block (tutti, then the key-value reference)
 EDIT_BLOCK = 100  # edits per paired block
@@ -152,7 +152,7 @@ class KV:
 
 def match_count(conn: sqlite3.Connection, q: Query) -> int:
     """How many files match (AND of the terms, else their OR, as search does), with the filters."""
-    from tutti_mcp.memory.file_search import _terms
+    from tutti_mcp.memory.files.search import _terms
 
     terms = _terms(q.text)
     where, params = "", []
@@ -175,7 +175,7 @@ def match_count(conn: sqlite3.Connection, q: Query) -> int:
 def two_step(conn: sqlite3.Connection, q: Query) -> list[tuple[Any, ...]]:
     """What search returns, computed in two steps: rank first (the FTS index alone when no
     filter applies, so no join per match), then snippet() and the size for the top 10 only."""
-    from tutti_mcp.memory.file_search import _terms
+    from tutti_mcp.memory.files.search import _terms
 
     terms = _terms(q.text)
     where, params = "", []

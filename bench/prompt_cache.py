@@ -36,10 +36,10 @@ import anthropic  # noqa: E402
 from common import Recorder  # noqa: E402
 
 from tests.fake_anthropic import FakeAnthropic, estimated  # noqa: E402
-from tutti_mcp.engine.engine import Engine, EngineConfig  # noqa: E402
 from tutti_mcp.engine.executors.prompt import PromptExecutor  # noqa: E402
+from tutti_mcp.engine.service import Engine, EngineConfig  # noqa: E402
 from tutti_mcp.engine.spec import ExecutorKind  # noqa: E402
-from tutti_mcp.memory.mem_store import InMemoryRunStore  # noqa: E402
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore  # noqa: E402
 
 MODEL = "claude-sonnet-5-5"
 STEPS = 10

@@ -53,12 +53,12 @@ from common import (  # noqa: E402
 )
 from report import _machine, med, report  # noqa: E402
 
-from tutti_mcp.engine.engine import Engine, EngineConfig  # noqa: E402
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor  # noqa: E402
+from tutti_mcp.engine.service import Engine, EngineConfig  # noqa: E402
 from tutti_mcp.engine.spec import ExecutorKind  # noqa: E402
 from tutti_mcp.memory import sqlite_store as sqlite_store_mod  # noqa: E402
-from tutti_mcp.memory.mem_store import InMemoryRunStore  # noqa: E402
-from tutti_mcp.memory.sqlite_store import SqliteRunStore  # noqa: E402
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore  # noqa: E402
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore  # noqa: E402
 
 
 # -- the reference scheduler ---------------------------------------------------------------
@@ -236,7 +236,7 @@ def build_parts(spec: dict[str, Any]) -> dict[str, float]:
 async def inside_execute(dag: dict[str, Any], spec: dict[str, Any], tmpdir: str) -> dict[str, Any]:
     """One extra untimed tutti-mem run with engine.engine's parse/compile/plan/metrics calls
     counted and timed: what of the build work `execute` does (inside the timed region)."""
-    import tutti_mcp.engine.engine as eng_mod
+    import tutti_mcp.engine.service as eng_mod
 
     names = ("parse_spec", "compile_workflow", "make_plan", "run_metrics")
     real = {n: getattr(eng_mod, n) for n in names if hasattr(eng_mod, n)}

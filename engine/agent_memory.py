@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from tutti_mcp.engine.errors import ConfigurationError
-from tutti_mcp.memory.async_files import AsyncMemoryFiles
-from tutti_mcp.memory.files import step_author
-from tutti_mcp.memory.paths import GLOBAL, ROOT, MemoryFileError, parse_scope
+from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
+from tutti_mcp.memory.files.paths import GLOBAL, ROOT, MemoryFileError, parse_scope
+from tutti_mcp.memory.files.store import step_author
 
 TOOL_NAME = "memory"
 # In the GA `ToolUnionParam` of the anthropic SDK: plain `messages.create` takes it.

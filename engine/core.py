@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from tutti_mcp.engine.spec import FailurePolicy, Trigger
 from tutti_mcp.engine.workflow import Workflow
-from tutti_mcp.memory.records import StepRecord, StepStatus
+from tutti_mcp.memory.runs.records import StepRecord, StepStatus
 
 
 class FailureAction(StrEnum):

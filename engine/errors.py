@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from tutti_mcp.memory.run_store import RunNotFound
+from tutti_mcp.memory.runs.store import RunNotFound
 
 
 class TuttiError(Exception):

@@ -9,7 +9,7 @@ from typing import Any
 
 from tutti_mcp.engine.usage import TOKEN_KEYS, cache_share, step_spent
 from tutti_mcp.engine.workflow import Workflow
-from tutti_mcp.memory.records import RunRecord, RunStatus, StepRecord, StepStatus
+from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepRecord, StepStatus
 
 _USAGE_KEYS = TOKEN_KEYS
 

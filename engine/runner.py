@@ -28,12 +28,12 @@ from tutti_mcp.engine.spec import ExecutorKind, Step
 from tutti_mcp.engine.templating import evaluate_async
 from tutti_mcp.engine.usage import EARLIER, add_usage, step_spent
 from tutti_mcp.engine.workflow import Workflow
-from tutti_mcp.memory.history import DecisionEntry, HistoryWriteError, entry_from_run, ran_here
-from tutti_mcp.memory.owner import current_owner
-from tutti_mcp.memory.records import Checkpoint, Event, RunRecord, RunStatus, StepStatus
+from tutti_mcp.memory.runs.history import DecisionEntry, HistoryWriteError, entry_from_run, ran_here
+from tutti_mcp.memory.runs.owner import current_owner
+from tutti_mcp.memory.runs.records import Checkpoint, Event, RunRecord, RunStatus, StepStatus
 
 if TYPE_CHECKING:
-    from tutti_mcp.engine.engine import Engine
+    from tutti_mcp.engine.service import Engine
 
 EventSink = Callable[[str, str | None, dict[str, Any]], None]
 log = logging.getLogger("tutti.runner")

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tutti_mcp.engine.errors import Problem, SpecError
 from tutti_mcp.engine.spec_files import decode_spec_bytes, read_spec_bytes
 from tutti_mcp.engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data, parse_spec_text
-from tutti_mcp.memory.paths import SCOPE_KINDS, MemoryFileError, parse_scope
+from tutti_mcp.memory.files.paths import SCOPE_KINDS, MemoryFileError, parse_scope
 
 STEP_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 RESERVED_NAMES = frozenset({"inputs", "steps", "run", "loop", "true", "false", "none", "null"})

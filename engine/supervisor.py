@@ -17,11 +17,11 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from tutti_mcp.engine.engine import Engine
 from tutti_mcp.engine.errors import RunNotFoundError, RunStateError, TuttiError
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import WorkflowSpec
-from tutti_mcp.memory.owner import owner_alive
-from tutti_mcp.memory.records import RunRecord, RunStatus
+from tutti_mcp.memory.runs.owner import owner_alive
+from tutti_mcp.memory.runs.records import RunRecord, RunStatus
 
 log = logging.getLogger("tutti.supervisor")
 
@@ -40,7 +40,7 @@ _CHANGES = frozenset(
         "run_waiting",
     }
 )
-Progress = Callable[[int, int, str], Awaitable[None]]
+ReportProgress = Callable[[int, int, str], Awaitable[None]]
 # A run of quick steps changes thousands of times a second; a client needs far fewer updates.
 PROGRESS_EVERY_S = 0.1
 
@@ -214,7 +214,7 @@ class RunSupervisor:
         run_id: str,
         until: Callable[[RunRecord], bool],
         timeout_s: float,
-        progress: Progress | None = None,
+        progress: ReportProgress | None = None,
         *,
         any_change: bool = False,
     ) -> RunRecord:

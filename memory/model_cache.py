@@ -10,10 +10,10 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tutti_mcp.memory.connection import Database
-from tutti_mcp.memory.rows import dump, load
+from tutti_mcp.memory.runs.rows import dump, load
 
 if TYPE_CHECKING:
-    from tutti_mcp.memory.sqlite_store import SqliteRunStore
+    from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 
 CachedModel = tuple[dict[str, Any], float]  # (ModelInfo as JSON, fetched_at)
 

@@ -24,8 +24,8 @@ from tutti_mcp.engine.executors.sampling import SamplingExecutor
 from tutti_mcp.engine.report import markdown_report
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.engine.supervisor import RunSupervisor
-from tutti_mcp.memory.async_files import AsyncMemoryFiles
-from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 from tutti_mcp.server import prompts
 from tutti_mcp.server.settings import Settings, build_engine
 from tutti_mcp.tools import memory_mcp

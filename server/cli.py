@@ -23,16 +23,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from tutti_mcp import __version__
-from tutti_mcp.engine.engine import Engine
 from tutti_mcp.engine.errors import ConfigurationError, RunNotFoundError, TuttiError
 from tutti_mcp.engine.report import age
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind, WorkflowSpec, load_spec_file
-from tutti_mcp.memory.async_files import AsyncMemoryFiles
 from tutti_mcp.memory.connection import DatabaseOpenError
-from tutti_mcp.memory.history import WorkflowHistory, summarize
-from tutti_mcp.memory.mem_store import InMemoryRunStore
-from tutti_mcp.memory.records import RunRecord, RunStatus
-from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
+from tutti_mcp.memory.runs.history import WorkflowHistory, summarize
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.records import RunRecord, RunStatus
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 from tutti_mcp.server.cli_output import (
     err,
     out,
@@ -43,7 +43,7 @@ from tutti_mcp.server.cli_output import (
     short,
 )
 from tutti_mcp.server.hints import command_prefix, spell_hints
-from tutti_mcp.server.progress import Progress
+from tutti_mcp.server.progress import TerminalProgress
 from tutti_mcp.server.settings import Settings, build_engine
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING = 0, 1, 2, 3
@@ -89,7 +89,7 @@ def hint_command(args: argparse.Namespace) -> str:
 async def _finish(
     args: argparse.Namespace, engine: Engine, run_id: str, resume: bool, stored: bool = True
 ) -> int:
-    progress = Progress(err, enabled=not args.json)
+    progress = TerminalProgress(err, enabled=not args.json)
     with progress:
         if resume:
             run = await engine.resume(run_id, on_event=progress.on_event)

@@ -14,7 +14,7 @@ from tutti_mcp.engine.plan import Plan
 from tutti_mcp.engine.report import gantt, recovery_plan
 from tutti_mcp.engine.spec import WorkflowSpec
 from tutti_mcp.engine.workflow import compile_workflow
-from tutti_mcp.memory.records import RunRecord, RunStatus, StepRecord, StepStatus
+from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepRecord, StepStatus
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)

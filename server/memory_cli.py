@@ -12,8 +12,8 @@ from pathlib import Path
 from rich.markup import escape
 
 from tutti_mcp.engine.errors import TuttiError
-from tutti_mcp.memory.files import MemoryFiles
-from tutti_mcp.memory.paths import GLOBAL, ROOT, MemoryFileError, parse_scope
+from tutti_mcp.memory.files.paths import GLOBAL, ROOT, MemoryFileError, parse_scope
+from tutti_mcp.memory.files.store import MemoryFiles
 from tutti_mcp.server.cli import EXIT_OK, EXIT_USAGE, check_database
 from tutti_mcp.server.cli_output import err
 from tutti_mcp.server.settings import Settings

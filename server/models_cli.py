@@ -17,7 +17,7 @@ from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.spec import MODEL_KINDS, ThinkingMode, WorkflowSpec
 from tutti_mcp.engine.thinking import ThinkingError, thinking_params
 from tutti_mcp.memory.model_cache import ModelCache
-from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 from tutti_mcp.server.cli_output import out
 from tutti_mcp.server.settings import Settings, model_catalog
 

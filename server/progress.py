@@ -18,7 +18,7 @@ _STYLE = {
 }
 
 
-class Progress:
+class TerminalProgress:
     def __init__(self, console: Console, *, enabled: bool = True) -> None:
         self.console = console
         self.enabled = enabled
@@ -26,7 +26,7 @@ class Progress:
         self.task: Any = None
         self.running: set[str] = set()
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> TerminalProgress:
         if self.enabled and self.console.is_terminal:
             self.bar = Bar(
                 TextColumn("{task.description}"),

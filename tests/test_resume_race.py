@@ -25,14 +25,14 @@ import pytest
 
 from tests.line_process import LineProcess, kill_if_running
 from tests.test_durability import ROOT, cli_env
-from tutti_mcp.engine.engine import Engine, EngineConfig
 from tutti_mcp.engine.errors import RunStateError
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
+from tutti_mcp.engine.service import Engine, EngineConfig
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.engine.supervisor import RunSupervisor
-from tutti_mcp.memory.records import RunRecord, RunStatus
-from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.records import RunRecord, RunStatus
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 
 pytestmark = pytest.mark.anyio
 

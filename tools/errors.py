@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 
 from tutti_mcp.engine.errors import RunNotFoundError, SpecError, TuttiError
-from tutti_mcp.memory.paths import GLOBAL, MemoryFileError, MemoryNotFound
+from tutti_mcp.memory.files.paths import GLOBAL, MemoryFileError, MemoryNotFound
 from tutti_mcp.tools.memory import not_found_hint
 
 Refusal = TuttiError | MemoryFileError | RunNotFoundError

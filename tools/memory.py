@@ -10,10 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tutti_mcp.memory.async_files import AsyncMemoryFiles
-from tutti_mcp.memory.file_history import Revision
-from tutti_mcp.memory.files import CLIENT, MemoryFiles
-from tutti_mcp.memory.paths import (
+from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
+from tutti_mcp.memory.files.history import Revision
+from tutti_mcp.memory.files.paths import (
     GLOBAL,
     ROOT,
     MemoryFileError,
@@ -21,6 +20,7 @@ from tutti_mcp.memory.paths import (
     normalize_path,
     parse_scope,
 )
+from tutti_mcp.memory.files.store import CLIENT, MemoryFiles
 
 SEARCH_LIMIT = 50
 HISTORY_LIMIT = 200

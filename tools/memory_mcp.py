@@ -22,10 +22,16 @@ from mcp_types import InputRequiredResult, ToolAnnotations
 from pydantic import Field
 
 from tutti_mcp.engine.errors import ConfigurationError
-from tutti_mcp.memory.async_files import AsyncMemoryFiles
-from tutti_mcp.memory.files import MemoryFiles
-from tutti_mcp.memory.memory_tool import COMMANDS
-from tutti_mcp.memory.paths import GLOBAL, ROOT, MemoryFileError, MemoryNotFound, MemoryPathError
+from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
+from tutti_mcp.memory.files.memory_tool import COMMANDS
+from tutti_mcp.memory.files.paths import (
+    GLOBAL,
+    ROOT,
+    MemoryFileError,
+    MemoryNotFound,
+    MemoryPathError,
+)
+from tutti_mcp.memory.files.store import MemoryFiles
 from tutti_mcp.tools import memory as mt
 from tutti_mcp.tools.errors import resource_errors, tool_errors
 from tutti_mcp.tools.workflow_mcp import reply, state_of

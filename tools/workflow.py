@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +13,6 @@ from typing import Any
 
 import anyio
 
-from tutti_mcp.engine.engine import Engine
 from tutti_mcp.engine.errors import (
     ClientCannotSample,
     Problem,
@@ -25,6 +24,7 @@ from tutti_mcp.engine.errors import (
 )
 from tutti_mcp.engine.plan import EstimateSource, StepPlan, estimate_cost
 from tutti_mcp.engine.report import recovery_plan
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import (
     ExecutorKind,
     WorkflowSpec,
@@ -33,11 +33,11 @@ from tutti_mcp.engine.spec import (
     parse_spec,
 )
 from tutti_mcp.engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data
-from tutti_mcp.engine.supervisor import RunSupervisor
-from tutti_mcp.memory.async_files import AsyncMemoryFiles
-from tutti_mcp.memory.history import WorkflowHistory
-from tutti_mcp.memory.records import RunRecord, RunStatus, StepRecord, StepStatus
-from tutti_mcp.tools.models import (
+from tutti_mcp.engine.supervisor import ReportProgress, RunSupervisor
+from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
+from tutti_mcp.memory.runs.history import WorkflowHistory
+from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepRecord, StepStatus
+from tutti_mcp.tools.results import (
     Cancelled,
     CheckpointInfo,
     CheckpointList,
@@ -56,7 +56,6 @@ COMPLETE_WAIT_S = 10.0  # step_complete waits this long for the run to need the 
 PREVIEW_CHARS = 600
 # Runs whose client tasks are open: completing one carries the run on.
 _TAKES_RESULTS = frozenset({RunStatus.RUNNING, RunStatus.WAITING, RunStatus.INTERRUPTED})
-Progress = Callable[[int, int, str], Awaitable[None]]
 
 
 @dataclass
@@ -315,7 +314,7 @@ async def start(
     wait_s: float,
     *,
     can_sample: bool,
-    progress: Progress | None = None,
+    progress: ReportProgress | None = None,
     bind: Callable[[str], None] | None = None,
 ) -> RunState:
     parsed = await load_spec_off_loop(state, spec)
@@ -334,7 +333,7 @@ async def status(
     run_id: str,
     wait_s: float,
     *,
-    progress: Progress | None = None,
+    progress: ReportProgress | None = None,
     sampled: Sequence[str] = (),
 ) -> RunState:
     sup = state.supervisor
@@ -395,7 +394,7 @@ async def resume(
     inputs: Mapping[str, Any] | None,
     wait_s: float,
     *,
-    progress: Progress | None = None,
+    progress: ReportProgress | None = None,
     bind: Callable[[str], None] | None = None,
 ) -> Resumed:
     sup = state.supervisor
@@ -425,7 +424,7 @@ async def complete(
     output: Any,
     error: str | None,
     *,
-    progress: Progress | None = None,
+    progress: ReportProgress | None = None,
     bind: Callable[[str], None] | None = None,
 ) -> RunState:
     if error is not None and output is not None:

@@ -14,9 +14,10 @@ from mcp_types import CallToolResult, CreateMessageResult, TextContent, ToolAnno
 from pydantic import BaseModel, Field
 
 from tutti_mcp.engine.executors.sampling import SamplingRequest
+from tutti_mcp.engine.supervisor import ReportProgress
 from tutti_mcp.tools import workflow as wfl
 from tutti_mcp.tools.errors import tool_errors
-from tutti_mcp.tools.models import (
+from tutti_mcp.tools.results import (
     Cancelled,
     CheckpointList,
     PlanResult,
@@ -56,7 +57,7 @@ def state_of(ctx: Context[Any, Any]) -> wfl.ToolState:
     return state
 
 
-def progress_of(ctx: Context[Any, Any]) -> wfl.Progress:
+def progress_of(ctx: Context[Any, Any]) -> ReportProgress:
     async def report(done: int, total: int, message: str) -> None:
         await ctx.report_progress(done, total, message)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from tutti_mcp.engine.agent_memory import client_instructions, resolve_scope
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
-from tutti_mcp.engine.prompts import system_prompt, user_prompt_template
+from tutti_mcp.engine.step_prompts import system_prompt, user_prompt_template
 
 
 class ClientExecutor:

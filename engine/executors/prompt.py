@@ -32,10 +32,10 @@ from tutti_mcp.engine.errors import ConfigurationError, StepError, StepErrorKind
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.executors.prompt_cache import WarmOrder, cached_system
 from tutti_mcp.engine.models import ModelInfo, ModelTable
-from tutti_mcp.engine.prompts import system_parts, user_prompt_template
 from tutti_mcp.engine.spec import Step, ThinkingMode, TruncationPolicy
+from tutti_mcp.engine.step_prompts import system_parts, user_prompt_template
 from tutti_mcp.engine.thinking import api_params
-from tutti_mcp.memory.async_files import AsyncMemoryFiles
+from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 MAX_TURNS = 25

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
-from tutti_mcp.engine.prompts import system_prompt, user_prompt_template
 from tutti_mcp.engine.spec import Step, ThinkingMode
+from tutti_mcp.engine.step_prompts import system_prompt, user_prompt_template
 from tutti_mcp.engine.thinking import MAX_TOKENS
 
 # (intelligence, speed, cost) priorities per thinking mode, each 0..1 as MCP defines them.

@@ -14,17 +14,17 @@ import pytest
 
 from tests.fake_anthropic import FakeAnthropic, message, text_block, thinking, tool_use, turn
 from tutti_mcp.engine.agent_memory import MEMORY_TOOL, SYSTEM_LINE
-from tutti_mcp.engine.engine import Engine, EngineConfig
 from tutti_mcp.engine.errors import ConfigurationError
 from tutti_mcp.engine.executors.client import ClientExecutor
 from tutti_mcp.engine.executors.prompt import MAX_TURNS, PromptExecutor
 from tutti_mcp.engine.executors.sampling import SamplingExecutor, SamplingReply, SamplingRequest
-from tutti_mcp.engine.prompts import system_prompt
+from tutti_mcp.engine.service import Engine, EngineConfig
 from tutti_mcp.engine.spec import ExecutorKind, Step
-from tutti_mcp.memory.async_files import AsyncMemoryFiles
-from tutti_mcp.memory.files import MemoryFiles
-from tutti_mcp.memory.records import RunRecord
-from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.engine.step_prompts import system_prompt
+from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
+from tutti_mcp.memory.files.store import MemoryFiles
+from tutti_mcp.memory.runs.records import RunRecord
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 from tutti_mcp.server.settings import Settings, build_engine
 
 pytestmark = pytest.mark.anyio

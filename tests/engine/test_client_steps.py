@@ -13,14 +13,14 @@ from typing import Any
 import anyio
 import pytest
 
-from tutti_mcp.engine.engine import Engine, EngineConfig
 from tutti_mcp.engine.errors import StepError
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.executors.client import ClientExecutor
+from tutti_mcp.engine.service import Engine, EngineConfig
 from tutti_mcp.engine.spec import ExecutorKind
-from tutti_mcp.memory.mem_store import InMemoryRunStore
-from tutti_mcp.memory.records import RunRecord, RunStatus, StepStatus
-from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepStatus
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 
 pytestmark = pytest.mark.anyio
 

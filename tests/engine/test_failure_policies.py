@@ -7,14 +7,14 @@ from typing import Any
 import anyio
 import pytest
 
-from tutti_mcp.engine.engine import Engine, EngineConfig
 from tutti_mcp.engine.errors import StepError
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.report import recovery_plan
+from tutti_mcp.engine.service import Engine, EngineConfig
 from tutti_mcp.engine.spec import ExecutorKind
-from tutti_mcp.memory.mem_store import InMemoryRunStore
-from tutti_mcp.memory.records import RunRecord
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.records import RunRecord
 
 pytestmark = pytest.mark.anyio
 

@@ -17,9 +17,9 @@ from tutti_mcp.engine.model_catalog import ModelCatalog, from_api
 from tutti_mcp.engine.models import Effort, ModelTable, Source, ThinkingType
 from tutti_mcp.engine.spec import ThinkingMode
 from tutti_mcp.engine.thinking import api_params
-from tutti_mcp.memory.mem_store import InMemoryRunStore
 from tutti_mcp.memory.model_cache import ModelCache
-from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 from tutti_mcp.server.settings import Settings, build_engine
 
 pytestmark = pytest.mark.anyio

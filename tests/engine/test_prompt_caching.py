@@ -14,16 +14,16 @@ import pytest
 
 from tests.fake_anthropic import FakeAnthropic, estimated, message, text_block, turn
 from tests.fake_cache import tokens
-from tutti_mcp.engine.engine import Engine, EngineConfig
 from tutti_mcp.engine.errors import SpecError
 from tutti_mcp.engine.executors.prompt import PromptExecutor
 from tutti_mcp.engine.executors.prompt_cache import WarmOrder
 from tutti_mcp.engine.models import ModelTable
-from tutti_mcp.engine.prompts import JSON_HINT, SCHEMA_HINT, system_prompt
 from tutti_mcp.engine.report import markdown_report
+from tutti_mcp.engine.service import Engine, EngineConfig
 from tutti_mcp.engine.spec import ExecutorKind, Step, parse_spec
-from tutti_mcp.memory.mem_store import InMemoryRunStore
-from tutti_mcp.memory.records import RunRecord
+from tutti_mcp.engine.step_prompts import JSON_HINT, SCHEMA_HINT, system_prompt
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.records import RunRecord
 
 pytestmark = pytest.mark.anyio
 

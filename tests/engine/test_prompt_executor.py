@@ -16,17 +16,17 @@ import pytest
 from tests.fake_anthropic import FakeAnthropic, error, malformed, message, tool_use, turn
 from tests.fake_anthropic import delay as slow
 from tests.seed import SEED_CHAIN as SEED
-from tutti_mcp.engine.engine import Engine, EngineConfig
 from tutti_mcp.engine.errors import ConfigurationError
 from tutti_mcp.engine.executors.prompt import PromptExecutor
-from tutti_mcp.engine.prompts import COMMAND_SYSTEM, system_prompt
 from tutti_mcp.engine.report import markdown_report
+from tutti_mcp.engine.service import Engine, EngineConfig
 from tutti_mcp.engine.spec import ExecutorKind, Step
-from tutti_mcp.memory.async_files import AsyncMemoryFiles
-from tutti_mcp.memory.mem_store import InMemoryRunStore
-from tutti_mcp.memory.records import RunRecord
-from tutti_mcp.memory.run_store import RunStore
-from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.engine.step_prompts import COMMAND_SYSTEM, system_prompt
+from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.records import RunRecord
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.store import RunStore
 from tutti_mcp.server.settings import Settings, build_engine
 
 pytestmark = pytest.mark.anyio

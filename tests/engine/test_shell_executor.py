@@ -15,14 +15,14 @@ from typing import Any
 import anyio
 import pytest
 
-from tutti_mcp.engine.engine import Engine, EngineConfig
 from tutti_mcp.engine.errors import ConfigurationError, StepError
 from tutti_mcp.engine.executors.base import StepCall
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.executors.shell import ShellExecutor
+from tutti_mcp.engine.service import Engine, EngineConfig
 from tutti_mcp.engine.spec import ExecutorKind, Step
-from tutti_mcp.memory.records import RunRecord, RunStatus, StepStatus
-from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepStatus
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 
 pytestmark = pytest.mark.anyio
 

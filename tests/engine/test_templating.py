@@ -7,9 +7,9 @@ from typing import Any
 import anyio
 import pytest
 
-from tutti_mcp.engine.engine import Engine
 from tutti_mcp.engine.errors import Problem, SpecError, TemplateError
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind, parse_spec
 from tutti_mcp.engine.templating import (
     Reference,
@@ -20,8 +20,8 @@ from tutti_mcp.engine.templating import (
     unwrap_condition,
 )
 from tutti_mcp.engine.workflow import compile_workflow
-from tutti_mcp.memory.mem_store import InMemoryRunStore
-from tutti_mcp.memory.records import RunRecord
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.records import RunRecord
 
 CTX: dict[str, Any] = {
     "inputs": {"topic": "sqlite", "n": 3, "flag": True, "nothing": None},

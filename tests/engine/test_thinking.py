@@ -9,11 +9,11 @@ from typing import Any
 import anyio
 import pytest
 
-from tutti_mcp.engine.engine import Engine, EngineConfig
 from tutti_mcp.engine.errors import ConfigurationError
 from tutti_mcp.engine.executors.base import StepExecutor
 from tutti_mcp.engine.executors.client import ClientExecutor
 from tutti_mcp.engine.models import Effort, ModelInfo, ModelTable, ThinkingType
+from tutti_mcp.engine.service import Engine, EngineConfig
 from tutti_mcp.engine.spec import ExecutorKind, ThinkingMode, parse_spec
 from tutti_mcp.engine.thinking import (
     ThinkingChoice,
@@ -23,7 +23,7 @@ from tutti_mcp.engine.thinking import (
     strip_templates,
     thinking_params,
 )
-from tutti_mcp.memory.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
 
 INSTANT, STANDARD, EXTENDED = ThinkingMode.INSTANT, ThinkingMode.STANDARD, ThinkingMode.EXTENDED
 

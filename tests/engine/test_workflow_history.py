@@ -16,15 +16,15 @@ from typing import Any
 import anyio
 import pytest
 
-import tutti_mcp.memory.history as history
-from tutti_mcp.engine.engine import Engine, EngineConfig
+import tutti_mcp.memory.runs.history as history
 from tutti_mcp.engine.errors import StepError
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.executors.client import ClientExecutor
 from tutti_mcp.engine.plan import EstimateSource
+from tutti_mcp.engine.service import Engine, EngineConfig
 from tutti_mcp.engine.spec import ExecutorKind
-from tutti_mcp.memory.history import (
+from tutti_mcp.memory.runs.history import (
     DecisionEntry,
     DecisionHistory,
     HistoryEntry,
@@ -33,10 +33,10 @@ from tutti_mcp.memory.history import (
     StepHistory,
     WorkflowHistory,
 )
-from tutti_mcp.memory.mem_store import InMemoryRunStore
-from tutti_mcp.memory.records import RunStatus, StepStatus
-from tutti_mcp.memory.run_store import RunStore
-from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.records import RunStatus, StepStatus
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.store import RunStore
 
 pytestmark = pytest.mark.anyio
 

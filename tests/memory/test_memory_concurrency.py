@@ -9,12 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tutti_mcp.memory.files import MemoryFiles
+from tutti_mcp.memory.files.store import MemoryFiles
 
 WRITER = r"""
 import sys
-from tutti_mcp.memory.files import MemoryFiles
-from tutti_mcp.memory.paths import MemoryFileError
+from tutti_mcp.memory.files.store import MemoryFiles
+from tutti_mcp.memory.files.paths import MemoryFileError
 
 db, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 mem = MemoryFiles.open(db)

@@ -17,15 +17,15 @@ from anthropic.lib.tools._beta_builtin_memory_tool import (  # the SDK's referen
     BetaLocalFilesystemMemoryTool,
 )
 
-from tutti_mcp.memory.files import MemoryFiles, step_author
-from tutti_mcp.memory.memory_tool import run_command
-from tutti_mcp.memory.paths import (
+from tutti_mcp.memory.files.memory_tool import run_command
+from tutti_mcp.memory.files.paths import (
     MAX_DEPTH,
     Limits,
     MemoryFileError,
     MemoryNotFound,
     MemoryPathError,
 )
+from tutti_mcp.memory.files.store import MemoryFiles, step_author
 
 
 class Clock:

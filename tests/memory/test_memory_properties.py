@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tutti_mcp.memory.files import MemoryFiles
-from tutti_mcp.memory.paths import MemoryFileError
+from tutti_mcp.memory.files.paths import MemoryFileError
+from tutti_mcp.memory.files.store import MemoryFiles
 
 # few paths, mostly files at the top, so that commands often meet files made earlier
 PATHS = st.sampled_from(
@@ -137,7 +137,7 @@ def run(mem: MemoryFiles, c: dict[str, Any], scope: str) -> None:
     if c["command"] == "restore":
         mem.restore(c["path"], c["rev"], scope=scope)
     else:
-        from tutti_mcp.memory.memory_tool import run_command
+        from tutti_mcp.memory.files.memory_tool import run_command
 
         run_command(mem, c, scope=scope)
 

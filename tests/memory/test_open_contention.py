@@ -16,11 +16,11 @@ import pytest
 
 from tests.line_process import LineProcess
 from tests.test_durability import ROOT, cli_env, tutti_cmd
-from tutti_mcp.memory.async_files import AsyncMemoryFiles
 from tutti_mcp.memory.connection import DatabaseOpenError
-from tutti_mcp.memory.files import MemoryFiles
+from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
+from tutti_mcp.memory.files.store import MemoryFiles
 from tutti_mcp.memory.migrations import MIGRATIONS
-from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +33,7 @@ ROUND_S = 30  # one round: every process has opened (or failed to open) its file
 # the same fresh file within a millisecond or so of each other.
 OPENER = """
 import sys, anyio
-from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 
 async def open_and_read(path):
     async with await SqliteRunStore.open(path) as store:

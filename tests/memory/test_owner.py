@@ -16,12 +16,12 @@ import anyio
 import pytest
 from anyio.abc import Process
 
-from tutti_mcp.engine.engine import Engine, EngineConfig
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
+from tutti_mcp.engine.service import Engine, EngineConfig
 from tutti_mcp.engine.spec import ExecutorKind
-from tutti_mcp.memory.owner import _stat, current_owner, owner_alive
-from tutti_mcp.memory.records import RunStatus, StepStatus
-from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.owner import _stat, current_owner, owner_alive
+from tutti_mcp.memory.runs.records import RunStatus, StepStatus
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 
 pytestmark = [
     pytest.mark.anyio,

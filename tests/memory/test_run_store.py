@@ -11,9 +11,9 @@ import anyio
 import pytest
 
 from tutti_mcp.engine import errors
-from tutti_mcp.memory.mem_store import InMemoryRunStore
-from tutti_mcp.memory.run_store import RunNotFound, RunStore
-from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.store import RunNotFound, RunStore
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""One conformance suite for the RunStore interface (memory/records.py), run over every
+"""One conformance suite for the RunStore interface (memory/runs/records.py), run over every
 store: the in-memory one (engine tests, `state_persistence: false`) and SQLite
 (`:memory:`). A store passes when the same calls leave the same records behind.
 
@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from tutti_mcp.memory.history import HistoryEntry, StepEntry
-from tutti_mcp.memory.mem_store import InMemoryRunStore
-from tutti_mcp.memory.records import (
+from tutti_mcp.memory.runs.history import HistoryEntry, StepEntry
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.records import (
     Checkpoint,
     Claim,
     Event,
@@ -23,8 +23,8 @@ from tutti_mcp.memory.records import (
     StepRecord,
     StepStatus,
 )
-from tutti_mcp.memory.run_store import RunNotFound, RunStore
-from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.store import RunNotFound, RunStore
 
 pytestmark = pytest.mark.anyio
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-import tutti_mcp.memory.sqlite_store as sqlite_store
+import tutti_mcp.memory.runs.sqlite_store as sqlite_store
 from tutti_mcp.memory.migrations import MIGRATIONS, apply_migrations
-from tutti_mcp.memory.owner import current_owner
-from tutti_mcp.memory.records import Checkpoint, RunRecord, RunStatus, StepStatus
-from tutti_mcp.memory.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.owner import current_owner
+from tutti_mcp.memory.runs.records import Checkpoint, RunRecord, RunStatus, StepStatus
+from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 
 pytestmark = pytest.mark.anyio
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tutti_mcp.memory.files import MemoryFiles
-from tutti_mcp.memory.paths import MAX_FILE_BYTES
+from tutti_mcp.memory.files.paths import MAX_FILE_BYTES
+from tutti_mcp.memory.files.store import MemoryFiles
 from tutti_mcp.server.cli import EXIT_OK, EXIT_USAGE, main
 
 Tutti = Callable[..., tuple[int, str, str]]

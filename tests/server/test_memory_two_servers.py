@@ -12,7 +12,7 @@ import mcp_types as types
 import pytest
 
 from tests.server.test_serve_stdio import Served, serve
-from tutti_mcp.memory.files import MemoryFiles
+from tutti_mcp.memory.files.store import MemoryFiles
 
 pytestmark = [
     pytest.mark.anyio,

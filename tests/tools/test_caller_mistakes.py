@@ -23,7 +23,7 @@ from tutti_mcp.engine.errors import (
 from tutti_mcp.engine.executors.sampling import SamplingExecutor
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.engine.supervisor import RunSupervisor
-from tutti_mcp.memory.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
 from tutti_mcp.server.settings import Settings, build_engine
 from tutti_mcp.tools import workflow as wfl
 from tutti_mcp.tools.sampling import SamplingBroker

@@ -12,7 +12,7 @@ from tutti_mcp.engine.errors import (
     RunNotFoundError,
     SpecError,
 )
-from tutti_mcp.memory.paths import MemoryNotFound, MemoryPathError
+from tutti_mcp.memory.files.paths import MemoryNotFound, MemoryPathError
 from tutti_mcp.tools.errors import resource_error, resource_errors, tool_error, tool_errors
 
 

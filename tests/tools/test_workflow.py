@@ -18,7 +18,7 @@ from tutti_mcp.engine.errors import (
     UnknownRunStatus,
 )
 from tutti_mcp.engine.supervisor import RunSupervisor
-from tutti_mcp.memory.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
 from tutti_mcp.server.settings import Settings, build_engine
 from tutti_mcp.tools import workflow as wfl
 from tutti_mcp.tools.sampling import SamplingBroker
@@ -125,7 +125,10 @@ async def test_a_sampling_step_is_refused_before_a_run_is_created_when_the_clien
     state: wfl.ToolState,
 ) -> None:
     spec = {"name": "draw", "steps": [{"id": "pic", "prompt": "Draw an owl.", "run": "sampling"}]}
-    with anyio.fail_after(5), pytest.raises(ClientCannotSample, match="steps pic run on `sampling`"):
+    with (
+        anyio.fail_after(5),
+        pytest.raises(ClientCannotSample, match="steps pic run on `sampling`"),
+    ):
         await wfl.start(state, spec, None, WAIT_S, can_sample=False)
     assert (await wfl.list_runs(state, None, 10)).runs == []
 
@@ -133,5 +136,7 @@ async def test_a_sampling_step_is_refused_before_a_run_is_created_when_the_clien
 async def test_listing_runs_by_an_unknown_status_names_the_known_ones(
     state: wfl.ToolState,
 ) -> None:
-    with pytest.raises(UnknownRunStatus, match="unknown status 'done'; use one of: pending, running"):
+    with pytest.raises(
+        UnknownRunStatus, match="unknown status 'done'; use one of: pending, running"
+    ):
         await wfl.list_runs(state, "done", 10)

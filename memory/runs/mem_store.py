@@ -8,9 +8,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from tutti_mcp.memory import history
-from tutti_mcp.memory.history import HistoryEntry, WorkflowHistory, summarize
-from tutti_mcp.memory.records import (
+from tutti_mcp.memory.runs import history
+from tutti_mcp.memory.runs.history import HistoryEntry, WorkflowHistory, summarize
+from tutti_mcp.memory.runs.records import (
     Checkpoint,
     Claim,
     Event,
@@ -19,7 +19,7 @@ from tutti_mcp.memory.records import (
     StepRecord,
     StepStatus,
 )
-from tutti_mcp.memory.run_store import RUN_FIELDS, STEP_FIELDS, RunNotFound
+from tutti_mcp.memory.runs.store import RUN_FIELDS, STEP_FIELDS, RunNotFound
 
 
 class InMemoryRunStore:

@@ -21,10 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tutti_mcp.memory import file_history, file_search
-from tutti_mcp.memory.file_history import Revision
-from tutti_mcp.memory.file_search import SearchHit
-from tutti_mcp.memory.paths import (
+from tutti_mcp.memory.files import history as file_history
+from tutti_mcp.memory.files import search as file_search
+from tutti_mcp.memory.files.history import Revision
+from tutti_mcp.memory.files.paths import (
     GLOBAL,
     ROOT,
     Limits,
@@ -39,6 +39,7 @@ from tutti_mcp.memory.paths import (
     render_listing,
     under,
 )
+from tutti_mcp.memory.files.search import SearchHit
 
 CLIENT = "client"
 

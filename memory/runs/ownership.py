@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from tutti_mcp.memory.records import Claim, Event, RunStatus, StepStatus
-from tutti_mcp.memory.rows import event_op
+from tutti_mcp.memory.runs.records import Claim, Event, RunStatus, StepStatus
+from tutti_mcp.memory.runs.rows import event_op
 
 _RESUMABLE = tuple(s.value for s in RunStatus if s.resumable)
 

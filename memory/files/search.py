@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tutti_mcp.memory.paths import ROOT, MemoryFileError, normalize_path, parse_scope, under
+from tutti_mcp.memory.files.paths import ROOT, MemoryFileError, normalize_path, parse_scope, under
 
 BM25 = "bm25(memory_fts, 4.0, 1.0)"
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tutti_mcp.memory.connection import Database
-from tutti_mcp.memory.records import RunRecord, RunStatus, StepRecord, StepStatus
+from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepRecord, StepStatus
 
 HISTORY_WINDOW = 20  # the latest runs of a workflow a summary reads
 HISTORY_KEEP = 200  # entries kept per workflow name; older ones go when a run is recorded

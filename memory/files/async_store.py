@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from tutti_mcp.memory.connection import Database
-from tutti_mcp.memory.files import CLIENT, MemoryFiles
-from tutti_mcp.memory.memory_tool import run_command
-from tutti_mcp.memory.paths import GLOBAL, Limits
+from tutti_mcp.memory.files.memory_tool import run_command
+from tutti_mcp.memory.files.paths import GLOBAL, Limits
+from tutti_mcp.memory.files.store import CLIENT, MemoryFiles
 
 if TYPE_CHECKING:
-    from tutti_mcp.memory.sqlite_store import SqliteRunStore
+    from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 
 P = ParamSpec("P")
 T = TypeVar("T")

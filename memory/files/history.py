@@ -8,7 +8,14 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from tutti_mcp.memory.paths import GLOBAL, ROOT, MemoryFileError, normalize_path, parse_scope, under
+from tutti_mcp.memory.files.paths import (
+    GLOBAL,
+    ROOT,
+    MemoryFileError,
+    normalize_path,
+    parse_scope,
+    under,
+)
 
 
 @dataclass(frozen=True)

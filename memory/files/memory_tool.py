@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tutti_mcp.memory.files import CLIENT, MemoryFiles
-from tutti_mcp.memory.paths import GLOBAL, MemoryFileError
+from tutti_mcp.memory.files.paths import GLOBAL, MemoryFileError
+from tutti_mcp.memory.files.store import CLIENT, MemoryFiles
 
 COMMANDS = ("view", "create", "str_replace", "insert", "delete", "rename")
 

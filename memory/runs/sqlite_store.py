@@ -16,11 +16,11 @@ from typing import Any
 
 import anyio
 
-from tutti_mcp.memory import history, ownership
 from tutti_mcp.memory.connection import Database
-from tutti_mcp.memory.history import HistoryEntry, HistoryWriteError, WorkflowHistory
-from tutti_mcp.memory.owner import owner_alive
-from tutti_mcp.memory.records import (
+from tutti_mcp.memory.runs import history, ownership
+from tutti_mcp.memory.runs.history import HistoryEntry, HistoryWriteError, WorkflowHistory
+from tutti_mcp.memory.runs.owner import owner_alive
+from tutti_mcp.memory.runs.records import (
     Checkpoint,
     Claim,
     Event,
@@ -29,8 +29,8 @@ from tutti_mcp.memory.records import (
     StepRecord,
     StepStatus,
 )
-from tutti_mcp.memory.rows import Op, dump, event_op, load, run_from_row
-from tutti_mcp.memory.run_store import RUN_FIELDS, STEP_FIELDS, RunNotFound
+from tutti_mcp.memory.runs.rows import Op, dump, event_op, load, run_from_row
+from tutti_mcp.memory.runs.store import RUN_FIELDS, STEP_FIELDS, RunNotFound
 
 _JSON_FIELDS = frozenset({"metrics", "inputs", "spec", "detail"})
 
@@ -372,7 +372,7 @@ class SqliteRunStore:
         )
         return [(r[0], r[1], Event(run_id, r[2], r[3], load(r[4]))) for r in rows]
 
-    # -- workflow history (memory/history.py) -----------------------------------------------
+    # -- workflow history (memory/runs/history.py) -----------------------------------------------
     async def record_history(self, entry: HistoryEntry) -> None:
         """Store a finished run's entry in a transaction of its own, outside group commit,
         so that a failure here cannot fail the checkpoints of other runs."""

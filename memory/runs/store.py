@@ -1,14 +1,14 @@
 """The run store's interface, which the engine programs against, and the one error every
-store raises for an unknown run. The stores: memory/sqlite_store.py (durable) and
-memory/mem_store.py (plain dicts)."""
+store raises for an unknown run. The stores: memory/runs/sqlite_store.py (durable) and
+memory/runs/mem_store.py (plain dicts)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from tutti_mcp.memory.history import HISTORY_WINDOW, HistoryEntry, WorkflowHistory
-from tutti_mcp.memory.records import (
+from tutti_mcp.memory.runs.history import HISTORY_WINDOW, HistoryEntry, WorkflowHistory
+from tutti_mcp.memory.runs.records import (
     Checkpoint,
     Claim,
     Event,
@@ -66,7 +66,7 @@ class RunStore(Protocol):
     ) -> list[RunRecord]: ...
     async def events(self, run_id: str, after: int = 0) -> list[tuple[int, float, Event]]: ...
     async def flush(self) -> None: ...
-    # Workflow memory (memory/history.py). `record_history` replaces the run's entry, so
+    # Workflow memory (memory/runs/history.py). `record_history` replaces the run's entry, so
     # a resumed run that finishes again is counted once; it raises HistoryWriteError.
     async def record_history(self, entry: HistoryEntry) -> None: ...
     async def workflow_history(

@@ -1,4 +1,4 @@
-"""What the run store keeps: statuses and records (the interface is memory/run_store.py)."""
+"""What the run store keeps: statuses and records (the interface is memory/runs/store.py)."""
 
 from __future__ import annotations
 

@@ -31,9 +31,9 @@ from tutti_mcp.engine.plan import Plan, make_plan, resolved_executor
 from tutti_mcp.engine.runner import EventSink, RunExecution
 from tutti_mcp.engine.spec import ExecutorKind, InputSpec, Step, WorkflowSpec, parse_spec
 from tutti_mcp.engine.workflow import Workflow, compile_workflow
-from tutti_mcp.memory.history import WorkflowHistory
-from tutti_mcp.memory.owner import current_owner, owner_alive
-from tutti_mcp.memory.records import (
+from tutti_mcp.memory.runs.history import WorkflowHistory
+from tutti_mcp.memory.runs.owner import current_owner, owner_alive
+from tutti_mcp.memory.runs.records import (
     Checkpoint,
     Claim,
     RunRecord,
@@ -41,7 +41,7 @@ from tutti_mcp.memory.records import (
     StepRecord,
     StepStatus,
 )
-from tutti_mcp.memory.run_store import RunStore
+from tutti_mcp.memory.runs.store import RunStore
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from tutti_mcp.memory.records import Event, RunRecord, RunStatus
+from tutti_mcp.memory.runs.records import Event, RunRecord, RunStatus
 
 Op = tuple[str, tuple[Any, ...]]
 

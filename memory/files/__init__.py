@@ -1,0 +1,1 @@
+"""Memory files: Anthropic's memory-tool semantics over SQLite, with search and history."""

@@ -1,0 +1,1 @@
+"""The run store: runs, steps, checkpoints, events and workflow history."""
