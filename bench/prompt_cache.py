@@ -36,8 +36,9 @@ import anthropic  # noqa: E402
 from common import Recorder  # noqa: E402
 
 from tests.fake_anthropic import FakeAnthropic, estimated  # noqa: E402
+from tutti_mcp.engine.config import EngineConfig  # noqa: E402
 from tutti_mcp.engine.executors.prompt import PromptExecutor  # noqa: E402
-from tutti_mcp.engine.service import Engine, EngineConfig  # noqa: E402
+from tutti_mcp.engine.service import Engine  # noqa: E402
 from tutti_mcp.engine.spec import ExecutorKind  # noqa: E402
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore  # noqa: E402
 

@@ -66,8 +66,7 @@ class RunCore:
         client_failed = [
             s
             for s in self.wf.order
-            if steps[s].status is StepStatus.FAILED
-            and (steps[s].detail or {}).get("reported_by_client")
+            if steps[s].status is StepStatus.FAILED and steps[s].reported_by_client
         ]
         for sid in client_failed:
             self.status[sid] = StepStatus.WAITING
@@ -91,7 +90,8 @@ class RunCore:
                 self._push(sid)
 
     def succeeded(self, sid: str, status: StepStatus = StepStatus.SUCCEEDED) -> list[str]:
-        """A step committed its output. Returns fallback steps that are no longer needed."""
+        """A step committed its output. Returns fallback steps that are no longer needed
+        (now skipped)."""
         self.status[sid] = status
         primary = self.wf.fallback_of.get(sid)
         if primary is not None:  # a fallback stood in for its primary
@@ -100,7 +100,10 @@ class RunCore:
             return []
         self._settle(sid, satisfied=True)
         fb = self.wf.steps[sid].fallback
-        return [fb] if fb and self.status[fb] is StepStatus.PENDING else []
+        if fb and self.status[fb] is StepStatus.PENDING:
+            self.status[fb] = StepStatus.SKIPPED
+            return [fb]
+        return []
 
     def skipped(self, sid: str) -> None:
         self.status[sid] = StepStatus.SKIPPED
@@ -137,6 +140,10 @@ class RunCore:
 
     def waiting(self, sid: str) -> None:
         self.status[sid] = StepStatus.WAITING
+
+    def stop(self, reason: str) -> None:
+        """Start no more steps (a budget ran out, say); the run fails with `reason`."""
+        self.stop_reason = reason
 
     # -- questions -------------------------------------------------------------------------
     def pop_ready(self) -> Decision | None:

@@ -81,6 +81,33 @@ class StepResultMissing(TuttiError):
         )
 
 
+class UnknownStep(TuttiError):
+    """A step id that the run does not have (fork from it, complete it)."""
+
+    def __init__(self, run_id: str, step_id: str, known: list[str]) -> None:
+        self.run_id, self.step_id = run_id, step_id
+        super().__init__(f"run {run_id} has no step {step_id!r} (its steps: {', '.join(known)})")
+
+
+class StepNotWaiting(TuttiError):
+    """A result was reported for a step that is not waiting for the client."""
+
+    def __init__(self, run_id: str, step_id: str, status: str) -> None:
+        self.run_id, self.step_id, self.status = run_id, step_id, status
+        super().__init__(
+            f"step {step_id!r} of run {run_id} is {status}, not waiting for the client; "
+            f"call workflow_status('{run_id}') to see which steps wait"
+        )
+
+
+class StepOutputRejected(TuttiError):
+    """A client's output for a step does not have the shape the step declares."""
+
+    def __init__(self, step_id: str, why: str) -> None:
+        self.step_id = step_id
+        super().__init__(f"step {step_id!r}: {why}")
+
+
 class UnknownRunStatus(TuttiError):
     """A run listing was filtered by a status that does not exist."""
 

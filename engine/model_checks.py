@@ -4,24 +4,22 @@ price (else the budget could not count the step: it would never stop it)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from tutti_mcp.engine.models import ModelTable
-from tutti_mcp.engine.spec import MODEL_KINDS
+from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.engine.thinking import ThinkingError, choose, thinking_params
 from tutti_mcp.engine.workflow import Workflow
 
 
-def api_step_problems(wf: Workflow, models: ModelTable, on_api: Callable[[str], bool]) -> list[str]:
-    """One line per problem of the steps that run on the Anthropic API (`on_api`)."""
+def api_step_problems(wf: Workflow, models: ModelTable) -> list[str]:
+    """One line per problem of the steps that run on the Anthropic API."""
     spec = wf.spec
     problems: list[str] = []
     unpriced: list[str] = []
     for sid in wf.order:
         step = wf.steps[sid]
-        if step.executor not in MODEL_KINDS or not on_api(sid):
+        if wf.executors[sid] is not ExecutorKind.PROMPT:
             continue
-        model = models.resolve(step.model or spec.defaults.model)
+        model = models.resolve(wf.model_ids[sid])
         mode = choose(step, spec, wf.upstream_refs.get(sid, 0)).mode
         try:
             thinking_params(mode, model, step.max_tokens)

@@ -3,14 +3,14 @@ and the graph as Mermaid. Pure functions over a validated `Workflow`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from tutti_mcp.engine.branches import alternatives, worst_case_s
 from tutti_mcp.engine.models import ModelTable
-from tutti_mcp.engine.spec import MODEL_KINDS, ExecutorKind, Mode, Step, ThinkingMode, WorkflowSpec
+from tutti_mcp.engine.spec import MODEL_KINDS, ExecutorKind, Mode, ThinkingMode
 from tutti_mcp.engine.thinking import (
     MAX_TOKENS,
     ThinkingChoice,
@@ -116,16 +116,6 @@ def choose_mode(wf: Workflow) -> tuple[Mode, str]:
     return Mode.CHAIN, "chain: plain dependencies, no conditions"
 
 
-def resolved_executor(step: Step, spec: WorkflowSpec, model_executor: ExecutorKind) -> ExecutorKind:
-    """Where a step runs: its `run`, else, for a model step, the spec's
-    `defaults.model_executor` or `model_executor` (the engine's); else by its fields."""
-    if step.run is not None:
-        return step.run
-    if step.executor is ExecutorKind.PROMPT:
-        return spec.defaults.model_executor or model_executor
-    return step.executor
-
-
 def _mermaid(wf: Workflow, critical: set[str], kinds: Mapping[str, ExecutorKind]) -> str:
     lines = ["flowchart TD"]
     for sid in wf.order:
@@ -149,13 +139,12 @@ def make_plan(
     wf: Workflow,
     models: ModelTable | None = None,
     history_s: Mapping[str, float] | None = None,
-    model_executor: ExecutorKind = ExecutorKind.PROMPT,
 ) -> Plan:
     """Plan a validated workflow. `history_s` gives measured durations from earlier runs;
-    model steps run on `model_executor` unless the step or the spec's defaults say."""
+    `models` describes what each model accepts (the workflow names the models)."""
     models = models or ModelTable()
     spec = wf.spec
-    kinds = {sid: resolved_executor(wf.steps[sid], spec, model_executor) for sid in wf.order}
+    kinds = wf.executors
     history_s = history_s or {}
     est: dict[str, float] = {}
     source: dict[str, EstimateSource] = {}
@@ -170,7 +159,7 @@ def make_plan(
         params[sid] = (None, None)
         if kind in MODEL_KINDS:
             choice = choose(step, spec, wf.upstream_refs.get(sid, 0))
-            model = models.resolve(step.model or spec.defaults.model)
+            model = models.resolve(wf.model_ids[sid])
             model_name = model.id
             try:
                 chosen = thinking_params(choice.mode, model, step.max_tokens)
@@ -266,17 +255,15 @@ TYPICAL_OUTPUT = {
 _UPSTREAM_TOKENS = 1_000  # assumed size of one upstream output a prompt reads
 
 
-def estimate_cost(
-    wf: Workflow, plan: Plan, models: ModelTable, on_api: Callable[[str], bool]
-) -> dict[str, Any]:
-    """A cost range for the steps that run on the Anthropic API (`on_api(step_id)`): the
+def estimate_cost(wf: Workflow, plan: Plan, models: ModelTable) -> dict[str, Any]:
+    """A cost range for the steps that run on the Anthropic API: the
     prompt's size plus upstream outputs in, typical to max_tokens out, at table prices.
     Steps on the client's own model (client, sampling) cost nothing here."""
     steps: dict[str, Any] = {}
     low = high = 0.0
     unpriced: list[str] = []
     for sid, sp in plan.steps.items():
-        if sp.thinking is None or not on_api(sid):
+        if sp.thinking is None or wf.executors[sid] is not ExecutorKind.PROMPT:
             continue
         step = wf.steps[sid]
         model = models.resolve(sp.model)

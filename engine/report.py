@@ -184,8 +184,8 @@ def recovery_plan(run: RunRecord) -> dict[str, Any] | None:
         s.step_id: {
             "error": s.error,
             "attempts": s.attempts,
-            "kind": (s.detail or {}).get("error_kind"),
-            "retryable": (s.detail or {}).get("retryable"),
+            "kind": s.failure.get("error_kind"),
+            "retryable": s.failure.get("retryable"),
             "hint": _hint(s),
         }
         for s in run.steps.values()
@@ -204,7 +204,7 @@ def recovery_plan(run: RunRecord) -> dict[str, Any] | None:
 
 
 def _hint(s: StepRecord) -> str:
-    kind = (s.detail or {}).get("error_kind")
+    kind = s.failure.get("error_kind")
     if kind == "timeout":
         return "raise the step's `timeout` or make it do less, then resume"
     if kind == "exit_code":
@@ -269,7 +269,7 @@ def markdown_report(run: RunRecord) -> str:
     ]
     for s in run.steps.values():
         secs = "" if s.duration_s is None else f"{s.duration_s:.3f}"
-        note = (s.error or (s.detail or {}).get("reason") or "").replace("|", "\\|")
+        note = (s.error or s.skip_reason or "").replace("|", "\\|")
         note = note.replace("\n", " ")[:120]
         lines.append(
             f"| {s.step_id} | {s.status.value} | {s.attempts} | {secs} | {s.executor or ''} | {note} |"

@@ -1,35 +1,34 @@
-"""The engine's public API: validate and plan specs, start, resume, cancel runs, and
-complete client-executed steps. Executors and the store are injected."""
+"""The engine's service: validate and plan specs, create, claim, execute, resume, fork and
+cancel runs, and complete client-executed steps. Executors and the store are injected."""
 
 from __future__ import annotations
 
-import json
-import random
 import secrets
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import anyio
 import networkx as nx
 
+from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import (
     ConfigurationError,
-    Problem,
     RunStateError,
-    SpecError,
     StepError,
+    StepNotWaiting,
+    StepOutputRejected,
+    UnknownStep,
 )
+from tutti_mcp.engine.execution.context import EventSink, PreparedRun, RunContext
+from tutti_mcp.engine.execution.runner import RunExecution
 from tutti_mcp.engine.executors.base import StepExecutor
-from tutti_mcp.engine.model_catalog import ModelCatalog
+from tutti_mcp.engine.inputs import coerce_inputs
 from tutti_mcp.engine.model_checks import api_step_problems
-from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.outputs import shape_output
-from tutti_mcp.engine.plan import Plan, make_plan, resolved_executor
-from tutti_mcp.engine.runner import EventSink, RunExecution
-from tutti_mcp.engine.spec import ExecutorKind, InputSpec, Step, WorkflowSpec, parse_spec
+from tutti_mcp.engine.plan import Plan, make_plan
+from tutti_mcp.engine.spec import ExecutorKind, WorkflowSpec, parse_spec
 from tutti_mcp.engine.workflow import Workflow, compile_workflow
 from tutti_mcp.memory.runs.history import WorkflowHistory
 from tutti_mcp.memory.runs.owner import current_owner, owner_alive
@@ -44,85 +43,14 @@ from tutti_mcp.memory.runs.records import (
 from tutti_mcp.memory.runs.store import RunStore
 
 
-@dataclass
-class EngineConfig:
-    models: ModelTable = field(default_factory=ModelTable)
-    # Asks the Models API about the models a run uses (None: the table alone decides).
-    catalog: ModelCatalog | None = None
-    # Where steps that need a model run when they do not say (`run:`): prompt or client.
-    model_executor: ExecutorKind = ExecutorKind.PROMPT
-    max_concurrency: int = 64
-    executor_limits: dict[ExecutorKind, int] = field(
-        default_factory=lambda: {
-            ExecutorKind.PROMPT: 8,
-            ExecutorKind.SHELL: 8,
-            ExecutorKind.SAMPLING: 4,
-        }
-    )
-    workspace: Path = field(default_factory=Path.cwd)
-    client_poll_s: float = 1.0
-    clock: Callable[[], float] = time.time
-    rand: Callable[[], float] = random.random
-    # Said when a model step has no executor: how to configure one.
-    missing_model_hint: str = (
-        "set ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL for a proxy) to run them on the Anthropic "
-        "API, or set `run: client` on those steps (or `defaults.model_executor: client`) to hand "
-        "them to the calling client"
-    )
-
-
 def new_run_id() -> str:
     return "run_" + time.strftime("%Y%m%d") + "_" + secrets.token_hex(4)
 
 
-def coerce_inputs(spec: WorkflowSpec, given: Mapping[str, Any]) -> dict[str, Any]:
-    """Declared inputs with defaults applied and CLI strings converted to their type."""
-    problems: list[Problem] = []
-    out: dict[str, Any] = {}
-    for name in given:
-        if name not in spec.inputs:
-            declared = ", ".join(spec.inputs) or "none"
-            problems.append(
-                Problem(f"inputs.{name}", f"unknown input (the workflow declares: {declared})")
-            )
-    for name, decl in spec.inputs.items():
-        if name in given:
-            try:
-                out[name] = _coerce(decl, given[name])
-            except ValueError as exc:
-                problems.append(Problem(f"inputs.{name}", str(exc)))
-        elif decl.required and decl.default is None:
-            problems.append(
-                Problem(f"inputs.{name}", f"required input is missing: pass --input {name}=VALUE")
-            )
-        else:
-            out[name] = decl.default
-    if problems:
-        raise SpecError(problems)
-    return out
-
-
-def _coerce(decl: InputSpec, value: Any) -> Any:
-    if not isinstance(value, str) or decl.type == "string":
-        return value
-    try:
-        if decl.type == "integer":
-            return int(value)
-        if decl.type == "number":
-            return float(value)
-        if decl.type == "boolean":
-            low = value.lower()
-            if low in ("true", "1", "yes", "on"):
-                return True
-            if low in ("false", "0", "no", "off"):
-                return False
-            raise ValueError(value)
-        return json.loads(value)
-    except (ValueError, json.JSONDecodeError):
-        raise ValueError(f"expected {decl.type}, got {value!r}") from None
-
-
 class Engine:
+    """Creates, claims and executes runs in this process; executors and the store are
+    injected. The supervisor (engine/supervisor.py) owns runs that outlive a call."""
+
     def __init__(
         self,
         store: RunStore,
@@ -132,42 +60,39 @@ class Engine:
         self.store = store
         self.executors = dict(executors)
         self.config = config or EngineConfig()
+        self.context = RunContext(store, self.executors, self.config)
         self.live: dict[str, RunExecution] = {}
-        # runs created here and not yet executed: their plan and initial record
-        self._compiled: dict[str, tuple[Workflow, Plan, RunRecord]] = {}
-        # runs claimed here and not executing yet: their record and status before the claim
-        self._claimed: dict[str, tuple[RunRecord, RunStatus]] = {}
+        self._claimed: set[str] = set()  # claimed here, not executing yet
 
-    # -- specs -----------------------------------------------------------------------------
-    def compile(self, spec: WorkflowSpec | Mapping[str, Any]) -> Workflow:
+    # -- specs -------------------------------------------------------------------------------
+    def compile(self, spec: Workflow | WorkflowSpec | Mapping[str, Any]) -> Workflow:
+        """Validate a spec and decide, once, where each step runs and on which model."""
+        if isinstance(spec, Workflow):
+            return spec
         if not isinstance(spec, WorkflowSpec):
             spec = parse_spec(dict(spec))
-        return compile_workflow(spec)
+        cfg = self.config
+        return compile_workflow(spec, model_executor=cfg.model_executor, models=cfg.models)
 
     def plan(self, wf: Workflow, history_s: Mapping[str, float] | None = None) -> Plan:
-        return make_plan(wf, self.config.models, history_s, self.config.model_executor)
+        return make_plan(wf, self.config.models, history_s)
 
     async def plan_with_history(self, wf: Workflow) -> tuple[Plan, WorkflowHistory]:
         """The plan with the median step durations of the workflow's recent runs as its
         estimates (where a step gives none): critical path and priorities follow them."""
         if self.config.catalog is not None:
             await self.config.catalog.ensure(
-                wf.steps[sid].model or wf.spec.defaults.model
-                for sid in wf.order
-                if self.executor_kind(wf.steps[sid], wf.spec) is ExecutorKind.PROMPT
+                wf.model_ids[sid] for sid in wf.on(ExecutorKind.PROMPT)
             )
         history = await self.store.workflow_history(wf.spec.name)
         return self.plan(wf, history.durations()), history
-
-    def executor_kind(self, step: Step, spec: WorkflowSpec) -> ExecutorKind:
-        return resolved_executor(step, spec, self.config.model_executor)
 
     def preflight(self, wf: Workflow) -> None:
         """Fail before anything runs when a step's executor is not available here."""
         problems = []
         missing: dict[ExecutorKind, list[str]] = {}
         for sid in wf.order:
-            kind = self.executor_kind(wf.steps[sid], wf.spec)
+            kind = wf.executors[sid]
             if kind not in self.executors:
                 missing.setdefault(kind, []).append(sid)
         for kind, sids in missing.items():
@@ -187,30 +112,27 @@ class Engine:
                     f"steps {names} need the {kind.value} executor, which is not available here"
                 )
         for sid in wf.order:  # what each executor cannot do (a program not allowed, memory)
-            kind = self.executor_kind(wf.steps[sid], wf.spec)
-            checker = getattr(self.executors.get(kind), "check_step", None)
+            checker = getattr(self.executors.get(wf.executors[sid]), "check_step", None)
             msg = checker(wf.steps[sid]) if checker is not None else None
             if msg:
                 problems.append(f"step {sid!r}: {msg}")
-        problems += api_step_problems(
-            wf,
-            self.config.models,
-            lambda sid: self.executor_kind(wf.steps[sid], wf.spec) is ExecutorKind.PROMPT,
-        )
+        problems += api_step_problems(wf, self.config.models)
         if problems:
             raise ConfigurationError(
                 "cannot run this workflow:\n" + "\n".join(f"  - {p}" for p in problems)
             )
 
-    # -- runs ------------------------------------------------------------------------------
-    async def create_run(
+    # -- runs --------------------------------------------------------------------------------
+    async def create(
         self,
-        spec: WorkflowSpec | Mapping[str, Any],
+        spec: Workflow | WorkflowSpec | Mapping[str, Any],
         inputs: Mapping[str, Any] | None = None,
         *,
         parent_run_id: str | None = None,
         run_id: str | None = None,
-    ) -> str:
+    ) -> PreparedRun:
+        """Store a new run, pending; returns it prepared (compiled and planned) for
+        `execute` in this process. Nothing runs yet."""
         wf = self.compile(spec)
         self.preflight(wf)
         values = coerce_inputs(wf.spec, inputs or {})
@@ -226,9 +148,17 @@ class Engine:
         )
         await self.store.create_run(run, wf.order)
         run.steps = {sid: StepRecord(sid) for sid in wf.order}
-        # planned here, outside the run; execute() in this process starts from this state
-        self._compiled[run.id] = (wf, (await self.plan_with_history(wf))[0], run)
-        return run.id
+        plan, _ = await self.plan_with_history(wf)
+        return PreparedRun(run, wf, plan)
+
+    async def create_run(
+        self,
+        spec: Workflow | WorkflowSpec | Mapping[str, Any],
+        inputs: Mapping[str, Any] | None = None,
+        **kw: Any,
+    ) -> str:
+        """`create`, for callers that keep only the id (`execute(run_id)` loads it again)."""
+        return (await self.create(spec, inputs, **kw)).run_id
 
     def _stored_spec(self, spec: WorkflowSpec) -> dict[str, Any]:
         """The spec as stored with the run, with where its model steps run made explicit, so
@@ -247,28 +177,27 @@ class Engine:
         return await self.store.load_run(run_id)
 
     async def execute(
-        self, run_id: str, *, attached: bool = False, on_event: EventSink | None = None
+        self,
+        run: str | PreparedRun,
+        *,
+        attached: bool = False,
+        on_event: EventSink | None = None,
     ) -> RunRecord:
         """Run (or continue) a run until it rests: finished, failed, cancelled, or (when not
-        `attached`) waiting for client steps. Returns the stored record with metrics.
-        The run is claimed for this process first, unless `claim` has done that."""
-        cached = self._compiled.pop(run_id, None)
-        if run_id not in self._claimed:
-            await (self._take(cached[2]) if cached else self.claim(run_id))
-        run, previous = self._claimed[run_id]
+        `attached`) waiting for client steps. Returns the record with metrics. A run id
+        is claimed first; a prepared run is claimed unless `claim` prepared it."""
+        prepared = run if isinstance(run, PreparedRun) else await self.claim(run)
+        if prepared.claimed_from is None:
+            await self._take(prepared.run)
+            prepared.claimed_from = RunStatus.PENDING
+        run_id = prepared.run_id
         try:
-            if cached:
-                wf, plan = cached[0], cached[1]
-            else:
-                wf = self.compile(run.spec)
-                plan, _ = await self.plan_with_history(wf)
-            self.preflight(wf)
-            execution = RunExecution(self, run, wf, plan, attached=attached, on_event=on_event)
+            execution = RunExecution(self.context, prepared, attached=attached, on_event=on_event)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await self._release(run_id, previous)
+                await self._release(run_id, prepared.claimed_from)
             raise
-        del self._claimed[run_id]
+        self._claimed.discard(run_id)
         self.live[run_id] = execution
         try:
             await execution.execute()
@@ -278,15 +207,14 @@ class Engine:
 
     async def run(
         self,
-        spec: WorkflowSpec | Mapping[str, Any],
+        spec: Workflow | WorkflowSpec | Mapping[str, Any],
         inputs: Mapping[str, Any] | None = None,
         **kw: Any,
     ) -> RunRecord:
-        return await self.execute(await self.create_run(spec, inputs), **kw)
+        return await self.execute(await self.create(spec, inputs), **kw)
 
     async def resume(self, run_id: str, **kw: Any) -> RunRecord:
-        await self.claim(run_id)
-        return await self.execute(run_id, **kw)
+        return await self.execute(await self.claim(run_id), **kw)
 
     async def check_resumable(self, run_id: str) -> RunRecord:
         """Raise unless the run can be resumed here and now (a run left `running` by a dead
@@ -304,15 +232,26 @@ class Engine:
             )
         return run
 
-    async def claim(self, run_id: str) -> RunRecord:
+    async def claim(self, run_id: str) -> PreparedRun:
         """Make this process the one that executes the run, before anything runs: after
         `check_resumable`, one compare-and-set in the store, so of two processes (or
         tasks) resuming a run at once exactly one gets it; the other gets the error that
-        the run is running elsewhere. The run then reads `running` to everyone; `execute`
-        runs it (or gives it back if it cannot start)."""
-        return await self._take(await self.check_resumable(run_id))
+        the run is running elsewhere. The run then reads `running` to everyone. Returns it
+        prepared for `execute`; a run that cannot start here is given back as it was."""
+        run = await self.check_resumable(run_id)
+        previous = await self._take(run)
+        try:
+            wf = self.compile(run.spec)
+            plan, _ = await self.plan_with_history(wf)
+            self.preflight(wf)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._release(run_id, previous)
+            raise
+        return PreparedRun(run, wf, plan, claimed_from=previous)
 
-    async def _take(self, run: RunRecord) -> RunRecord:
+    async def _take(self, run: RunRecord) -> RunStatus:
+        """Claim `run` in the store for this process; returns its status before."""
         if run.id in self.live or run.id in self._claimed:
             raise RunStateError(f"run {run.id} is already running in this process")
         previous = run.status
@@ -324,13 +263,13 @@ class Engine:
         if not claim.won:  # another process, or another task here, has it
             raise _lost(run.id, claim)
         run.status, run.owner = RunStatus.RUNNING, owner
-        self._claimed[run.id] = (run, previous)
-        return run
+        self._claimed.add(run.id)
+        return previous
 
     async def _release(self, run_id: str, previous: RunStatus) -> None:
         """Give back a claimed run that could not start: as it was, or interrupted if it
         was left running by a dead process."""
-        del self._claimed[run_id]
+        self._claimed.discard(run_id)
         status = RunStatus.INTERRUPTED if previous is RunStatus.RUNNING else previous
         await self.store.set_run(run_id, status=status, owner=None)
 
@@ -347,10 +286,7 @@ class Engine:
         parent = await self.load(run_id)
         wf = self.compile(parent.spec)
         if from_step is not None and from_step not in wf.steps:
-            known = ", ".join(wf.order)
-            raise StepError(
-                f"run {run_id} has no step {from_step!r} (its steps: {known})", retryable=False
-            )
+            raise UnknownStep(run_id, from_step, wf.order)
         merged = {**parent.inputs, **dict(inputs or {})}
         new_inputs = coerce_inputs(wf.spec, merged)
         changed = {k for k in new_inputs if new_inputs[k] != parent.inputs.get(k)}
@@ -366,9 +302,8 @@ class Engine:
             and parent.steps[sid].status.has_output
             and parent.steps[sid].seq is not None
         ]
+        # executed from the store (with the kept checkpoints), not from what create returns
         new_id = await self.create_run(parent.spec, new_inputs, parent_run_id=run_id)
-        # the new run starts from the store (with the kept checkpoints), not from the cache
-        self._compiled.pop(new_id, None)
         kept = [c for c in await self.store.checkpoints(run_id) if c.step_id in keep]
         for n, cp in enumerate(kept, 1):
             await self.store.commit_checkpoint(new_id, replace(cp, seq=n))
@@ -397,16 +332,16 @@ class Engine:
         run = await self.load(run_id)
         rec = run.steps.get(step_id)
         if rec is None:
-            raise StepError(f"run {run_id} has no step {step_id!r}", retryable=False)
+            raise UnknownStep(run_id, step_id, list(run.steps))
         if rec.status is not StepStatus.WAITING:
-            raise StepError(
-                f"step {step_id!r} of run {run_id} is {rec.status.value}, not waiting for the client",
-                retryable=False,
-            )
+            raise StepNotWaiting(run_id, step_id, rec.status.value)
         wf = self.compile(run.spec)
         now = self.config.clock()
         if error is None:
-            value = shape_output(wf.steps[step_id], output)
+            try:
+                value = shape_output(wf.steps[step_id], output)
+            except StepError as exc:
+                raise StepOutputRejected(step_id, str(exc)) from None
             cp = Checkpoint(
                 step_id,
                 0,

@@ -11,38 +11,61 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from tutti_mcp.engine.errors import RunNotFoundError, RunStateError, TuttiError
+from tutti_mcp.engine.errors import (
+    ConfigurationError,
+    RunNotFoundError,
+    RunStateError,
+    TuttiError,
+)
+from tutti_mcp.engine.execution.context import PreparedRun
+from tutti_mcp.engine.plan import Plan, estimate_cost
 from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import WorkflowSpec
+from tutti_mcp.engine.workflow import Workflow
+from tutti_mcp.memory.runs.history import WorkflowHistory
 from tutti_mcp.memory.runs.owner import owner_alive
-from tutti_mcp.memory.runs.records import RunRecord, RunStatus
+from tutti_mcp.memory.runs.records import Checkpoint, EventKind, RunRecord, RunStatus
 
 log = logging.getLogger("tutti.supervisor")
 
 # Events that change what a watcher sees: a step settles or waits, the run ends.
 _CHANGES = frozenset(
     {
-        "step_succeeded",
-        "step_degraded",
-        "step_failed",
-        "step_skipped",
-        "step_waiting",
-        "run_succeeded",
-        "run_failed",
-        "run_cancelled",
-        "run_interrupted",
-        "run_waiting",
+        EventKind.STEP_SUCCEEDED,
+        EventKind.STEP_DEGRADED,
+        EventKind.STEP_FAILED,
+        EventKind.STEP_SKIPPED,
+        EventKind.STEP_WAITING,
+        EventKind.RUN_SUCCEEDED,
+        EventKind.RUN_FAILED,
+        EventKind.RUN_CANCELLED,
+        EventKind.RUN_INTERRUPTED,
+        EventKind.RUN_WAITING,
     }
 )
 ReportProgress = Callable[[int, int, str], Awaitable[None]]
 # A run of quick steps changes thousands of times a second; a client needs far fewer updates.
 PROGRESS_EVERY_S = 0.1
+
+
+# Runs whose client tasks are open: completing one carries the run on.
+TAKES_RESULTS = frozenset({RunStatus.RUNNING, RunStatus.WAITING, RunStatus.INTERRUPTED})
+
+
+@dataclass(frozen=True)
+class PlannedSpec:
+    workflow: Workflow
+    plan: Plan
+    history: WorkflowHistory
+    cost: dict[str, Any]  # estimate_cost's range for the steps on the Anthropic API
+    blocker: str | None  # why it cannot run here yet (None: it can)
 
 
 @dataclass
@@ -55,8 +78,8 @@ class _Watch:
     changed: anyio.Event = field(default_factory=anyio.Event)
     executing: anyio.Event = field(default_factory=anyio.Event)  # set once live, or finished
 
-    def on_event(self, kind: str, step_id: str | None, data: dict[str, Any]) -> None:
-        if kind == "run_started":
+    def on_event(self, kind: EventKind, step_id: str | None, data: dict[str, Any]) -> None:
+        if kind is EventKind.RUN_STARTED:
             self.executing.set()
         if kind in _CHANGES:
             self.last = f"{step_id} {kind[5:]}" if step_id else f"run {kind[4:]}"
@@ -93,20 +116,20 @@ class RunSupervisor:
     # `before` is called with the run id just before the run starts executing.
     async def start(
         self,
-        spec: WorkflowSpec | Mapping[str, Any],
+        spec: Workflow | WorkflowSpec | Mapping[str, Any],
         inputs: Mapping[str, Any] | None = None,
         before: Callable[[str], None] | None = None,
     ) -> str:
-        run_id = await self.engine.create_run(spec, inputs)
-        self._launch(run_id, before)
-        return run_id
+        prepared = await self.engine.create(spec, inputs)
+        self._launch(prepared, before)
+        return prepared.run_id
 
     async def resume(self, run_id: str, before: Callable[[str], None] | None = None) -> RunRecord:
         """Claim the run (so that from the answer on, everyone reads it `running`), then
         launch it."""
-        run = await self.engine.claim(run_id)
-        self._launch(run_id, before)
-        return run
+        prepared = await self.engine.claim(run_id)
+        self._launch(prepared, before)
+        return prepared.run
 
     async def fork(
         self,
@@ -119,15 +142,17 @@ class RunSupervisor:
         self._launch(new_id, before)
         return new_id, kept
 
-    def _launch(self, run_id: str, before: Callable[[str], None] | None) -> None:
+    def _launch(self, run: str | PreparedRun, before: Callable[[str], None] | None) -> None:
+        run_id = run if isinstance(run, str) else run.run_id
         if before is not None:
             before(run_id)
         watch = self.watches[run_id] = _Watch()
-        self.tg.start_soon(self._execute, run_id, watch, name=f"run {run_id}")
+        self.tg.start_soon(self._execute, run, watch, name=f"run {run_id}")
 
-    async def _execute(self, run_id: str, watch: _Watch) -> None:
+    async def _execute(self, run: str | PreparedRun, watch: _Watch) -> None:
+        run_id = run if isinstance(run, str) else run.run_id
         try:
-            await self.engine.execute(run_id, attached=True, on_event=watch.on_event)
+            await self.engine.execute(run, attached=True, on_event=watch.on_event)
         except (TuttiError, RunNotFoundError) as exc:
             watch.error = str(exc)
             log.warning("run %s could not execute: %s", run_id, exc)
@@ -143,6 +168,25 @@ class RunSupervisor:
             # the store has the rest: keep only what it lacks (and not a newer launch's watch)
             if watch.error is None and self.watches.get(run_id) is watch:
                 del self.watches[run_id]
+
+    async def complete(
+        self,
+        run_id: str,
+        step_id: str,
+        output: Any,
+        error: str | None,
+        before: Callable[[str], None] | None = None,
+    ) -> None:
+        """A client step's result. The run carries on: at once when it executes here; a
+        run no live process executes is resumed here (a process executing it elsewhere
+        picks the result up from the store)."""
+        await self.engine.complete_step(run_id, step_id, output=output, error=error)
+        if self.live(run_id):
+            return
+        run = await self.engine.load(run_id)
+        if run.status in TAKES_RESULTS:
+            with suppress(RunStateError):  # claimed meanwhile by someone else: theirs now
+                await self.resume(run_id, before)
 
     # -- steering --------------------------------------------------------------------------
     async def cancel(self, run_id: str, wait_s: float = 5.0) -> RunRecord:
@@ -169,6 +213,31 @@ class RunSupervisor:
             run_id, status=RunStatus.CANCELLED, error="cancelled on request", owner=None
         )
         return await self.engine.load(run_id)
+
+    # -- reading -----------------------------------------------------------------------------
+    async def plan(self, spec: Workflow | WorkflowSpec | Mapping[str, Any]) -> PlannedSpec:
+        """A spec's plan, cost range, history, and what keeps it from running here (None:
+        nothing)."""
+        engine = self.engine
+        wf = engine.compile(spec)
+        plan, history = await engine.plan_with_history(wf)
+        try:
+            engine.preflight(wf)
+            blocker = None
+        except ConfigurationError as exc:  # a configuration gap, not a spec error
+            blocker = str(exc)
+        cost = estimate_cost(wf, plan, engine.config.models)
+        return PlannedSpec(wf, plan, history, cost, blocker)
+
+    async def load(self, run_id: str) -> RunRecord:
+        return await self.engine.load(run_id)
+
+    async def list_runs(self, status: RunStatus | None, limit: int) -> list[RunRecord]:
+        return await self.engine.store.list_runs(status, limit)
+
+    async def checkpoints(self, run_id: str) -> list[Checkpoint]:
+        await self.engine.load(run_id)  # a clear error for an unknown run
+        return await self.engine.store.checkpoints(run_id)
 
     # -- watching --------------------------------------------------------------------------
     def live(self, run_id: str) -> bool:

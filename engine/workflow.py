@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from tutti_mcp.engine.errors import Problem, SpecError, TemplateError
-from tutti_mcp.engine.spec import BuiltinOp, ExecutorKind, Mode, Step, WorkflowSpec
+from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.spec import MODEL_KINDS, BuiltinOp, ExecutorKind, Mode, Step, WorkflowSpec
 from tutti_mcp.engine.templating import STEP_FIELDS, Reference, references, unwrap_condition
 
 SUPPORTED_MODES = frozenset({Mode.AUTO, Mode.CHAIN, Mode.FLOW})
@@ -21,7 +22,9 @@ SUPPORTED_MODES = frozenset({Mode.AUTO, Mode.CHAIN, Mode.FLOW})
 
 @dataclass
 class Workflow:
-    """A validated spec with its dependency graph."""
+    """A validated spec with its dependency graph, and where each step runs and on which
+    model: decided once, here, and read by the plan, the cost estimate, the preflight
+    checks and the runner alike."""
 
     spec: WorkflowSpec
     steps: dict[str, Step]
@@ -32,6 +35,12 @@ class Workflow:
     fallback_of: dict[str, str] = field(default_factory=dict)  # fallback step -> primary
     upstream_refs: dict[str, int] = field(default_factory=dict)  # step -> steps it reads
     input_refs: dict[str, frozenset[str]] = field(default_factory=dict)  # step -> inputs it reads
+    executors: dict[str, ExecutorKind] = field(default_factory=dict)  # step -> what runs it
+    model_ids: dict[str, str] = field(default_factory=dict)  # model step -> model id
+
+    def on(self, kind: ExecutorKind) -> list[str]:
+        """The steps that run on `kind`, in order."""
+        return [sid for sid in self.order if self.executors[sid] is kind]
 
     @property
     def graph(self) -> nx.DiGraph:
@@ -99,8 +108,25 @@ def _step_problems(step: Step, where: str) -> list[Problem]:
     return out
 
 
-def compile_workflow(spec: WorkflowSpec) -> Workflow:
-    """Validate a spec as a whole and build its graph; raise SpecError listing every problem."""
+def resolved_executor(step: Step, spec: WorkflowSpec, model_executor: ExecutorKind) -> ExecutorKind:
+    """Where a step runs: its `run`, else, for a model step, the spec's
+    `defaults.model_executor` or `model_executor` (the engine's); else by its fields."""
+    if step.run is not None:
+        return step.run
+    if step.executor is ExecutorKind.PROMPT:
+        return spec.defaults.model_executor or model_executor
+    return step.executor
+
+
+def compile_workflow(
+    spec: WorkflowSpec,
+    *,
+    model_executor: ExecutorKind = ExecutorKind.PROMPT,
+    models: ModelTable | None = None,
+) -> Workflow:
+    """Validate a spec as a whole and build its graph; raise SpecError listing every problem.
+    Model steps without a `run` go to `model_executor`; model names resolve through
+    `models` (aliases to ids)."""
     problems: list[Problem] = []
     if spec.type not in SUPPORTED_MODES:
         problems.append(
@@ -230,8 +256,15 @@ def compile_workflow(spec: WorkflowSpec) -> Workflow:
     for sid in order:
         for d in deps[sid]:
             dependents[d].append(sid)
+    table = models or ModelTable()
     return Workflow(
         spec=spec,
+        executors={sid: resolved_executor(steps[sid], spec, model_executor) for sid in order},
+        model_ids={
+            sid: table.model_id(steps[sid].model or spec.defaults.model)
+            for sid in order
+            if steps[sid].executor in MODEL_KINDS
+        },
         steps=steps,
         deps={k: tuple(v) for k, v in deps.items()},
         dependents={k: tuple(v) for k, v in dependents.items()},

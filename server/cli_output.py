@@ -184,7 +184,7 @@ def _print_next(run: RunRecord, cmd: str, width: int) -> None:
     if run.status is RunStatus.WAITING:
         for s in run.steps.values():
             if s.status is StepStatus.WAITING:
-                instr = (s.detail or {}).get("instructions", "")
+                instr = s.request.get("instructions", "")
                 out.print(f"waiting for you: [bold]{s.step_id}[/bold]: {escape(short(instr, 200))}")
                 out.print(
                     f"  when done: {cmd} complete {run.id} {s.step_id} --output TEXT --resume",
@@ -208,7 +208,7 @@ def final_steps(run: RunRecord) -> list[str]:
 
 def _said(s: StepRecord) -> str:
     """What a step has to say: its error, why it waits or was skipped, or its output."""
-    return s.error or (s.detail or {}).get("reason") or _text(s.output)
+    return s.error or s.skip_reason or _text(s.output)
 
 
 def _text(value: Any) -> str:

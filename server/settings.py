@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import platformdirs
 
+from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import ConfigurationError
 from tutti_mcp.engine.executors.base import StepExecutor
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
@@ -35,7 +36,7 @@ from tutti_mcp.engine.executors.client import ClientExecutor
 from tutti_mcp.engine.executors.shell import DEFAULT_MAX_OUTPUT, ShellExecutor
 from tutti_mcp.engine.model_catalog import ModelCatalog
 from tutti_mcp.engine.models import ModelTable
-from tutti_mcp.engine.service import Engine, EngineConfig
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import MODEL_KINDS, ExecutorKind
 from tutti_mcp.engine.spec_source import DEFAULT_MAX_SPEC_BYTES, DEFAULT_MAX_SPEC_DEPTH, SpecLimits
 from tutti_mcp.memory.files.async_store import AsyncMemoryFiles

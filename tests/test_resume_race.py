@@ -25,10 +25,11 @@ import pytest
 
 from tests.line_process import LineProcess, kill_if_running
 from tests.test_durability import ROOT, cli_env
+from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import RunStateError
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
-from tutti_mcp.engine.service import Engine, EngineConfig
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.engine.supervisor import RunSupervisor
 from tutti_mcp.memory.runs.records import RunRecord, RunStatus

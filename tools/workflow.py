@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,15 +15,13 @@ import anyio
 from tutti_mcp.engine.errors import (
     ClientCannotSample,
     Problem,
-    RunStateError,
     SpecError,
     StepResultConflict,
     StepResultMissing,
     UnknownRunStatus,
 )
-from tutti_mcp.engine.plan import EstimateSource, StepPlan, estimate_cost
+from tutti_mcp.engine.plan import EstimateSource, StepPlan
 from tutti_mcp.engine.report import recovery_plan
-from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import (
     ExecutorKind,
     WorkflowSpec,
@@ -33,7 +30,7 @@ from tutti_mcp.engine.spec import (
     parse_spec,
 )
 from tutti_mcp.engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data
-from tutti_mcp.engine.supervisor import ReportProgress, RunSupervisor
+from tutti_mcp.engine.supervisor import TAKES_RESULTS, ReportProgress, RunSupervisor
 from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
 from tutti_mcp.memory.runs.history import WorkflowHistory
 from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepRecord, StepStatus
@@ -54,8 +51,6 @@ from tutti_mcp.tools.sampling import NO_SAMPLING, SamplingBroker
 MAX_WAIT_S = 45  # clients drop a call after about 60 s
 COMPLETE_WAIT_S = 10.0  # step_complete waits this long for the run to need the caller again
 PREVIEW_CHARS = 600
-# Runs whose client tasks are open: completing one carries the run on.
-_TAKES_RESULTS = frozenset({RunStatus.RUNNING, RunStatus.WAITING, RunStatus.INTERRUPTED})
 
 
 @dataclass
@@ -67,10 +62,6 @@ class ToolState:
     workspace: Path
     memory: AsyncMemoryFiles | None = None  # the memory tools' store (None: no memory tools)
     spec_limits: SpecLimits = DEFAULT_LIMITS  # TUTTI_MAX_SPEC_BYTES, TUTTI_MAX_SPEC_DEPTH
-
-    @property
-    def engine(self) -> Engine:
-        return self.supervisor.engine
 
 
 # -- specs -----------------------------------------------------------------------------------
@@ -166,19 +157,13 @@ def estimate_source(step: StepPlan, history: WorkflowHistory) -> str:
 
 
 async def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
-    engine = state.engine
-    wf = engine.compile(await load_spec_off_loop(state, spec))
-    p, history = await engine.plan_with_history(wf)
-    # the plan's executors are where the steps will run (engine.executor_kind): only the
-    # steps sent to the Messages API cost money here
-    on_api = {sid: sp.executor is ExecutorKind.PROMPT for sid, sp in p.steps.items()}
-    cost = estimate_cost(wf, p, engine.config.models, on_api.__getitem__)
+    planned = await state.supervisor.plan(await load_spec_off_loop(state, spec))
+    wf, p, history = planned.workflow, planned.plan, planned.history
     d = p.to_dict()
-    try:
-        engine.preflight(wf)
+    if planned.blocker is None:
         ready = "The spec is valid: call workflow_start with it to run it."
-    except Exception as exc:  # a configuration gap, not a spec error: say so, keep the plan
-        ready = f"The spec is valid but cannot run here yet: {exc}"
+    else:  # a configuration gap, not a spec error: say so, keep the plan
+        ready = f"The spec is valid but cannot run here yet: {planned.blocker}"
     return PlanResult(
         name=d["name"],
         mode=d["mode"],
@@ -188,7 +173,11 @@ async def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
                 **step,
                 "estimate_from": estimate_source(p.steps[sid], history),
                 # what the Messages API gets concerns only the steps sent to it
-                **({} if on_api[sid] else {"api_params": None, "api_params_why": None}),
+                **(
+                    {}
+                    if wf.executors[sid] is ExecutorKind.PROMPT
+                    else {"api_params": None, "api_params_why": None}
+                ),
             }
             for sid, step in d["steps"].items()
         },
@@ -199,14 +188,10 @@ async def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
         estimated_speedup=d["estimated_speedup"],
         implicit_edges=d["implicit_edges"],
         mermaid=d["mermaid"],
-        cost=cost,
+        cost=planned.cost,
         history=history.summary(),
         next=ready,
     )
-
-
-def sampling_steps(engine: Engine, spec: WorkflowSpec) -> list[str]:
-    return [s.id for s in spec.steps if engine.executor_kind(s, spec) is ExecutorKind.SAMPLING]
 
 
 # -- shaping ---------------------------------------------------------------------------------
@@ -224,12 +209,12 @@ def _seconds(s: StepRecord) -> float | None:
 
 
 def client_tasks(run: RunRecord) -> list[ClientTask]:
-    if run.status not in _TAKES_RESULTS:
+    if run.status not in TAKES_RESULTS:
         return []  # a failed or cancelled run takes no results until it is resumed
     tasks = []
     for s in run.steps.values():
-        req = s.detail or {}
-        if s.status is StepStatus.WAITING and "instructions" in req:
+        req = s.request
+        if s.status is StepStatus.WAITING and req:
             tasks.append(
                 ClientTask(
                     step_id=s.step_id,
@@ -317,13 +302,13 @@ async def start(
     progress: ReportProgress | None = None,
     bind: Callable[[str], None] | None = None,
 ) -> RunState:
-    parsed = await load_spec_off_loop(state, spec)
+    sup = state.supervisor
+    wf = sup.engine.compile(await load_spec_off_loop(state, spec))
     check_inputs(state, inputs)
-    needs = sampling_steps(state.engine, parsed)
+    needs = wf.on(ExecutorKind.SAMPLING)
     if needs and not can_sample:
         raise ClientCannotSample(needs, NO_SAMPLING)
-    sup = state.supervisor
-    run_id = await sup.start(parsed, inputs, before=bind)
+    run_id = await sup.start(wf, inputs, before=bind)
     run = await sup.wait(run_id, _needs_caller(state, run_id), min(wait_s, MAX_WAIT_S), progress)
     return run_state(state, run)
 
@@ -432,13 +417,7 @@ async def complete(
     if error is None and output is None:
         raise StepResultMissing(step_id)
     sup = state.supervisor
-    await sup.engine.complete_step(run_id, step_id, output=output, error=error)
-    if not sup.live(run_id):
-        run = await sup.engine.load(run_id)
-        if run.status in _TAKES_RESULTS:
-            # committed; carry the run on here (a process running it picks the result up)
-            with suppress(RunStateError):
-                await sup.resume(run_id, before=bind)
+    await sup.complete(run_id, step_id, output, error, before=bind)
     run = await sup.wait(run_id, _needs_caller(state, run_id), COMPLETE_WAIT_S, progress)
     return run_state(state, run)
 
@@ -450,7 +429,7 @@ async def list_runs(state: ToolState, status: str | None, limit: int) -> RunList
             wanted = RunStatus(status)
         except ValueError:
             raise UnknownRunStatus(status, [s.value for s in RunStatus]) from None
-    runs = await state.engine.store.list_runs(wanted, limit)
+    runs = await state.supervisor.list_runs(wanted, limit)
     return RunList(
         runs=[
             RunSummary(
@@ -468,8 +447,7 @@ async def list_runs(state: ToolState, status: str | None, limit: int) -> RunList
 
 
 async def checkpoints(state: ToolState, run_id: str) -> CheckpointList:
-    await state.engine.load(run_id)  # a clear error for an unknown run
-    cps = await state.engine.store.checkpoints(run_id)
+    cps = await state.supervisor.checkpoints(run_id)
     return CheckpointList(
         run_id=run_id,
         checkpoints=[

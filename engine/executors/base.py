@@ -12,6 +12,7 @@ from tutti_mcp.engine.models import ModelInfo
 from tutti_mcp.engine.spec import Step
 from tutti_mcp.engine.templating import render, render_async, render_value, render_value_async
 from tutti_mcp.engine.thinking import ThinkingChoice
+from tutti_mcp.memory.runs.records import ClientRequest
 
 
 @dataclass
@@ -59,7 +60,7 @@ class StepOutcome:
     usage: dict[str, Any] | None = None
     cost_usd: float | None = None
     # Set by the client executor: the step waits for the caller, who gets this request.
-    handoff: dict[str, Any] | None = None
+    handoff: ClientRequest | None = None
     # Something the step's output does not say by itself (an accepted truncation): shown
     # with the step in status, result and report.
     warning: str | None = None

@@ -3,11 +3,10 @@ work with its own tools and model and reports the output with `complete_step`.""
 
 from __future__ import annotations
 
-from typing import Any
-
 from tutti_mcp.engine.agent_memory import client_instructions, resolve_scope
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.step_prompts import system_prompt, user_prompt_template
+from tutti_mcp.memory.runs.records import ClientRequest
 
 
 class ClientExecutor:
@@ -18,7 +17,7 @@ class ClientExecutor:
         if scope is not None:
             # In the instructions, since they are what reaches the calling model.
             instructions += "\n\n" + client_instructions(scope)
-        request: dict[str, Any] = {
+        request: ClientRequest = {
             "step_id": step.id,
             "instructions": instructions,
             "system": system_prompt(step, call.render),

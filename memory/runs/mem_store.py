@@ -14,6 +14,7 @@ from tutti_mcp.memory.runs.records import (
     Checkpoint,
     Claim,
     Event,
+    EventKind,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -42,7 +43,7 @@ class InMemoryRunStore:
         self._runs[run.id] = run
         self._checkpoints[run.id] = {}
         self._events[run.id] = []
-        self.append_event(Event(run.id, "run_created"))
+        self.append_event(Event(run.id, EventKind.RUN_CREATED))
 
     async def load_run(self, run_id: str) -> RunRecord:
         stored = self._run(run_id)
@@ -62,7 +63,7 @@ class InMemoryRunStore:
         for k, v in fields.items():
             setattr(run, k, RunStatus(v) if k == "status" else v)
         if "status" in fields:
-            self.append_event(Event(run_id, f"run_{RunStatus(fields['status']).value}"))
+            self.append_event(Event(run_id, EventKind.of_run(RunStatus(fields["status"]))))
 
     async def claim_run(self, run_id: str, owner: str, dead_owner: str | None = None) -> Claim:
         run = self._run(run_id)  # no await before the update: the check and set are one step
@@ -71,7 +72,7 @@ class InMemoryRunStore:
         ):
             return Claim(False, run.status, run.owner)
         run.status, run.owner = RunStatus.RUNNING, owner
-        self.append_event(Event(run_id, "run_claimed", data={"owner": owner}))
+        self.append_event(Event(run_id, EventKind.RUN_CLAIMED, data={"owner": owner}))
         return Claim(True, run.status, owner)
 
     def note_step_started(self, run_id: str, step_id: str, attempt: int, at: float) -> None:
@@ -91,7 +92,7 @@ class InMemoryRunStore:
         rec.status, rec.attempts = cp.status, cp.attempts
         rec.started_at, rec.finished_at = cp.started_at, cp.finished_at
         rec.executor, rec.error, rec.detail = cp.executor, cp.error, None
-        self.append_event(Event(run_id, f"step_{cp.status.value}", cp.step_id, {"seq": cp.seq}))
+        self.append_event(Event(run_id, EventKind.of_step(cp.status), cp.step_id, {"seq": cp.seq}))
 
     async def set_step(self, run_id: str, step_id: str, status: StepStatus, **fields: Any) -> None:
 
@@ -100,7 +101,7 @@ class InMemoryRunStore:
         rec.status = status
         for k, v in fields.items():
             setattr(rec, k, v)
-        self.append_event(Event(run_id, f"step_{status.value}", step_id))
+        self.append_event(Event(run_id, EventKind.of_step(status), step_id))
 
     async def reset_steps(self, run_id: str, step_ids: Sequence[str]) -> None:
         for sid in step_ids:

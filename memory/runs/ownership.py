@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from tutti_mcp.memory.runs.records import Claim, Event, RunStatus, StepStatus
+from tutti_mcp.memory.runs.records import Claim, Event, EventKind, RunStatus, StepStatus
 from tutti_mcp.memory.runs.rows import event_op
 
 _RESUMABLE = tuple(s.value for s in RunStatus if s.resumable)
@@ -38,7 +38,7 @@ def claim(
         )
         if won:
             data = {"owner": owner, "previous_owner": dead_owner}
-            conn.execute(*event_op(Event(run_id, "run_claimed", data=data)))
+            conn.execute(*event_op(Event(run_id, EventKind.RUN_CLAIMED, data=data)))
         row = conn.execute("SELECT status, owner FROM runs WHERE id = ?", (run_id,)).fetchone()
         conn.execute("COMMIT")
     except BaseException:
@@ -63,7 +63,7 @@ def mark_orphans(conn: sqlite3.Connection, dead: list[tuple[str, str | None]]) -
                 (StepStatus.INTERRUPTED.value, run_id, StepStatus.RUNNING.value),
             )
             data = {"reason": "owner process gone"}
-            conn.execute(*event_op(Event(run_id, "run_interrupted", data=data)))
+            conn.execute(*event_op(Event(run_id, EventKind.RUN_INTERRUPTED, data=data)))
             marked.append(run_id)
         conn.execute("COMMIT")
     except BaseException:

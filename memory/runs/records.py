@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict, cast
 
 
 class RunStatus(StrEnum):
@@ -56,6 +56,88 @@ class StepStatus(StrEnum):
         )
 
 
+class EventKind(StrEnum):
+    """What an event says happened. Stored as its value; watchers and the CLI read it."""
+
+    RUN_CREATED = "run_created"
+    RUN_CLAIMED = "run_claimed"
+    RUN_STARTED = "run_started"
+    RUN_PENDING = "run_pending"
+    RUN_RUNNING = "run_running"
+    RUN_WAITING = "run_waiting"
+    RUN_SUCCEEDED = "run_succeeded"
+    RUN_FAILED = "run_failed"
+    RUN_CANCELLED = "run_cancelled"
+    RUN_INTERRUPTED = "run_interrupted"
+    STEP_STARTED = "step_started"
+    STEP_RETRYING = "step_retrying"
+    STEP_RESET = "step_reset"  # resume sets a step that did not finish back to pending
+    STEP_PENDING = "step_pending"
+    STEP_RUNNING = "step_running"
+    STEP_WAITING = "step_waiting"
+    STEP_SUCCEEDED = "step_succeeded"
+    STEP_DEGRADED = "step_degraded"
+    STEP_FAILED = "step_failed"
+    STEP_SKIPPED = "step_skipped"
+    STEP_CANCELLED = "step_cancelled"
+    STEP_INTERRUPTED = "step_interrupted"
+    CONDITION = "condition"  # a step's `when` was evaluated
+
+    @classmethod
+    def of_run(cls, status: RunStatus) -> EventKind:
+        return _RUN_EVENT[status]
+
+    @classmethod
+    def of_step(cls, status: StepStatus) -> EventKind:
+        return _STEP_EVENT[status]
+
+
+_RUN_EVENT = {s: EventKind(f"run_{s.value}") for s in RunStatus}
+_STEP_EVENT = {s: EventKind(f"step_{s.value}") for s in StepStatus}
+
+
+class FailureDetail(TypedDict, total=False):
+    """Why a step failed for good, and what its failure policy did."""
+
+    error_kind: str  # an engine StepErrorKind value
+    retryable: bool
+    attempts: int
+    errors: list[str]  # the last few attempts' errors
+    policy: str
+    action: str  # the core's FailureAction value
+    usage: dict[str, Any]  # what its failed attempts consumed
+
+
+class SkipDetail(TypedDict):
+    reason: str
+
+
+class ClientFailureDetail(TypedDict):
+    """The client reported the step failed while no process executed the run."""
+
+    reported_by_client: bool
+
+
+class ClientRequest(TypedDict, total=False):
+    """A step handed to the client: what it is asked to do (engine/executors/client.py)."""
+
+    step_id: str
+    instructions: str
+    system: str | None
+    inputs: dict[str, Any]
+    thinking: str | None
+    model_hint: str | None
+    output: str | None
+    attempt: int
+    idempotency_key: str
+    memory_scope: str
+
+
+# A step's `detail`, typed by what it holds: a failure analysis, a skip reason, a client's
+# failure report, or the request a waiting step was handed to the client with.
+StepDetail = FailureDetail | SkipDetail | ClientFailureDetail | ClientRequest
+
+
 @dataclass
 class StepRecord:
     step_id: str
@@ -67,8 +149,30 @@ class StepRecord:
     output: Any = None
     usage: dict[str, Any] | None = None
     error: str | None = None
-    detail: dict[str, Any] | None = None  # failure analysis, skip reason, client request
+    detail: StepDetail | None = None
     seq: int | None = None  # checkpoint sequence number when committed
+
+    @property
+    def failure(self) -> FailureDetail:
+        """Why the step failed for good ({} unless it did)."""
+        d = self.detail
+        return cast(FailureDetail, d) if d is not None and "error_kind" in d else {}
+
+    @property
+    def request(self) -> ClientRequest:
+        """What the step was handed to the client with ({} unless it was)."""
+        d = self.detail
+        return cast(ClientRequest, d) if d is not None and "instructions" in d else {}
+
+    @property
+    def skip_reason(self) -> str | None:
+        d = self.detail
+        return cast(SkipDetail, d)["reason"] if d is not None and "reason" in d else None
+
+    @property
+    def reported_by_client(self) -> bool:
+        """The client reported the step failed while no process executed the run."""
+        return self.detail is not None and "reported_by_client" in self.detail
 
     @property
     def duration_s(self) -> float | None:
@@ -114,7 +218,7 @@ class Checkpoint:
 @dataclass(frozen=True, slots=True)
 class Event:
     run_id: str
-    kind: str
+    kind: EventKind
     step_id: str | None = None
     data: dict[str, Any] | None = None
 

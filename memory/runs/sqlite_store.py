@@ -24,6 +24,7 @@ from tutti_mcp.memory.runs.records import (
     Checkpoint,
     Claim,
     Event,
+    EventKind,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -142,7 +143,9 @@ class SqliteRunStore:
             )
             for sid in step_ids
         ]
-        ops.append(event_op(Event(run.id, "run_created", data={"parent": run.parent_run_id})))
+        ops.append(
+            event_op(Event(run.id, EventKind.RUN_CREATED, data={"parent": run.parent_run_id}))
+        )
         await self._write(ops)
 
     async def set_run(self, run_id: str, **fields: Any) -> None:
@@ -158,7 +161,7 @@ class SqliteRunStore:
         )
         ops: list[Op] = [(f"UPDATE runs SET {cols} WHERE id = ?", (*values, run_id))]
         if "status" in fields:
-            ops.append(event_op(Event(run_id, f"run_{RunStatus(fields['status']).value}")))
+            ops.append(event_op(Event(run_id, EventKind.of_run(RunStatus(fields["status"])))))
         await self._write(ops)
 
     async def claim_run(self, run_id: str, owner: str, dead_owner: str | None = None) -> Claim:
@@ -306,7 +309,7 @@ class SqliteRunStore:
                         cp.step_id,
                     ),
                 ),
-                event_op(Event(run_id, f"step_{cp.status.value}", cp.step_id)),
+                event_op(Event(run_id, EventKind.of_step(cp.status), cp.step_id)),
             ]
         )
 
@@ -325,7 +328,7 @@ class SqliteRunStore:
                     f"UPDATE steps SET status = ?{cols} WHERE run_id = ? AND step_id = ?",
                     (status.value, *values, run_id, step_id),
                 ),
-                event_op(Event(run_id, f"step_{status.value}", step_id, data)),
+                event_op(Event(run_id, EventKind.of_step(status), step_id, data)),
             ]
         )
 
@@ -370,7 +373,7 @@ class SqliteRunStore:
             "SELECT id, ts, kind, step_id, data FROM events WHERE run_id = ? AND id > ? ORDER BY id",
             (run_id, after),
         )
-        return [(r[0], r[1], Event(run_id, r[2], r[3], load(r[4]))) for r in rows]
+        return [(r[0], r[1], Event(run_id, EventKind(r[2]), r[3], load(r[4]))) for r in rows]
 
     # -- workflow history (memory/runs/history.py) -----------------------------------------------
     async def record_history(self, entry: HistoryEntry) -> None:

@@ -14,11 +14,12 @@ import pytest
 
 from tests.fake_anthropic import FakeAnthropic, message, text_block, thinking, tool_use, turn
 from tutti_mcp.engine.agent_memory import MEMORY_TOOL, SYSTEM_LINE
+from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import ConfigurationError
 from tutti_mcp.engine.executors.client import ClientExecutor
 from tutti_mcp.engine.executors.prompt import MAX_TURNS, PromptExecutor
 from tutti_mcp.engine.executors.sampling import SamplingExecutor, SamplingReply, SamplingRequest
-from tutti_mcp.engine.service import Engine, EngineConfig
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind, Step
 from tutti_mcp.engine.step_prompts import system_prompt
 from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
@@ -467,7 +468,7 @@ async def test_a_client_memory_step_tells_the_calling_model_the_scope(
 
     step = record.steps["notes"]
     assert (record.status.value, step.status.value) == ("waiting", "waiting")
-    request = step.detail or {}
+    request = step.request
     assert request["memory_scope"] == scope
     assert request["instructions"] == (
         f'{PROMPT}\n\nMemory: this step has memory in scope "{scope}". Use tutti\'s `memory` '
@@ -488,5 +489,5 @@ async def test_a_client_step_without_memory_has_no_memory_instructions(
     with anyio.fail_after(5):
         record = await engine.run(spec(memory=None))
 
-    request = record.steps["notes"].detail or {}
+    request = record.steps["notes"].request
     assert (request["instructions"], "memory_scope" in request) == (PROMPT, False)

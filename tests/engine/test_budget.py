@@ -6,11 +6,12 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import ConfigurationError
 from tutti_mcp.engine.executors.base import StepCall, StepExecutor, StepOutcome
 from tutti_mcp.engine.executors.client import ClientExecutor
 from tutti_mcp.engine.models import ModelTable
-from tutti_mcp.engine.service import Engine, EngineConfig
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
 

@@ -13,10 +13,11 @@ from typing import Any
 import anyio
 import pytest
 
-from tutti_mcp.engine.errors import StepError
+from tutti_mcp.engine.config import EngineConfig
+from tutti_mcp.engine.errors import StepNotWaiting, StepOutputRejected, UnknownStep
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.executors.client import ClientExecutor
-from tutti_mcp.engine.service import Engine, EngineConfig
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
 from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepStatus
@@ -106,11 +107,10 @@ async def test_a_detached_run_waits_for_the_client_step_and_resumes_with_its_out
         "ask": StepStatus.WAITING,
         "shout": StepStatus.PENDING,
     }
-    request = run.steps["ask"].detail
-    assert request is not None
+    request = run.steps["ask"].request
     assert request["step_id"] == "ask"
     assert request["instructions"] == "Summarise tides in one line"
-    assert "Be brief." in request["system"]
+    assert "Be brief." in (request["system"] or "")
     assert request["idempotency_key"] == f"{run.id}:ask"
     assert request["output"] == "text"
 
@@ -209,15 +209,15 @@ async def test_completing_a_step_that_is_not_waiting_is_refused_with_its_status(
         run = await engine.run(CHAIN)
 
         with pytest.raises(
-            StepError, match=r"step 'shout' of run \S+ is pending, not waiting for the client"
+            StepNotWaiting, match=r"step 'shout' of run \S+ is pending, not waiting for the client"
         ):
             await engine.complete_step(run.id, "shout", output="too early")
-        with pytest.raises(StepError, match="has no step 'nope'"):
+        with pytest.raises(UnknownStep, match="has no step 'nope'"):
             await engine.complete_step(run.id, "nope", output="x")
 
         await engine.complete_step(run.id, "ask", output="first")
         with pytest.raises(
-            StepError, match=r"step 'ask' of run \S+ is succeeded, not waiting for the client"
+            StepNotWaiting, match=r"step 'ask' of run \S+ is succeeded, not waiting for the client"
         ):
             await engine.complete_step(run.id, "ask", output="second")
 
@@ -231,7 +231,9 @@ async def test_completing_a_step_that_is_not_waiting_is_refused_by_the_running_p
     run_id = await engine.create_run(CHAIN)
 
     async def respond(sid: str, request: dict[str, Any]) -> None:
-        with pytest.raises(StepError, match="step 'shout' is not waiting for the client"):
+        with pytest.raises(
+            StepNotWaiting, match=r"step 'shout' of run \S+ is pending, not waiting for the client"
+        ):
             await engine.complete_step(run_id, "shout", output="too early")
         await engine.complete_step(run_id, sid, output="ok")
 
@@ -246,7 +248,7 @@ async def test_a_json_step_refuses_output_that_is_not_json_and_keeps_waiting(
     spec["steps"][1] = {"id": "shout", "args": "${ask.output.answer}"}
     with anyio.fail_after(5):
         run = await engine.run(spec)
-        with pytest.raises(StepError, match="output is not valid JSON"):
+        with pytest.raises(StepOutputRejected, match="step 'ask': output is not valid JSON"):
             await engine.complete_step(run.id, "ask", output="the answer is 42")
         assert (await engine.load(run.id)).steps["ask"].status is StepStatus.WAITING
 
@@ -265,7 +267,7 @@ async def test_a_json_step_refuses_output_that_is_not_json_in_the_running_proces
 
     async def respond(sid: str, request: dict[str, Any]) -> None:
         assert request["output"] == "json"
-        with pytest.raises(StepError, match="step 'ask': output is not valid JSON"):
+        with pytest.raises(StepOutputRejected, match="step 'ask': output is not valid JSON"):
             await engine.complete_step(run_id, sid, output="{not json")
         await engine.complete_step(run_id, sid, output='{"answer": "yes"}')
 

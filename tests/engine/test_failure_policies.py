@@ -7,11 +7,12 @@ from typing import Any
 import anyio
 import pytest
 
+from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import StepError
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.report import recovery_plan
-from tutti_mcp.engine.service import Engine, EngineConfig
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
 from tutti_mcp.memory.runs.records import RunRecord
@@ -270,7 +271,7 @@ async def test_policy_continue_skips_dependents_and_the_run_succeeds_as_partial(
     }
     assert run.steps["anyway"].output == "failed"
     assert run.steps["optional"].detail is not None
-    assert run.steps["optional"].detail["action"] == "skip_dependents"
+    assert run.steps["optional"].failure["action"] == "skip_dependents"
     assert run.metrics is not None
     assert (run.metrics["partial"], run.metrics["status_counts"]) == (
         True,
@@ -299,7 +300,7 @@ async def test_policy_fallback_runs_the_fallback_and_dependents_read_it_as_the_p
         {"primary": None, "backup": {"source": "backup"}, "user": "got backup (failed)"},
     )
     assert run.steps["primary"].detail is not None
-    assert run.steps["primary"].detail["action"] == "run_fallback"
+    assert run.steps["primary"].failure["action"] == "run_fallback"
 
 
 async def test_a_fallback_that_is_not_needed_is_marked_skipped() -> None:

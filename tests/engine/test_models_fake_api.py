@@ -14,9 +14,10 @@ import pytest
 
 from tests.engine.test_models import MODES, sdk_model_ids
 from tests.fake_anthropic import FakeAnthropic
+from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.executors.prompt import PromptExecutor
 from tutti_mcp.engine.models import ModelTable
-from tutti_mcp.engine.service import Engine, EngineConfig
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
 from tutti_mcp.server.settings import Settings, build_engine

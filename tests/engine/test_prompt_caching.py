@@ -14,12 +14,13 @@ import pytest
 
 from tests.fake_anthropic import FakeAnthropic, estimated, message, text_block, turn
 from tests.fake_cache import tokens
+from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import SpecError
 from tutti_mcp.engine.executors.prompt import PromptExecutor
 from tutti_mcp.engine.executors.prompt_cache import WarmOrder
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.report import markdown_report
-from tutti_mcp.engine.service import Engine, EngineConfig
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind, Step, parse_spec
 from tutti_mcp.engine.step_prompts import JSON_HINT, SCHEMA_HINT, system_prompt
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
@@ -192,12 +193,12 @@ async def test_an_answer_that_does_not_match_the_schema_fails_the_step_saying_wh
     record = await run(fake, fan_out(1, output="json", json_schema=SCHEMA))
 
     step = record.steps["q0"]
-    assert (step.status.value, (step.detail or {})["error_kind"]) == ("failed", "schema")
+    assert (step.status.value, step.failure["error_kind"]) == ("failed", "schema")
     assert step.error == (
         "output does not match the step's `json_schema` at risk: 'medium' is not one of "
         "['low', 'high']"
     )
-    assert (step.detail or {})["usage"]["output_tokens"] == 5  # the call still counts
+    assert step.failure["usage"]["output_tokens"] == 5  # the call still counts
 
 
 async def test_a_json_answer_cut_off_at_max_tokens_fails_the_step(fake: FakeAnthropic) -> None:

@@ -16,10 +16,11 @@ import pytest
 from tests.fake_anthropic import FakeAnthropic, error, malformed, message, tool_use, turn
 from tests.fake_anthropic import delay as slow
 from tests.seed import SEED_CHAIN as SEED
+from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import ConfigurationError
 from tutti_mcp.engine.executors.prompt import PromptExecutor
 from tutti_mcp.engine.report import markdown_report
-from tutti_mcp.engine.service import Engine, EngineConfig
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind, Step
 from tutti_mcp.engine.step_prompts import COMMAND_SYSTEM, system_prompt
 from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
@@ -244,7 +245,7 @@ async def test_a_400_is_not_retried_and_the_error_carries_the_api_message(
     assert step.error == (
         "Anthropic API error 400 from claude-haiku-4-5: max_tokens: 999999 > 64000, which is the maximum"
     )
-    assert (step.detail or {})["retryable"] is False
+    assert step.failure["retryable"] is False
     assert len(fake_anthropic.requests) == 1
 
 
@@ -262,7 +263,7 @@ async def test_a_refusal_fails_the_step_without_retry(fake_anthropic: FakeAnthro
         "claude-haiku-4-5 refused the request (stop_reason refusal). A refusal is not "
         "retried: rephrase the prompt or choose another model",
     )
-    assert ((step.detail or {})["error_kind"], (step.detail or {})["retryable"]) == (
+    assert (step.failure["error_kind"], step.failure["retryable"]) == (
         "refusal",
         False,
     )
@@ -286,7 +287,7 @@ async def test_a_max_tokens_stop_fails_a_text_step_by_default_and_says_what_to_c
         "the answer was cut off at max_tokens (4096); raise the step's `max_tokens`, or set "
         "`on_truncation: accept` to keep cut-off answers",
     )
-    assert ((step.detail or {})["error_kind"], (step.detail or {})["retryable"]) == (
+    assert (step.failure["error_kind"], step.failure["retryable"]) == (
         "truncated",
         False,
     )
@@ -341,7 +342,7 @@ async def test_a_refused_calls_tokens_and_cost_count_in_the_run_totals(
     refused_cost = (1000 * 1 + 20 * 5) / 1e6
     fine_cost = (100 * 1 + 10 * 5) / 1e6
     assert stored.steps["refused"].status.value == "failed"
-    assert (stored.steps["refused"].detail or {})["usage"] == pytest.approx(
+    assert stored.steps["refused"].failure["usage"] == pytest.approx(
         {
             "input_tokens": 1000,
             "output_tokens": 20,
@@ -496,7 +497,7 @@ async def test_an_api_error_after_memory_tool_turns_keeps_those_turns_tokens(
         "failed",
         "Anthropic API error 400 from claude-haiku-4-5: prompt is too long",
     )
-    assert ((step.detail or {})["usage"]["input_tokens"], len(fake_anthropic.requests)) == (400, 2)
+    assert (step.failure["usage"]["input_tokens"], len(fake_anthropic.requests)) == (400, 2)
     assert record.metrics is not None
     assert record.metrics["tokens"]["input_tokens"] == 400
 
@@ -511,7 +512,7 @@ async def test_a_step_timeout_fails_a_slow_call_quickly(fake_anthropic: FakeAnth
     elapsed = time.monotonic() - started
     step = record.steps["ask"]
     assert (record.status.value, step.status.value) == ("failed", "failed")
-    assert (step.detail or {})["error_kind"] == "timeout"
+    assert step.failure["error_kind"] == "timeout"
     assert "0.5s" in (step.error or "")
     assert elapsed < 3.0
 

@@ -11,10 +11,11 @@ from typing import Any
 import anyio
 import pytest
 
+from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.executors.client import ClientExecutor
 from tutti_mcp.engine.report import run_metrics
-from tutti_mcp.engine.service import Engine, EngineConfig
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind, parse_spec
 from tutti_mcp.engine.workflow import compile_workflow
 from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepRecord, StepStatus

@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import StepError
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
-from tutti_mcp.engine.service import Engine, EngineConfig
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
 from tutti_mcp.memory.runs.records import RunRecord

@@ -15,11 +15,12 @@ from typing import Any
 import anyio
 import pytest
 
+from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import ConfigurationError, StepError
 from tutti_mcp.engine.executors.base import StepCall
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.executors.shell import ShellExecutor
-from tutti_mcp.engine.service import Engine, EngineConfig
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind, Step
 from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepStatus
 from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore

@@ -9,11 +9,12 @@ from typing import Any
 import anyio
 import pytest
 
+from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import ConfigurationError
 from tutti_mcp.engine.executors.base import StepExecutor
 from tutti_mcp.engine.executors.client import ClientExecutor
 from tutti_mcp.engine.models import Effort, ModelInfo, ModelTable, ThinkingType
-from tutti_mcp.engine.service import Engine, EngineConfig
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind, ThinkingMode, parse_spec
 from tutti_mcp.engine.thinking import (
     ThinkingChoice,

@@ -17,12 +17,13 @@ import anyio
 import pytest
 
 import tutti_mcp.memory.runs.history as history
+from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import StepError
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.executors.client import ClientExecutor
 from tutti_mcp.engine.plan import EstimateSource
-from tutti_mcp.engine.service import Engine, EngineConfig
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.memory.runs.history import (
     DecisionEntry,

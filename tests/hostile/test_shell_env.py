@@ -19,12 +19,13 @@ import anyio
 import pytest
 
 from tests.server.mcp_support import call, connect, fail, settings
+from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import ConfigurationError, StepError
 from tutti_mcp.engine.executors.base import StepCall
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.executors.shell import ShellExecutor
 from tutti_mcp.engine.executors.shell_policy import ShellPolicy
-from tutti_mcp.engine.service import Engine, EngineConfig
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind, Step
 from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 

@@ -16,8 +16,9 @@ import anyio
 import pytest
 from anyio.abc import Process
 
+from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
-from tutti_mcp.engine.service import Engine, EngineConfig
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.memory.runs.owner import _stat, current_owner, owner_alive
 from tutti_mcp.memory.runs.records import RunStatus, StepStatus

@@ -18,6 +18,7 @@ from tutti_mcp.memory.runs.records import (
     Checkpoint,
     Claim,
     Event,
+    EventKind,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -110,7 +111,7 @@ async def test_a_run_worked_through_start_to_failure_loads_back_as_every_store_k
     await store.commit_checkpoint("r1", cp)
     store.note_step_started("r1", "b", 2, T + 4)
     await store.set_step("r1", "b", StepStatus.FAILED, finished_at=T + 5, error="boom")
-    await store.set_step("r1", "c", StepStatus.WAITING, detail={"request": "draw an owl"})
+    await store.set_step("r1", "c", StepStatus.WAITING, detail={"instructions": "draw an owl"})
     metrics = {"steps": 3, "cost_usd": 0.5}
     await store.set_run(
         "r1", status=RunStatus.FAILED, finished_at=T + 6, error="b failed", metrics=metrics
@@ -149,7 +150,7 @@ async def test_a_run_worked_through_start_to_failure_loads_back_as_every_store_k
                 finished_at=T + 5,
                 error="boom",
             ),
-            "c": StepRecord("c", StepStatus.WAITING, detail={"request": "draw an owl"}),
+            "c": StepRecord("c", StepStatus.WAITING, detail={"instructions": "draw an owl"}),
         },
     )
     assert await kinds(store, "r1") == [
@@ -338,7 +339,7 @@ async def test_a_step_field_that_cannot_be_set_is_refused_by_name(
 async def test_events_come_in_order_per_run_and_after_a_given_id(store: RunStore) -> None:
     await created(store, new_run("r1"))
     await created(store, new_run("r2"))
-    store.append_event(Event("r1", "note", data={"k": 1}))
+    store.append_event(Event("r1", EventKind.CONDITION, data={"k": 1}))
     await store.commit_checkpoint("r1", checkpoint("a"))
     await store.set_step("r2", "a", StepStatus.SKIPPED)
     await store.set_step("r1", "b", StepStatus.SKIPPED)
@@ -348,11 +349,11 @@ async def test_events_come_in_order_per_run_and_after_a_given_id(store: RunStore
     assert ids == sorted(set(ids))
     assert [(e.kind, e.step_id) for _, _, e in events] == [
         ("run_created", None),
-        ("note", None),
+        ("condition", None),
         ("step_succeeded", "a"),
         ("step_skipped", "b"),
     ]
-    assert events[1][2] == Event("r1", "note", data={"k": 1})
+    assert events[1][2] == Event("r1", EventKind.CONDITION, data={"k": 1})
     assert await kinds(store, "r1", after=ids[1]) == [
         ("step_succeeded", "a"),
         ("step_skipped", "b"),

@@ -62,7 +62,7 @@ async def test_sampling_steps_for_a_client_that_cannot_sample_name_the_steps(
         async with tool_state(tmp_path) as state:
             with pytest.raises(ClientCannotSample) as raised:
                 await wfl.start(state, SAMPLED, None, 0, can_sample=False)
-            assert await state.engine.store.list_runs(None, 10) == []  # nothing started
+            assert await state.supervisor.list_runs(None, 10) == []  # nothing started
     assert_caller_mistake(raised.value)
     assert raised.value.steps == ["ask"]
     assert str(raised.value).startswith("steps ask run on `sampling`, but the client connected")

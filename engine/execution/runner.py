@@ -1,0 +1,399 @@
+"""Executing one run: an event-driven loop on anyio around the deterministic `RunCore`.
+
+A step starts the moment its last dependency commits, within the run's concurrency cap and
+per-executor caps (dispatch); ready steps are taken in order of their estimated remaining
+path (critical path first). The runner only conducts: attempts run steps, the ledger
+records, client steps wait for the caller, finish decides how the run ends.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from tutti_mcp.engine.core import FailureAction, RunCore
+from tutti_mcp.engine.errors import StepError, StepErrorKind, TemplateError
+from tutti_mcp.engine.execution.attempts import Attempts, Failed, HandedOff, StepSetup
+from tutti_mcp.engine.execution.client_steps import ClientSteps
+from tutti_mcp.engine.execution.context import EventSink, PreparedRun, RunContext
+from tutti_mcp.engine.execution.dispatch import Dispatch, DispatchStats
+from tutti_mcp.engine.execution.finish import history_entry, resting_status
+from tutti_mcp.engine.execution.ledger import RunLedger
+from tutti_mcp.engine.report import Segments, earlier_segments, run_metrics
+from tutti_mcp.engine.spec import Step
+from tutti_mcp.engine.templating import evaluate_async
+from tutti_mcp.memory.runs.owner import current_owner
+from tutti_mcp.memory.runs.records import (
+    EventKind,
+    FailureDetail,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+)
+
+
+def _setups(ctx: RunContext, prepared: PreparedRun) -> dict[str, StepSetup]:
+    wf, plan, spec = prepared.workflow, prepared.plan, prepared.workflow.spec
+    out = {}
+    for sid in wf.order:
+        step, kind = wf.steps[sid], wf.executors[sid]
+        timeout = step.timeout or spec.defaults.timeout
+        max_duration = getattr(ctx.executors.get(kind), "max_duration", None)
+        bound = max_duration(step) if max_duration is not None else None
+        thinking = plan.steps[sid].thinking
+        out[sid] = StepSetup(
+            kind=kind,
+            retry=step.retry or spec.defaults.retry,
+            timeout_s=timeout,
+            bounded=bound is not None and bound < timeout,
+            # quick steps fold their "running" state into their completion's commit
+            lasting=bound is None or bound > 0.005,
+            thinking=thinking,
+            model=ctx.config.models.resolve(wf.model_ids[sid]) if thinking else None,
+        )
+    return out
+
+
+class RunExecution:
+    """One process's execution of one run, from start (or resume) to a resting status."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        prepared: PreparedRun,
+        *,
+        attached: bool,
+        on_event: EventSink | None,
+    ) -> None:
+        run, wf = prepared.run, prepared.workflow
+        self.ctx = ctx
+        self.run_id = run.id
+        self.wf = wf
+        self.attached = attached
+        cfg = ctx.config
+        parallel = wf.spec.optimization.parallel_where_possible
+        cap = min(wf.spec.max_concurrency, cfg.max_concurrency) if parallel else 1
+        self.core = RunCore(wf, {s: p.priority for s, p in prepared.plan.steps.items()})
+        self.dispatch = Dispatch(self.core, wf.executors, cap, cfg.executor_limits)
+        self.ledger = RunLedger(ctx.store, run, cfg.clock, on_event)
+        workspace = Path(run.workspace) if run.workspace else cfg.workspace
+        self.attempts = Attempts(ctx, self.ledger, self.core, wf.spec, workspace)
+        self.client = ClientSteps(ctx.store, run, wf, cfg.client_poll_s)
+        self.setups = _setups(ctx, prepared)
+        self.prior_attempts = {sid: rec.attempts for sid, rec in run.steps.items()}
+        # usage of failed attempts made by an earlier execution, for steps that run again
+        self.prior_spent: dict[str, dict[str, Any]] = {}
+        self.cancel_requested = False
+        self._tg: TaskGroup | None = None
+        # what earlier executions of the run took (before this one overwrites `started_at`)
+        self.earlier: Segments | None = earlier_segments(run)
+        self._restored = 0  # steps taken from checkpoints
+        self._started = 0.0
+
+    @property
+    def run(self) -> RunRecord:
+        """The run as this execution sees it now (the ledger's mirror)."""
+        return self.ledger.run
+
+    def statistics(self) -> DispatchStats:
+        return self.dispatch.statistics()
+
+    # -- entry -------------------------------------------------------------------------------
+    async def execute(self) -> RunStatus:
+        run = self.run
+        committed, client_failed, reset = self.core.restore(run.steps)
+        self._restored = len(committed)
+        self.prior_spent = await self.ledger.restore(committed, reset)
+        for primary, fb in self.core.output_from.items():
+            self.ledger.set_ctx(primary, self.ledger.ctx[fb]["output"], StepStatus.FAILED)
+        self.core.start()
+        now = self._started = self.ctx.config.clock()
+        metrics = None
+        if self.earlier is not None:  # kept now: this execution may be cut off too
+            metrics = {**(run.metrics or {}), **self.earlier.fields()}
+        await self.ledger.begin(current_owner(), now, metrics)
+        self.ledger.emit(
+            EventKind.RUN_STARTED, None, {"steps": len(self.wf.order), "committed": len(committed)}
+        )
+        outer_cancel = False
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                self.ledger.spawn = lambda fn: tg.start_soon(fn, name="flush started steps")
+                for sid in client_failed:
+                    rec = run.steps[sid]
+                    await self._fail(sid, _client_failure(rec), rec.attempts, rec.started_at)
+                self._dispatch()
+                if self.attached:
+                    tg.start_soon(self.client.watch, self._settle)
+                self._check_rest()
+        except anyio.get_cancelled_exc_class():
+            outer_cancel = True
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                status = await self._finish(outer_cancel)
+        return status
+
+    @property
+    def blocked_on_client(self) -> bool:
+        """Only client steps can move the run on: nothing runs and nothing else is ready."""
+        return self.dispatch.idle and bool(self.client.waiting) and not self.core.has_ready
+
+    def request_cancel(self) -> None:
+        self.cancel_requested = True
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    # -- conducting --------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        assert self._tg is not None
+        while (nxt := self.dispatch.take()) is not None:
+            self._tg.start_soon(self._worker, *nxt, name=nxt[0])
+
+    async def _worker(self, sid: str, skip: str | None) -> None:
+        """Run a step, then keep going with the next ready step in the same task while
+        there is one: a chain then costs no task spawn per step."""
+        while True:
+            try:
+                await self._run_step(sid, skip)
+            finally:
+                self.dispatch.finished(sid)
+            nxt = self.dispatch.take()
+            if nxt is None:
+                break
+            sid, skip = nxt
+            self._dispatch()  # more ready steps than this task can take: spawn for them
+        self._dispatch()
+        self._check_rest()
+
+    def _check_rest(self) -> None:
+        """Wake the watcher when nothing more can happen without outside input."""
+        core = self.core
+        if self.dispatch.running == 0 and (core.stop_reason is not None or not core.has_ready):
+            resting = core.done or core.stop_reason is not None or not self.client.waiting
+            self.client.wake(resting=resting)
+
+    async def _run_step(self, sid: str, skip: str | None) -> None:
+        step = self.wf.steps[sid]
+        try:
+            if skip is None and step.when is not None:
+                skip = await self._condition(sid, step.when)
+            if skip is not None:
+                await self._skip(sid, skip)
+            else:
+                await self._attempt(sid, step)
+        except anyio.get_cancelled_exc_class():
+            status = StepStatus.CANCELLED if self.cancel_requested else StepStatus.INTERRUPTED
+            with anyio.CancelScope(shield=True):
+                await self.ledger.set_step(sid, status)
+            self.core.cancelled(sid)
+            raise
+
+    async def _condition(self, sid: str, when: str) -> str | None:
+        try:
+            result = bool(await evaluate_async(when, self.ledger.ctx))
+        except TemplateError as exc:
+            self.ledger.condition(sid, when, None)
+            return f"condition could not be evaluated: {exc}"
+        self.ledger.condition(sid, when, result)
+        return None if result else f"condition is false: {when}"
+
+    async def _attempt(self, sid: str, step: Step) -> None:
+        result = await self.attempts.run(
+            step,
+            self.setups[sid],
+            self.wf.deps[sid],
+            prior_attempts=self.prior_attempts.get(sid, 0),
+            spent=self.prior_spent.pop(sid, None),
+        )
+        if isinstance(result, HandedOff):
+            await self.ledger.hand_off(sid, result.attempt, result.started, result.request)
+            self.core.waiting(sid)
+            self.client.waiting.add(sid)
+            self.ledger.emit(EventKind.STEP_WAITING, sid, {"request": result.request})
+        elif isinstance(result, Failed):
+            await self._fail(sid, result.error, result.attempt, result.started, result.spent)
+        else:
+            outcome = result.outcome
+            usage = outcome.usage
+            if outcome.cost_usd is not None:
+                usage = {**(usage or {}), "cost_usd": outcome.cost_usd}
+            await self._commit(
+                sid,
+                result.output,
+                usage,
+                result.attempt,
+                result.started,
+                StepStatus.SUCCEEDED,
+                outcome.warning,
+                earlier=result.spent,
+            )
+
+    async def _commit(
+        self,
+        sid: str,
+        output: Any,
+        usage: dict[str, Any] | None,
+        attempt: int,
+        started: float | None,
+        status: StepStatus,
+        error: str | None = None,
+        *,
+        earlier: dict[str, Any] | None = None,
+    ) -> None:
+        ledger = self.ledger
+        await ledger.commit(
+            sid,
+            output,
+            usage,
+            attempt,
+            started,
+            status,
+            executor=self.wf.executors[sid].value,
+            error=error,
+            earlier=earlier,
+        )
+        self.client.waiting.discard(sid)
+        if status is StepStatus.DEGRADED:
+            self.core.degraded(sid)
+        else:
+            primary = self.wf.fallback_of.get(sid)
+            for fb in self.core.succeeded(sid, status):
+                await ledger.set_step(
+                    fb, StepStatus.SKIPPED, detail={"reason": "fallback not needed"}
+                )
+            if primary is not None:
+                ledger.set_ctx(primary, output, StepStatus.FAILED)
+        self.attempts.check_budget()
+        if ledger.on_event is not None:
+            ledger.emit(EventKind.of_step(status), sid, {"attempts": attempt})
+
+    async def _fail(
+        self,
+        sid: str,
+        err: StepError,
+        attempt: int,
+        started: float | None,
+        spent: dict[str, Any] | None = None,
+    ) -> None:
+        action = self.core.failed(sid)
+        step = self.wf.steps[sid]
+        if action is FailureAction.USE_DEFAULT:
+            await self._commit(
+                sid,
+                step.default,
+                None,
+                attempt,
+                started,
+                StepStatus.DEGRADED,
+                str(err),
+                earlier=spent,
+            )
+            return
+        detail: FailureDetail = {
+            "error_kind": err.kind.value,
+            "retryable": err.retryable,
+            "attempts": attempt,
+            "errors": self.ledger.totals.errors.get(sid, [str(err)])[-5:],
+            "policy": step.on_failure.value,
+            "action": action.value,
+        }
+        if spent:
+            detail["usage"] = spent
+        await self.ledger.fail(sid, err, attempt, detail)
+        self.client.waiting.discard(sid)
+        self.ledger.emit(EventKind.STEP_FAILED, sid, {"error": str(err), "action": action.value})
+
+    async def _skip(self, sid: str, reason: str) -> None:
+        if sid in self.wf.fallback_of:  # a fallback that cannot run leaves its primary failed
+            err = StepError(f"fallback skipped: {reason}", retryable=False)
+            await self._fail(sid, err, 0, None)
+            return
+        await self.ledger.skip(sid, reason)
+        self.core.skipped(sid)
+        self.ledger.emit(EventKind.STEP_SKIPPED, sid, {"reason": reason})
+
+    # -- client steps ------------------------------------------------------------------------
+    async def deliver(self, sid: str, output: Any, error: str | None) -> None:
+        """The client finished a waiting step (reported in this process)."""
+        value = self.client.check(sid, output, error)
+        self.client.waiting.discard(sid)
+        # the attempt and start time are those of the handoff: the client's time counts
+        rec = self.run.steps[sid]
+        with self.dispatch.held():
+            if error is None:
+                await self._commit(
+                    sid, value, None, rec.attempts, rec.started_at, StepStatus.SUCCEEDED
+                )
+            else:
+                err = StepError(f"the client reported: {error}", kind=StepErrorKind.CLIENT)
+                await self._fail(sid, err, rec.attempts, rec.started_at)
+        self._dispatch()
+        self._check_rest()
+
+    async def _settle(self, records: list[StepRecord]) -> None:
+        """Steps another process settled (read from the store while they waited here)."""
+        with self.dispatch.held():
+            for rec in records:
+                sid = rec.step_id
+                if sid not in self.client.waiting:  # delivered in this process meanwhile
+                    continue
+                settled = ClientSteps.settled_elsewhere(rec)
+                if settled is True:
+                    self.run.steps[sid] = rec
+                    self.client.waiting.discard(sid)
+                    self.ledger.adopt(sid, rec.output, rec.status, rec.usage)
+                    self.core.succeeded(sid, rec.status)
+                    self.ledger.emit(EventKind.STEP_SUCCEEDED, sid, {"by": "another process"})
+                elif settled is False:
+                    await self._fail(sid, _client_failure(rec), rec.attempts, rec.started_at)
+        self._dispatch()
+        self._check_rest()
+
+    # -- the end -----------------------------------------------------------------------------
+    async def _finish(self, outer_cancel: bool) -> RunStatus:
+        waiting = self.client.waiting
+        status, error = resting_status(
+            self.core,
+            cancel_requested=self.cancel_requested,
+            outer_cancel=outer_cancel,
+            waiting=bool(waiting),
+        )
+        if status is RunStatus.CANCELLED:
+            for sid in sorted(waiting):  # handed to the client: withdrawn
+                await self.ledger.set_step(sid, StepStatus.CANCELLED)
+            waiting.clear()
+        elif status is RunStatus.SUCCEEDED:
+            for fb in self.core.not_needed_fallbacks():
+                await self.ledger.set_step(
+                    fb, StepStatus.SKIPPED, detail={"reason": "fallback not needed"}
+                )
+        now = self.ctx.config.clock()
+        finished = now if status.finished else None
+        run = self.run
+        run.status, run.error, run.finished_at, run.owner = status, error, finished, None
+        segments = (
+            Segments.first(self._started, now)
+            if self.earlier is None
+            else self.earlier.then(self._started, now)
+        )
+        run.metrics = run_metrics(run, self.wf, segments)
+        history = (
+            history_entry(run, self.wf, self.ledger.decisions, self._restored)
+            if status.finished
+            else None
+        )
+        await self.ledger.end(status, error, finished, run.metrics, history)
+        self.ledger.emit(EventKind.of_run(status), None, {"error": error})
+        return status
+
+
+def _client_failure(rec: StepRecord) -> StepError:
+    return StepError(
+        rec.error or "the client reported a failure", retryable=False, kind=StepErrorKind.CLIENT
+    )
