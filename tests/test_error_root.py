@@ -56,9 +56,7 @@ def exceptions_defined_in(module: ModuleType) -> list[type[Exception]]:
     return [
         obj
         for obj in vars(module).values()
-        if inspect.isclass(obj)
-        and issubclass(obj, Exception)
-        and obj.__module__ == module.__name__
+        if inspect.isclass(obj) and issubclass(obj, Exception) and obj.__module__ == module.__name__
     ]
 
 
