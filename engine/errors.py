@@ -1,4 +1,8 @@
-"""The engine's exception family: one class per condition, messages built from fields."""
+"""The engine's exception family: one class per condition, messages built from fields.
+
+Every class here derives from `TuttiError`, the root of every error tutti raises on
+purpose; it is defined in memory/errors.py (memory may not import the engine) and
+re-exported here, so `from tutti_mcp.engine.errors import TuttiError` is the usual import."""
 
 from __future__ import annotations
 
@@ -6,11 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from tutti_mcp.memory.errors import TuttiError as TuttiError
 from tutti_mcp.memory.runs.store import RunNotFound
-
-
-class TuttiError(Exception):
-    """Base class of every error tutti raises on purpose."""
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,7 @@ class ConfigurationError(TuttiError):
 
 
 # One "run not found" for the whole server: the stores raise it, and memory may not import
-# the engine, so it lives beside the store interface. Not a TuttiError: handlers that turn
-# TuttiErrors into messages catch it too.
+# the engine, so it lives beside the store interface (a TuttiError like the rest).
 RunNotFoundError = RunNotFound
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from tutti_mcp.engine.errors import TuttiError
 from tutti_mcp.engine.model_info import Effort, ModelInfo, Source, ThinkingType
 from tutti_mcp.engine.models import ModelTable
 
@@ -37,7 +38,7 @@ class CapabilityCache(Protocol):
     async def save(self, entries: Iterable[tuple[str, dict[str, Any], float]]) -> None: ...
 
 
-class NotDescribed(ValueError):
+class NotDescribed(TuttiError, ValueError):
     """The Models API's answer carries no capabilities tutti can use."""
 
 

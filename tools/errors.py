@@ -1,8 +1,9 @@
 """The one mapping from tutti's errors to MCP errors: what a tool call or a resource read
 answers when tutti refuses, each message saying what to call next.
 
-Only errors tutti raises on purpose are mapped (`TuttiError`, and the memory store's
-`MemoryFileError` and `RunNotFound`); anything else propagates to the SDK, which reports it as a crash."""
+Only errors tutti raises on purpose are mapped: `TuttiError`, the root of all of them
+(memory's `RunNotFound` and `MemoryFileError` included); anything else propagates to the
+SDK, which reports it as a crash."""
 
 from __future__ import annotations
 
@@ -12,13 +13,11 @@ from contextlib import contextmanager
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 
 from tutti_mcp.engine.errors import RunNotFoundError, SpecError, TuttiError
-from tutti_mcp.memory.files.paths import GLOBAL, MemoryFileError, MemoryNotFound
+from tutti_mcp.memory.files.paths import GLOBAL, MemoryNotFound
 from tutti_mcp.tools.memory import not_found_hint
 
-Refusal = TuttiError | MemoryFileError | RunNotFoundError
 
-
-def tool_error(exc: Refusal, *, scope: str = GLOBAL) -> ToolError:
+def tool_error(exc: TuttiError, *, scope: str = GLOBAL) -> ToolError:
     """The tool error for `exc`; `scope` is the memory scope the call worked in."""
     if isinstance(exc, RunNotFoundError):
         return ToolError(f"no run with id {exc.run_id!r}; call workflow_list to see the runs")
@@ -31,7 +30,7 @@ def tool_error(exc: Refusal, *, scope: str = GLOBAL) -> ToolError:
     return ToolError(str(exc))
 
 
-def resource_error(exc: Refusal, *, root_uri: str = "", scope: str = GLOBAL) -> ResourceError:
+def resource_error(exc: TuttiError, *, root_uri: str = "", scope: str = GLOBAL) -> ResourceError:
     """The resource error for `exc` (a missing run or file is INVALID_PARAMS, the rest
     INTERNAL_ERROR, both with the message); `root_uri` lists the memory files of `scope`."""
     if isinstance(exc, RunNotFoundError):
@@ -52,7 +51,7 @@ def tool_errors(scope: str = GLOBAL) -> Iterator[None]:
     """Around a tool's body: tutti's refusals become tool errors (see `tool_error`)."""
     try:
         yield
-    except (TuttiError, MemoryFileError, RunNotFoundError) as exc:
+    except TuttiError as exc:
         raise tool_error(exc, scope=scope) from None
 
 
@@ -61,5 +60,5 @@ def resource_errors(root_uri: str = "", scope: str = GLOBAL) -> Iterator[None]:
     """Around a resource's body: tutti's refusals become resource errors (see `resource_error`)."""
     try:
         yield
-    except (TuttiError, MemoryFileError, RunNotFoundError) as exc:
+    except TuttiError as exc:
         raise resource_error(exc, root_uri=root_uri, scope=scope) from None

@@ -12,6 +12,8 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from tutti_mcp.memory.errors import TuttiError
+
 ROOT = "/memories"
 MAX_PATH_BYTES = 1024
 MAX_SEGMENT_BYTES = 255
@@ -25,7 +27,7 @@ SCOPE_KINDS = ("project", "workflow")
 MAX_SCOPE_KEY = 512
 
 
-class MemoryFileError(ValueError):
+class MemoryFileError(TuttiError, ValueError):
     """A memory command that cannot be carried out; the message says what to do instead."""
 
 

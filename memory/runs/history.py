@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tutti_mcp.memory.connection import Database
+from tutti_mcp.memory.errors import TuttiError
 from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepRecord, StepStatus
 
 HISTORY_WINDOW = 20  # the latest runs of a workflow a summary reads
@@ -38,7 +39,7 @@ _RAN = frozenset({StepStatus.SUCCEEDED, StepStatus.DEGRADED, StepStatus.FAILED})
 Op = tuple[str, tuple[Any, ...]]
 
 
-class HistoryWriteError(Exception):
+class HistoryWriteError(TuttiError):
     """A run's history entry could not be stored (the run itself is unaffected)."""
 
     def __init__(self, run_id: str, cause: BaseException) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from tutti_mcp.memory.errors import TuttiError
 from tutti_mcp.memory.runs.history import HISTORY_WINDOW, HistoryEntry, WorkflowHistory
 from tutti_mcp.memory.runs.records import (
     Checkpoint,
@@ -36,7 +37,7 @@ RUN_FIELDS = frozenset(
 STEP_FIELDS = frozenset({"attempts", "executor", "started_at", "finished_at", "error", "detail"})
 
 
-class RunNotFound(LookupError):
+class RunNotFound(TuttiError, LookupError):
     """No run has this id (never created, or pruned)."""
 
     def __init__(self, run_id: str) -> None:

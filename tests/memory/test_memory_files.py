@@ -8,6 +8,7 @@ give the same answers and the same errors."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,12 +153,13 @@ def test_viewing_a_subdirectory_and_an_empty_store(mem: MemoryFiles) -> None:
     ],
 )
 def test_bad_paths_are_refused_with_the_reason(mem: MemoryFiles, path: str, message: str) -> None:
-    for command in (
+    commands: list[Callable[[], object]] = [
         lambda: mem.view(path),
         lambda: mem.create(path, "x"),
         lambda: mem.delete(path),
         lambda: mem.rename("/memories/ok.md", path),
-    ):
+    ]
+    for command in commands:
         with pytest.raises(MemoryPathError, match=None) as err:
             command()
         assert message in str(err.value)

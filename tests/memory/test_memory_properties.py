@@ -80,7 +80,10 @@ class Model:
 
     def apply(self, c: dict[str, Any]) -> None:
         kind = c["command"]
-        p = c.get("path")
+        if kind == "rename":
+            self.rename(c["old_path"], c["new_path"])
+            return
+        p: str = c["path"]  # every other command names one path
         if kind == "view":
             if p not in self.files and not self.is_dir(p):
                 raise Refused
@@ -112,18 +115,6 @@ class Model:
                 raise Refused
             for f in gone:
                 self.set(f, None)
-        elif kind == "rename":
-            old, new = c["old_path"], c["new_path"]
-            moving = sorted(f for f in self.files if f == old or f.startswith(old + "/"))
-            if old == "/memories" or new in self.files or self.is_dir(new) or not moving:
-                raise Refused
-            if new.startswith(old + "/"):
-                raise Refused
-            self.creatable(new)
-            for f in moving:
-                text = self.files[f]
-                self.set(f, None)
-                self.set(new + f[len(old) :], text)
         elif kind == "restore":
             history = self.revs.get(p, [])
             if not 1 <= c["rev"] <= len(history) or history[c["rev"] - 1] is None:
@@ -131,6 +122,18 @@ class Model:
             if p not in self.files:
                 self.creatable(p)
             self.set(p, history[c["rev"] - 1])
+
+    def rename(self, old: str, new: str) -> None:
+        moving = sorted(f for f in self.files if f == old or f.startswith(old + "/"))
+        if old == "/memories" or new in self.files or self.is_dir(new) or not moving:
+            raise Refused
+        if new.startswith(old + "/"):
+            raise Refused
+        self.creatable(new)
+        for f in moving:
+            text = self.files[f]
+            self.set(f, None)
+            self.set(new + f[len(old) :], text)
 
 
 def run(mem: MemoryFiles, c: dict[str, Any], scope: str) -> None:

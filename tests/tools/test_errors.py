@@ -13,6 +13,7 @@ from tutti_mcp.engine.errors import (
     SpecError,
 )
 from tutti_mcp.memory.files.paths import MemoryNotFound, MemoryPathError
+from tutti_mcp.memory.runs.history import HistoryWriteError
 from tutti_mcp.tools.errors import resource_error, resource_errors, tool_error, tool_errors
 
 
@@ -64,3 +65,15 @@ def test_the_context_managers_map_refusals_and_let_crashes_through() -> None:
         raise MemoryNotFound("/memories/a.md")
     with pytest.raises(KeyError), tool_errors():
         raise KeyError("a bug, not a refusal: the SDK reports it as a crash")
+
+
+def test_every_refusal_under_the_one_root_becomes_an_error_with_its_message() -> None:
+    # memory's errors are TuttiErrors too: one `except TuttiError` maps them
+    history = HistoryWriteError("run_x", OSError("disk full"))
+    with pytest.raises(ToolError) as as_tool, tool_errors():
+        raise history
+    assert str(as_tool.value) == "history of run run_x not recorded: disk full"
+    with pytest.raises(ResourceError) as as_resource, resource_errors():
+        raise MemoryPathError("no '..' here")
+    assert type(as_resource.value) is ResourceError
+    assert str(as_resource.value) == "no '..' here"
