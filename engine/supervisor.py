@@ -20,7 +20,6 @@ from anyio.abc import TaskGroup
 
 from tutti_mcp.engine.errors import (
     ConfigurationError,
-    RunNotFoundError,
     RunStateError,
     TuttiError,
 )
@@ -153,7 +152,7 @@ class RunSupervisor:
         run_id = run if isinstance(run, str) else run.run_id
         try:
             await self.engine.execute(run, attached=True, on_event=watch.on_event)
-        except (TuttiError, RunNotFoundError) as exc:
+        except TuttiError as exc:
             watch.error = str(exc)
             log.warning("run %s could not execute: %s", run_id, exc)
         except Exception as exc:  # a bug: keep the server up, say what happened

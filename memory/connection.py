@@ -25,6 +25,7 @@ import aiosqlite
 import anyio
 
 from tutti_mcp.memory.busy import retry_busy
+from tutti_mcp.memory.errors import TuttiError
 from tutti_mcp.memory.migrations import apply_migrations
 
 P = ParamSpec("P")
@@ -35,7 +36,7 @@ T = TypeVar("T")
 AIOSQLITE_TESTED = ((0, 22), (0, 23))  # from (inclusive), to (exclusive): read in 0.22.1
 
 
-class DatabaseOpenError(Exception):
+class DatabaseOpenError(TuttiError):
     """The database file could not be opened and set up; the connection is closed."""
 
     def __init__(self, path: str, reason: BaseException | str) -> None:

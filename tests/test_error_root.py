@@ -26,9 +26,6 @@ OUTSIDE_THE_ROOT: dict[str, str] = {
     "tutti_mcp.engine.spec_source._TooMany": (
         "must be a yaml ComposerError to unwind yaml's composer; turned into a SpecError"
     ),
-    # memory/connection.py is being edited on another branch: its class line becomes
-    # `class DatabaseOpenError(TuttiError):` when that lands, and this entry goes.
-    "tutti_mcp.memory.connection.DatabaseOpenError": "pending: memory/connection.py",
 }
 
 # Importing __main__ runs the CLI.
