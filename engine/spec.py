@@ -7,7 +7,6 @@ cycles) live in `engine.validate`; this module only checks the shape of each fie
 from __future__ import annotations
 
 import re
-import shlex
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tutti_mcp.engine.errors import Problem, SpecError
 from tutti_mcp.engine.spec_files import decode_spec_bytes, read_spec_bytes
 from tutti_mcp.engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data, parse_spec_text
+from tutti_mcp.engine.spec_strings import schema_problem, split_keeping_templates, strings_in
 from tutti_mcp.memory.files.paths import SCOPE_KINDS, MemoryFileError, parse_scope
 
 STEP_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -269,9 +269,9 @@ class Step(_Model):
         """The program and its arguments (templates unrendered): `argv`, or `/bash ARGS` split."""
         if self.argv is not None:
             return list(self.argv)
-        words = _split_keeping_templates(self.command or "")[1:]
+        words = split_keeping_templates(self.command or "")[1:]
         if self.args:
-            words += _split_keeping_templates(self.args)
+            words += split_keeping_templates(self.args)
         return words
 
     def templated_strings(self) -> list[tuple[str, str]]:
@@ -286,46 +286,8 @@ class Step(_Model):
             out += [(f"argv[{i}]", a) for i, a in enumerate(self.argv)]
         out += [(f"env.{k}", v) for k, v in self.env.items()]
         if self.value is not None:
-            out += [(f"value{p}", s) for p, s in _strings_in(self.value, "")]
+            out += [(f"value{p}", s) for p, s in strings_in(self.value, "")]
         return out
-
-
-def schema_problem(schema: dict[str, Any]) -> str | None:
-    """Why `schema` is not a valid JSON Schema (its draft's meta-schema says), else None."""
-    import jsonschema  # only specs with a json_schema pay for importing it
-
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path)
-        return f"{exc.message}" + (f" (at {where})" if where else "")
-    return None
-
-
-_TEMPLATE_SPAN = re.compile(r"\$\{(?:[^{}]|\{[^{}]*\})*\}")
-
-
-def _split_keeping_templates(text: str) -> list[str]:
-    """shlex.split, except that a `${...}` span stays whole even if it has spaces or quotes
-    inside (`echo ${inputs.v | upper}` is two words)."""
-    spans: list[str] = []
-
-    def hide(m: re.Match[str]) -> str:
-        spans.append(m.group(0))
-        return f"\x00{len(spans) - 1}\x00"
-
-    words = shlex.split(_TEMPLATE_SPAN.sub(hide, text))
-    return [re.sub(r"\x00(\d+)\x00", lambda m: spans[int(m.group(1))], w) for w in words]
-
-
-def _strings_in(value: Any, path: str) -> list[tuple[str, str]]:
-    if isinstance(value, str):
-        return [(path, value)]
-    if isinstance(value, dict):
-        return [x for k, v in value.items() for x in _strings_in(v, f"{path}.{k}")]
-    if isinstance(value, list):
-        return [x for i, v in enumerate(value) for x in _strings_in(v, f"{path}[{i}]")]
-    return []
 
 
 class Defaults(_Model):

@@ -214,6 +214,9 @@ class RunSupervisor:
         return await self.engine.load(run_id)
 
     # -- reading -----------------------------------------------------------------------------
+    def compile(self, spec: WorkflowSpec | Mapping[str, Any]) -> Workflow:
+        return self.engine.compile(spec)
+
     async def plan(self, spec: Workflow | WorkflowSpec | Mapping[str, Any]) -> PlannedSpec:
         """A spec's plan, cost range, history, and what keeps it from running here (None:
         nothing)."""

@@ -1,10 +1,9 @@
 """The workflow tools as plain functions over the run supervisor. They return the
-pydantic models of `tools.models`; `tools.register` wraps them for MCP."""
+pydantic models of `tools.results`; `tools.workflow_mcp` wraps them for MCP."""
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +13,6 @@ import anyio
 
 from tutti_mcp.engine.errors import (
     ClientCannotSample,
-    Problem,
-    SpecError,
     StepResultConflict,
     StepResultMissing,
     UnknownRunStatus,
@@ -25,9 +22,6 @@ from tutti_mcp.engine.report import recovery_plan
 from tutti_mcp.engine.spec import (
     ExecutorKind,
     WorkflowSpec,
-    load_spec_file,
-    load_spec_text,
-    parse_spec,
 )
 from tutti_mcp.engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data
 from tutti_mcp.engine.supervisor import TAKES_RESULTS, ReportProgress, RunSupervisor
@@ -47,6 +41,7 @@ from tutti_mcp.tools.results import (
     RunSummary,
 )
 from tutti_mcp.tools.sampling import NO_SAMPLING, SamplingBroker
+from tutti_mcp.tools.spec_input import load_spec
 
 MAX_WAIT_S = 45  # clients drop a call after about 60 s
 COMPLETE_WAIT_S = 10.0  # step_complete waits this long for the run to need the caller again
@@ -65,76 +60,6 @@ class ToolState:
 
 
 # -- specs -----------------------------------------------------------------------------------
-SPEC_SUFFIXES = (".yaml", ".yml", ".json")
-
-
-_FILE_NAME = re.compile(r"[^\s:{}\[\],&*#?|<>=!%@`'\"]+\.[A-Za-z0-9]{1,5}")
-
-
-def _names_a_file(text: str) -> bool:
-    """Whether a spec string is a file path rather than spec text: one line that ends in a
-    spec suffix, or has a path separator and no `key: value`, or is a file name (`notes.txt`).
-    Such a string is never parsed as YAML: an unreadable path should say so."""
-    if "\n" in text or text.startswith("{"):
-        return False
-    if text.lower().endswith(SPEC_SUFFIXES) or _FILE_NAME.fullmatch(text):
-        return True
-    return ("/" in text or "\\" in text) and ": " not in text and not text.endswith(":")
-
-
-def confined_spec_path(given: str, workspace: Path) -> Path:
-    """The file a spec path names, resolved (`..` and symlinks) and inside the workspace;
-    otherwise a SpecError. Whether a file outside exists is not told."""
-    root = workspace.resolve()
-    target = (root / Path(given).expanduser()).resolve()
-    if not target.is_relative_to(root):
-        raise SpecError(
-            [
-                Problem(
-                    "spec",
-                    f"the path {given!r} is outside the workspace (TUTTI_WORKSPACE={root}): "
-                    "pass the spec itself as an object, or move the file into the workspace",
-                )
-            ]
-        )
-    if not target.name.lower().endswith(SPEC_SUFFIXES):
-        raise SpecError(
-            [
-                Problem(
-                    "spec",
-                    f"{given!r} is not a spec file: spec files end in .yaml, .yml or .json "
-                    "(or pass the spec itself as an object)",
-                )
-            ]
-        )
-    if not target.exists():
-        raise SpecError(
-            [
-                Problem(
-                    "spec",
-                    f"no spec file at {given!r} in the workspace {root}; pass the spec itself "
-                    "as an object",
-                )
-            ]
-        )
-    return target
-
-
-def load_spec(
-    spec: Mapping[str, Any] | str, workspace: Path, limits: SpecLimits = DEFAULT_LIMITS
-) -> WorkflowSpec:
-    """A spec given as an object, as JSON/YAML text, or as the path of a spec file in the
-    workspace. The caller is a model: paths are confined to the workspace, and errors never
-    quote the spec's text."""
-    if not isinstance(spec, str):
-        return parse_spec(dict(spec), limits)
-    text = spec.strip()
-    if _names_a_file(text):
-        path = confined_spec_path(text, workspace)
-        return load_spec_file(path, limits, source=text, follow_symlinks=False)
-    return load_spec_text(text, "spec", limits)
-
-
 async def load_spec_off_loop(state: ToolState, spec: Mapping[str, Any] | str) -> WorkflowSpec:
     """load_spec in a worker thread: YAML parsing runs at about 150 KB/s, and a spec at
     TUTTI_MAX_SPEC_BYTES would otherwise hold up every run and request for seconds."""
@@ -303,7 +228,7 @@ async def start(
     bind: Callable[[str], None] | None = None,
 ) -> RunState:
     sup = state.supervisor
-    wf = sup.engine.compile(await load_spec_off_loop(state, spec))
+    wf = sup.compile(await load_spec_off_loop(state, spec))
     check_inputs(state, inputs)
     needs = wf.on(ExecutorKind.SAMPLING)
     if needs and not can_sample:
