@@ -55,7 +55,7 @@ def _graph() -> nx.DiGraph:
 
 def test_our_modules_import_each_other_without_circles() -> None:
     cycles = list(nx.simple_cycles(_graph()))
-    assert cycles == [], "import circles: " + "; ".join(" -> ".join(c + [c[0]]) for c in cycles)
+    assert cycles == [], "import circles: " + "; ".join(" -> ".join([*c, c[0]]) for c in cycles)
 
 
 def test_each_package_imports_only_the_layers_below_it() -> None:
