@@ -51,12 +51,13 @@ async def direct_engine(spec: dict[str, Any], *, client: bool) -> float:
     async with await SqliteRunStore.open(":memory:") as store:
         engine = build_engine(Settings(db_path=MEM), store, model_executor=ExecutorKind.CLIENT)
         t0 = time.perf_counter()
-        run_id = await engine.create_run(spec)
+        prepared = await engine.create(spec)
+        run_id = prepared.run_id
         if not client:
-            await engine.execute(run_id)
+            await engine.execute(prepared)
             return time.perf_counter() - t0
         async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: engine.execute(run_id, attached=True))
+            tg.start_soon(lambda: engine.execute(prepared, attached=True))
             for step in spec["steps"]:
                 while True:  # wait until the step is handed off
                     ex = engine.live.get(run_id)

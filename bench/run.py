@@ -13,7 +13,7 @@ Variants, all measured in one process (except the memory figures, one fresh proc
   sqlite  tutti Engine + BuiltinExecutor on SqliteRunStore, a fresh temp file per run (WAL,
           synchronous=NORMAL; every step's checkpoint committed before its dependents start)
 
-Timed region: `await engine.execute(run_id)` only. `create_run` (spec parse + compile + plan +
+Timed region: `await engine.execute(prepared)` only. `create` (spec parse + compile + plan +
 the run's rows) happens before the clock starts and is reported separately (BUILD).
 
 Raw results: bench/results/<stamp>/raw.jsonl (one JSON object per measurement) and table.txt.
@@ -57,7 +57,7 @@ from tutti_mcp.engine.config import EngineConfig  # noqa: E402
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor  # noqa: E402
 from tutti_mcp.engine.service import Engine  # noqa: E402
 from tutti_mcp.engine.spec import ExecutorKind  # noqa: E402
-from tutti_mcp.memory import sqlite_store as sqlite_store_mod  # noqa: E402
+from tutti_mcp.memory.runs import sqlite_store as sqlite_store_mod  # noqa: E402
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore  # noqa: E402
 from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore  # noqa: E402
 
@@ -174,11 +174,12 @@ async def tutti_run(
     try:
         engine = make_engine(store)
         t0 = time.perf_counter()
-        run_id = await engine.create_run(spec)
+        prepared = await engine.create(spec)  # passed to execute: nothing planned twice
+        run_id = prepared.run_id
         t1 = time.perf_counter()
         gc.collect()
         t2 = time.perf_counter()
-        rec = await engine.execute(run_id)
+        rec = await engine.execute(prepared)
         t3 = time.perf_counter()
         if rec.status.value != "succeeded":
             raise RuntimeError(f"{dag['name']} on {variant}: run {rec.status.value}: {rec.error}")
@@ -235,12 +236,18 @@ def build_parts(spec: dict[str, Any]) -> dict[str, float]:
 
 
 async def inside_execute(dag: dict[str, Any], spec: dict[str, Any], tmpdir: str) -> dict[str, Any]:
-    """One extra untimed tutti-mem run with engine.engine's parse/compile/plan/metrics calls
+    """One extra untimed tutti-mem run with the engine's parse/compile/plan/metrics calls
     counted and timed: what of the build work `execute` does (inside the timed region)."""
-    import tutti_mcp.engine.service as eng_mod
+    import tutti_mcp.engine.execution.runner as runner_mod
+    import tutti_mcp.engine.service as service_mod
 
-    names = ("parse_spec", "compile_workflow", "make_plan", "run_metrics")
-    real = {n: getattr(eng_mod, n) for n in names if hasattr(eng_mod, n)}
+    homes = {
+        "parse_spec": service_mod,
+        "compile_workflow": service_mod,
+        "make_plan": service_mod,
+        "run_metrics": runner_mod,
+    }
+    real = {n: getattr(m, n) for n, m in homes.items() if hasattr(m, n)}
     calls = dict.fromkeys(real, 0)
     spent = dict.fromkeys(real, 0.0)
 
@@ -257,16 +264,16 @@ async def inside_execute(dag: dict[str, Any], spec: dict[str, Any], tmpdir: str)
 
     store = await open_store("mem", tmpdir)
     engine = make_engine(store)
-    run_id = await engine.create_run(spec)
+    prepared = await engine.create(spec)
     for n, fn in real.items():
-        setattr(eng_mod, n, wrap(n, fn))
+        setattr(homes[n], n, wrap(n, fn))
     try:
         t0 = time.perf_counter()
-        await engine.execute(run_id)
+        await engine.execute(prepared)
         wall = time.perf_counter() - t0
     finally:
         for n, fn in real.items():
-            setattr(eng_mod, n, fn)
+            setattr(homes[n], n, fn)
     return {"wall_s": wall, "calls": calls, "spent_s": spent}
 
 
@@ -295,10 +302,10 @@ async def sqlite_floor(dag: dict[str, Any], spec: dict[str, Any], tmpdir: str) -
         store = await open_store("sqlite", tmpdir)
         try:
             engine = make_engine(store)
-            run_id = await engine.create_run(spec)
+            prepared = await engine.create(spec)
             first = len(batches)
             t0 = time.perf_counter()
-            await engine.execute(run_id)
+            await engine.execute(prepared)
             wall = time.perf_counter() - t0
         finally:
             await close_store(store)
@@ -528,10 +535,10 @@ def profile(case: str, variant: str, top: int) -> None:
                 await tutti_run(dag, spec, variant, tmp)
             store = await open_store(variant, tmp)
             engine = make_engine(store)
-            run_id = await engine.create_run(spec)
+            prepared = await engine.create(spec)
             prof = cProfile.Profile()
             prof.enable()
-            await engine.execute(run_id)
+            await engine.execute(prepared)
             prof.disable()
             await close_store(store)
         for key in ("tottime", "cumulative"):
