@@ -36,26 +36,25 @@ from tutti_mcp.memory.runs.records import (
 )
 
 
-def _setups(ctx: RunContext, prepared: PreparedRun) -> dict[str, StepSetup]:
-    wf, plan, spec = prepared.workflow, prepared.plan, prepared.workflow.spec
-    out = {}
-    for sid in wf.order:
-        step, kind = wf.steps[sid], wf.executors[sid]
-        timeout = step.timeout or spec.defaults.timeout
-        max_duration = getattr(ctx.executors.get(kind), "max_duration", None)
-        bound = max_duration(step) if max_duration is not None else None
-        thinking = plan.steps[sid].thinking
-        out[sid] = StepSetup(
-            kind=kind,
-            retry=step.retry or spec.defaults.retry,
-            timeout_s=timeout,
-            bounded=bound is not None and bound < timeout,
-            # quick steps fold their "running" state into their completion's commit
-            lasting=bound is None or bound > 0.005,
-            thinking=thinking,
-            model=ctx.config.models.resolve(wf.model_ids[sid]) if thinking else None,
-        )
-    return out
+def _setup(ctx: RunContext, prepared: PreparedRun, sid: str) -> StepSetup:
+    """What every attempt of step `sid` shares: worked out when it first runs (a resumed
+    run with most steps committed pays nothing for those)."""
+    wf, spec = prepared.workflow, prepared.workflow.spec
+    step, kind = wf.steps[sid], wf.executors[sid]
+    timeout = step.timeout or spec.defaults.timeout
+    max_duration = getattr(ctx.executors.get(kind), "max_duration", None)
+    bound = max_duration(step) if max_duration is not None else None
+    thinking = prepared.plan.steps[sid].thinking
+    return StepSetup(
+        kind=kind,
+        retry=step.retry or spec.defaults.retry,
+        timeout_s=timeout,
+        bounded=bound is not None and bound < timeout,
+        # quick steps fold their "running" state into their completion's commit
+        lasting=bound is None or bound > 0.005,
+        thinking=thinking,
+        model=ctx.config.models.resolve(wf.model_ids[sid]) if thinking else None,
+    )
 
 
 class RunExecution:
@@ -83,7 +82,7 @@ class RunExecution:
         workspace = Path(run.workspace) if run.workspace else cfg.workspace
         self.attempts = Attempts(ctx, self.ledger, self.core, wf.spec, workspace)
         self.client = ClientSteps(ctx.store, run, wf, cfg.client_poll_s)
-        self.setups = _setups(ctx, prepared)
+        self.prepared = prepared
         self.prior_attempts = {sid: rec.attempts for sid, rec in run.steps.items()}
         # usage of failed attempts made by an earlier execution, for steps that run again
         self.prior_spent: dict[str, dict[str, Any]] = {}
@@ -206,7 +205,7 @@ class RunExecution:
     async def _attempt(self, sid: str, step: Step) -> None:
         result = await self.attempts.run(
             step,
-            self.setups[sid],
+            _setup(self.ctx, self.prepared, sid),
             self.wf.deps[sid],
             prior_attempts=self.prior_attempts.get(sid, 0),
             spent=self.prior_spent.pop(sid, None),
