@@ -1,6 +1,6 @@
 """The engine benchmarks side by side against another commit, in one run.
 
-    uv run python bench/compare.py --base c40f4c6                 # chain/wide/layered, mem + sqlite
+    uv run python bench/compare.py --base c40f4c6                 # chain, wide, layered (zero-duration steps), mem + sqlite
     uv run python bench/compare.py --base c40f4c6 --repeats 9 --cases chain_1000 --variants sqlite
 
 The base commit is checked out in a temporary git worktree with its own environment
@@ -25,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 HEAD = HERE.parent
-CASES = ["chain_1000", "wide_1000", "layered_10x20"]
+CASES = ["chain_1000", "wide_1000", "layered_20x50"]
 VARIANTS = ["mem", "sqlite"]
 
 # Run inside a side's checkout: that side's bench/run.py and engine, nothing of ours.
