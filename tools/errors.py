@@ -12,14 +12,15 @@ from contextlib import contextmanager
 
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 
-from tutti_mcp.engine.errors import RunNotFoundError, SpecError, TuttiError
+from tutti_mcp.engine.errors import SpecError, TuttiError
 from tutti_mcp.memory.files.paths import GLOBAL, MemoryNotFound
+from tutti_mcp.memory.runs.store import RunNotFound
 from tutti_mcp.tools.memory import not_found_hint
 
 
 def tool_error(exc: TuttiError, *, scope: str = GLOBAL) -> ToolError:
     """The tool error for `exc`; `scope` is the memory scope the call worked in."""
-    if isinstance(exc, RunNotFoundError):
+    if isinstance(exc, RunNotFound):
         return ToolError(f"no run with id {exc.run_id!r}; call workflow_list to see the runs")
     if isinstance(exc, SpecError):
         return ToolError(
@@ -33,7 +34,7 @@ def tool_error(exc: TuttiError, *, scope: str = GLOBAL) -> ToolError:
 def resource_error(exc: TuttiError, *, root_uri: str = "", scope: str = GLOBAL) -> ResourceError:
     """The resource error for `exc` (a missing run or file is INVALID_PARAMS, the rest
     INTERNAL_ERROR, both with the message); `root_uri` lists the memory files of `scope`."""
-    if isinstance(exc, RunNotFoundError):
+    if isinstance(exc, RunNotFound):
         return ResourceNotFoundError(
             f"no run with id {exc.run_id!r}; read workflow://runs or call workflow_list to see the runs"
         )

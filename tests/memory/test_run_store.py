@@ -43,8 +43,9 @@ async def test_every_store_raises_the_one_run_not_found_with_the_user_facing_mes
         assert (raised.value.run_id, str(raised.value)) == ("run_nope", message)
 
 
-def test_the_engine_names_the_same_class_instead_of_a_second_one() -> None:
-    assert errors.RunNotFoundError is RunNotFound
+def test_the_engine_has_no_second_run_not_found_error() -> None:
+    assert not hasattr(errors, "RunNotFoundError")
+    assert issubclass(RunNotFound, errors.TuttiError)
 
 
 def test_memory_modules_import_each_other_without_a_circle() -> None:

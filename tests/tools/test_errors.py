@@ -9,16 +9,16 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from tutti_mcp.engine.errors import (
     ConfigurationError,
     Problem,
-    RunNotFoundError,
     SpecError,
 )
 from tutti_mcp.memory.files.paths import MemoryNotFound, MemoryPathError
 from tutti_mcp.memory.runs.history import HistoryWriteError
+from tutti_mcp.memory.runs.store import RunNotFound
 from tutti_mcp.tools.errors import resource_error, resource_errors, tool_error, tool_errors
 
 
 def test_a_missing_run_points_the_tool_caller_to_workflow_list() -> None:
-    err = tool_error(RunNotFoundError("run_x"))
+    err = tool_error(RunNotFound("run_x"))
     assert str(err) == "no run with id 'run_x'; call workflow_list to see the runs"
 
 
@@ -45,7 +45,7 @@ def test_a_missing_memory_file_says_where_to_look_in_its_scope() -> None:
 
 
 def test_a_missing_run_read_as_a_resource_is_not_found() -> None:
-    err = resource_error(RunNotFoundError("run_x"))
+    err = resource_error(RunNotFound("run_x"))
     assert isinstance(err, ResourceNotFoundError)
     assert "read workflow://runs or call workflow_list" in str(err)
 
@@ -59,7 +59,7 @@ def test_other_refusals_keep_their_own_message() -> None:
 
 def test_the_context_managers_map_refusals_and_let_crashes_through() -> None:
     with pytest.raises(ToolError, match="workflow_list"), tool_errors():
-        raise RunNotFoundError("run_x")
+        raise RunNotFound("run_x")
     not_found = pytest.raises(ResourceNotFoundError, match="memory://memories")
     with not_found, resource_errors("memory://memories"):
         raise MemoryNotFound("/memories/a.md")
