@@ -112,7 +112,9 @@ def main() -> None:
         print(json.dumps({"base": base_rev, "head": head_rev, "rows": rows}))
         return
     print(f"engine.execute, microseconds per step; medians of {args.repeats} paired repeats")
-    print(f"{'case':<16}{'variant':<9}{'base ' + base_rev:>14}{'head ' + head_rev:>14}{'head/base':>11}")
+    print(
+        f"{'case':<16}{'variant':<9}{'base ' + base_rev:>14}{'head ' + head_rev:>14}{'head/base':>11}"
+    )
     for row in rows:
         print(
             f"{row['case']:<16}{row['variant']:<9}{row['base_us_per_step']:>14.1f}"

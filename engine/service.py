@@ -3,8 +3,10 @@ cancel runs, and complete client-executed steps. Executors and the store are inj
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -63,19 +65,48 @@ class Engine:
         self.context = RunContext(store, self.executors, self.config)
         self.live: dict[str, RunExecution] = {}
         self._claimed: set[str] = set()  # claimed here, not executing yet
+        # Compiled workflows by the spec's canonical JSON: a spec seen before (every run of
+        # a saved workflow, every resume) is not parsed and compiled again. Workflows are
+        # never changed once compiled, so runs can share one.
+        self._compiled: OrderedDict[str, Workflow] = OrderedDict()
+        # The last plan of each workflow, with the measured durations it was made from: a
+        # new run of a workflow plans again only when its history has changed.
+        self._plans: OrderedDict[int, tuple[Workflow, tuple[tuple[str, float], ...], Plan]] = (
+            OrderedDict()
+        )
+        self._stored: dict[int, tuple[Workflow, dict[str, Any]]] = {}
+        self._workspace: str | None = None
 
     # -- specs -------------------------------------------------------------------------------
     def compile(self, spec: Workflow | WorkflowSpec | Mapping[str, Any]) -> Workflow:
         """Validate a spec and decide, once, where each step runs and on which model."""
         if isinstance(spec, Workflow):
             return spec
-        if not isinstance(spec, WorkflowSpec):
-            spec = parse_spec(dict(spec))
+        key = _spec_key(spec)
+        wf = self._compiled.get(key) if key is not None else None
+        if wf is not None:
+            self._compiled.move_to_end(key)  # type: ignore[arg-type]
+            return wf
+        parsed = spec if isinstance(spec, WorkflowSpec) else parse_spec(dict(spec))
         cfg = self.config
-        return compile_workflow(spec, model_executor=cfg.model_executor, models=cfg.models)
+        wf = compile_workflow(parsed, model_executor=cfg.model_executor, models=cfg.models)
+        if key is not None:
+            self._compiled[key] = wf
+            if len(self._compiled) > COMPILED_CACHE:
+                self._compiled.popitem(last=False)
+        return wf
 
     def plan(self, wf: Workflow, history_s: Mapping[str, float] | None = None) -> Plan:
-        return make_plan(wf, self.config.models, history_s)
+        durations = tuple(sorted((history_s or {}).items()))
+        cached = self._plans.get(id(wf))
+        if cached is not None and cached[0] is wf and cached[1] == durations:
+            self._plans.move_to_end(id(wf))
+            return cached[2]
+        plan = make_plan(wf, self.config.models, history_s)
+        self._plans[id(wf)] = (wf, durations, plan)  # holds wf: its id is not reused meanwhile
+        if len(self._plans) > COMPILED_CACHE:
+            self._plans.popitem(last=False)
+        return plan
 
     async def plan_with_history(self, wf: Workflow) -> tuple[Plan, WorkflowHistory]:
         """The plan with the median step durations of the workflow's recent runs as its
@@ -140,11 +171,11 @@ class Engine:
             id=run_id or new_run_id(),
             name=wf.spec.name,
             status=RunStatus.PENDING,
-            spec=self._stored_spec(wf.spec),
+            spec=self._stored_spec(wf),
             inputs=values,
             created_at=self.config.clock(),
             parent_run_id=parent_run_id,
-            workspace=str(self.config.workspace.resolve()),
+            workspace=self._workspace_path(),
         )
         await self.store.create_run(run, wf.order)
         run.steps = {sid: StepRecord(sid) for sid in wf.order}
@@ -160,9 +191,23 @@ class Engine:
         """`create`, for callers that keep only the id (`execute(run_id)` loads it again)."""
         return (await self.create(spec, inputs, **kw)).run_id
 
-    def _stored_spec(self, spec: WorkflowSpec) -> dict[str, Any]:
+    def _workspace_path(self) -> str:
+        if self._workspace is None:  # resolved once: it names where this engine runs steps
+            self._workspace = str(self.config.workspace.resolve())
+        return self._workspace
+
+    def _stored_spec(self, wf: Workflow) -> dict[str, Any]:
         """The spec as stored with the run, with where its model steps run made explicit, so
-        a resume (in any process, with any settings) hands them to the same executor."""
+        a resume (in any process, with any settings) hands them to the same executor. Made
+        once per compiled workflow and shared by its runs' records (never changed)."""
+        cached = self._stored.get(id(wf))
+        if cached is None or cached[0] is not wf:
+            if len(self._stored) >= COMPILED_CACHE:
+                self._stored.clear()
+            cached = self._stored[id(wf)] = (wf, self._spec_as_stored(wf.spec))
+        return cached[1]
+
+    def _spec_as_stored(self, spec: WorkflowSpec) -> dict[str, Any]:
         if spec.defaults.model_executor is None and any(
             s.run is None and s.executor is ExecutorKind.PROMPT for s in spec.steps
         ):
@@ -363,6 +408,20 @@ class Engine:
                 detail={"reported_by_client": True},
             )
         return run.status
+
+
+COMPILED_CACHE = 128  # workflows kept compiled per engine
+
+
+def _spec_key(spec: WorkflowSpec | Mapping[str, Any]) -> str | None:
+    """The spec's canonical JSON, or None for a spec that has no JSON form (it is then
+    parsed, and refused with a clear error, as usual)."""
+    if isinstance(spec, WorkflowSpec):
+        return "model:" + spec.model_dump_json(exclude_defaults=True)
+    try:
+        return "data:" + json.dumps(spec, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
 
 
 def _running_elsewhere(run_id: str, owner: str | None) -> RunStateError:
