@@ -7,6 +7,8 @@ Figures (medians over the repeats, each a new process):
 - `tutti serve` over stdio, without and with an API key: start to the first line on stdout,
   the answer to the JSON-RPC `initialize` request written on its stdin (then stdin is closed
   and the server exits);
+- a bare `MCPServer` of the MCP SDK over stdio, no tools: the same wait, the floor that
+  importing the SDK sets for `tutti serve`;
 - `tutti plan examples/seed-chain.json` (no database yet: no history): start to exit.
 
 The bytecode cache is warm: PYTHONDONTWRITEBYTECODE is removed from the children's
@@ -52,6 +54,8 @@ INITIALIZE = {
         "clientInfo": {"name": "bench-startup", "version": "0"},
     },
 }
+
+BARE_SERVER = "from mcp.server.mcpserver import MCPServer\nMCPServer('bare').run()"
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,14 @@ def cases(source: Path | None, tmp: Path, plan: bool) -> list[Case]:
             lambda: time_initialize([*tutti, "serve"], env_key, tmp),
         ),
     ]
+    found.append(
+        Case(
+            "sdk_floor",
+            "  bare MCPServer (the SDK's floor)",
+            None,
+            lambda: time_initialize([sys.executable, "-c", BARE_SERVER], env, tmp),
+        )
+    )
     spec = root / "examples" / "seed-chain.json"
     if plan and spec.is_file():
         found.append(

@@ -44,7 +44,7 @@ from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 from tutti_mcp.memory.runs.store import RunStore
 
 if TYPE_CHECKING:
-    import anthropic
+    from tutti_mcp.engine.executors.prompt import ClientSource
 
 
 def default_db_path() -> Path:
@@ -171,13 +171,11 @@ def build_engine(
         executors[ExecutorKind.SHELL] = ShellExecutor(allow, settings.shell_max_output)
     catalog = None
     if settings.api_key:
-        import anthropic
-
         from tutti_mcp.engine.executors.prompt import PromptExecutor
+        from tutti_mcp.server.api_client import AnthropicOnDemand
 
-        client = anthropic.AsyncAnthropic(
-            api_key=settings.api_key, base_url=settings.base_url, max_retries=settings.api_retries
-        )
+        # the SDK is loaded when a prompt step or the Models API first needs it
+        client = AnthropicOnDemand(settings.api_key, settings.base_url, settings.api_retries)
         executors[ExecutorKind.PROMPT] = PromptExecutor(client, models, memory=memory)
         catalog = model_catalog(settings, models, store, client)
     executors.update(extra_executors or {})
@@ -192,7 +190,7 @@ def build_engine(
 
 
 def model_catalog(
-    settings: Settings, models: ModelTable, store: RunStore | None, client: anthropic.AsyncAnthropic
+    settings: Settings, models: ModelTable, store: RunStore | None, client: ClientSource
 ) -> ModelCatalog:
     """The Models API behind `models`, cached in the store's database when it has one."""
     cache = ModelCache.of(store) if isinstance(store, SqliteRunStore) else None
