@@ -23,8 +23,10 @@ ROOT = Path(__file__).resolve().parents[2]
 START_S = 60  # a fresh interpreter on a loaded machine, bounded
 # Heavy packages and where they are used: the engine (pydantic models, networkx, jinja2),
 # the MCP SDK, the Anthropic SDK, rich's console and tables, the database.
-HEAVY = ("anthropic", "mcp", "mcp_types", "networkx", "jinja2", "pydantic", "rich", "yaml")
-HEAVY += ("aiosqlite", "anyio", "httpx2", "tutti_mcp.engine", "tutti_mcp.memory")
+HEAVY = (
+    *("anthropic", "mcp", "mcp_types", "networkx", "jinja2", "pydantic", "rich", "yaml"),
+    *("aiosqlite", "anyio", "httpx2", "tutti_mcp.engine", "tutti_mcp.memory"),
+)
 INIT = {
     "jsonrpc": "2.0",
     "id": 1,
