@@ -99,6 +99,19 @@ def test_plan_loads_neither_the_mcp_sdk_nor_the_anthropic_sdk(tmp_path: Path) ->
     assert loaded(modules, ("mcp", "mcp_types", "anthropic", "tutti_mcp.tools.workflow")) == []
 
 
+def test_memory_commands_load_neither_the_workflow_engine_nor_an_sdk(tmp_path: Path) -> None:
+    modules, out = modules_after(tmp_path, ["memory", "view", "/memories"])
+    assert "/memories" in out
+    packages = (
+        "mcp",
+        "anthropic",
+        "networkx",
+        "tutti_mcp.engine.service",
+        "tutti_mcp.tools.workflow",
+    )
+    assert loaded(modules, packages) == []
+
+
 def test_serve_answers_initialize_without_loading_the_anthropic_sdk(tmp_path: Path) -> None:
     """With an API key the server can run prompt steps; the SDK they need is loaded when the
     first one runs, not before the client has its answer."""
