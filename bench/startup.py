@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import select
 import shutil
 import statistics
@@ -59,11 +60,17 @@ BARE_SERVER = "from mcp.server.mcpserver import MCPServer\nMCPServer('bare').run
 
 
 @dataclass(frozen=True)
+class Sample:
+    wall_s: float
+    cpu_s: float  # user + system of the measured process: what co-tenants' load inflates least
+
+
+@dataclass(frozen=True)
 class Case:
     key: str
     label: str
     target_s: float | None
-    measure: Callable[[], float]
+    measure: Callable[[], Sample]
 
 
 def tutti_command() -> list[str]:
@@ -88,7 +95,19 @@ def child_env(source: Path | None, db: Path, api_key: bool) -> dict[str, str]:
     return env
 
 
-def time_exit(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def time_exit(argv: list[str], env: dict[str, str], cwd: Path) -> Sample:
+    cpu0 = children_cpu_s()
     t0 = time.perf_counter()
     proc = subprocess.run(
         argv, env=env, cwd=cwd, capture_output=True, timeout=TIMEOUT_S, check=False
@@ -96,7 +115,7 @@ def time_exit(argv: list[str], env: dict[str, str], cwd: Path) -> float:
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{argv} exited {proc.returncode}: {proc.stderr.decode()[-2000:]}")
-    return elapsed
+    return Sample(elapsed, children_cpu_s() - cpu0)
 
 
 def read_line(proc: subprocess.Popen[bytes], deadline: float) -> bytes:
@@ -117,7 +136,7 @@ def read_line(proc: subprocess.Popen[bytes], deadline: float) -> bytes:
     return buf.split(b"\n", 1)[0]
 
 
-def time_initialize(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+def time_initialize(argv: list[str], env: dict[str, str], cwd: Path) -> Sample:
     """Start to the answer to `initialize` (stderr goes to a file: a full pipe would block)."""
     with tempfile.TemporaryFile() as errf:
         t0 = time.perf_counter()
@@ -134,6 +153,7 @@ def time_initialize(argv: list[str], env: dict[str, str], cwd: Path) -> float:
                 errf.seek(0)
                 raise RuntimeError(f"{exc}; stderr: {errf.read().decode()[-2000:]}") from None
             elapsed = time.perf_counter() - t0
+            cpu = process_cpu_s(proc.pid)
             answer = json.loads(line)
             if answer.get("id") != 1 or "result" not in answer:
                 raise RuntimeError(f"not an answer to initialize: {line[:500]!r}")
@@ -143,7 +163,7 @@ def time_initialize(argv: list[str], env: dict[str, str], cwd: Path) -> float:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=EXIT_S)
-    return elapsed
+    return Sample(elapsed, cpu)
 
 
 def cases(source: Path | None, tmp: Path, plan: bool) -> list[Case]:
@@ -198,29 +218,30 @@ def cases(source: Path | None, tmp: Path, plan: bool) -> list[Case]:
     return found
 
 
-def measure(selected: list[Case], repeats: int) -> dict[str, list[float]]:
+def measure(selected: list[Case], repeats: int) -> dict[str, list[Sample]]:
     """Every case once to warm the bytecode cache, then the repeats interleaved, so that a
     burst of load elsewhere falls on every case alike."""
     for case in selected:
         case.measure()
-    samples: dict[str, list[float]] = {c.key: [] for c in selected}
+    samples: dict[str, list[Sample]] = {c.key: [] for c in selected}
     for _ in range(repeats):
         for case in selected:
             samples[case.key].append(case.measure())
     return samples
 
 
-def summary(selected: list[Case], samples: dict[str, list[float]]) -> dict[str, Any]:
-    ref = statistics.median(samples["reference"])
+def summary(selected: list[Case], samples: dict[str, list[Sample]]) -> dict[str, Any]:
+    ref = statistics.median(x.wall_s for x in samples["reference"])
     figures: dict[str, Any] = {}
     for case in selected:
-        xs = samples[case.key]
+        xs = [x.wall_s for x in samples[case.key]]
         med = statistics.median(xs)
         figures[case.key] = {
             "label": case.label.strip(),
             "median_s": round(med, 4),
             "min_s": round(min(xs), 4),
             "max_s": round(max(xs), 4),
+            "cpu_median_s": round(statistics.median(x.cpu_s for x in samples[case.key]), 4),
             "target_s": case.target_s,
             "ratio_to_reference": round(med / ref, 2),
             "meets_target": None if case.target_s is None else med <= case.target_s,
@@ -232,7 +253,7 @@ def table(selected: list[Case], figures: dict[str, Any], repeats: int, source: P
     lines = [
         f"startup, fresh processes, medians of {repeats} (warm bytecode cache); "
         f"tutti_mcp from {source or ROOT}",
-        f"{'figure':<40} {'median':>8} {'min':>8} {'max':>8} {'target':>8} {'x ref':>7}",
+        f"{'figure':<40} {'median':>8} {'min':>8} {'max':>8} {'cpu':>8} {'target':>8} {'x ref':>7}",
     ]
     for case in selected:
         f = figures[case.key]
@@ -240,7 +261,7 @@ def table(selected: list[Case], figures: dict[str, Any], repeats: int, source: P
         verdict = "" if f["meets_target"] is None else ("  ok" if f["meets_target"] else "  MISS")
         lines.append(
             f"{case.label:<40} {f['median_s']:>7.3f}s {f['min_s']:>7.3f}s {f['max_s']:>7.3f}s "
-            f"{target:>8} {f['ratio_to_reference']:>6.1f}x{verdict}"
+            f"{f['cpu_median_s']:>7.3f}s {target:>8} {f['ratio_to_reference']:>6.1f}x{verdict}"
         )
     return "\n".join(lines)
 
@@ -269,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "load_avg_1m": os.getloadavg()[0],
             "figures": figures,
-            "samples_s": {k: [round(x, 4) for x in v] for k, v in samples.items()},
+            "samples_s": {
+                k: [{"wall": round(x.wall_s, 4), "cpu": round(x.cpu_s, 4)} for x in v]
+                for k, v in samples.items()
+            },
         }
         print(json.dumps(info, indent=1))
     else:
