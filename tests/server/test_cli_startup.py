@@ -92,10 +92,20 @@ def test_help_and_version_load_the_parser_and_nothing_heavy(
     ]
 
 
-def test_plan_loads_neither_the_mcp_sdk_nor_the_anthropic_sdk(tmp_path: Path) -> None:
-    spec = ROOT / "examples" / "seed-chain.json"
-    modules, out = modules_after(tmp_path, ["plan", str(spec)])
-    assert "critical path: analyze_codebase -> fix_issues -> validate_fixes" in out
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["plan", str(ROOT / "examples" / "seed-chain.json")], "critical path: analyze_codebase"),
+        (["run", "tiny.yaml"], "tiny"),
+        (["runs"], "run"),
+    ],
+)
+def test_plan_and_the_run_commands_load_neither_the_mcp_sdk_nor_the_anthropic_sdk(
+    tmp_path: Path, argv: list[str], says: str
+) -> None:
+    (tmp_path / "tiny.yaml").write_text("name: tiny\nsteps:\n  - {id: a, args: hello}\n")
+    modules, out = modules_after(tmp_path, argv)
+    assert says in out
     assert loaded(modules, ("mcp", "mcp_types", "anthropic", "tutti_mcp.tools.workflow")) == []
 
 
