@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,26 +53,52 @@ def env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def modules_after(
-    tmp_path: Path, argv: list[str], *, stdin: str = "", **extra: str
+    tmp_path: Path, argv: list[str], *, request: str | None = None, **extra: str
 ) -> tuple[set[str], str]:
-    """The modules `tutti ARGV` had loaded when it exited, and its stdout."""
+    """The modules `tutti ARGV` had loaded when it exited, and its stdout. With `request`,
+    that line is written on its stdin and stdin is closed (which ends `serve`) only once a
+    line has come back."""
     code = REPORT + (
         "from tutti_mcp.server.cli import main\n"
         f"try:\n    code = main({argv!r})\nexcept SystemExit as exc:\n    code = exc.code\n"
         "sys.exit(code)\n"
     )
-    proc = subprocess.run(
+    with subprocess.Popen(
         [sys.executable, "-c", code],
-        input=stdin,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env=env(tmp_path, **extra),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=START_S,
-    )
-    assert proc.returncode == 0, proc.stderr
-    line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("MODULES "))
-    return set(json.loads(line.removeprefix("MODULES "))), proc.stdout
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        first = b""
+        try:
+            if request is not None:
+                proc.stdin.write(request.encode() + b"\n")
+                proc.stdin.flush()
+                first = first_line(proc.stdout.fileno(), time.monotonic() + START_S)
+            stdout, stderr = proc.communicate(timeout=START_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, stderr.decode()
+    line = next(ln for ln in stderr.decode().splitlines() if ln.startswith("MODULES "))
+    return set(json.loads(line.removeprefix("MODULES "))), (first + stdout).decode()
+
+
+def first_line(fd: int, deadline: float) -> bytes:
+    """Bytes from `fd` up to and including the first newline, waiting until `deadline`."""
+    got = b""
+    while not got.endswith(b"\n"):
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise TimeoutError(f"no line within {START_S}s; got {got!r}")
+        byte = os.read(fd, 1)  # one at a time: what follows the line stays for communicate()
+        if not byte:
+            raise AssertionError(f"stdout closed before a line; got {got!r}")
+        got += byte
+    return got
 
 
 def loaded(modules: set[str], packages: tuple[str, ...]) -> list[str]:
@@ -128,7 +156,7 @@ def test_serve_answers_initialize_without_loading_the_anthropic_sdk(tmp_path: Pa
     modules, out = modules_after(
         tmp_path,
         ["serve"],
-        stdin=json.dumps(INIT) + "\n",  # then end of input: the server exits
+        request=json.dumps(INIT),
         ANTHROPIC_API_KEY="test",
         ANTHROPIC_BASE_URL="http://127.0.0.1:9",
     )
