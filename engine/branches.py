@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-import networkx as nx
 from jinja2 import TemplateSyntaxError, nodes
 
 from tutti_mcp.engine.spec import Trigger
@@ -118,6 +117,8 @@ def alternatives(wf: Workflow) -> list[list[str]]:
         expr = _expression(when) if when and sid not in wf.fallback_of else None
         if expr is not None:
             by_subject.setdefault(_subject(expr), []).append(sid)
+    import networkx as nx  # imported when needed: it is slow to import
+
     g = nx.Graph()
     for same in by_subject.values():
         for a, b in itertools.combinations(same, 2):

@@ -11,7 +11,6 @@ from enum import StrEnum
 from typing import Any
 
 from tutti_mcp.memory.errors import TuttiError as TuttiError
-from tutti_mcp.memory.runs.store import RunNotFound
 
 
 @dataclass(frozen=True)
@@ -41,11 +40,6 @@ class TemplateError(TuttiError):
 
 class ConfigurationError(TuttiError):
     """Something the run needs is not configured (an API key, a shell allow-list)."""
-
-
-# One "run not found" for the whole server: the stores raise it, and memory may not import
-# the engine, so it lives beside the store interface (a TuttiError like the rest).
-RunNotFoundError = RunNotFound
 
 
 class RunStateError(TuttiError):

@@ -24,6 +24,8 @@ from tutti_mcp.engine.models import ModelTable
 if TYPE_CHECKING:  # the SDK takes about a second to import: only runs with a client load it
     import anthropic
 
+    from tutti_mcp.engine.executors.prompt import ClientSource
+
 log = logging.getLogger("tutti.models")
 FETCH_TIMEOUT_S = 5.0
 DEFAULT_MAX_AGE_S = 24 * 3600.0
@@ -74,7 +76,7 @@ class ModelCatalog:
     def __init__(
         self,
         table: ModelTable,
-        client: anthropic.AsyncAnthropic | None,
+        client: ClientSource | None,
         cache: CapabilityCache | None = None,
         *,
         max_age_s: float = DEFAULT_MAX_AGE_S,
@@ -82,7 +84,10 @@ class ModelCatalog:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.table = table
-        self.client = None if client is None else client.with_options(max_retries=0)
+        self._client_source = client  # a client, or what makes one when first asked
+        self.client: anthropic.AsyncAnthropic | None = None
+        if client is not None and not callable(client):
+            self.client = client.with_options(max_retries=0)
         self.cache = cache
         self.max_age_s = max_age_s
         self.timeout_s = timeout_s
@@ -105,7 +110,7 @@ class ModelCatalog:
                 if model_id in fresh:
                     self._learn(model_id, cached[model_id][0], Source.CACHE)
             fetched: dict[str, dict[str, Any]] = {}
-            if self.client is not None:
+            if todo and not fresh.issuperset(todo) and await self._connect() is not None:
                 async with anyio.create_task_group() as tg:
                     for model_id in todo:
                         if model_id not in fresh:
@@ -123,14 +128,15 @@ class ModelCatalog:
 
     async def refresh_all(self) -> list[str]:
         """Every model the API lists (`tutti models`), learned and cached; their ids."""
-        if self.client is None:
+        client = await self._connect()
+        if client is None:
             return []
         import anthropic
 
         found: dict[str, dict[str, Any]] = {}
         try:
             with anyio.fail_after(self.timeout_s * 4):
-                async for info in self.client.models.list(limit=1000, timeout=self.timeout_s):
+                async for info in client.models.list(limit=1000, timeout=self.timeout_s):
                     found[info.id] = info.model_dump(mode="json")
         except (anthropic.APIError, TimeoutError) as exc:
             self._warn(f"cannot list models from the Models API ({_why(exc)})")
@@ -149,6 +155,12 @@ class ModelCatalog:
         for model_id, (data, _) in (await self.cache.load()).items():
             if model_id not in self.table.learned:
                 self._learn(model_id, data, Source.CACHE)
+
+    async def _connect(self) -> anthropic.AsyncAnthropic | None:
+        """The client, made now if it was given as what makes one."""
+        if self.client is None and callable(self._client_source):
+            self.client = (await self._client_source()).with_options(max_retries=0)
+        return self.client
 
     async def _fetch(self, model_id: str, into: dict[str, dict[str, Any]]) -> None:
         if self._offline or self.client is None:

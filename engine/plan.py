@@ -19,6 +19,7 @@ from tutti_mcp.engine.thinking import (
     thinking_params,
 )
 from tutti_mcp.engine.workflow import Workflow
+from tutti_mcp.memory.runs.history import WorkflowHistory
 
 # Rough defaults, used only when neither the step (`estimate_s`) nor history says more.
 DEFAULT_ESTIMATE_S = {
@@ -114,6 +115,14 @@ def choose_mode(wf: Workflow) -> tuple[Mode, str]:
             f"flow: steps {', '.join(conditional)} run only when their condition holds",
         )
     return Mode.CHAIN, "chain: plain dependencies, no conditions"
+
+
+def estimate_source(step: StepPlan, history: WorkflowHistory) -> str:
+    """Where a step's estimate comes from: spec, default, or history of N runs."""
+    if step.estimate_from is EstimateSource.HISTORY:
+        n = history.steps[step.id].measured
+        return f"history: median of {n} run{'s' if n != 1 else ''}"
+    return step.estimate_from.value
 
 
 def _mermaid(wf: Workflow, critical: set[str], kinds: Mapping[str, ExecutorKind]) -> str:

@@ -12,7 +12,6 @@ from dataclasses import replace
 from typing import Any
 
 import anyio
-import networkx as nx
 
 from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import (
@@ -337,6 +336,8 @@ class Engine:
         changed = {k for k in new_inputs if new_inputs[k] != parent.inputs.get(k)}
         redo = {from_step} if from_step else set()
         redo |= {sid for sid in wf.order if wf.input_refs.get(sid, frozenset()) & changed}
+        import networkx as nx  # imported when needed: it is slow to import
+
         graph = wf.graph
         for sid in list(redo):
             redo |= nx.descendants(graph, sid)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from tutti_mcp.engine.errors import Problem, SpecError, TemplateError
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.spec import MODEL_KINDS, BuiltinOp, ExecutorKind, Mode, Step, WorkflowSpec
 from tutti_mcp.engine.templating import STEP_FIELDS, Reference, references, unwrap_condition
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 SUPPORTED_MODES = frozenset({Mode.AUTO, Mode.CHAIN, Mode.FLOW})
 
@@ -44,6 +46,8 @@ class Workflow:
 
     @property
     def graph(self) -> nx.DiGraph:
+        import networkx as nx  # imported when needed: it is slow to import
+
         g = nx.DiGraph()
         g.add_nodes_from(self.order)
         g.add_edges_from((d, s) for s in self.order for d in self.deps[s])
@@ -211,6 +215,8 @@ def compile_workflow(
                 fallback_of[s.fallback] = s.id
     if problems:
         raise SpecError(problems)
+
+    import networkx as nx  # imported when needed: it is slow to import
 
     g = nx.DiGraph()
     g.add_nodes_from(ids)

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -15,9 +14,7 @@ from tutti_mcp.engine.report import gantt, recovery_plan
 from tutti_mcp.engine.spec import WorkflowSpec
 from tutti_mcp.engine.workflow import compile_workflow
 from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepRecord, StepStatus
-
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+from tutti_mcp.server.console import out
 
 
 def run_json(run: RunRecord, cmd: str = "tutti") -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """`tutti memory ...`: view, search, history, restore, export and import memory files, on
-the database the server uses (TUTTI_DB or --db), through the synchronous store."""
+the database the server uses (TUTTI_DB or --db), through the synchronous store. The
+subcommands' arguments are in server/cli_parser.py."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from pathlib import Path
 from rich.markup import escape
 
 from tutti_mcp.engine.errors import TuttiError
-from tutti_mcp.memory.files.paths import GLOBAL, ROOT, MemoryFileError, parse_scope
+from tutti_mcp.memory.files.paths import ROOT, MemoryFileError, parse_scope
 from tutti_mcp.memory.files.store import MemoryFiles
-from tutti_mcp.server.cli import EXIT_OK, EXIT_USAGE, check_database
-from tutti_mcp.server.cli_output import err
+from tutti_mcp.server.cli_common import check_database
+from tutti_mcp.server.console import err
+from tutti_mcp.server.exit_codes import EXIT_OK, EXIT_USAGE
 from tutti_mcp.server.settings import Settings
 from tutti_mcp.tools.memory import iso
 
@@ -24,73 +26,11 @@ CLI = "cli"
 IMPORTER = "cli:import"
 
 
-def add_commands(sp: argparse.ArgumentParser) -> None:
-    """The subcommands of `tutti memory` (the parser `server.cli` made for it)."""
-    sub = sp.add_subparsers(dest="memory_command", required=True, metavar="COMMAND")
-
-    def add(name: str, fn: Command, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        p.set_defaults(memory_fn=fn)
-        p.add_argument("--db", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        p.add_argument(
-            "--scope",
-            default=GLOBAL,
-            help="global, project:<key> or workflow:<name> (default: %(default)s)",
-        )
-        return p
-
-    p = add("view", cmd_view, "show a memory file with line numbers, or list a directory")
-    p.add_argument("path", help="a file or directory, e.g. /memories/notes.md")
-    p.add_argument(
-        "--range",
-        nargs=2,
-        type=int,
-        metavar=("FIRST", "LAST"),
-        help="show only lines FIRST to LAST, counted from 1; LAST -1: to the end "
-        "(default: the whole file)",
-    )
-    p = add("search", cmd_search, 'full-text search: words ANDed, "quoted phrases"')
-    p.add_argument("query", help='the words to find, e.g. deploy "release notes"')
-    # every scope unless --scope is given
-    p.set_defaults(scope=None)
-    p.add_argument(
-        "--prefix", default=ROOT, help="only files below this directory (default: %(default)s)"
-    )
-    p.add_argument(
-        "--limit", type=int, default=10, help="show at most this many hits (default: %(default)s)"
-    )
-    p = add("history", cmd_history, "the revisions of a file or of everything below a directory")
-    p.add_argument(
-        "path", nargs="?", default=ROOT, help="a file or directory (default: %(default)s)"
-    )
-    p.add_argument(
-        "--limit",
-        type=int,
-        default=50,
-        help="show at most this many revisions, newest first (default: %(default)s)",
-    )
-    p = add("restore", cmd_restore, "bring back a revision of a file (also a deleted one)")
-    p.add_argument("path", help="the file, e.g. /memories/notes.md")
-    p.add_argument("rev", type=int, help="the revision to bring back (`memory history` lists them)")
-    p = add("prune", cmd_prune, "forget old revisions; files deleted before then are gone for good")
-    p.add_argument(
-        "--older-than-days",
-        type=float,
-        required=True,
-        metavar="DAYS",
-        help="forget revisions older than this many days (required: no default)",
-    )
-    p = add("export", cmd_export, "write every file of a scope to a directory")
-    p.add_argument("dir", type=Path, help="the directory to write to (created if missing)")
-    p = add("import", cmd_import, "store every text file below a directory as /memories/<its path>")
-    p.add_argument("dir", type=Path, help="the directory to read, hidden files left out")
-
-
 def run(args: argparse.Namespace) -> int:
     """Open the database and carry out the subcommand; the store's errors exit with 2."""
     path = Settings.from_env(db=args.db).db_path
     check_database(path)
-    fn: Command = args.memory_fn
+    fn = COMMANDS[args.memory_command]
     try:
         with closing(MemoryFiles.open(path)) as files:
             return fn(files, args)
@@ -144,7 +84,7 @@ def cmd_prune(files: MemoryFiles, args: argparse.Namespace) -> int:
 
 
 def cmd_export(files: MemoryFiles, args: argparse.Namespace) -> int:
-    target: Path = args.dir
+    target = Path(args.dir)
     listed = files.files(scope=args.scope)
     total = 0
     for info in listed:
@@ -167,7 +107,7 @@ def _walk(root: Path) -> Iterator[Path]:
 
 
 def cmd_import(files: MemoryFiles, args: argparse.Namespace) -> int:
-    root: Path = args.dir
+    root = Path(args.dir)
     if not root.is_dir():
         raise TuttiError(f"{root} is not a directory: give the directory to import")
     scope = parse_scope(args.scope)
@@ -211,4 +151,14 @@ def _unimportable(file: Path, max_bytes: int) -> str | None:
     return None
 
 
-__all__ = ["add_commands", "run"]
+COMMANDS: dict[str, Command] = {
+    "view": cmd_view,
+    "search": cmd_search,
+    "history": cmd_history,
+    "restore": cmd_restore,
+    "prune": cmd_prune,
+    "export": cmd_export,
+    "import": cmd_import,
+}
+
+__all__ = ["COMMANDS", "run"]

@@ -18,22 +18,10 @@ from tutti_mcp.engine.spec import MODEL_KINDS, ThinkingMode, WorkflowSpec
 from tutti_mcp.engine.thinking import ThinkingError, thinking_params
 from tutti_mcp.memory.model_cache import ModelCache
 from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
-from tutti_mcp.server.cli_output import out
+from tutti_mcp.server.console import out, print_table
 from tutti_mcp.server.settings import Settings, model_catalog
 
 MODES = (ThinkingMode.INSTANT, ThinkingMode.STANDARD, ThinkingMode.EXTENDED)
-
-
-def add_arguments(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument(
-        "--json", action="store_true", help="print one JSON object instead of text (default: text)"
-    )
-    sp.add_argument(
-        "--table",
-        action="store_true",
-        help="print what each thinking mode sends to each model, as a Markdown table "
-        "(default: the model list)",
-    )
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -105,7 +93,7 @@ def print_models(table: ModelTable) -> None:
             "-" if info.max_input_tokens is None else str(info.max_input_tokens),
             _prices(info),
         )
-    out.print(view)
+    print_table(view)
 
 
 def describe_params(params: dict[str, Any]) -> str:

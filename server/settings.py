@@ -28,24 +28,19 @@ from typing import TYPE_CHECKING
 
 import platformdirs
 
-from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import ConfigurationError
-from tutti_mcp.engine.executors.base import StepExecutor
-from tutti_mcp.engine.executors.builtin import BuiltinExecutor
-from tutti_mcp.engine.executors.client import ClientExecutor
-from tutti_mcp.engine.executors.shell import DEFAULT_MAX_OUTPUT, ShellExecutor
-from tutti_mcp.engine.model_catalog import ModelCatalog
-from tutti_mcp.engine.models import ModelTable
-from tutti_mcp.engine.service import Engine
+from tutti_mcp.engine.executors.shell import DEFAULT_MAX_OUTPUT
 from tutti_mcp.engine.spec import MODEL_KINDS, ExecutorKind
 from tutti_mcp.engine.spec_source import DEFAULT_MAX_SPEC_BYTES, DEFAULT_MAX_SPEC_DEPTH, SpecLimits
-from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
-from tutti_mcp.memory.model_cache import ModelCache
-from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
-from tutti_mcp.memory.runs.store import RunStore
 
 if TYPE_CHECKING:
-    import anthropic
+    from tutti_mcp.engine.executors.base import StepExecutor
+    from tutti_mcp.engine.executors.prompt import ClientSource
+    from tutti_mcp.engine.model_catalog import ModelCatalog
+    from tutti_mcp.engine.models import ModelTable
+    from tutti_mcp.engine.service import Engine
+    from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
+    from tutti_mcp.memory.runs.store import RunStore
 
 
 def default_db_path() -> Path:
@@ -162,6 +157,14 @@ def build_engine(
     """The engine with every executor these settings allow. `shell_allow_all` is for the
     CLI running a file its user gave it; the server relies on TUTTI_ALLOW_SHELL. `memory`
     backs the memory tool of prompt steps with `memory:` (without it they are refused)."""
+    # imported here: the commands that only read settings (`tutti memory`) need no engine
+    from tutti_mcp.engine.config import EngineConfig
+    from tutti_mcp.engine.executors.builtin import BuiltinExecutor
+    from tutti_mcp.engine.executors.client import ClientExecutor
+    from tutti_mcp.engine.executors.shell import ShellExecutor
+    from tutti_mcp.engine.models import ModelTable
+    from tutti_mcp.engine.service import Engine
+
     models = ModelTable.from_file(settings.models_file)
     executors: dict[ExecutorKind, StepExecutor] = {
         ExecutorKind.BUILTIN: BuiltinExecutor(),
@@ -172,13 +175,11 @@ def build_engine(
         executors[ExecutorKind.SHELL] = ShellExecutor(allow, settings.shell_max_output)
     catalog = None
     if settings.api_key:
-        import anthropic
-
         from tutti_mcp.engine.executors.prompt import PromptExecutor
+        from tutti_mcp.server.api_client import AnthropicOnDemand
 
-        client = anthropic.AsyncAnthropic(
-            api_key=settings.api_key, base_url=settings.base_url, max_retries=settings.api_retries
-        )
+        # the SDK is loaded when a prompt step or the Models API first needs it
+        client = AnthropicOnDemand(settings.api_key, settings.base_url, settings.api_retries)
         executors[ExecutorKind.PROMPT] = PromptExecutor(client, models, memory=memory)
         catalog = model_catalog(settings, models, store, client)
     executors.update(extra_executors or {})
@@ -193,8 +194,12 @@ def build_engine(
 
 
 def model_catalog(
-    settings: Settings, models: ModelTable, store: RunStore | None, client: anthropic.AsyncAnthropic
+    settings: Settings, models: ModelTable, store: RunStore | None, client: ClientSource
 ) -> ModelCatalog:
     """The Models API behind `models`, cached in the store's database when it has one."""
+    from tutti_mcp.engine.model_catalog import ModelCatalog
+    from tutti_mcp.memory.model_cache import ModelCache
+    from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
+
     cache = ModelCache.of(store) if isinstance(store, SqliteRunStore) else None
     return ModelCatalog(models, client, cache, max_age_s=settings.models_refresh_hours * 3600)

@@ -17,7 +17,7 @@ from tutti_mcp.engine.errors import (
     StepResultMissing,
     UnknownRunStatus,
 )
-from tutti_mcp.engine.plan import EstimateSource, StepPlan
+from tutti_mcp.engine.plan import estimate_source
 from tutti_mcp.engine.report import recovery_plan
 from tutti_mcp.engine.spec import (
     ExecutorKind,
@@ -26,7 +26,6 @@ from tutti_mcp.engine.spec import (
 from tutti_mcp.engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data
 from tutti_mcp.engine.supervisor import TAKES_RESULTS, ReportProgress, RunSupervisor
 from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
-from tutti_mcp.memory.runs.history import WorkflowHistory
 from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepRecord, StepStatus
 from tutti_mcp.tools.results import (
     Cancelled,
@@ -71,14 +70,6 @@ def check_inputs(state: ToolState, inputs: Mapping[str, Any] | None) -> None:
     integer of 5,000 digits cannot be printed back)."""
     if inputs:
         check_data(dict(inputs), "inputs", state.spec_limits)
-
-
-def estimate_source(step: StepPlan, history: WorkflowHistory) -> str:
-    """Where a step's estimate comes from: spec, default, or history of N runs."""
-    if step.estimate_from is EstimateSource.HISTORY:
-        n = history.steps[step.id].measured
-        return f"history: median of {n} run{'s' if n != 1 else ''}"
-    return step.estimate_from.value
 
 
 async def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:

@@ -22,10 +22,8 @@ system prompt. Long shared prompt prefixes are sent as cacheable blocks (prompt_
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import anthropic
-from anthropic.types import Message
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from tutti_mcp.engine.agent_memory import MEMORY_TOOL, SYSTEM_LINE, AgentMemory
 from tutti_mcp.engine.errors import ConfigurationError, StepError, StepErrorKind
@@ -36,6 +34,16 @@ from tutti_mcp.engine.spec import Step, ThinkingMode, TruncationPolicy
 from tutti_mcp.engine.step_prompts import system_parts, user_prompt_template
 from tutti_mcp.engine.thinking import api_params
 from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
+
+if TYPE_CHECKING:  # the SDK takes about a second to import: it is loaded with the client
+    import anthropic
+    from anthropic.types import Message
+
+# A client, or what makes one when the first step needs it (server/api_client.py), so that
+# a process that runs no prompt step (`tutti serve` answering `initialize`) never loads the SDK.
+ClientSource: TypeAlias = (
+    "anthropic.AsyncAnthropic | Callable[[], Awaitable[anthropic.AsyncAnthropic]]"
+)
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 MAX_TURNS = 25
@@ -108,7 +116,7 @@ def usage_dict(usage: Any) -> dict[str, int]:
 class PromptExecutor:
     def __init__(
         self,
-        client: anthropic.AsyncAnthropic,
+        client: ClientSource,
         models: ModelTable | None = None,
         *,
         memory: AsyncMemoryFiles | None = None,
@@ -120,7 +128,8 @@ class PromptExecutor:
         the first call for such a prefix alone, the rest once it is cached."""
         if max_turns < 1:
             raise ValueError("max_turns must be at least 1")
-        self.client = client
+        self._client_source = client
+        self.client: anthropic.AsyncAnthropic | None = None if callable(client) else client
         self.models = models or ModelTable()
         self.memory = memory
         self.max_turns = max_turns
@@ -257,9 +266,19 @@ class PromptExecutor:
             workspace=call.workspace,
         )
 
+    async def _connect(self) -> anthropic.AsyncAnthropic:
+        if self.client is None:
+            source = self._client_source
+            assert callable(source)
+            self.client = await source()
+        return self.client
+
     async def _create(self, params: dict[str, Any], model: ModelInfo, timeout_s: float) -> Message:
+        client = self.client or await self._connect()
+        import anthropic  # loaded with the client, by now
+
         try:
-            message: Message = await self.client.messages.create(**params, timeout=timeout_s)
+            message: Message = await client.messages.create(**params, timeout=timeout_s)
         except anthropic.APIStatusError as exc:
             retryable = exc.status_code in RETRYABLE_STATUS
             raise StepError(

@@ -132,3 +132,20 @@ def test_plan_shows_the_parameters_each_api_step_sends_and_why(
         '"budget_tokens": 1024}}: enabled, budget_tokens 1024, not 16000: max_tokens is 2000 '
         "(budget model: no adaptive thinking) [capabilities: table]\n"
     ) in out
+
+
+def test_models_piped_prints_one_line_per_model_with_every_cell_whole(tutti: Tutti) -> None:
+    """Not a terminal (here: captured), so no terminal width to fold the table to: each
+    model is one line a reader or grep can use."""
+    code, out = tutti("models")
+    assert code == 0
+    lines = out.splitlines()
+    for model_id in ModelTable().known_ids():
+        assert len([line for line in lines if f" {model_id} " in f" {line} "]) == 1, model_id
+    sonnet = next(line for line in lines if "claude-sonnet-5-5 " in line).split()
+    assert sonnet[:4] == ["claude-sonnet-5-5", "sonnet", "table", "adaptive,"]
+    assert "2 / 10; cache write 2.5 (5m) 4 (1h), read 0.2" in " ".join(sonnet)
+    header = next(line for line in lines if line.split()[:1] == ["model"])
+    assert header.split() == [
+        *("model", "aliases", "source", "thinking", "effort", "max", "out", "context", "prices")
+    ]

@@ -15,7 +15,7 @@ from anyio.streams.text import TextReceiveStream
 from mcp.client import Client
 
 from tests.test_durability import ROOT, cli_env
-from tutti_mcp.server.cli import endpoint_url, exposure_warning
+from tutti_mcp.server.cli_serve import endpoint_url, exposure_warning
 
 pytestmark = [pytest.mark.anyio, pytest.mark.skipif(sys.platform == "win32", reason="signals")]
 
