@@ -37,7 +37,7 @@ def step_error(exc: Exception, timeout_s: float, attempt: int) -> StepError:
     return StepError(f"{type(exc).__name__}: {exc}", kind=StepErrorKind.EXCEPTION)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Succeeded:
     output: Any
     outcome: StepOutcome
@@ -46,14 +46,14 @@ class Succeeded:
     spent: dict[str, Any] | None  # what earlier, failed attempts consumed
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class HandedOff:
     request: ClientRequest
     attempt: int
     started: float
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Failed:
     error: StepError
     attempt: int
@@ -64,7 +64,7 @@ class Failed:
 AttemptResult = Succeeded | HandedOff | Failed
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StepSetup:
     """What every attempt of one step shares, worked out once per execution."""
 
@@ -91,8 +91,11 @@ class Attempts:
         self.core = core
         self.spec = spec
         self.workspace = workspace
+        self.budgeted = spec.budget.max_cost_usd is not None or spec.budget.max_tokens is not None
 
     def check_budget(self) -> None:
+        if not self.budgeted:
+            return
         why = over_budget(self.spec.budget, self.ledger.totals)
         if why is not None:
             self.core.stop(why)

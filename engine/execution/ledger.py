@@ -30,6 +30,7 @@ from tutti_mcp.memory.runs.records import (
 from tutti_mcp.memory.runs.store import RunStore
 
 log = logging.getLogger("tutti.runner")
+_STATUS_TEXT = {s: s.value for s in StepStatus}  # a dict lookup: cheaper than `.value`
 
 
 @dataclass
@@ -252,7 +253,8 @@ class RunLedger:
             setattr(rec, k, v)
 
     def set_ctx(self, sid: str, output: Any, status: StepStatus) -> None:
-        self.ctx[sid] = {"output": output, "results": output, "status": status.value, "error": None}
+        state = _STATUS_TEXT[status]
+        self.ctx[sid] = {"output": output, "results": output, "status": state, "error": None}
 
     def add_usage(self, usage: Mapping[str, Any] | None) -> None:
         if usage:

@@ -32,8 +32,15 @@ def _start_ticks(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
+_mine: tuple[int, str] | None = None  # (pid, owner): read from /proc once per process
+
+
 def current_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid())}"
+    global _mine
+    pid = os.getpid()
+    if _mine is None or _mine[0] != pid:  # a forked child is a new owner
+        _mine = (pid, f"{socket.gethostname()}:{pid}:{_start_ticks(pid)}")
+    return _mine[1]
 
 
 def owner_alive(owner: str | None) -> bool:
