@@ -56,7 +56,7 @@ from report import _machine, med, report  # noqa: E402
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor  # noqa: E402
 from tutti_mcp.engine.service import Engine, EngineConfig  # noqa: E402
 from tutti_mcp.engine.spec import ExecutorKind  # noqa: E402
-from tutti_mcp.memory import sqlite_store as sqlite_store_mod  # noqa: E402
+from tutti_mcp.memory.runs import sqlite_store as sqlite_store_mod  # noqa: E402
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore  # noqa: E402
 from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore  # noqa: E402
 
@@ -375,8 +375,7 @@ def one(case: str, variant: str) -> dict[str, Any]:
     allowed). getrusage's ru_maxrss is kept in the output but not used: on Linux a child
     started from a big parent reports the parent's peak in ru_maxrss (signal->maxrss
     survives fork+exec), which would make the figure depend on the benchmark driver."""
-    dag = dagbench.load(case)
-    spec = dagbench.to_spec(dag)
+    dag, spec = dagbench.case(case)
     gc.collect()
     base = _proc_status()
     reset = False
@@ -518,8 +517,7 @@ def profile(case: str, variant: str, top: int) -> None:
     import cProfile
     import pstats
 
-    dag = dagbench.load(case)
-    spec = dagbench.to_spec(dag)
+    dag, spec = dagbench.case(case)
 
     async def go() -> None:
         with tempfile.TemporaryDirectory() as tmp:
