@@ -256,37 +256,84 @@ REALISTIC_INPUTS: dict[str, Any] = {
     "tags": {"type": "json", "default": ["sqlite", "durability", "mcp"]},
 }
 REALISTIC_STEPS: list[dict[str, Any]] = [
-    {"id": "brief", "value": {"topic": "${inputs.topic}", "audience": "${inputs.audience}",
-                              "limit": "${inputs.max_sections}", "tags": "${inputs.tags}"}},
+    {
+        "id": "brief",
+        "value": {
+            "topic": "${inputs.topic}",
+            "audience": "${inputs.audience}",
+            "limit": "${inputs.max_sections}",
+            "tags": "${inputs.tags}",
+        },
+    },
     {"id": "title", "args": "${brief.output.topic | title} for ${brief.output.audience}"},
-    {"id": "outline", "value": {"sections": "${brief.output.tags}",
-                                "count": "${brief.output.tags | length}"}},
+    {
+        "id": "outline",
+        "value": {"sections": "${brief.output.tags}", "count": "${brief.output.tags | length}"},
+    },
     {"id": "check_size", "value": "${outline.output.count <= brief.output.limit}"},
-    {"id": "intro", "when": "${check_size.output}",
-     "args": "${title.output}: ${outline.output.count} sections (${outline.output.sections | join(', ')})."},
-    {"id": "first", "value": {"name": "${outline.output.sections[0]}",
-                              "words": "${intro.output.split() | length}"}},
-    {"id": "second", "value": {"name": "${outline.output.sections[1]}",
-                               "after": "${first.output.name}"}},
-    {"id": "third", "value": {"name": "${outline.output.sections[2]}",
-                              "after": "${second.output.name}"}},
-    {"id": "too_long", "when": "${third.output.name | length > 40}",
-     "args": "Section ${third.output.name} is too long for ${inputs.audience}."},
-    {"id": "sections", "trigger": "all_done", "depends_on": ["too_long", "first", "second", "third"],
-     "value": ["${first.output}", "${second.output}", "${third.output}"]},
+    {
+        "id": "intro",
+        "when": "${check_size.output}",
+        "args": "${title.output}: ${outline.output.count} sections (${outline.output.sections | join(', ')}).",
+    },
+    {
+        "id": "first",
+        "value": {
+            "name": "${outline.output.sections[0]}",
+            "words": "${intro.output.split() | length}",
+        },
+    },
+    {
+        "id": "second",
+        "value": {"name": "${outline.output.sections[1]}", "after": "${first.output.name}"},
+    },
+    {
+        "id": "third",
+        "value": {"name": "${outline.output.sections[2]}", "after": "${second.output.name}"},
+    },
+    {
+        "id": "too_long",
+        "when": "${third.output.name | length > 40}",
+        "args": "Section ${third.output.name} is too long for ${inputs.audience}.",
+    },
+    {
+        "id": "sections",
+        "trigger": "all_done",
+        "depends_on": ["too_long", "first", "second", "third"],
+        "value": ["${first.output}", "${second.output}", "${third.output}"],
+    },
     {"id": "names", "value": "${sections.output | map(attribute='name') | list}"},
     {"id": "summary", "args": "${names.output | join(' -> ')} (${inputs.topic})"},
-    {"id": "stats", "value": {"chars": "${summary.output | length}",
-                              "upper": "${summary.output | upper}"}},
+    {
+        "id": "stats",
+        "value": {"chars": "${summary.output | length}", "upper": "${summary.output | upper}"},
+    },
     {"id": "headline", "args": "${stats.output.upper[:24]}... (${stats.output.chars} chars)"},
-    {"id": "tagged", "value": {"headline": "${headline.output}",
-                               "tags": "${brief.output.tags | sort}"}},
-    {"id": "review", "args": "Review '${tagged.output.headline}' tagged ${tagged.output.tags | join(',')}"},
+    {
+        "id": "tagged",
+        "value": {"headline": "${headline.output}", "tags": "${brief.output.tags | sort}"},
+    },
+    {
+        "id": "review",
+        "args": "Review '${tagged.output.headline}' tagged ${tagged.output.tags | join(',')}",
+    },
     {"id": "verdict", "value": "${'ok' if review.output | length < 200 else 'long'}"},
-    {"id": "record", "value": {"verdict": "${verdict.output}", "title": "${title.output}",
-                               "sections": "${names.output}"}},
-    {"id": "message", "args": "${record.output.verdict}: ${record.output.title}, ${record.output.sections | length} sections"},
-    {"id": "done", "value": {"message": "${message.output}", "ok": "${record.output.verdict == 'ok'}"}},
+    {
+        "id": "record",
+        "value": {
+            "verdict": "${verdict.output}",
+            "title": "${title.output}",
+            "sections": "${names.output}",
+        },
+    },
+    {
+        "id": "message",
+        "args": "${record.output.verdict}: ${record.output.title}, ${record.output.sections | length} sections",
+    },
+    {
+        "id": "done",
+        "value": {"message": "${message.output}", "ok": "${record.output.verdict == 'ok'}"},
+    },
 ]
 
 
@@ -307,7 +354,10 @@ def realistic_spec(dag: dict[str, Any], *, timeout_s: float = 3600.0) -> dict[st
     a chain however its templates read."""
     steps = []
     for prev, s in zip([None, *REALISTIC_STEPS], REALISTIC_STEPS, strict=False):
-        step = {**s, "depends_on": sorted({*s.get("depends_on", []), *([prev["id"]] if prev else [])})}
+        step = {
+            **s,
+            "depends_on": sorted({*s.get("depends_on", []), *([prev["id"]] if prev else [])}),
+        }
         steps.append(step)
     return {
         "name": dag["name"],
