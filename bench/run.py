@@ -48,6 +48,7 @@ from common import (  # noqa: E402
     MEMORY_CASES,
     OVERHEAD_CASES,
     SCALING_N,
+    TEMPLATED_CASES,
     VARIANTS,
     Recorder,
 )
@@ -161,8 +162,9 @@ def step_lags(
     """Step start minus the end of its last dependency, for steps with dependencies (s)."""
     out = []
     for sid, ds in deps.items():
-        if ds and sid in times:
-            out.append(times[sid][0] - max(times[d][1] for d in ds))
+        ends = [times[d][1] for d in ds if d in times]  # a skipped step has no times
+        if ends and sid in times:
+            out.append(times[sid][0] - max(ends))
     return out
 
 
@@ -428,10 +430,11 @@ def progress(msg: str) -> None:
 
 
 async def bench_inprocess(rec: Recorder, repeats: int, tmpdir: str) -> None:
-    dags = {}
+    dags, specs = {}, {}
     for name in {*OVERHEAD_CASES, *LATENCY_CASES, *(f"chain_{n}" for n in SCALING_N)}:
-        dags[name] = dagbench.load(name)
-    specs = {k: dagbench.to_spec(d) for k, d in dags.items()}
+        dags[name], specs[name] = dagbench.case(name)
+    for name in TEMPLATED_CASES:
+        dags[name], specs[name] = dagbench.case(name)
 
     # warm up: first runs pay for lazy imports, jinja and pydantic caches, SQLite's page cache
     for v in VARIANTS:
@@ -441,6 +444,7 @@ async def bench_inprocess(rec: Recorder, repeats: int, tmpdir: str) -> None:
     zero_cases = list(OVERHEAD_CASES) + [
         f"chain_{n}" for n in SCALING_N if f"chain_{n}" not in OVERHEAD_CASES
     ]
+    zero_cases += TEMPLATED_CASES
     for case in zero_cases:
         progress(f"  {case}")
         dag, spec = dags[case], specs[case]
