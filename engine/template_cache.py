@@ -113,13 +113,14 @@ class Compiled:
         return {name: context[name] for name in self.names if name in context}
 
 
-def _compile(tree: nodes.Template) -> Compiled:
-    names = tuple(sorted({n.name for n in tree.find_all(nodes.Name)}))
-    return Compiled(ENV.from_string(guard_tree(tree)), names)
+def _names(tree: nodes.Node) -> tuple[str, ...]:
+    return tuple(sorted({n.name for n in tree.find_all(nodes.Name)}))
 
 
 def compile_template(text: str) -> Compiled:
-    return _compile(ENV.parse(text))
+    tree = ENV.parse(text)
+    names = _names(tree)
+    return Compiled(ENV.from_string(guard_tree(tree)), names)
 
 
 def compile_expression(expr: str) -> Compiled:
@@ -129,8 +130,9 @@ def compile_expression(expr: str) -> Compiled:
     value = parser.parse_expression()
     if not parser.stream.eos:
         raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
+    names = _names(value)  # not the `result` it is stored in
     body = [nodes.Assign(nodes.Name(RESULT, "store"), value, lineno=1)]
-    return _compile(nodes.Template(body, lineno=1))
+    return Compiled(ENV.from_string(guard_tree(nodes.Template(body, lineno=1))), names)
 
 
 class Prepared:
