@@ -145,9 +145,17 @@ def test_a_render_reads_only_the_names_its_template_mentions() -> None:
     assert (ctx.iterations, ctx.read) == (0, {"s0007", "inputs"})
 
 
+def recording(built: list[str]) -> Any:
+    def build(text: str) -> str:
+        built.append(text)
+        return text.upper()
+
+    return build
+
+
 def test_the_cache_drops_the_least_recently_used_text_beyond_its_entries() -> None:
     built: list[str] = []
-    cache: TemplateCache[str] = TemplateCache(lambda t: built.append(t) or t.upper(), 2, 1000)
+    cache: TemplateCache[str] = TemplateCache(recording(built), 2, 1000)
     for text in ("a", "b", "a", "c", "a", "b"):
         assert cache.get(text) == text.upper()
     assert built == ["a", "b", "c", "b"]  # "b" was the least recently used when "c" came
@@ -157,7 +165,7 @@ def test_the_cache_drops_the_least_recently_used_text_beyond_its_entries() -> No
 
 def test_the_cache_keeps_at_most_its_characters_and_never_one_long_text() -> None:
     built: list[str] = []
-    cache: TemplateCache[str] = TemplateCache(lambda t: built.append(t) or t, 100, 800)
+    cache: TemplateCache[str] = TemplateCache(recording(built), 100, 800)
     long = "x" * 101  # more than an eighth of the cache: built each time, never kept
     cache.get(long)
     cache.get(long)
