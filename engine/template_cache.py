@@ -114,7 +114,10 @@ class Compiled:
 
 
 def _names(tree: nodes.Node) -> tuple[str, ...]:
-    return tuple(sorted({n.name for n in tree.find_all(nodes.Name)}))
+    names = {n.name for n in tree.find_all(nodes.Name)}  # the node's descendants
+    if isinstance(tree, nodes.Name):
+        names.add(tree.name)
+    return tuple(sorted(names))
 
 
 def compile_template(text: str) -> Compiled:

@@ -18,9 +18,11 @@ from typing import Any
 
 # An identifier jinja2 reads as a name; a leading `_` is the sandbox's business (refused).
 _NAME = r"[A-Za-z][A-Za-z0-9_]*"
-_STEP = rf"(?:\.{_NAME}|\[[0-9]+\])"
+# jinja2 reads `[01]` as two numbers (a syntax error), `[00]` as 0: only plain decimals.
+_INDEX = r"0|[1-9][0-9]*"
+_STEP = rf"(?:\.{_NAME}|\[(?:{_INDEX})\])"
 _PATH = re.compile(rf"({_NAME})((?:{_STEP})*)")
-_STEPS = re.compile(rf"\.({_NAME})|\[([0-9]+)\]")
+_STEPS = re.compile(rf"\.({_NAME})|\[({_INDEX})\]")
 # `${` then spaces, a path, spaces, `}`: jinja2 lexes exactly this as one variable.
 _SPAN = re.compile(rf"\$\{{[ \t]*({_NAME}{_STEP}*)[ \t]*\}}")
 # Names that jinja2 reads as constants or operators, or binds itself (`self` is the

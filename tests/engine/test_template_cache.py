@@ -7,8 +7,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tutti_mcp.engine import template_cache
 from tutti_mcp.engine.errors import TemplateError
@@ -189,6 +192,7 @@ def test_a_template_that_does_not_compile_fails_each_time() -> None:
 
 TEXTS = [
     "${inputs.topic}",
+    "${inputs}",
     "topic=${inputs.topic} n=${inputs.n} ratio=${inputs.ratio}",
     "${scan.output} ${inputs.flag} ${inputs.nothing}",
     "${scan.output.meta.name}/${scan.output.meta.tags[1]}/${scan.output.items[0]}",
@@ -198,6 +202,9 @@ TEXTS = [
     "line one\n${note.output}\nline three\n",
     "windows\r\n${note.output}\r\n",
     "${pairs.output[0][1]} ${pairs.output[1].k} ${pairs.output[1]}",
+    "${pairs.output[00]}",
+    "${pairs.output[01]}",
+    "${pairs.output[1 ]}",
     "${self.output}",
     "${true} ${none}",
     "${note.output[0]} ${note.output.upper}",  # not plain: a string's item, a method
@@ -215,9 +222,11 @@ TEXTS = [
 
 def outcome(fn: Any, *args: Any) -> tuple[str, Any]:
     try:
-        return "ok", fn(*args)
+        value = fn(*args)
     except TemplateError as exc:
         return "error", str(exc)
+    # `${self}` is jinja2's template object, a new one each time: compared by its type
+    return "ok", value if isinstance(value, str | list | dict | int | float | None) else type(value)
 
 
 @pytest.fixture
@@ -238,6 +247,38 @@ def test_a_plain_reference_renders_exactly_as_jinja2_renders_it(
     assert outcome(render, text, CTX) == by_jinja[f"render {text}"]
     assert outcome(render_value, text, CTX) == by_jinja[f"value {text}"]
     assert outcome(references, text) == by_jinja[f"refs {text}"]
+
+
+_ROOTS = ["inputs", "scan", "note", "pairs", "self", "absent", "true", "none", "_x", "range"]
+_STEPS = [".output", ".results", ".meta", ".items", ".tags", ".k", ".upper", ".name", "[0]"]
+_STEPS += ["[1]", "[2]", "[01]", "[00]", "[-1]", ".0", "._x", " .output", "|length"]
+_SPANS = st.builds(
+    lambda ws1, root, steps, ws2: "${" + ws1 + root + "".join(steps) + ws2 + "}",
+    st.sampled_from(["", " ", "\t", "-", "\n"]),
+    st.sampled_from(_ROOTS),
+    st.lists(st.sampled_from(_STEPS), max_size=4),
+    st.sampled_from(["", " ", "-", "\t"]),
+)
+_DATA = st.text(alphabet="ab ${}#%\n\r.", max_size=6)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(st.one_of(_SPANS, _DATA), min_size=1, max_size=5))
+def test_any_text_of_paths_and_data_renders_as_jinja2_renders_it(chunks: list[str]) -> None:
+    text = "".join(chunks)
+    TEMPLATES.clear()
+    EXPRESSIONS.clear()
+    plain = [outcome(f, text, CTX) for f in (render, render_value)] + [outcome(references, text)]
+    TEMPLATES.clear()
+    EXPRESSIONS.clear()
+    with (
+        mock.patch.object(template_cache, "parse_text", lambda text: None),
+        mock.patch.object(template_cache, "parse_path", lambda expr: None),
+    ):
+        jinja = [outcome(f, text, CTX) for f in (render, render_value)]
+    TEMPLATES.clear()
+    EXPRESSIONS.clear()
+    assert plain == [*jinja, outcome(_jinja_references, text)]
 
 
 @pytest.mark.parametrize(
