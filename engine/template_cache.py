@@ -18,6 +18,8 @@ from typing import Any, Generic, TypeVar
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.environment import Template
 from jinja2.parser import Parser
+from jinja2.runtime import Context, new_context
+from jinja2.utils import consume
 
 from tutti_mcp.engine.template_paths import Part, parse_path, parse_text, unwrap_condition
 from tutti_mcp.engine.template_sandbox import ENV, guard_tree
@@ -106,11 +108,32 @@ class Compiled:
 
     template: Template
     names: tuple[str, ...]
+    globals: dict[str, Any]  # the template's, as jinja2 would merge them at each render
 
-    def bind(self, context: Mapping[str, Any]) -> dict[str, Any]:
-        # The run's context holds every finished step and jinja2 copies what it is given
-        # (twice per render): given all of it, a render cost the length of the run.
-        return {name: context[name] for name in self.names if name in context}
+    def context(self, context: Mapping[str, Any]) -> Context:
+        """A jinja2 context of the globals and the names the template reads from `context`."""
+        # What Template.new_context makes, built here once: the run's context holds every
+        # finished step and jinja2 copies what it is given (twice per render, and its
+        # globals from a ChainMap), so a render cost the length of the run.
+        parent = dict(self.globals)
+        for name in self.names:
+            if name in context:
+                parent[name] = context[name]
+        return new_context(ENV, self.template.name, self.template.blocks, parent, shared=True)
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        return ENV.concat(self.template.root_render_func(self.context(context)))
+
+    def evaluate(self, context: Mapping[str, Any]) -> Any:
+        """An expression's value (see compile_expression)."""
+        ctx = self.context(context)
+        consume(self.template.root_render_func(ctx))
+        return ctx.vars[RESULT]
+
+
+def _compiled(tree: nodes.Template, names: tuple[str, ...]) -> Compiled:
+    template = ENV.from_string(guard_tree(tree))
+    return Compiled(template, names, dict(template.globals))
 
 
 def _names(tree: nodes.Node) -> tuple[str, ...]:
@@ -122,8 +145,7 @@ def _names(tree: nodes.Node) -> tuple[str, ...]:
 
 def compile_template(text: str) -> Compiled:
     tree = ENV.parse(text)
-    names = _names(tree)
-    return Compiled(ENV.from_string(guard_tree(tree)), names)
+    return _compiled(tree, _names(tree))
 
 
 def compile_expression(expr: str) -> Compiled:
@@ -135,7 +157,7 @@ def compile_expression(expr: str) -> Compiled:
         raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
     names = _names(value)  # not the `result` it is stored in
     body = [nodes.Assign(nodes.Name(RESULT, "store"), value, lineno=1)]
-    return Compiled(ENV.from_string(guard_tree(nodes.Template(body, lineno=1))), names)
+    return _compiled(nodes.Template(body, lineno=1), names)
 
 
 class Prepared:

@@ -17,11 +17,10 @@ from typing import Any
 import anyio
 from jinja2 import TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.utils import consume
 
 from tutti_mcp.engine import template_limits as lim
 from tutti_mcp.engine.errors import TemplateError
-from tutti_mcp.engine.template_cache import EXPRESSIONS, RESULT, TEMPLATES
+from tutti_mcp.engine.template_cache import EXPRESSIONS, TEMPLATES
 from tutti_mcp.engine.template_filters import REFUSED
 from tutti_mcp.engine.template_paths import (
     Missing,
@@ -141,8 +140,7 @@ def render(text: str, context: Mapping[str, Any], budget: lim.Budget | None = No
             rendered = _render_plain(prepared.parts, context)
             if rendered is not None:
                 return rendered
-        compiled = prepared.compiled()
-        return str(compiled.template.render(compiled.bind(context)))
+        return prepared.compiled().render(context)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"{text!r}: template syntax error: {exc.message}") from None
     except Exception as exc:  # the sandbox raises many kinds; all mean "this template failed"
@@ -171,10 +169,7 @@ def evaluate(expr: str, context: Mapping[str, Any], budget: lim.Budget | None = 
         prepared = EXPRESSIONS.get(expr)
         value = _evaluate_plain(prepared.parts, context)
         if value is Missing:
-            compiled = prepared.compiled()
-            ctx = compiled.template.new_context(compiled.bind(context))
-            consume(compiled.template.root_render_func(ctx))
-            value = ctx.vars[RESULT]
+            value = prepared.compiled().evaluate(context)
         if isinstance(value, Undefined):  # a missing or forbidden value must not pass as falsy
             value._fail_with_undefined_error()
         if not isinstance(value, str | int | float | bool | None):
