@@ -168,7 +168,7 @@ def evaluate(expr: str, context: Mapping[str, Any], budget: lim.Budget | None = 
     try:
         prepared = EXPRESSIONS.get(expr)
         value = _evaluate_plain(prepared.parts, context)
-        if value is Missing:
+        if value is _NOT_PLAIN:
             value = prepared.compiled().evaluate(context)
         if isinstance(value, Undefined):  # a missing or forbidden value must not pass as falsy
             value._fail_with_undefined_error()
@@ -183,14 +183,17 @@ def evaluate(expr: str, context: Mapping[str, Any], budget: lim.Budget | None = 
         lim.stop(token)
 
 
+_NOT_PLAIN = object()
+
+
 def _evaluate_plain(parts: tuple[Part, ...] | None, context: Mapping[str, Any]) -> Any:
-    """The value of a plain path, or the class Missing when jinja2 must evaluate it."""
+    """The value of a plain path, or _NOT_PLAIN when jinja2 must evaluate it."""
     if parts is None or isinstance(parts[0], str):
-        return Missing
+        return _NOT_PLAIN
     try:
         return lookup(parts[0], context)
     except Missing:
-        return Missing
+        return _NOT_PLAIN
 
 
 def render_value(value: Any, context: Mapping[str, Any], budget: lim.Budget | None = None) -> Any:
