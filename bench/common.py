@@ -13,10 +13,14 @@ VARIANTS = ("ref", "mem", "sqlite")
 OVERHEAD_CASES = ("chain_1000", "wide_1000", "layered_20x50")
 SCALING_N = (250, 500, 1000, 2000)
 LATENCY_CASES = ("layered_10x20_u10-100ms", "wide_200_50ms")
+# Every step reads its dependency's output through a template (dagbench.to_spec
+# templated=True), and a 20-step chain written as a workflow would be (dagbench.realistic).
+TEMPLATED_CASES = ("chain_1000_tmpl", "wide_1000_tmpl", "realistic_20")
 MEMORY_CASES = ("chain_1000", "wide_1000", "layered_20x50", "chain_2000")
 
 TARGETS = {
     "mem_us_per_step_chain_1000": 25.0,
+    "mem_us_per_step_chain_1000_tmpl": 60.0,
     "sqlite_us_per_step_chain_1000": 150.0,
     "sqlite_ratio_layered_10x20_u10-100ms": 1.03,
     "sqlite_ratio_wide_200_50ms": 1.10,

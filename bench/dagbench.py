@@ -211,31 +211,193 @@ def load(name_or_path: str | Path) -> dict[str, Any]:
 
 # -- conversion --------------------------------------------------------------------------
 def to_spec(
-    dag: dict[str, Any], *, max_concurrency: int = 1024, timeout_s: float = 3600.0
+    dag: dict[str, Any],
+    *,
+    max_concurrency: int = 1024,
+    timeout_s: float = 3600.0,
+    templated: bool = False,
 ) -> dict[str, Any]:
     """The DAG as a tutti workflow spec: every step a builtin step, `pass` (output 0) when it
-    takes no time, else `wait` for its duration."""
+    takes no time, else `wait` for its duration.
+
+    `templated`: every step with a dependency reads its first dependency's output through a
+    template, as real workflows do: a `pass` step's value is `${dep.output}` (the output
+    passed on, its type kept), a `wait` step's output (`args`) is `${dep.output}` rendered
+    as text. The DAG's shape and durations are unchanged."""
     steps = []
     for s in dag["steps"]:
         ms = float(s["duration_ms"])
+        deps = list(s["deps"])
+        read = "${" + deps[0] + ".output}" if templated and deps else None
+        step: dict[str, Any]
         if ms > 0:
-            steps.append(
-                {"id": s["id"], "op": "wait", "value": ms / 1000.0, "depends_on": list(s["deps"])}
-            )
+            step = {"id": s["id"], "op": "wait", "value": ms / 1000.0, "depends_on": deps}
+            if read is not None:
+                step["args"] = read
         else:
-            steps.append({"id": s["id"], "op": "pass", "value": 0, "depends_on": list(s["deps"])})
+            step = {"id": s["id"], "op": "pass", "value": 0 if read is None else read}
+            step["depends_on"] = deps
+        steps.append(step)
     return {
-        "name": dag["name"],
+        "name": dag["name"] + ("_tmpl" if templated else ""),
         "max_concurrency": max_concurrency,
         "defaults": {"timeout": timeout_s},
         "steps": steps,
     }
 
 
+# A 20-step chain as a workflow would write it: inputs read by name, JSON outputs read by
+# dotted paths and filters, text built from several values, and two `when` conditions (one
+# true; one false, whose step is skipped while its dependent runs through `all_done`).
+REALISTIC_INPUTS: dict[str, Any] = {
+    "topic": {"default": "durable workflows on SQLite"},
+    "audience": {"default": "engineers"},
+    "max_sections": {"type": "integer", "default": 4},
+    "tags": {"type": "json", "default": ["sqlite", "durability", "mcp"]},
+}
+REALISTIC_STEPS: list[dict[str, Any]] = [
+    {
+        "id": "brief",
+        "value": {
+            "topic": "${inputs.topic}",
+            "audience": "${inputs.audience}",
+            "limit": "${inputs.max_sections}",
+            "tags": "${inputs.tags}",
+        },
+    },
+    {"id": "title", "args": "${brief.output.topic | title} for ${brief.output.audience}"},
+    {
+        "id": "outline",
+        "value": {"sections": "${brief.output.tags}", "count": "${brief.output.tags | length}"},
+    },
+    {"id": "check_size", "value": "${outline.output.count <= brief.output.limit}"},
+    {
+        "id": "intro",
+        "when": "${check_size.output}",
+        "args": "${title.output}: ${outline.output.count} sections (${outline.output.sections | join(', ')}).",
+    },
+    {
+        "id": "first",
+        "value": {
+            "name": "${outline.output.sections[0]}",
+            "words": "${intro.output.split() | length}",
+        },
+    },
+    {
+        "id": "second",
+        "value": {"name": "${outline.output.sections[1]}", "after": "${first.output.name}"},
+    },
+    {
+        "id": "third",
+        "value": {"name": "${outline.output.sections[2]}", "after": "${second.output.name}"},
+    },
+    {
+        "id": "too_long",
+        "when": "${third.output.name | length > 40}",
+        "args": "Section ${third.output.name} is too long for ${inputs.audience}.",
+    },
+    {
+        "id": "sections",
+        "trigger": "all_done",
+        "depends_on": ["too_long", "first", "second", "third"],
+        "value": ["${first.output}", "${second.output}", "${third.output}"],
+    },
+    {"id": "names", "value": "${sections.output | map(attribute='name') | list}"},
+    {"id": "summary", "args": "${names.output | join(' -> ')} (${inputs.topic})"},
+    {
+        "id": "stats",
+        "value": {"chars": "${summary.output | length}", "upper": "${summary.output | upper}"},
+    },
+    {"id": "headline", "args": "${stats.output.upper[:24]}... (${stats.output.chars} chars)"},
+    {
+        "id": "tagged",
+        "value": {"headline": "${headline.output}", "tags": "${brief.output.tags | sort}"},
+    },
+    {
+        "id": "review",
+        "args": "Review '${tagged.output.headline}' tagged ${tagged.output.tags | join(',')}",
+    },
+    {"id": "verdict", "value": "${'ok' if review.output | length < 200 else 'long'}"},
+    {
+        "id": "record",
+        "value": {
+            "verdict": "${verdict.output}",
+            "title": "${title.output}",
+            "sections": "${names.output}",
+        },
+    },
+    {
+        "id": "message",
+        "args": "${record.output.verdict}: ${record.output.title}, ${record.output.sections | length} sections",
+    },
+    {
+        "id": "done",
+        "value": {"message": "${message.output}", "ok": "${record.output.verdict == 'ok'}"},
+    },
+]
+
+
+def realistic(n: int = 20) -> dict[str, Any]:
+    """The realistic chain's shape as a dagbench DAG (for the reference scheduler): a chain,
+    each step after the one before it, no step taking time."""
+    assert n == len(REALISTIC_STEPS)
+    dag = chain(n)
+    dag["name"], dag["kind"] = f"realistic_{n}", "realistic"
+    ids = [s["id"] for s in REALISTIC_STEPS]
+    for i, s in enumerate(dag["steps"]):
+        s["id"], s["deps"] = ids[i], [ids[i - 1]] if i else []
+    return dag
+
+
+def realistic_spec(dag: dict[str, Any], *, timeout_s: float = 3600.0) -> dict[str, Any]:
+    """The realistic chain as a spec: each step also depends on the one before it, so it is
+    a chain however its templates read."""
+    steps = []
+    for prev, s in zip([None, *REALISTIC_STEPS], REALISTIC_STEPS, strict=False):
+        step = {
+            **s,
+            "depends_on": sorted({*s.get("depends_on", []), *([prev["id"]] if prev else [])}),
+        }
+        steps.append(step)
+    return {
+        "name": dag["name"],
+        "inputs": REALISTIC_INPUTS,
+        "defaults": {"timeout": timeout_s},
+        "steps": steps,
+    }
+
+
+TEMPLATED = "_tmpl"
+
+
+def case(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A benchmark case's DAG and spec: a DAG's name (`chain_1000`), the same with `_tmpl`
+    (every step templated, see `to_spec`), or `realistic_20`."""
+    if name.startswith("realistic_"):
+        dag = realistic(int(name.removeprefix("realistic_")))
+        return dag, realistic_spec(dag)
+    if name.endswith(TEMPLATED):
+        dag = load(name.removesuffix(TEMPLATED))
+        return dag, to_spec(dag, templated=True)
+    dag = load(name)
+    return dag, to_spec(dag)
+
+
 # -- command line ------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--kind", choices=["chain", "wide", "layered"], required=True)
+    ap.add_argument("--kind", choices=["chain", "wide", "layered"])
+    ap.add_argument(
+        "--spec",
+        metavar="CASE",
+        help="print a benchmark case's workflow spec instead (chain_1000, chain_1000_tmpl, "
+        "realistic_20, ...), for `tutti run`",
+    )
+    ap.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="with --spec: `state_persistence: false` (tutti run keeps the run in memory)",
+    )
     ap.add_argument("--n", type=int, help="chain length")
     ap.add_argument("--width", type=int, help="wide: parallel steps; layered: steps per layer")
     ap.add_argument("--layers", type=int, help="layered: number of layers")
@@ -245,6 +407,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("-o", "--out", help="write here (a directory: NAME.json in it); else stdout")
     a = ap.parse_args(argv)
+    if a.spec:
+        spec = case(a.spec)[1]
+        if a.in_memory:
+            spec["optimization"] = {"state_persistence": False}
+        sys.stdout.write(json.dumps(spec) + "\n")
+        return 0
+    if not a.kind:
+        ap.error("--kind is required (or --spec CASE)")
     try:
         parse_dist(a.dist)
         if a.kind == "chain":

@@ -18,6 +18,7 @@ from common import (
     OVERHEAD_CASES,
     SCALING_N,
     TARGETS,
+    TEMPLATED_CASES,
     VARIANTS,
     Recorder,
 )
@@ -175,6 +176,27 @@ def report(rec: Recorder, repeats: int, out_dir: Path) -> tuple[str, dict[str, A
         )
 
     p("")
+    p("TEMPLATED, zero-duration steps reading their dependency's output through templates:")
+    p("us per step; +plain = minus the same DAG without templates (paired medians)")
+    p(
+        f"{'case':<17}{'steps':>6}{'ref':>11}{'tutti-mem':>13}{'tutti-sqlite':>14}"
+        f"{'mem +plain':>12}{'sqlite +plain':>15}"
+    )
+    for case in TEMPLATED_CASES:
+        r, m, s = us(case, "ref"), us(case, "mem"), us(case, "sqlite")
+        n = rec.get(section="zero", case=case, variant="ref")[0]["n_steps"]
+        plain = case.removesuffix("_tmpl")
+        extra = ["-", "-"]
+        if plain != case and rec.get(section="zero", case=plain):
+            extra = [
+                f"{med([a - b for a, b in zip(t, us(plain, v), strict=True)]):+.1f}"
+                for t, v in ((m, "mem"), (s, "sqlite"))
+            ]
+        p(f"{case:<17}{n:>6}{_cell(r):>11}{_cell(m):>13}{_cell(s):>14}{extra[0]:>12}{extra[1]:>15}")
+    p("  every template compiled before the timed run (a warm-up run each): what a server that")
+    p("  runs a spec again pays; `tutti run` (one run per process) figures: bench/README.md")
+
+    p("")
     p("SCALING, zero-duration chain of N steps: us/step, and the checkpoints' size (tutti-sqlite)")
     p(
         f"{'N':>6}{'ref':>7}{'mem':>8}{'sqlite':>8}{'mem/ref':>8}{'sql/mem':>8}{'ckpt B/step':>12}"
@@ -325,6 +347,12 @@ def report(rec: Recorder, repeats: int, out_dir: Path) -> tuple[str, dict[str, A
             "<= 25 us/step without persistence (tutti-mem, chain_1000)",
             mem_us,
             TARGETS["mem_us_per_step_chain_1000"],
+            "us",
+        ),
+        (
+            "<= 60 us/step templated, without persistence (tutti-mem, chain_1000_tmpl)",
+            med(us("chain_1000_tmpl", "mem")),
+            TARGETS["mem_us_per_step_chain_1000_tmpl"],
             "us",
         ),
         (

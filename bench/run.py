@@ -48,6 +48,7 @@ from common import (  # noqa: E402
     MEMORY_CASES,
     OVERHEAD_CASES,
     SCALING_N,
+    TEMPLATED_CASES,
     VARIANTS,
     Recorder,
 )
@@ -162,8 +163,9 @@ def step_lags(
     """Step start minus the end of its last dependency, for steps with dependencies (s)."""
     out = []
     for sid, ds in deps.items():
-        if ds and sid in times:
-            out.append(times[sid][0] - max(times[d][1] for d in ds))
+        ends = [times[d][1] for d in ds if d in times]  # a skipped step has no times
+        if ends and sid in times:
+            out.append(times[sid][0] - max(ends))
     return out
 
 
@@ -383,8 +385,7 @@ def one(case: str, variant: str) -> dict[str, Any]:
     allowed). getrusage's ru_maxrss is kept in the output but not used: on Linux a child
     started from a big parent reports the parent's peak in ru_maxrss (signal->maxrss
     survives fork+exec), which would make the figure depend on the benchmark driver."""
-    dag = dagbench.load(case)
-    spec = dagbench.to_spec(dag)
+    dag, spec = dagbench.case(case)
     gc.collect()
     base = _proc_status()
     reset = False
@@ -437,10 +438,11 @@ def progress(msg: str) -> None:
 
 
 async def bench_inprocess(rec: Recorder, repeats: int, tmpdir: str) -> None:
-    dags = {}
+    dags, specs = {}, {}
     for name in {*OVERHEAD_CASES, *LATENCY_CASES, *(f"chain_{n}" for n in SCALING_N)}:
-        dags[name] = dagbench.load(name)
-    specs = {k: dagbench.to_spec(d) for k, d in dags.items()}
+        dags[name], specs[name] = dagbench.case(name)
+    for name in TEMPLATED_CASES:
+        dags[name], specs[name] = dagbench.case(name)
 
     # warm up: first runs pay for lazy imports, jinja and pydantic caches, SQLite's page cache
     for v in VARIANTS:
@@ -450,6 +452,7 @@ async def bench_inprocess(rec: Recorder, repeats: int, tmpdir: str) -> None:
     zero_cases = list(OVERHEAD_CASES) + [
         f"chain_{n}" for n in SCALING_N if f"chain_{n}" not in OVERHEAD_CASES
     ]
+    zero_cases += TEMPLATED_CASES
     for case in zero_cases:
         progress(f"  {case}")
         dag, spec = dags[case], specs[case]
@@ -526,8 +529,7 @@ def profile(case: str, variant: str, top: int) -> None:
     import cProfile
     import pstats
 
-    dag = dagbench.load(case)
-    spec = dagbench.to_spec(dag)
+    dag, spec = dagbench.case(case)
 
     async def go() -> None:
         with tempfile.TemporaryDirectory() as tmp:

@@ -209,7 +209,8 @@ def safe_range(*args: Any) -> range:
     return rng
 
 
-def _finalize(value: Any) -> Any:
+def finalize(value: Any) -> Any:
+    """What a template writes for a value: text as it is, JSON values as JSON, within the caps."""
     if isinstance(value, str):
         return value
     if value is None or isinstance(value, dict | list | bool):
@@ -306,7 +307,7 @@ def _make_env() -> SandboxEnvironment:
         comment_start_string="${#",
         comment_end_string="#}",
         undefined=StrictUndefined,
-        finalize=_finalize,
+        finalize=finalize,
         autoescape=False,
         keep_trailing_newline=True,
     )

@@ -11,19 +11,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any
 
 import anyio
 from jinja2 import TemplateSyntaxError, Undefined, nodes
-from jinja2.environment import Template, TemplateExpression
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.parser import Parser
 
 from tutti_mcp.engine import template_limits as lim
 from tutti_mcp.engine.errors import TemplateError
+from tutti_mcp.engine.template_cache import EXPRESSIONS, TEMPLATES
 from tutti_mcp.engine.template_filters import REFUSED
-from tutti_mcp.engine.template_sandbox import ENV, guard_tree
+from tutti_mcp.engine.template_paths import (
+    Missing,
+    Part,
+    lookup,
+    parse_path,
+    parse_text,
+)
+from tutti_mcp.engine.template_paths import unwrap_condition as unwrap_condition
+from tutti_mcp.engine.template_sandbox import ENV, finalize
 
 STEP_FIELDS = ("output", "results", "status", "error")
 
@@ -39,17 +46,34 @@ class Reference:
         return f"{self.name}.{self.attr}" if self.attr else self.name
 
 
-def unwrap_condition(expr: str) -> str:
-    """`${a.output > 3}` and `a.output > 3` are the same condition."""
-    s = expr.strip()
-    if s.startswith("${") and s.endswith("}") and s.count("${") == 1:
-        return s[2:-1].strip()
-    return s
-
-
 def references(text: str, *, expression: bool = False) -> list[Reference]:
     """Every outside name a template (or a condition expression) reads. Raises on bad syntax."""
-    source = "${" + text + "}" if expression else text
+    if expression:
+        path = parse_path(text.strip())
+        parts: tuple[Part, ...] | None = None if path is None else (path,)
+    else:
+        parts = parse_text(text)
+    if parts is not None:
+        return _plain_references(parts)
+    return _jinja_references("${" + text + "}" if expression else text)
+
+
+def _plain_references(parts: tuple[Part, ...]) -> list[Reference]:
+    # In the order the jinja2 tree gives them: reads of a key first, then bare names.
+    keyed: list[Reference] = []
+    bare: list[Reference] = []
+    for part in parts:
+        if isinstance(part, str):
+            continue
+        name, keys = part
+        if keys:
+            keyed.append(Reference(name, keys[0] if isinstance(keys[0], str) else None))
+        elif name not in ENV.globals:
+            bare.append(Reference(name, None))
+    return keyed + bare
+
+
+def _jinja_references(source: str) -> list[Reference]:
     try:
         ast = ENV.parse(source)
     except TemplateSyntaxError as exc:
@@ -92,23 +116,6 @@ def references(text: str, *, expression: bool = False) -> list[Reference]:
     return refs
 
 
-@lru_cache(maxsize=4096)
-def _compiled(text: str) -> Template:
-    return ENV.from_string(guard_tree(ENV.parse(text)))
-
-
-@lru_cache(maxsize=1024)
-def _compiled_expr(expr: str) -> TemplateExpression:
-    # What Environment.compile_expression does, with the tree guarded before compiling.
-    parser = Parser(ENV, expr, state="variable")
-    value = parser.parse_expression()
-    if not parser.stream.eos:
-        raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
-    body = [nodes.Assign(nodes.Name("result", "store"), value, lineno=1)]
-    template = ENV.from_string(guard_tree(nodes.Template(body, lineno=1)))
-    return TemplateExpression(template, undefined_to_none=False)
-
-
 def _explain(exc: Exception, text: str) -> TemplateError:
     if isinstance(exc, lim.TemplateLimitError):
         return TemplateError(f"{text!r}: {exc}")
@@ -128,7 +135,12 @@ def render(text: str, context: Mapping[str, Any], budget: lim.Budget | None = No
         return text
     token = lim.start(budget or lim.Budget())
     try:
-        return str(_compiled(text).render(context))
+        prepared = TEMPLATES.get(text)
+        if prepared.parts is not None:
+            rendered = _render_plain(prepared.parts, context)
+            if rendered is not None:
+                return rendered
+        return prepared.compiled().render(context)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"{text!r}: template syntax error: {exc.message}") from None
     except Exception as exc:  # the sandbox raises many kinds; all mean "this template failed"
@@ -137,12 +149,27 @@ def render(text: str, context: Mapping[str, Any], budget: lim.Budget | None = No
         lim.stop(token)
 
 
+def _render_plain(parts: tuple[Part, ...], context: Mapping[str, Any]) -> str | None:
+    """What jinja2 would render for data and plain paths (each value through the sandbox's
+    `finalize`, the whole through its `concat`), or None if a path is not plain here."""
+    try:
+        values = [part if isinstance(part, str) else lookup(part, context) for part in parts]
+    except Missing:
+        return None
+    return ENV.concat(
+        value if isinstance(part, str) else str(finalize(value))
+        for part, value in zip(parts, values, strict=True)
+    )
+
+
 def evaluate(expr: str, context: Mapping[str, Any], budget: lim.Budget | None = None) -> Any:
     """Evaluate a condition or a single `${expr}` to its native value."""
-    source = unwrap_condition(expr)
     token = lim.start(budget or lim.Budget())
     try:
-        value = _compiled_expr(source)(**context)
+        prepared = EXPRESSIONS.get(expr)
+        value = _evaluate_plain(prepared.parts, context)
+        if value is _NOT_PLAIN:
+            value = prepared.compiled().evaluate(context)
         if isinstance(value, Undefined):  # a missing or forbidden value must not pass as falsy
             value._fail_with_undefined_error()
         if not isinstance(value, str | int | float | bool | None):
@@ -156,12 +183,27 @@ def evaluate(expr: str, context: Mapping[str, Any], budget: lim.Budget | None = 
         lim.stop(token)
 
 
+_NOT_PLAIN = object()
+
+
+def _evaluate_plain(parts: tuple[Part, ...] | None, context: Mapping[str, Any]) -> Any:
+    """The value of a plain path, or _NOT_PLAIN when jinja2 must evaluate it."""
+    if parts is None or isinstance(parts[0], str):
+        return _NOT_PLAIN
+    try:
+        return lookup(parts[0], context)
+    except Missing:
+        return _NOT_PLAIN
+
+
 def render_value(value: Any, context: Mapping[str, Any], budget: lim.Budget | None = None) -> Any:
     """Render a JSON value whose strings are templates. A string that is exactly one
     `${expr}` keeps the expression's native type (a list stays a list). All the strings
     share one budget."""
     budget = budget or lim.Budget()
     if isinstance(value, str):
+        if "${" not in value:
+            return value
         s = value.strip()
         if s.startswith("${") and s.endswith("}") and s.count("${") == 1 and "${%" not in s:
             return evaluate(s, context, budget)
