@@ -23,6 +23,10 @@ OUTSIDE_THE_ROOT: dict[str, str] = {
     "tutti_mcp.engine.spec_source._TooDeep": (
         "must be a yaml ComposerError to unwind yaml's composer; turned into a SpecError"
     ),
+    "tutti_mcp.engine.template_paths.Missing": (
+        "control flow inside templating: a path that is not a plain lookup is rendered by "
+        "jinja2 instead; never leaves engine/templating.py"
+    ),
     "tutti_mcp.engine.spec_source._TooMany": (
         "must be a yaml ComposerError to unwind yaml's composer; turned into a SpecError"
     ),
