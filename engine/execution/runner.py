@@ -8,6 +8,7 @@ records, client steps wait for the caller, finish decides how the run ends.
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ from tutti_mcp.memory.runs.records import (
     StepRecord,
     StepStatus,
 )
+
+QUICK_WORKERS = 16  # tasks that share a fan-out's quick steps (each slow step has its own)
 
 
 def _setup(ctx: RunContext, prepared: PreparedRun, sid: str) -> StepSetup:
@@ -83,6 +86,9 @@ class RunExecution:
         self.attempts = Attempts(ctx, self.ledger, self.core, wf.spec, workspace)
         self.client = ClientSteps(ctx.store, run, wf, cfg.client_poll_s)
         self.prepared = prepared
+        self._setups: dict[str, StepSetup] = {}
+        self._workers = 0  # tasks running steps
+        self._backlog: deque[tuple[str, str | None]] = deque()  # quick steps taken, not started
         self.prior_attempts = {sid: rec.attempts for sid, rec in run.steps.items()}
         # usage of failed attempts made by an earlier execution, for steps that run again
         self.prior_spent: dict[str, dict[str, Any]] = {}
@@ -150,25 +156,45 @@ class RunExecution:
 
     # -- conducting --------------------------------------------------------------------------
     def _dispatch(self) -> None:
+        """Start what can start. A step that may take a while gets a task of its own; quick
+        steps (a builtin transform, a skip) beyond QUICK_WORKERS tasks wait in the backlog
+        for a worker to be free: a wide fan-out of quick steps costs a few task spawns, not
+        one per step, and still commits many steps at once."""
         assert self._tg is not None
         while (nxt := self.dispatch.take()) is not None:
-            self._tg.start_soon(self._worker, *nxt, name=nxt[0])
+            if self._workers >= QUICK_WORKERS and self._quick(*nxt):
+                self._backlog.append(nxt)
+            else:
+                self._workers += 1
+                self._tg.start_soon(self._worker, *nxt, name=nxt[0])
+
+    def _quick(self, sid: str, skip: str | None) -> bool:
+        return skip is not None or not self._setup(sid).lasting
 
     async def _worker(self, sid: str, skip: str | None) -> None:
-        """Run a step, then keep going with the next ready step in the same task while
-        there is one: a chain then costs no task spawn per step."""
-        while True:
-            try:
-                await self._run_step(sid, skip)
-            finally:
-                self.dispatch.finished(sid)
-            nxt = self.dispatch.take()
-            if nxt is None:
-                break
-            sid, skip = nxt
-            self._dispatch()  # more ready steps than this task can take: spawn for them
+        """Run a step, then keep going with the backlog or the next ready step in the same
+        task while there is one: a chain then costs no task spawn per step."""
+        try:
+            while True:
+                try:
+                    await self._run_step(sid, skip)
+                finally:
+                    self.dispatch.finished(sid)
+                nxt = self._backlog.popleft() if self._backlog else self.dispatch.take()
+                if nxt is None:
+                    break
+                sid, skip = nxt
+                self._dispatch()  # more ready steps than this task can take: start them
+        finally:
+            self._workers -= 1
         self._dispatch()
         self._check_rest()
+
+    def _setup(self, sid: str) -> StepSetup:
+        setup = self._setups.get(sid)
+        if setup is None:
+            setup = self._setups[sid] = _setup(self.ctx, self.prepared, sid)
+        return setup
 
     def _check_rest(self) -> None:
         """Wake the watcher when nothing more can happen without outside input."""
@@ -205,7 +231,7 @@ class RunExecution:
     async def _attempt(self, sid: str, step: Step) -> None:
         result = await self.attempts.run(
             step,
-            _setup(self.ctx, self.prepared, sid),
+            self._setup(sid),
             self.wf.deps[sid],
             prior_attempts=self.prior_attempts.get(sid, 0),
             spent=self.prior_spent.pop(sid, None),

@@ -183,3 +183,63 @@ async def test_a_live_runs_statistics_show_what_runs_and_what_waits_for_a_slot()
             gate.set()
     assert rec.peak == 2
     assert (await engine.load(prepared.run_id)).status is RunStatus.SUCCEEDED
+
+
+class _TaskRecorder:
+    """Builtin steps that note which task ran them; steps named `slow*` declare no bound
+    (they may take a while) and wait until all of them have started."""
+
+    def __init__(self, slow: int) -> None:
+        self.tasks: set[int] = set()
+        self.slow_started = 0
+        self.slow_total = slow
+        self.all_slow = anyio.Event()
+        self.builtin = BuiltinExecutor()
+
+    def max_duration(self, step: Any) -> float | None:
+        return None if step.id.startswith("slow") else 0.001
+
+    async def execute(self, call: StepCall) -> StepOutcome:
+        import asyncio
+
+        self.tasks.add(id(asyncio.current_task()))
+        if call.step.id.startswith("slow"):
+            self.slow_started += 1
+            if self.slow_started == self.slow_total:
+                self.all_slow.set()
+            await self.all_slow.wait()  # only if every slow step runs at once
+        return await self.builtin.execute(call)
+
+
+@pytest.mark.anyio
+async def test_quick_steps_of_a_fan_out_share_a_few_tasks_and_slow_ones_get_their_own() -> None:
+    from tutti_mcp.engine.execution.runner import QUICK_WORKERS
+
+    quick = _TaskRecorder(slow=0)
+    spec = {
+        "name": "fan",
+        "max_concurrency": 1024,
+        "steps": [{"id": f"q{i}", "op": "pass", "value": i} for i in range(200)],
+    }
+    engine = Engine(
+        InMemoryRunStore(), {ExecutorKind.BUILTIN: quick}, EngineConfig(max_concurrency=1024)
+    )
+    with anyio.fail_after(10):
+        run = await engine.run(spec)
+    assert run.status is RunStatus.SUCCEEDED
+    assert 1 <= len(quick.tasks) <= QUICK_WORKERS
+
+    n = QUICK_WORKERS * 3
+    slow = _TaskRecorder(slow=n)
+    spec = {
+        "name": "slow",
+        "max_concurrency": 1024,
+        "steps": [{"id": f"slow{i}", "op": "pass", "value": i} for i in range(n)],
+    }
+    engine = Engine(
+        InMemoryRunStore(), {ExecutorKind.BUILTIN: slow}, EngineConfig(max_concurrency=1024)
+    )
+    with anyio.fail_after(10):  # would hang if slow steps queued behind each other
+        run = await engine.run(spec)
+    assert run.status is RunStatus.SUCCEEDED
+    assert len(slow.tasks) == n
