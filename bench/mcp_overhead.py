@@ -26,6 +26,7 @@ from mcp.client import Client
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tutti_mcp.engine.spec import ExecutorKind
+from tutti_mcp.memory.runs.records import EventKind
 from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 from tutti_mcp.server.app import create_server
 from tutti_mcp.server.settings import Settings, build_engine
@@ -56,14 +57,23 @@ async def direct_engine(spec: dict[str, Any], *, client: bool) -> float:
         if not client:
             await engine.execute(prepared)
             return time.perf_counter() - t0
+        # Woken by the run's own events, as the MCP path's waits are (a loop of sleep(0)
+        # would compete with the store's thread for the GIL and time the machine's load).
+        handed: set[str] = set()
+        wake = anyio.Event()
+
+        def on_event(kind: EventKind, step_id: str | None, data: dict[str, Any]) -> None:
+            nonlocal wake
+            if kind is EventKind.STEP_WAITING and step_id is not None:
+                handed.add(step_id)
+                wake.set()
+                wake = anyio.Event()
+
         async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: engine.execute(prepared, attached=True))
+            tg.start_soon(lambda: engine.execute(prepared, attached=True, on_event=on_event))
             for step in spec["steps"]:
-                while True:  # wait until the step is handed off
-                    ex = engine.live.get(run_id)
-                    if ex is not None and step["id"] in ex.waiting:
-                        break
-                    await anyio.sleep(0)
+                while step["id"] not in handed:
+                    await wake.wait()
                 await engine.complete_step(run_id, step["id"], output="ok")
         return time.perf_counter() - t0
 
