@@ -52,8 +52,14 @@ def compact_tools(server: MCPServer[Any]) -> None:
 
 
 def unrequired(schema: Any) -> Any:
-    """An output schema without its `required` lists: every answer carries all its fields,
-    so they say nothing, and they are a tenth of the tool list."""
+    """An output schema without its `required` lists and with its maps as plain objects.
+
+    Every answer carries all its fields, so `required` says nothing (and was a tenth of the
+    tool list). A map's value schema (`steps: {"additionalProperties": {"type": "string"}}`)
+    says little more than the field's name, yet a client that validates answers against the
+    output schema (the MCP Python SDK's does, on every call) then checks each entry of every
+    answer: a 200-step run's `step_complete` answer cost such a client ~0.9 ms, against
+    ~0.09 ms for the same answer with the map as a plain object."""
     if isinstance(schema, list):
         return [unrequired(s) for s in schema]
     if not isinstance(schema, dict):
@@ -65,5 +71,5 @@ def unrequired(schema: Any) -> Any:
             else unrequired(value)
         )
         for key, value in schema.items()
-        if key != "required"
+        if key != "required" and not (key == "additionalProperties" and isinstance(value, dict))
     }

@@ -45,6 +45,8 @@ from tutti_mcp.tools.spec_input import load_spec
 MAX_WAIT_S = 45  # clients drop a call after about 60 s
 COMPLETE_WAIT_S = 10.0  # step_complete waits this long for the run to need the caller again
 PREVIEW_CHARS = 600
+_TERMINAL = frozenset(s for s in StepStatus if s.terminal)
+_HAS_OUTPUT = frozenset(s for s in StepStatus if s.has_output)
 
 
 @dataclass
@@ -124,24 +126,24 @@ def _seconds(s: StepRecord) -> float | None:
     return None if s.duration_s is None else round(s.duration_s, 3)
 
 
+def _client_task(s: StepRecord) -> ClientTask | None:
+    req = s.request
+    if s.status is not StepStatus.WAITING or not req:
+        return None
+    return ClientTask(
+        step_id=s.step_id,
+        instructions=req["instructions"],
+        system=req.get("system"),
+        inputs=req.get("inputs") or {},
+        thinking=req.get("thinking"),
+        output=req.get("output"),
+    )
+
+
 def client_tasks(run: RunRecord) -> list[ClientTask]:
     if run.status not in TAKES_RESULTS:
         return []  # a failed or cancelled run takes no results until it is resumed
-    tasks = []
-    for s in run.steps.values():
-        req = s.request
-        if s.status is StepStatus.WAITING and req:
-            tasks.append(
-                ClientTask(
-                    step_id=s.step_id,
-                    instructions=req["instructions"],
-                    system=req.get("system"),
-                    inputs=req.get("inputs") or {},
-                    thinking=req.get("thinking"),
-                    output=req.get("output"),
-                )
-            )
-    return tasks
+    return [t for s in run.steps.values() if (t := _client_task(s)) is not None]
 
 
 def next_step(run: RunRecord, tasks: Sequence[ClientTask], sampling: int, error: str | None) -> str:
@@ -183,17 +185,35 @@ def run_state(
     cls: type[RunState] = RunState,
     **extra: Any,
 ) -> RunState:
-    tasks = client_tasks(run)
+    # One pass over the steps: every step_complete answer is shaped from the whole run, so
+    # this runs once per step of a run and its cost grows with the run.
+    steps: dict[str, str] = {}
+    outputs: dict[str, Any] = {}
+    errors: dict[str, Any] = {}
+    tasks: list[ClientTask] = []
+    takes_results = run.status in TAKES_RESULTS  # a failed or cancelled run takes none
+    done = 0
+    for s in run.steps.values():
+        status = s.status
+        steps[s.step_id] = status.value
+        if status in _TERMINAL:
+            done += 1
+            if status in _HAS_OUTPUT:
+                outputs[s.step_id] = preview(s.output)
+        elif takes_results and (task := _client_task(s)) is not None:
+            tasks.append(task)
+        if s.error:
+            errors[s.step_id] = s.error
     error = run.error or state.supervisor.failure(run.id)
     pending = len(state.broker.pending(run.id))
     return cls(
         run_id=run.id,
         status=run.status.value,
-        done=sum(1 for s in run.steps.values() if s.status.terminal),
+        done=done,
         total=len(run.steps),
-        steps={s.step_id: s.status.value for s in run.steps.values()},
-        outputs={s.step_id: preview(s.output) for s in run.steps.values() if s.status.has_output},
-        errors={s.step_id: s.error for s in run.steps.values() if s.error},
+        steps=steps,
+        outputs=outputs,
+        errors=errors,
         client_tasks=tasks,
         error=error,
         next=(f"Answered {', '.join(sampled)} with your model. " if sampled else "")

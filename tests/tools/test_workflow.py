@@ -4,6 +4,7 @@ What MCP adds (schemas, error wrapping, progress notifications) is tested in tes
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,10 @@ from tutti_mcp.engine.errors import (
 )
 from tutti_mcp.engine.supervisor import RunSupervisor
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepRecord, StepStatus
 from tutti_mcp.server.settings import Settings, build_engine
 from tutti_mcp.tools import workflow as wfl
+from tutti_mcp.tools.results import ClientTask
 from tutti_mcp.tools.sampling import SamplingBroker
 
 pytestmark = pytest.mark.anyio
@@ -140,3 +143,79 @@ async def test_listing_runs_by_an_unknown_status_names_the_known_ones(
         UnknownRunStatus, match="unknown status 'done'; use one of: pending, running"
     ):
         await wfl.list_runs(state, "done", 10)
+
+
+def _run_of_every_step_status(status: RunStatus) -> RunRecord:
+    """A run with one step in each status, a long output, and errors kept by failed and
+    degraded steps."""
+    long = {"rows": list(range(400))}  # over PREVIEW_CHARS once dumped
+    steps = [
+        StepRecord("pending"),
+        StepRecord("running", StepStatus.RUNNING),
+        StepRecord("asked", StepStatus.WAITING, detail={"instructions": "Do it.", "inputs": {}}),
+        StepRecord(
+            "asked_json",
+            StepStatus.WAITING,
+            detail={
+                "instructions": "Count.",
+                "system": "Be brief.",
+                "inputs": {"ok": "yes"},
+                "thinking": "standard",
+                "output": "json",
+            },
+        ),
+        StepRecord("ok", StepStatus.SUCCEEDED, output="yes"),
+        StepRecord("big", StepStatus.SUCCEEDED, output=long),
+        StepRecord("fell_back", StepStatus.DEGRADED, output=0, error="boom, default used"),
+        StepRecord("broke", StepStatus.FAILED, error="boom"),
+        StepRecord("skipped", StepStatus.SKIPPED, detail={"reason": "condition is false"}),
+        StepRecord("stopped", StepStatus.CANCELLED),
+        StepRecord("cut", StepStatus.INTERRUPTED),
+    ]
+    return RunRecord(
+        id="run_x",
+        name="every",
+        status=status,
+        spec={},
+        inputs={},
+        created_at=0.0,
+        error="boom" if status is RunStatus.FAILED else None,
+        steps={s.step_id: s for s in steps},
+    )
+
+
+@pytest.mark.parametrize("status", [RunStatus.RUNNING, RunStatus.FAILED])
+async def test_the_run_state_answer_reads_every_step_status_outputs_errors_and_open_client_tasks(
+    state: wfl.ToolState, status: RunStatus
+) -> None:
+    run = _run_of_every_step_status(status)
+    answer = wfl.run_state(state, run)
+    big = json.dumps(run.steps["big"].output)
+    tasks = [
+        ClientTask(step_id="asked", instructions="Do it."),
+        ClientTask(
+            step_id="asked_json",
+            instructions="Count.",
+            system="Be brief.",
+            inputs={"ok": "yes"},
+            thinking="standard",
+            output="json",
+        ),
+    ]
+    assert answer.model_dump() == {
+        "run_id": "run_x",
+        "status": status.value,
+        "done": 5,
+        "total": 11,
+        "steps": {sid: s.status.value for sid, s in run.steps.items()},
+        "outputs": {
+            "ok": "yes",
+            "big": big[:600] + f"... ({len(big)} chars; workflow_result has all of it)",
+            "fell_back": 0,
+        },
+        "errors": {"fell_back": "boom, default used", "broke": "boom"},
+        # a failed run takes no results until it is resumed: it hands out no tasks
+        "client_tasks": [t.model_dump() for t in tasks] if status is RunStatus.RUNNING else [],
+        "error": run.error,
+        "next": wfl.next_step(run, tasks if status is RunStatus.RUNNING else [], 0, run.error),
+    }
