@@ -56,7 +56,7 @@ from report import _machine, med, report  # noqa: E402
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor  # noqa: E402
 from tutti_mcp.engine.service import Engine, EngineConfig  # noqa: E402
 from tutti_mcp.engine.spec import ExecutorKind  # noqa: E402
-from tutti_mcp.memory import sqlite_store as sqlite_store_mod  # noqa: E402
+from tutti_mcp.memory.runs import sqlite_store as sqlite_store_mod  # noqa: E402
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore  # noqa: E402
 from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore  # noqa: E402
 

@@ -1,9 +1,11 @@
-"""The SQLite run store: one aiosqlite connection per process, WAL, a busy timeout, and
-group commit (writes that arrive while a commit is in flight share the next one).
+"""The SQLite run store: one connection per process, WAL, a busy timeout, and group
+commit (memory/group_commit.py: writes of steps and runs that finish together share one
+transaction; writes that arrive while a commit is in flight share the next one).
 
-A step's checkpoint, its status change and its event are one transaction. Writes that
-need not be durable on their own (a step started) are queued and ride along with the
-next commit, so a 1000-step chain costs one commit per step, not three.
+A step's checkpoint, its status change and its event are one caller's statements: they
+commit together or not at all. Writes that need not be durable on their own (a step
+started, an event) are queued and ride along with the next commit, so a 1000-step chain
+costs one commit per step, not three.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from tutti_mcp.memory.connection import Database
+from tutti_mcp.memory.connection import Database, Ticket
 from tutti_mcp.memory.runs import history, ownership
 from tutti_mcp.memory.runs.history import HistoryEntry, HistoryWriteError, WorkflowHistory
 from tutti_mcp.memory.runs.owner import owner_alive
@@ -35,25 +37,13 @@ from tutti_mcp.memory.runs.store import RUN_FIELDS, STEP_FIELDS, RunNotFound
 _JSON_FIELDS = frozenset({"metrics", "inputs", "spec", "detail"})
 
 
-class _Batch:
-    __slots__ = ("done", "error", "ops", "started", "waiters")
-
-    def __init__(self) -> None:
-        self.ops: list[Op | None] = []
-        self.waiters = 0
-        self.started: dict[tuple[str, str], int] = {}  # step -> index of its "started" op
-        self.done = anyio.Event()
-        self.error: BaseException | None = None
-
-
 class SqliteRunStore:
     """Runs, steps, checkpoints and events in one SQLite file (or `:memory:`)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db  # shared by the memory files and the model cache of the same file
         self.path = db.path
-        self._batch = _Batch()
-        self._flushing = False
+        self._started: dict[tuple[str, str], Ticket] = {}  # queued "step started" rows
 
     # -- lifecycle -------------------------------------------------------------------------
     @classmethod
@@ -74,42 +64,12 @@ class SqliteRunStore:
             await self.close()
 
     # -- the write path --------------------------------------------------------------------
-    def _queue(self, sql: str, params: tuple[Any, ...]) -> None:
-        self._batch.ops.append((sql, params))
-
-    async def _commit(self, batch: _Batch) -> None:
-        """Wait until `batch` is committed, committing it ourselves if nobody else is."""
-        if self._flushing:
-            batch.waiters += 1
-            await batch.done.wait()
-        else:
-            self._flushing = True
-            try:
-                while True:
-                    current, self._batch = self._batch, _Batch()
-                    # Shielded: once a batch is handed to SQLite its waiters must hear back.
-                    with anyio.CancelScope(shield=True):
-                        try:
-                            await self.db.call(_apply, current.ops)
-                        except Exception as exc:
-                            current.error = exc
-                        current.done.set()
-                    if not self._batch.waiters:
-                        break  # queued ops without waiters ride along with the next commit
-            finally:
-                self._flushing = False
-        if batch.error is not None:
-            raise batch.error
-
     async def _write(self, ops: Sequence[Op]) -> None:
-        batch = self._batch
-        batch.ops.extend(ops)
-        await self._commit(batch)
+        await self.db.write(ops)
 
     async def flush(self) -> None:
         """Make every queued write durable."""
-        if self._batch.ops:
-            await self._commit(self._batch)
+        await self.db.flush()
 
     # -- runs ------------------------------------------------------------------------------
     async def create_run(self, run: RunRecord, step_ids: Sequence[str]) -> None:
@@ -257,19 +217,20 @@ class SqliteRunStore:
 
     # -- steps -----------------------------------------------------------------------------
     def note_step_started(self, run_id: str, step_id: str, attempt: int, at: float) -> None:
-        self._batch.started[(run_id, step_id)] = len(self._batch.ops)
-        self._queue(
+        if self._started and not self.db.queued(next(iter(self._started.values()))):
+            self._started = {}  # those batches are committed: nothing left to take back
+        self._started[(run_id, step_id)] = self.db.queue(
             "UPDATE steps SET status = ?, attempts = ?, started_at = ? WHERE run_id = ? AND step_id = ?",
             (StepStatus.RUNNING.value, attempt, at, run_id, step_id),
         )
 
     def append_event(self, event: Event) -> None:
-        self._queue(*event_op(event))
+        self.db.queue(*event_op(event))
 
     async def commit_checkpoint(self, run_id: str, cp: Checkpoint) -> None:
-        started = self._batch.started.pop((run_id, cp.step_id), None)
-        if started is not None:  # the step started and finished within one batch
-            self._batch.ops[started] = None
+        started = self._started.pop((run_id, cp.step_id), None)
+        if started is not None:  # if still queued, the checkpoint's row says it all
+            self.db.unqueue(started)
         await self._write(
             [
                 (
