@@ -14,6 +14,7 @@ OVERHEAD_CASES = ("chain_1000", "wide_1000", "layered_20x50")
 SCALING_N = (250, 500, 1000, 2000)
 LATENCY_CASES = ("layered_10x20_u10-100ms", "wide_200_50ms")
 MEMORY_CASES = ("chain_1000", "wide_1000", "layered_20x50", "chain_2000")
+CONCURRENT_RUNS, CONCURRENT_STEPS = 1000, 20  # runs of a templated chain at once, one store
 
 TARGETS = {
     "mem_us_per_step_chain_1000": 25.0,

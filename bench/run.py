@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -44,6 +45,8 @@ sys.path[:0] = [str(BENCH), str(ROOT)]
 
 import dagbench  # noqa: E402
 from common import (  # noqa: E402
+    CONCURRENT_RUNS,
+    CONCURRENT_STEPS,
     LATENCY_CASES,
     MEMORY_CASES,
     OVERHEAD_CASES,
@@ -220,6 +223,46 @@ async def measure(
     if variant == "ref":
         return await ref_measure(dag, detail=detail)
     return await tutti_run(dag, spec, variant, tmpdir, detail=detail)
+
+
+def templated_chain(n_steps: int) -> dict[str, Any]:
+    """A chain of builtin template steps, each adding to its predecessor's output."""
+    steps: list[dict[str, Any]] = [{"id": "s0", "args": "${inputs.seed}"}]
+    steps += [
+        {"id": f"s{i}", "args": f"${{s{i - 1}.output}}.", "depends_on": [f"s{i - 1}"]}
+        for i in range(1, n_steps)
+    ]
+    return {"name": f"templated_chain_{n_steps}", "inputs": {"seed": "x"}, "steps": steps}
+
+
+async def concurrent_runs(
+    variant: str, tmpdir: str, n_runs: int = CONCURRENT_RUNS, n_steps: int = CONCURRENT_STEPS
+) -> dict[str, Any]:
+    """N runs of a templated chain at once on one store and engine: each task creates its
+    run and executes it; the clock covers all of it (create + execute)."""
+    spec = templated_chain(n_steps)
+    store = await open_store(variant, tmpdir)
+    try:
+        engine = make_engine(store)
+        failed: list[str] = []
+
+        async def one_run(k: int) -> None:
+            rec = await engine.execute(await engine.create_run(spec, {"seed": f"r{k}"}))
+            if rec.status.value != "succeeded":
+                failed.append(f"{rec.id}: {rec.status.value}: {rec.error}")
+
+        gc.collect()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one_run(k) for k in range(n_runs)))
+        wall = time.perf_counter() - t0
+        if failed:
+            raise RuntimeError(f"concurrent runs on {variant}: {len(failed)} failed: {failed[0]}")
+        out: dict[str, Any] = {"wall_s": wall, "n_runs": n_runs, "n_steps": n_steps}
+        if isinstance(store, SqliteRunStore) and hasattr(store.db, "write_statistics"):
+            out["writer"] = dataclasses.asdict(store.db.write_statistics())
+        return out
+    finally:
+        await close_store(store)
 
 
 def build_parts(spec: dict[str, Any]) -> dict[str, float]:

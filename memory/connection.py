@@ -31,7 +31,7 @@ import aiosqlite
 import anyio
 
 from tutti_mcp.memory.busy import retry_busy
-from tutti_mcp.memory.group_commit import GroupWriter, Op, Ticket, WriterStatistics
+from tutti_mcp.memory.group_commit import Call, GroupWriter, Op, Ticket, WriterStatistics
 from tutti_mcp.memory.migrations import apply_migrations
 
 P = ParamSpec("P")
@@ -222,6 +222,22 @@ class Database:
         them is applied and its sqlite3 error is raised here; other callers' ops in the same
         transaction are committed all the same."""
         await self._writer.write(ops)
+
+    async def transact(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """`fn(connection, *args)` inside the next group commit's transaction (it must not
+        begin or end one itself), its result once committed. Its exception, or a failing
+        statement's, undoes only what it did, and is raised here."""
+        if kwargs:
+            raise TypeError("transact passes positional arguments only")
+        call = Call(fn, args)
+        await self._writer.write((call,))
+        result: T = call.result
+        return result
 
     async def flush(self) -> None:
         """Return once every write queued or handed to SQLite so far is committed."""

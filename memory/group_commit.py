@@ -40,15 +40,17 @@ import logging
 import queue
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 Op = tuple[str, tuple[Any, ...]]
+E = TypeVar("E", bound=BaseException)
 
 log = logging.getLogger(__name__)
 
-INLINE_MAX_STATEMENTS = 1000
+INLINE_MAX_STATEMENTS = 500
 CHECKPOINT_EVERY = 256  # commits; SQLite's own default is 1000 WAL pages
 
 
@@ -65,12 +67,13 @@ class WriterStatistics:
 
 
 class _Batch:
-    __slots__ = ("done", "ends", "errors", "ops")
+    __slots__ = ("done", "ends", "errors", "ops", "sent")
 
     def __init__(self) -> None:
-        self.ops: list[Op | None] = []  # None: a queued statement taken back
+        self.ops: list[Item] = []
         self.ends: list[int] = []  # where each waiting caller's statements end in ops
         self.errors: dict[int, BaseException] = {}  # by caller (index into ends)
+        self.sent = False  # handed to SQLite: its statements can no longer be taken back
         self.done = asyncio.Event()
 
     def groups(self) -> list[tuple[int, int]]:
@@ -96,26 +99,46 @@ class Ticket:
     index: int
 
 
-def _fail(exc: sqlite3.Error, op: Op | None, path: str) -> sqlite3.Error:
-    sql = " ".join(op[0].split())[:120] if op is not None else "COMMIT"
-    exc.add_note(f"while committing to {path}: {sql}; the caller's statements were rolled back")
+class Call:
+    """A caller's function run inside a batch's transaction: `fn(connection, *args)`, which
+    must not begin or end transactions itself; its result once committed."""
+
+    __slots__ = ("args", "fn", "result")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn, self.args = fn, args
+        self.result: Any = None
+
+    def __str__(self) -> str:
+        return getattr(self.fn, "__qualname__", repr(self.fn))
+
+
+Item = Op | Call | None  # None: a queued statement taken back
+
+
+def _fail(exc: E, item: Item, path: str) -> E:
+    what = "COMMIT" if item is None else str(item) if isinstance(item, Call) else item[0]
+    what = " ".join(what.split())[:120]
+    exc.add_note(f"while committing to {path}: {what}; the caller's statements were rolled back")
     return exc
 
 
-def _run_group(conn: sqlite3.Connection, ops: list[Op | None], start: int, end: int) -> None:
+def _run_group(conn: sqlite3.Connection, items: list[Item], start: int, end: int) -> None:
     for i in range(start, end):
-        op = ops[i]
-        if op is not None:
-            try:
-                conn.execute(*op)
-            except sqlite3.Error as exc:
-                exc.add_note(f"statement {i - start + 1} of the caller's {end - start}")
-                raise _Located(exc, op) from exc
+        item = items[i]
+        try:
+            if isinstance(item, Call):
+                item.result = item.fn(conn, *item.args)
+            elif item is not None:
+                conn.execute(*item)
+        # the caller's own statement or function failed: the error is the caller's
+        except Exception as exc:
+            raise _Located(exc, item) from exc
 
 
 class _Located(Exception):
-    def __init__(self, exc: sqlite3.Error, op: Op) -> None:
-        self.exc, self.op = exc, op
+    def __init__(self, exc: Exception, item: Item) -> None:
+        self.exc, self.item = exc, item
 
 
 def apply_batch(conn: sqlite3.Connection, batch: _Batch, path: str, *, begun: bool) -> None:
@@ -138,17 +161,17 @@ def apply_batch(conn: sqlite3.Connection, batch: _Batch, path: str, *, begun: bo
                     if not conn.in_transaction:  # SQLite ended the transaction itself
                         raise
                     conn.execute("ROLLBACK TO caller")
-                    batch.errors[g] = _fail(failed.exc, failed.op, path)
+                    batch.errors[g] = _fail(failed.exc, failed.item, path)
                 conn.execute("RELEASE caller")
         conn.execute("COMMIT")
     except BaseException as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         if isinstance(exc, _Located):  # one caller, or the transaction is gone: all fail
-            error: BaseException = _fail(exc.exc, exc.op, path)
+            error: BaseException = _fail(exc.exc, exc.item, path)
         elif isinstance(exc, sqlite3.Error):  # BEGIN, COMMIT (disk full, I/O), a savepoint
             error = _fail(exc, None, path)
-        elif isinstance(exc, Exception):  # a malformed statement (a bug): callers hear it
+        elif isinstance(exc, Exception):  # a savepoint statement (a bug): callers hear it
             error = exc
         else:
             raise
@@ -176,7 +199,8 @@ class GroupWriter:
         self._busy_pragma = f"PRAGMA busy_timeout = {int(busy_timeout_ms)}"
         self._loop = loop
         self._open_checkpointer = open_checkpointer
-        self._pending = _Batch()
+        self._pending = _Batch()  # open: callers add to it
+        self._sealed: deque[_Batch] = deque()  # full, waiting their turn, oldest first
         self._in_flight: _Batch | None = None
         self._scheduled = False
         self._jobs: queue.SimpleQueue[_Batch | str | None] = queue.SimpleQueue()
@@ -193,23 +217,30 @@ class GroupWriter:
         return Ticket(batch, len(batch.ops) - 1)
 
     def queued(self, ticket: Ticket) -> bool:
-        return ticket.batch is self._pending
+        return not ticket.batch.sent
 
     def unqueue(self, ticket: Ticket) -> bool:
-        if ticket.batch is not self._pending:
+        if ticket.batch.sent:
             return False
         ticket.batch.ops[ticket.index] = None
         return True
 
-    async def write(self, ops: Iterable[Op]) -> None:
+    async def write(self, ops: Iterable[Op | Call]) -> None:
         batch = self._pending
+        start = len(batch.ops)
         batch.ops.extend(ops)
+        if batch.ends and len(batch.ops) > INLINE_MAX_STATEMENTS:
+            # Full: what came before is one batch; this caller starts the next, so that no
+            # batch holds the loop for long (a single caller's statements stay whole).
+            mine = batch.ops[start:]
+            del batch.ops[start:]
+            self._sealed.append(batch)
+            batch = self._pending = _Batch()
+            batch.ops.extend(mine)
         caller = len(batch.ends)
         batch.ends.append(len(batch.ops))
         self._stats["waiters"] += 1
-        if not self._scheduled and self._in_flight is None:
-            self._scheduled = True
-            self._loop.call_soon(self._flush)
+        self._schedule()
         # Cancelled here, the caller stops waiting; the batch is committed all the same.
         await batch.done.wait()
         error = batch.errors.get(caller)
@@ -219,8 +250,8 @@ class GroupWriter:
     async def flush(self) -> None:
         if self._pending.ops:
             await self.write(())
-        elif self._in_flight is not None:
-            await self._in_flight.done.wait()
+        elif last := (self._sealed[-1] if self._sealed else self._in_flight):
+            await last.done.wait()  # batches land in order: the earlier ones have too
 
     def note_outside_write(self) -> None:
         """A `Database.call` may commit too: count it towards the next checkpoint."""
@@ -231,7 +262,7 @@ class GroupWriter:
 
     async def close(self) -> None:
         """Commit what is queued, then stop the thread (after its last checkpoint)."""
-        while self._pending.ops or self._in_flight is not None:
+        while self._pending.ops or self._sealed or self._in_flight is not None:
             await self.flush()
         thread, self._thread = self._thread, None
         if thread is not None:
@@ -239,13 +270,21 @@ class GroupWriter:
             await asyncio.get_running_loop().run_in_executor(None, thread.join)
 
     # -- committing --------------------------------------------------------------------------
+    def _schedule(self) -> None:
+        if not self._scheduled and self._in_flight is None:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
     def _flush(self) -> None:
         self._scheduled = False
-        batch = self._pending
-        if not batch.ends:
+        if self._sealed:
+            batch = self._sealed.popleft()
+        elif self._pending.ends:
+            batch, self._pending = self._pending, _Batch()
+        else:
             return  # queued statements without a waiter ride along with a later batch
-        self._pending = _Batch()
-        if batch.statements() <= INLINE_MAX_STATEMENTS and self._lock.acquire(blocking=False):
+        batch.sent = True
+        if len(batch.ops) <= INLINE_MAX_STATEMENTS and self._lock.acquire(blocking=False):
             try:
                 begun = self._begin_now()
                 if begun:
@@ -284,9 +323,8 @@ class GroupWriter:
         self._stats["statements"] += batch.statements()
         batch.done.set()
         self._count_commit()
-        if self._pending.ends and not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self._flush)
+        if self._sealed or self._pending.ends:
+            self._schedule()
 
     def _count_commit(self) -> None:
         self._since_checkpoint += 1

@@ -127,8 +127,8 @@ class SqliteRunStore:
         exactly one wins. Claimable: a resumable run, or a run still marked running by
         `dead_owner` (an owner the caller found dead). Says whether this claim won, and
         who has the run (read in the same transaction)."""
-        await self.flush()  # writes queued before the claim are committed before it
-        claim: Claim | None = await self.db.call(ownership.claim, run_id, owner, dead_owner)
+        # in the write order: writes queued before the claim commit before it or with it
+        claim = await self.db.transact(ownership.claim, run_id, owner, dead_owner)
         if claim is None:
             raise RunNotFound(run_id)
         return claim
@@ -335,11 +335,10 @@ class SqliteRunStore:
 
     # -- workflow history (memory/runs/history.py) -----------------------------------------------
     async def record_history(self, entry: HistoryEntry) -> None:
-        """Store a finished run's entry in a transaction of its own, outside group commit,
-        so that a failure here cannot fail the checkpoints of other runs."""
-        ops = history.record_ops(entry)
+        """Store a finished run's entry; a failure here fails only this write, not the
+        checkpoints of other runs committed with it."""
         try:
-            await self.db.call(_apply, ops)
+            await self._write(history.record_ops(entry))
         except sqlite3.Error as exc:
             raise HistoryWriteError(entry.run_id, exc) from exc
 
@@ -362,14 +361,3 @@ class SqliteRunStore:
             pass
         return out
 
-
-def _apply(conn: sqlite3.Connection, ops: Sequence[Op | None]) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for op in ops:
-            if op is not None:
-                conn.execute(*op)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
