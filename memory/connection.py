@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,7 +30,14 @@ import aiosqlite
 import anyio
 
 from tutti_mcp.memory.busy import retry_busy
-from tutti_mcp.memory.group_commit import Call, GroupWriter, Op, Ticket, WriterStatistics
+from tutti_mcp.memory.group_commit import (
+    Call,
+    GroupWriter,
+    Guard,
+    Op,
+    Ticket,
+    WriterStatistics,
+)
 from tutti_mcp.memory.migrations import apply_migrations
 
 P = ParamSpec("P")
@@ -95,8 +101,8 @@ def open_sync(path: str | Path, busy_timeout_ms: int = 10_000) -> sqlite3.Connec
     return conn
 
 
-def _locked(lock: threading.Lock, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
-    with lock:
+def _locked(guard: Guard, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+    with guard.on_thread():
         return fn(*args, **kwargs)
 
 
@@ -119,13 +125,10 @@ class Database:
     def __init__(self, conn: aiosqlite.Connection, setup: _Setup) -> None:
         self._aconn = conn
         self.path = setup.path
-        self._lock = threading.Lock()
-        sqlite_conn: sqlite3.Connection = conn._conn
+        self._guard = Guard(conn._conn, setup.busy_timeout_ms)
         self._writer = GroupWriter(
-            sqlite_conn,
-            self._lock,
+            self._guard,
             path=setup.path,
-            busy_timeout_ms=setup.busy_timeout_ms,
             loop=asyncio.get_running_loop(),
             open_checkpointer=None
             if setup.in_memory
@@ -153,6 +156,7 @@ class Database:
                 # syncs it) instead of whichever commit crosses SQLite's threshold, which
                 # may be one committed on the event loop's thread (memory/group_commit.py).
                 await conn.execute("PRAGMA wal_autocheckpoint = 0")
+            await conn.execute("PRAGMA busy_timeout = 0")  # at rest (group_commit.Guard)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await conn.close()
@@ -179,7 +183,7 @@ class Database:
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`fn(*args, **kwargs)` on the connection's thread."""
         self._writer.note_outside_write()
-        result: T = await self._aconn._execute(_locked, self._lock, fn, args, kwargs)  # type: ignore[no-untyped-call]
+        result: T = await self._aconn._execute(_locked, self._guard, fn, args, kwargs)  # type: ignore[no-untyped-call]
         return result
 
     async def call(
@@ -192,14 +196,14 @@ class Database:
         written as a plain function costs one round trip."""
         self._writer.note_outside_write()
         result: T = await self._aconn._execute(  # type: ignore[no-untyped-call]
-            _locked, self._lock, fn, (self.sqlite, *args), kwargs
+            _locked, self._guard, fn, (self.sqlite, *args), kwargs
         )
         return result
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         """The rows of one query."""
         rows: list[Any] = await self._aconn._execute(  # type: ignore[no-untyped-call]
-            _locked, self._lock, _fetchall, (self.sqlite, sql, tuple(params)), {}
+            _locked, self._guard, _fetchall, (self.sqlite, sql, tuple(params)), {}
         )
         return rows
 

@@ -41,7 +41,7 @@ import queue
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -181,22 +181,40 @@ def apply_batch(conn: sqlite3.Connection, batch: _Batch, path: str, *, begun: bo
             log.error("queued writes to %s were lost: %s", path, err)
 
 
+class Guard:
+    """Who may use the connection now, and how long it waits for other processes' locks:
+    not at all at rest, so that a commit on the event loop's thread never blocks the loop
+    (it goes to the writer's thread instead); the full busy timeout while a thread uses
+    the connection (`on_thread`)."""
+
+    def __init__(self, conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+        self._waits = f"PRAGMA busy_timeout = {int(busy_timeout_ms)}"
+
+    @contextlib.contextmanager
+    def on_thread(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.conn.execute(self._waits)
+            try:
+                yield self.conn
+            finally:
+                self.conn.execute("PRAGMA busy_timeout = 0")
+
+
 class GroupWriter:
     """The write path of one connection; all its methods run on the event loop's thread
     except those of its worker thread (`_thread_main`)."""
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
-        lock: threading.Lock,
+        guard: Guard,
         *,
         path: str,
-        busy_timeout_ms: int,
         loop: asyncio.AbstractEventLoop,
         open_checkpointer: Callable[[], sqlite3.Connection] | None,
     ) -> None:
-        self._conn, self._lock, self._path = conn, lock, path
-        self._busy_pragma = f"PRAGMA busy_timeout = {int(busy_timeout_ms)}"
+        self._guard, self._conn, self._path = guard, guard.conn, path
         self._loop = loop
         self._open_checkpointer = open_checkpointer
         self._pending = _Batch()  # open: callers add to it
@@ -284,13 +302,13 @@ class GroupWriter:
         else:
             return  # queued statements without a waiter ride along with a later batch
         batch.sent = True
-        if len(batch.ops) <= INLINE_MAX_STATEMENTS and self._lock.acquire(blocking=False):
+        if len(batch.ops) <= INLINE_MAX_STATEMENTS and self._guard.lock.acquire(blocking=False):
             try:
                 begun = self._begin_now()
                 if begun:
                     apply_batch(self._conn, batch, self._path, begun=True)
             finally:
-                self._lock.release()
+                self._guard.lock.release()
             if begun:
                 self._stats["on_loop"] += 1
                 self._landed(batch)
@@ -305,11 +323,7 @@ class GroupWriter:
         fails the batch with the same error, if it was not a lock)."""
         conn = self._conn
         try:
-            conn.execute("PRAGMA busy_timeout = 0")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            finally:
-                conn.execute(self._busy_pragma)
+            conn.execute("BEGIN IMMEDIATE")  # the busy timeout is 0 at rest (Guard)
         except sqlite3.Error:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -360,7 +374,7 @@ class GroupWriter:
                 checkpointer.close()
 
     def _commit_on_thread(self, batch: _Batch) -> None:
-        with self._lock:
-            apply_batch(self._conn, batch, self._path, begun=False)
+        with self._guard.on_thread() as conn:
+            apply_batch(conn, batch, self._path, begun=False)
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
             self._loop.call_soon_threadsafe(self._landed, batch)

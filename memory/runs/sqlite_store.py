@@ -360,4 +360,3 @@ class SqliteRunStore:
         except sqlite3.OperationalError:
             pass
         return out
-
