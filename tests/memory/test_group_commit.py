@@ -45,10 +45,10 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
         await db.close()
 
 
-async def commits_of(db: Database) -> list[str]:
-    """Records every COMMIT the connection executes from now on."""
+async def transactions_of(db: Database) -> list[str]:
+    """Records every transaction the connection begins from now on."""
     seen: list[str] = []
-    trace = lambda sql: seen.append(sql) if sql.startswith("COMMIT") else None  # noqa: E731
+    trace = lambda sql: seen.append(sql) if sql.startswith("BEGIN") else None  # noqa: E731
     await db.run(db.sqlite.set_trace_callback, trace)
     return seen
 
@@ -57,14 +57,14 @@ async def test_two_checkpoints_issued_together_land_in_one_transaction(tmp_path:
     async with await SqliteRunStore.open(tmp_path / "runs.db") as store:
         run = RunRecord("r1", "wf", RunStatus.RUNNING, {"steps": []}, {}, created_at=1.0)
         await store.create_run(run, ["a", "b"])
-        commits = await commits_of(store.db)
+        transactions = await transactions_of(store.db)
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
                 for sid in ("a", "b"):
                     cp = Checkpoint(sid, 0, StepStatus.SUCCEEDED, sid, 1, 1.0, 2.0)
                     tg.start_soon(store.commit_checkpoint, "r1", cp)
         await store.db.run(store.db.sqlite.set_trace_callback, None)
-        assert len(commits) == 1
+        assert len(transactions) == 1
         with other_process(tmp_path / "runs.db") as conn:
             done = conn.execute("SELECT step_id, output FROM checkpoints ORDER BY step_id")
             assert done.fetchall() == [("a", '"a"'), ("b", '"b"')]
@@ -91,13 +91,13 @@ async def test_a_checkpoint_refused_in_a_shared_transaction_fails_alone(tmp_path
             except sqlite3.IntegrityError as exc:
                 outcome[sid] = str(exc)
 
-        commits = await commits_of(store.db)
+        transactions = await transactions_of(store.db)
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(commit, "a")
                 tg.start_soon(commit, "b")
         await store.db.run(store.db.sqlite.set_trace_callback, None)
-        assert len(commits) == 1  # one transaction for both
+        assert len(transactions) == 1  # one transaction for both
         assert outcome == {"a": "committed", "b": "b refused"}
         with other_process(path) as conn:
             steps = conn.execute("SELECT step_id, status FROM steps ORDER BY step_id").fetchall()
