@@ -29,7 +29,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import aiosqlite
 import anyio
 
-from tutti_mcp.memory.busy import retry_busy
+from tutti_mcp.memory.busy import is_busy, retry_busy
 from tutti_mcp.memory.group_commit import (
     Call,
     GroupWriter,
@@ -200,12 +200,30 @@ class Database:
         )
         return result
 
-    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        """The rows of one query."""
-        rows: list[Any] = await self._aconn._execute(  # type: ignore[no-untyped-call]
-            _locked, self._guard, _fetchall, (self.sqlite, sql, tuple(params)), {}
+    async def fetchall(
+        self, sql: str, params: Iterable[Any] = (), *, large: bool = False
+    ) -> list[Any]:
+        """The rows of one query. Read on the event loop's thread when the connection is
+        free: a small query costs less than the round trip to a thread, which moreover
+        waits for the GIL while the loop is busy (37-97 ms per read with 1,000 runs
+        starting). `large`: the result may be big (a whole run's steps or events), so it is
+        read on the connection's thread and the loop is not held meanwhile."""
+        params = tuple(params)
+        if not large and self._guard.lock.acquire(blocking=False):
+            try:
+                rows = _fetchall(self.sqlite, sql, params)
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):  # busy: the thread waits for the lock instead
+                    raise
+            else:
+                await asyncio.sleep(0)  # a read is a checkpoint, as a round trip would be
+                return rows
+            finally:
+                self._guard.lock.release()
+        on_thread: list[Any] = await self._aconn._execute(  # type: ignore[no-untyped-call]
+            _locked, self._guard, _fetchall, (self.sqlite, sql, params), {}
         )
-        return rows
+        return on_thread
 
     # -- group commit (memory/group_commit.py) ---------------------------------------------
     def queue(self, sql: str, params: tuple[Any, ...]) -> Ticket:

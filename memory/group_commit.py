@@ -2,7 +2,8 @@
 them all.
 
 Callers hand statements to the writer (`write`, which waits, or `queue`, which rides along
-with the next commit). Everything handed over while the event loop works through its
+with the next commit), or a function to run inside the transaction (`Call`: a claim that
+reads what it changes). Everything handed over while the event loop works through its
 ready tasks forms one batch, committed once they have all run (one `call_soon`), so the
 checkpoints of steps and runs that finish together share a transaction; a batch waits
 while the one before it is still being committed, and whatever arrives meanwhile goes into
@@ -13,11 +14,12 @@ Where a batch is committed:
   ~40 us for a step's checkpoint (3 statements and the commit, WAL without fsync), while a
   round trip to another thread costs 40-80 us on a 2-vCPU VM (two wake-ups, each waking
   an idle vCPU) and makes the thread fight the loop for the GIL at every statement. The
-  loop is held for at most INLINE_MAX_STATEMENTS statements (~4 ms), and never waits for a
-  lock: the attempt takes SQLite's write lock without waiting (busy timeout 0);
-- on the writer's own thread otherwise (a big batch, another process holding the write
-  lock, the connection busy with a `Database.call`): one hand-off and one loop wake-up per
-  batch, with the connection's full busy timeout.
+  loop is held for at most INLINE_MAX_STATEMENTS statements (~2 ms: a batch that would
+  grow past them is cut between callers), and never waits for a lock: the attempt takes
+  SQLite's write lock without waiting (busy timeout 0);
+- on the writer's own thread otherwise (one caller's statements past that limit, another
+  process holding the write lock, the connection busy with a `Database.call`): one
+  hand-off and one loop wake-up per batch, with the connection's full busy timeout.
 
 Durability is SQLite's: `write` returns after COMMIT, in WAL mode with synchronous=NORMAL
 (a commit survives a process crash). The connection's automatic checkpoint is off: the

@@ -143,6 +143,7 @@ class SqliteRunStore:
             "SELECT step_id, status, attempts, executor, started_at, finished_at, error, detail "
             "FROM steps WHERE run_id = ?",
             (run_id,),
+            large=True,
         ):
             run.steps[r[0]] = StepRecord(
                 step_id=r[0],
@@ -169,7 +170,7 @@ class SqliteRunStore:
         else:
             sql = "SELECT * FROM runs WHERE status = ? ORDER BY created_at DESC LIMIT ?"
             params = (status.value, limit)  # type: ignore[assignment]
-        return [run_from_row(r) for r in await self.db.fetchall(sql, params)]
+        return [run_from_row(r) for r in await self.db.fetchall(sql, params, large=True)]
 
     async def mark_orphans_interrupted(self) -> list[str]:
         """Runs left `running` by a process that no longer exists become `interrupted`;
@@ -177,7 +178,7 @@ class SqliteRunStore:
         by a live process meanwhile (its owner changed) is left alone."""
         await self.flush()
         rows = await self.db.fetchall(
-            "SELECT id, owner FROM runs WHERE status = ?", (RunStatus.RUNNING.value,)
+            "SELECT id, owner FROM runs WHERE status = ?", (RunStatus.RUNNING.value,), large=True
         )
         dead = [(r[0], r[1]) for r in rows if not owner_alive(r[1])]
         if not dead:
@@ -200,6 +201,7 @@ class SqliteRunStore:
                 cutoff,
                 keep_last,
             ),
+            large=True,
         )
         ids = [r[0] for r in rows]
         ops: list[Op] = []
@@ -308,6 +310,7 @@ class SqliteRunStore:
             "SELECT step_id, seq, status, output, attempts, started_at, finished_at, usage, executor, "
             "error FROM checkpoints WHERE run_id = ? ORDER BY seq",
             (run_id,),
+            large=True,
         )
         return [
             Checkpoint(
@@ -330,6 +333,7 @@ class SqliteRunStore:
         rows = await self.db.fetchall(
             "SELECT id, ts, kind, step_id, data FROM events WHERE run_id = ? AND id > ? ORDER BY id",
             (run_id, after),
+            large=True,
         )
         return [(r[0], r[1], Event(run_id, r[2], r[3], load(r[4]))) for r in rows]
 
@@ -354,7 +358,7 @@ class SqliteRunStore:
         out = {"file_bytes": rows[0][0] * size[0][0]}
         try:
             for name, used in await self.db.fetchall(
-                "SELECT name, sum(pgsize) FROM dbstat GROUP BY name"
+                "SELECT name, sum(pgsize) FROM dbstat GROUP BY name", large=True
             ):
                 out[name] = used
         except sqlite3.OperationalError:

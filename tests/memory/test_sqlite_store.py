@@ -110,12 +110,18 @@ async def test_a_fresh_file_gets_every_migration_applied_in_order(db: Path) -> N
         assert apply_migrations(conn) == [name for name, _ in MIGRATIONS]
 
 
+def busy_timeout(conn: sqlite3.Connection) -> int:
+    value: int = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    return value
+
+
 async def test_the_store_uses_wal_mode_and_a_busy_timeout(db: Path) -> None:
     async with await SqliteRunStore.open(db, busy_timeout_ms=4321) as store:
         # The store's own connection: its pragmas are per connection.
-        # Calls on its thread wait for other processes' locks that long; the commits the
-        # event loop's thread tries itself do not wait (memory/group_commit.py).
-        assert (await store.db.fetchall("PRAGMA busy_timeout"))[0][0] == 4321
+        # Calls on its thread wait for other processes' locks that long; the commits and
+        # reads the event loop's thread tries itself do not wait (memory/group_commit.py).
+        assert await store.db.call(busy_timeout) == 4321
+        assert (await store.db.fetchall("PRAGMA busy_timeout"))[0][0] == 0
         assert (await store.db.fetchall("PRAGMA journal_mode"))[0][0] == "wal"
     with reader(db) as conn:  # WAL is a property of the file: other connections see it too
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
