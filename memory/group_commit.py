@@ -282,12 +282,14 @@ class GroupWriter:
 
     async def close(self) -> None:
         """Commit what is queued, then stop the thread (after its last checkpoint)."""
-        while self._pending.ops or self._sealed or self._in_flight is not None:
-            await self.flush()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._jobs.put(None)
-            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+        try:
+            while self._pending.ops or self._sealed or self._in_flight is not None:
+                await self.flush()
+        finally:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                self._jobs.put(None)  # after any batch still queued for it
+                await asyncio.get_running_loop().run_in_executor(None, thread.join)
 
     # -- committing --------------------------------------------------------------------------
     def _schedule(self) -> None:

@@ -53,8 +53,10 @@ class SqliteRunStore:
         return cls(await Database.open(path, busy_timeout_ms))
 
     async def close(self) -> None:
-        await self.flush()
-        await self.db.close()
+        try:
+            await self.flush()
+        finally:  # a queued write that failed must not keep the connection's threads alive
+            await self.db.close()
 
     async def __aenter__(self) -> SqliteRunStore:
         return self
