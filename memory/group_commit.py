@@ -10,16 +10,17 @@ while the one before it is still being committed, and whatever arrives meanwhile
 the next. Each batch has one asyncio.Event that sets every waiter free at once.
 
 Where a batch is committed:
-- on the event loop's thread when it is small and the connection is free: SQLite takes
-  ~40 us for a step's checkpoint (3 statements and the commit, WAL without fsync), while a
-  round trip to another thread costs 40-80 us on a 2-vCPU VM (two wake-ups, each waking
-  an idle vCPU) and makes the thread fight the loop for the GIL at every statement. The
-  loop is held for at most INLINE_MAX_STATEMENTS statements (~2 ms: a batch that would
-  grow past them is cut between callers), and never waits for a lock: the attempt takes
+- on the event loop's thread when it is small (ON_LOOP_MAX_STATEMENTS: a few steps'
+  checkpoints) and the connection is free: SQLite takes ~40 us for a step's checkpoint (3
+  statements and the commit, WAL without fsync), while a round trip to another thread
+  costs 40-80 us on a 2-vCPU VM (two wake-ups, each waking an idle vCPU). This is what a
+  chain of steps waits for at every step. The attempt never waits for a lock: it takes
   SQLite's write lock without waiting (busy timeout 0);
-- on the writer's own thread otherwise (one caller's statements past that limit, another
-  process holding the write lock, the connection busy with a `Database.call`): one
-  hand-off and one loop wake-up per batch, with the connection's full busy timeout.
+- on the writer's own thread otherwise (a bigger batch, which the loop would otherwise
+  wait for while it could run other steps; another process holding the write lock; the
+  connection busy with a `Database.call`): one hand-off and one loop wake-up per batch,
+  with the connection's full busy timeout. Batches are cut between callers at
+  INLINE_MAX_STATEMENTS, so that writes queued meanwhile go into the next one.
 
 Durability is SQLite's: `write` returns after COMMIT, in WAL mode with synchronous=NORMAL
 (a commit survives a process crash). The connection's automatic checkpoint is off: the
@@ -52,7 +53,8 @@ E = TypeVar("E", bound=BaseException)
 
 log = logging.getLogger(__name__)
 
-INLINE_MAX_STATEMENTS = 500
+INLINE_MAX_STATEMENTS = 500  # a batch is cut (between callers) before it grows past this
+ON_LOOP_MAX_STATEMENTS = 32  # batches up to this size are committed on the loop's thread
 CHECKPOINT_EVERY = 256  # commits; SQLite's own default is 1000 WAL pages
 
 
@@ -306,7 +308,7 @@ class GroupWriter:
         else:
             return  # queued statements without a waiter ride along with a later batch
         batch.sent = True
-        if len(batch.ops) <= INLINE_MAX_STATEMENTS and self._guard.lock.acquire(blocking=False):
+        if len(batch.ops) <= ON_LOOP_MAX_STATEMENTS and self._guard.lock.acquire(blocking=False):
             try:
                 begun = self._begin_now()
                 if begun:

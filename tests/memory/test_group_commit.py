@@ -172,7 +172,7 @@ async def test_a_cancelled_waiter_loses_nothing_and_commits_once(
     assert rows(path) == [("queued", 2), ("sent", 1)]
 
 
-async def test_a_batch_is_cut_before_it_holds_the_loop_long_but_a_caller_stays_whole(
+async def test_batches_are_cut_between_callers_and_a_big_caller_stays_whole(
     db: Database, tmp_path: Path
 ) -> None:
     limit = group_commit.INLINE_MAX_STATEMENTS
@@ -184,7 +184,7 @@ async def test_a_batch_is_cut_before_it_holds_the_loop_long_but_a_caller_stays_w
             tg.start_soon(db.write, [(INSERT, ("big", n)) for n in range(limit * 2)])
     after = db.write_statistics()
     assert after.batches - before.batches >= 3
-    assert after.on_thread - before.on_thread >= 1  # the big caller's batch, whole
+    assert after.on_thread - before.on_thread >= 1  # big batches go to the writer's thread
     with other_process(tmp_path / "g.db") as conn:
         counts = dict(conn.execute("SELECT caller, count(*) FROM t GROUP BY caller").fetchall())
     assert counts == {**{f"c{k}": limit // 2 + 1 for k in range(4)}, "big": limit * 2}
