@@ -17,6 +17,7 @@ LATENCY_CASES = ("layered_10x20_u10-100ms", "wide_200_50ms")
 # templated=True), and a 20-step chain written as a workflow would be (dagbench.realistic).
 TEMPLATED_CASES = ("chain_1000_tmpl", "wide_1000_tmpl", "realistic_20")
 MEMORY_CASES = ("chain_1000", "wide_1000", "layered_20x50", "chain_2000")
+CONCURRENT_RUNS, CONCURRENT_STEPS = 1000, 20  # runs of a templated chain at once, one store
 
 TARGETS = {
     "mem_us_per_step_chain_1000": 25.0,

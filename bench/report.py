@@ -278,6 +278,31 @@ def report(rec: Recorder, repeats: int, out_dir: Path) -> tuple[str, dict[str, A
             f"{med(us('chain_1000', 'mem')):.1f}, SQLite + thread hand-off floor "
             f"{1e6 * t['aiosqlite_s'] / 1000:.1f} per step"
         )
+        if "writer_s" in t:
+            p(
+                f"  through the store's writer (group commit, on the loop's thread when it can): "
+                f"{1e6 * t['writer_s'] / n:.1f} us per transaction"
+            )
+
+    conc = rec.get(section="concurrent")
+    if conc:
+        n_runs, n_steps = conc[0]["n_runs"], conc[0]["n_steps"]
+        p("")
+        p(f"CONCURRENT RUNS: {n_runs} runs of a {n_steps}-step templated chain at once, one store")
+        p("and engine, create + execute: wall s and us per step (all steps of all runs)")
+        for v in ("mem", "sqlite"):
+            ws = [r["wall_s"] for r in conc if r["variant"] == v]
+            p(
+                f"  tutti-{v:<7} {med(ws):6.2f} s [{iqr_pct(ws):.0f}%]   "
+                f"{1e6 * med(ws) / (n_runs * n_steps):6.1f} us/step"
+            )
+        w = [r["writer"] for r in conc if r["variant"] == "sqlite" and "writer" in r]
+        if w:
+            p(
+                f"  sqlite writer, first repeat: {w[0]['batches']} transactions for "
+                f"{w[0]['waiters']} waiting writes ({w[0]['statements']} statements), "
+                f"{w[0]['on_loop']} committed on the loop's thread, {w[0]['on_thread']} on the writer's"
+            )
 
     p("")
     p("MEMORY (fresh process per run): peak RSS MB / growth over RSS after imports MB")

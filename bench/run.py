@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -44,6 +45,8 @@ sys.path[:0] = [str(BENCH), str(ROOT)]
 
 import dagbench  # noqa: E402
 from common import (  # noqa: E402
+    CONCURRENT_RUNS,
+    CONCURRENT_STEPS,
     LATENCY_CASES,
     MEMORY_CASES,
     OVERHEAD_CASES,
@@ -58,7 +61,6 @@ from tutti_mcp.engine.config import EngineConfig  # noqa: E402
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor  # noqa: E402
 from tutti_mcp.engine.service import Engine  # noqa: E402
 from tutti_mcp.engine.spec import ExecutorKind  # noqa: E402
-from tutti_mcp.memory.runs import sqlite_store as sqlite_store_mod  # noqa: E402
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore  # noqa: E402
 from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore  # noqa: E402
 
@@ -226,6 +228,46 @@ async def measure(
     return await tutti_run(dag, spec, variant, tmpdir, detail=detail)
 
 
+def templated_chain(n_steps: int) -> dict[str, Any]:
+    """A chain of builtin template steps, each adding to its predecessor's output."""
+    steps: list[dict[str, Any]] = [{"id": "s0", "args": "${inputs.seed}"}]
+    steps += [
+        {"id": f"s{i}", "args": f"${{s{i - 1}.output}}.", "depends_on": [f"s{i - 1}"]}
+        for i in range(1, n_steps)
+    ]
+    return {"name": f"templated_chain_{n_steps}", "inputs": {"seed": "x"}, "steps": steps}
+
+
+async def concurrent_runs(
+    variant: str, tmpdir: str, n_runs: int = CONCURRENT_RUNS, n_steps: int = CONCURRENT_STEPS
+) -> dict[str, Any]:
+    """N runs of a templated chain at once on one store and engine: each task creates its
+    run and executes it; the clock covers all of it (create + execute)."""
+    spec = templated_chain(n_steps)
+    store = await open_store(variant, tmpdir)
+    try:
+        engine = make_engine(store)
+        failed: list[str] = []
+
+        async def one_run(k: int) -> None:
+            rec = await engine.execute(await engine.create_run(spec, {"seed": f"r{k}"}))
+            if rec.status.value != "succeeded":
+                failed.append(f"{rec.id}: {rec.status.value}: {rec.error}")
+
+        gc.collect()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one_run(k) for k in range(n_runs)))
+        wall = time.perf_counter() - t0
+        if failed:
+            raise RuntimeError(f"concurrent runs on {variant}: {len(failed)} failed: {failed[0]}")
+        out: dict[str, Any] = {"wall_s": wall, "n_runs": n_runs, "n_steps": n_steps}
+        if isinstance(store, SqliteRunStore) and hasattr(store.db, "write_statistics"):
+            out["writer"] = dataclasses.asdict(store.db.write_statistics())
+        return out
+    finally:
+        await close_store(store)
+
+
 def build_parts(spec: dict[str, Any]) -> dict[str, float]:
     """Seconds to parse + compile the spec, and to plan it (outside any run)."""
     engine = make_engine(InMemoryRunStore())
@@ -279,27 +321,39 @@ async def inside_execute(dag: dict[str, Any], spec: dict[str, Any], tmpdir: str)
     return {"wall_s": wall, "calls": calls, "spent_s": spent}
 
 
+def _replay(conn: Any, items: list[Any]) -> None:
+    """One recorded transaction again: statements, and functions run inside it (claims)."""
+    conn.execute("BEGIN IMMEDIATE")
+    for item in items:
+        if isinstance(item, tuple):
+            conn.execute(*item)
+        elif item is not None:
+            item.fn(conn, *item.args)
+    conn.execute("COMMIT")
+
+
 async def sqlite_floor(dag: dict[str, Any], spec: dict[str, Any], tmpdir: str) -> dict[str, Any]:
     """What tutti-sqlite's SQLite work costs without the engine around it.
 
-    One extra tutti-sqlite run records every transaction the store hands to SQLite (the
-    statements and their parameters). Those transactions are then replayed on fresh
-    databases, timing only the ones `execute` produced:
+    One extra tutti-sqlite run records every transaction the store's writer hands to SQLite
+    (memory/group_commit.py: the statements and their parameters). Those transactions are
+    then replayed on fresh databases, timing only the ones `execute` produced:
       sync      sqlite3 in this thread, one transaction after the other
-      aiosqlite the same through the store's connection thread (memory/connection.py,
-                aiosqlite's), awaiting each (what the store does)
+      aiosqlite the same through the connection's worker thread (aiosqlite's), awaiting each
+      writer    the same through the store's writer (Database.write), awaiting each
     plus the bare round trip to that thread (a no-op function run in it)."""
+    from tutti_mcp.memory import group_commit
     from tutti_mcp.memory.connection import Database, open_sync
 
-    real_apply = sqlite_store_mod._apply
+    real_apply = group_commit.apply_batch
 
     batches: list[list[Any]] = []
 
-    def recording(conn: Any, ops: list[Any]) -> None:
-        batches.append(list(ops))
-        real_apply(conn, ops)
+    def recording(conn: Any, batch: Any, path: str, *, begun: bool) -> None:
+        batches.append(list(batch.ops))
+        real_apply(conn, batch, path, begun=begun)
 
-    sqlite_store_mod._apply = recording
+    group_commit.apply_batch = recording  # type: ignore[assignment]
     try:
         store = await open_store("sqlite", tmpdir)
         try:
@@ -312,7 +366,7 @@ async def sqlite_floor(dag: dict[str, Any], spec: dict[str, Any], tmpdir: str) -
         finally:
             await close_store(store)
     finally:
-        sqlite_store_mod._apply = real_apply
+        group_commit.apply_batch = real_apply
     before, during = batches[:first], batches[first:]
     out: dict[str, Any] = {
         "wall_s": wall,
@@ -320,15 +374,16 @@ async def sqlite_floor(dag: dict[str, Any], spec: dict[str, Any], tmpdir: str) -
         "statements": sum(1 for b in during for op in b if op is not None),
     }
 
-    sync, via, trip = [], [], []
+    sync, via, writer, trip = [], [], [], []
     for k in range(3):  # fresh databases each time; the median goes in the table
         path = os.path.join(tmpdir, f"floor-sync-{k}.db")
         conn = open_sync(path)
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # as the store's connection
         for b in before:
-            real_apply(conn, b)
+            _replay(conn, b)
         t0 = time.perf_counter()
         for b in during:
-            real_apply(conn, b)
+            _replay(conn, b)
         sync.append(time.perf_counter() - t0)
         conn.close()
 
@@ -336,10 +391,10 @@ async def sqlite_floor(dag: dict[str, Any], spec: dict[str, Any], tmpdir: str) -
         db = await Database.open(path)
         try:
             for b in before:
-                await db.call(real_apply, b)
+                await db.call(_replay, b)
             t0 = time.perf_counter()
             for b in during:
-                await db.call(real_apply, b)
+                await db.call(_replay, b)
             via.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             for _ in range(len(during)):
@@ -347,9 +402,22 @@ async def sqlite_floor(dag: dict[str, Any], spec: dict[str, Any], tmpdir: str) -
             trip.append(time.perf_counter() - t0)
         finally:
             await db.close()
+
+        path = os.path.join(tmpdir, f"floor-writer-{k}.db")
+        db = await Database.open(path)
+        try:
+            for b in before:
+                await db.call(_replay, b)
+            t0 = time.perf_counter()
+            for b in during:
+                await db.write([op for op in b if isinstance(op, tuple)])
+            writer.append(time.perf_counter() - t0)
+        finally:
+            await db.close()
     out.update(
         sync_s=med(sync),
         aiosqlite_s=med(via),
+        writer_s=med(writer),
         roundtrip_s=med(trip),
         sync_all=sync,
         aiosqlite_all=via,
@@ -491,6 +559,19 @@ async def bench_inprocess(rec: Recorder, repeats: int, tmpdir: str) -> None:
                     }
                 )
 
+    progress(f"  {CONCURRENT_RUNS} concurrent runs")
+    await concurrent_runs("sqlite", tmpdir, 50)  # warm-up
+    for i in range(repeats):
+        for v in ("mem", "sqlite"):
+            rec.add(
+                {
+                    "section": "concurrent",
+                    "variant": v,
+                    "repeat": i,
+                    **await concurrent_runs(v, tmpdir),
+                }
+            )
+
     progress("  build costs, transactions")
     for case in sorted(dags):
         parts = [build_parts(specs[case]) for _ in range(max(3, repeats))]
@@ -507,7 +588,7 @@ async def bench_inprocess(rec: Recorder, repeats: int, tmpdir: str) -> None:
         )
     try:
         t = await sqlite_floor(dags["chain_1000"], specs["chain_1000"], tmpdir)
-    except Exception as exc:  # relies on memory.sqlite_store internals (_apply)
+    except Exception as exc:  # relies on memory/group_commit.py internals (apply_batch)
         t = {"error": f"{type(exc).__name__}: {exc}"}
     rec.add({"section": "txns", "case": "chain_1000", "variant": "sqlite", **t})
 

@@ -249,9 +249,12 @@ class RunSupervisor:
         """The run as it is now: the live mirror when it executes here, else the store."""
         execution = self.engine.live.get(run_id)
         if execution is None:
+            launched = self.watches.get(run_id)
             run = await self.engine.load(run_id)
             execution = self.engine.live.get(run_id)  # it may have started meanwhile
             if execution is None:
+                if launched is not None and launched.finished:  # and ended while we read
+                    return await self.engine.load(run_id)
                 watch = self.watches.get(run_id)
                 if watch is not None and not watch.finished:
                     run.status = RunStatus.RUNNING  # launched here, its execution starting

@@ -27,6 +27,10 @@ OUTSIDE_THE_ROOT: dict[str, str] = {
         "control flow inside templating: a path that is not a plain lookup is rendered by "
         "jinja2 instead; never leaves engine/templating.py"
     ),
+    "tutti_mcp.memory.group_commit._Located": (
+        "control flow inside the group-commit writer: carries which caller's statement "
+        "failed to apply_batch, which hands callers their own error; never leaves the module"
+    ),
     "tutti_mcp.engine.spec_source._TooMany": (
         "must be a yaml ComposerError to unwind yaml's composer; turned into a SpecError"
     ),

@@ -1,7 +1,9 @@
 """Which process executes a run, decided in the database: the claim of a run and the
-orphan check are each one compare-and-set transaction (BEGIN IMMEDIATE, then an UPDATE
-whose WHERE holds what the caller saw), so that of processes racing for a run exactly
-one gets it. Each runs whole in the store's connection thread."""
+orphan check are each a compare-and-set inside a write transaction (BEGIN IMMEDIATE, then
+an UPDATE whose WHERE holds what the caller saw), so that of processes racing for a run
+exactly one gets it. A claim runs inside a group commit's transaction (it costs no round
+trip of its own); the orphan check is a transaction of its own on the connection's
+thread."""
 
 from __future__ import annotations
 
@@ -18,32 +20,28 @@ def claim(
 ) -> Claim | None:
     """Make `owner` the run's owner and its status running, if it is resumable or still
     running under `dead_owner`; with the run's status and owner as they are after (None:
-    there is no such run)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        won = (
-            conn.execute(
-                "UPDATE runs SET owner = ?, status = ? WHERE id = ? AND (status IN "
-                f"({','.join('?' * len(_RESUMABLE))}) OR (status = ? AND owner IS ?))",
-                (
-                    owner,
-                    RunStatus.RUNNING.value,
-                    run_id,
-                    *_RESUMABLE,
-                    RunStatus.RUNNING.value,
-                    dead_owner,
-                ),
-            ).rowcount
-            == 1
-        )
-        if won:
-            data = {"owner": owner, "previous_owner": dead_owner}
-            conn.execute(*event_op(Event(run_id, EventKind.RUN_CLAIMED, data=data)))
-        row = conn.execute("SELECT status, owner FROM runs WHERE id = ?", (run_id,)).fetchone()
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    there is no such run). Runs inside the caller's transaction (the store's group
+    commit: Database.transact), which holds SQLite's write lock from its start, so the
+    UPDATE's condition and the SELECT see the same state."""
+    won = (
+        conn.execute(
+            "UPDATE runs SET owner = ?, status = ? WHERE id = ? AND (status IN "
+            f"({','.join('?' * len(_RESUMABLE))}) OR (status = ? AND owner IS ?))",
+            (
+                owner,
+                RunStatus.RUNNING.value,
+                run_id,
+                *_RESUMABLE,
+                RunStatus.RUNNING.value,
+                dead_owner,
+            ),
+        ).rowcount
+        == 1
+    )
+    if won:
+        data = {"owner": owner, "previous_owner": dead_owner}
+        conn.execute(*event_op(Event(run_id, EventKind.RUN_CLAIMED, data=data)))
+    row = conn.execute("SELECT status, owner FROM runs WHERE id = ?", (run_id,)).fetchone()
     return None if row is None else Claim(won, RunStatus(row[0]), row[1])
 
 

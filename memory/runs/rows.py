@@ -6,9 +6,10 @@ import json
 import time
 from typing import Any
 
+from tutti_mcp.memory.group_commit import Op
 from tutti_mcp.memory.runs.records import Event, RunRecord, RunStatus
 
-Op = tuple[str, tuple[Any, ...]]
+__all__ = ["Op", "dump", "event_op", "load", "run_from_row"]
 
 
 def dump(value: Any) -> str:

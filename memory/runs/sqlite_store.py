@@ -1,9 +1,11 @@
-"""The SQLite run store: one aiosqlite connection per process, WAL, a busy timeout, and
-group commit (writes that arrive while a commit is in flight share the next one).
+"""The SQLite run store: one connection per process, WAL, a busy timeout, and group
+commit (memory/group_commit.py: writes of steps and runs that finish together share one
+transaction; writes that arrive while a commit is in flight share the next one).
 
-A step's checkpoint, its status change and its event are one transaction. Writes that
-need not be durable on their own (a step started) are queued and ride along with the
-next commit, so a 1000-step chain costs one commit per step, not three.
+A step's checkpoint, its status change and its event are one caller's statements: they
+commit together or not at all. Writes that need not be durable on their own (a step
+started, an event) are queued and ride along with the next commit, so a 1000-step chain
+costs one commit per step, not three.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from tutti_mcp.memory.connection import Database
+from tutti_mcp.memory.connection import Database, Ticket
 from tutti_mcp.memory.runs import history, ownership
 from tutti_mcp.memory.runs.history import HistoryEntry, HistoryWriteError, WorkflowHistory
 from tutti_mcp.memory.runs.owner import owner_alive
@@ -36,25 +38,13 @@ from tutti_mcp.memory.runs.store import RUN_FIELDS, STEP_FIELDS, RunNotFound
 _JSON_FIELDS = frozenset({"metrics", "inputs", "spec", "detail"})
 
 
-class _Batch:
-    __slots__ = ("done", "error", "ops", "started", "waiters")
-
-    def __init__(self) -> None:
-        self.ops: list[Op | None] = []
-        self.waiters = 0
-        self.started: dict[tuple[str, str], int] = {}  # step -> index of its "started" op
-        self.done = anyio.Event()
-        self.error: BaseException | None = None
-
-
 class SqliteRunStore:
     """Runs, steps, checkpoints and events in one SQLite file (or `:memory:`)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db  # shared by the memory files and the model cache of the same file
         self.path = db.path
-        self._batch = _Batch()
-        self._flushing = False
+        self._started: dict[tuple[str, str], Ticket] = {}  # queued "step started" rows
 
     # -- lifecycle -------------------------------------------------------------------------
     @classmethod
@@ -64,8 +54,10 @@ class SqliteRunStore:
         return cls(await Database.open(path, busy_timeout_ms))
 
     async def close(self) -> None:
-        await self.flush()
-        await self.db.close()
+        try:
+            await self.flush()
+        finally:  # a queued write that failed must not keep the connection's threads alive
+            await self.db.close()
 
     async def __aenter__(self) -> SqliteRunStore:
         return self
@@ -75,42 +67,12 @@ class SqliteRunStore:
             await self.close()
 
     # -- the write path --------------------------------------------------------------------
-    def _queue(self, sql: str, params: tuple[Any, ...]) -> None:
-        self._batch.ops.append((sql, params))
-
-    async def _commit(self, batch: _Batch) -> None:
-        """Wait until `batch` is committed, committing it ourselves if nobody else is."""
-        if self._flushing:
-            batch.waiters += 1
-            await batch.done.wait()
-        else:
-            self._flushing = True
-            try:
-                while True:
-                    current, self._batch = self._batch, _Batch()
-                    # Shielded: once a batch is handed to SQLite its waiters must hear back.
-                    with anyio.CancelScope(shield=True):
-                        try:
-                            await self.db.call(_apply, current.ops)
-                        except Exception as exc:
-                            current.error = exc
-                        current.done.set()
-                    if not self._batch.waiters:
-                        break  # queued ops without waiters ride along with the next commit
-            finally:
-                self._flushing = False
-        if batch.error is not None:
-            raise batch.error
-
     async def _write(self, ops: Sequence[Op]) -> None:
-        batch = self._batch
-        batch.ops.extend(ops)
-        await self._commit(batch)
+        await self.db.write(ops)
 
     async def flush(self) -> None:
         """Make every queued write durable."""
-        if self._batch.ops:
-            await self._commit(self._batch)
+        await self.db.flush()
 
     # -- runs ------------------------------------------------------------------------------
     async def create_run(self, run: RunRecord, step_ids: Sequence[str]) -> None:
@@ -170,8 +132,8 @@ class SqliteRunStore:
         exactly one wins. Claimable: a resumable run, or a run still marked running by
         `dead_owner` (an owner the caller found dead). Says whether this claim won, and
         who has the run (read in the same transaction)."""
-        await self.flush()  # writes queued before the claim are committed before it
-        claim: Claim | None = await self.db.call(ownership.claim, run_id, owner, dead_owner)
+        # in the write order: writes queued before the claim commit before it or with it
+        claim = await self.db.transact(ownership.claim, run_id, owner, dead_owner)
         if claim is None:
             raise RunNotFound(run_id)
         return claim
@@ -186,6 +148,7 @@ class SqliteRunStore:
             "SELECT step_id, status, attempts, executor, started_at, finished_at, error, detail "
             "FROM steps WHERE run_id = ?",
             (run_id,),
+            large=True,
         ):
             run.steps[r[0]] = StepRecord(
                 step_id=r[0],
@@ -212,7 +175,7 @@ class SqliteRunStore:
         else:
             sql = "SELECT * FROM runs WHERE status = ? ORDER BY created_at DESC LIMIT ?"
             params = (status.value, limit)  # type: ignore[assignment]
-        return [run_from_row(r) for r in await self.db.fetchall(sql, params)]
+        return [run_from_row(r) for r in await self.db.fetchall(sql, params, large=True)]
 
     async def mark_orphans_interrupted(self) -> list[str]:
         """Runs left `running` by a process that no longer exists become `interrupted`;
@@ -220,7 +183,7 @@ class SqliteRunStore:
         by a live process meanwhile (its owner changed) is left alone."""
         await self.flush()
         rows = await self.db.fetchall(
-            "SELECT id, owner FROM runs WHERE status = ?", (RunStatus.RUNNING.value,)
+            "SELECT id, owner FROM runs WHERE status = ?", (RunStatus.RUNNING.value,), large=True
         )
         dead = [(r[0], r[1]) for r in rows if not owner_alive(r[1])]
         if not dead:
@@ -243,6 +206,7 @@ class SqliteRunStore:
                 cutoff,
                 keep_last,
             ),
+            large=True,
         )
         ids = [r[0] for r in rows]
         ops: list[Op] = []
@@ -260,19 +224,20 @@ class SqliteRunStore:
 
     # -- steps -----------------------------------------------------------------------------
     def note_step_started(self, run_id: str, step_id: str, attempt: int, at: float) -> None:
-        self._batch.started[(run_id, step_id)] = len(self._batch.ops)
-        self._queue(
+        if self._started and not self.db.queued(next(iter(self._started.values()))):
+            self._started = {}  # those batches are committed: nothing left to take back
+        self._started[(run_id, step_id)] = self.db.queue(
             "UPDATE steps SET status = ?, attempts = ?, started_at = ? WHERE run_id = ? AND step_id = ?",
             (StepStatus.RUNNING.value, attempt, at, run_id, step_id),
         )
 
     def append_event(self, event: Event) -> None:
-        self._queue(*event_op(event))
+        self.db.queue(*event_op(event))
 
     async def commit_checkpoint(self, run_id: str, cp: Checkpoint) -> None:
-        started = self._batch.started.pop((run_id, cp.step_id), None)
-        if started is not None:  # the step started and finished within one batch
-            self._batch.ops[started] = None
+        started = self._started.pop((run_id, cp.step_id), None)
+        if started is not None:  # if still queued, the checkpoint's row says it all
+            self.db.unqueue(started)
         await self._write(
             [
                 (
@@ -350,6 +315,7 @@ class SqliteRunStore:
             "SELECT step_id, seq, status, output, attempts, started_at, finished_at, usage, executor, "
             "error FROM checkpoints WHERE run_id = ? ORDER BY seq",
             (run_id,),
+            large=True,
         )
         return [
             Checkpoint(
@@ -372,16 +338,16 @@ class SqliteRunStore:
         rows = await self.db.fetchall(
             "SELECT id, ts, kind, step_id, data FROM events WHERE run_id = ? AND id > ? ORDER BY id",
             (run_id, after),
+            large=True,
         )
         return [(r[0], r[1], Event(run_id, EventKind(r[2]), r[3], load(r[4]))) for r in rows]
 
     # -- workflow history (memory/runs/history.py) -----------------------------------------------
     async def record_history(self, entry: HistoryEntry) -> None:
-        """Store a finished run's entry in a transaction of its own, outside group commit,
-        so that a failure here cannot fail the checkpoints of other runs."""
-        ops = history.record_ops(entry)
+        """Store a finished run's entry; a failure here fails only this write, not the
+        checkpoints of other runs committed with it."""
         try:
-            await self.db.call(_apply, ops)
+            await self._write(history.record_ops(entry))
         except sqlite3.Error as exc:
             raise HistoryWriteError(entry.run_id, exc) from exc
 
@@ -397,21 +363,9 @@ class SqliteRunStore:
         out = {"file_bytes": rows[0][0] * size[0][0]}
         try:
             for name, used in await self.db.fetchall(
-                "SELECT name, sum(pgsize) FROM dbstat GROUP BY name"
+                "SELECT name, sum(pgsize) FROM dbstat GROUP BY name", large=True
             ):
                 out[name] = used
         except sqlite3.OperationalError:
             pass
         return out
-
-
-def _apply(conn: sqlite3.Connection, ops: Sequence[Op | None]) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for op in ops:
-            if op is not None:
-                conn.execute(*op)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from anyio.abc import Process
 
 from tests.line_process import LineProcess
 from tests.test_durability import ROOT, cli_env, tutti_cmd
@@ -50,6 +51,11 @@ for line in sys.stdin:
 """
 
 
+def _kill_if_running(process: Process) -> None:
+    if process.returncode is None:
+        process.kill()
+
+
 @asynccontextmanager
 async def openers(n: int) -> AsyncIterator[list[LineProcess]]:
     async with AsyncExitStack() as stack:
@@ -59,7 +65,7 @@ async def openers(n: int) -> AsyncIterator[list[LineProcess]]:
                 [sys.executable, "-c", OPENER], cwd=ROOT, env=cli_env()
             )
             stack.push_async_callback(process.aclose)
-            stack.callback(lambda p=process: p.returncode is None and p.kill())
+            stack.callback(_kill_if_running, process)
             procs.append(LineProcess(process))
         with anyio.fail_after(ROUND_S):
             assert [await p.line() for p in procs] == ["ready"] * n

@@ -242,8 +242,17 @@ async def test_a_start_waiting_on_the_run_returns_as_soon_as_a_request_is_parked
             {"id": "pic", "prompt": "Draw ${a.output}.", "run": "sampling", "depends_on": ["a"]},
         ],
     }
+
+    async def open_the_gate_once_the_waiter_waits() -> None:
+        # `a` may have finished before the waiter started waiting (its commit is quick):
+        # then no progress comes, and the gate opens once every task is blocked
+        await anyio.wait_all_tasks_blocked()
+        gate.set()
+
     async with connect("auto", sampling_callback=Model()) as c:
         with anyio.fail_after(10):  # without the wake-up it waits its whole wait_s (30 s)
-            run = await call(c, "workflow_start", progress, spec=spec, wait_s=30)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(open_the_gate_once_the_waiter_waits)
+                run = await call(c, "workflow_start", progress, spec=spec, wait_s=30)
     assert run["steps"] == {"a": "succeeded", "pic": "running"}
     assert "wait for your model" in run["next"]
