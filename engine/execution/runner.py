@@ -184,7 +184,8 @@ class RunExecution:
                 if nxt is None:
                     break
                 sid, skip = nxt
-                self._dispatch()  # more ready steps than this task can take: start them
+                if self.core.has_ready or self.dispatch.n_queued:
+                    self._dispatch()  # more ready steps than this task can take: start them
         finally:
             self._workers -= 1
         self._dispatch()
