@@ -20,7 +20,10 @@ from tutti_mcp.engine.spec_strings import schema_problem, split_keeping_template
 from tutti_mcp.memory.files.paths import SCOPE_KINDS, MemoryFileError, parse_scope
 
 STEP_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-RESERVED_NAMES = frozenset({"inputs", "steps", "run", "loop", "true", "false", "none", "null"})
+# Names templates read as something else (`${self}` is jinja2's template object).
+RESERVED_NAMES = frozenset(
+    {"inputs", "steps", "run", "loop", "true", "false", "none", "null", "self"}
+)
 
 
 class Mode(StrEnum):

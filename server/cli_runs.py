@@ -22,7 +22,7 @@ from tutti_mcp.memory.runs.records import RunRecord, RunStatus
 from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 from tutti_mcp.server.cli_common import current_run, hint_command
 from tutti_mcp.server.cli_output import print_run, print_summary, run_json, short
-from tutti_mcp.server.console import err, out
+from tutti_mcp.server.console import err, out, print_table
 from tutti_mcp.server.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_WAITING
 from tutti_mcp.server.progress import TerminalProgress
 from tutti_mcp.server.settings import Settings, build_engine
@@ -139,7 +139,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             table.add_column(col, overflow="fold")
         for r in runs:
             table.add_row(r.id, r.name, r.status.value, age(r.created_at), short(r.error, 60))
-        out.print(table)
+        print_table(table)
         return EXIT_OK
 
     return anyio.run(_with_engine, args, go)

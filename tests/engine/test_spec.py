@@ -170,6 +170,10 @@ def test_reserved_names_cannot_be_step_ids() -> None:
     assert problems_of({"steps": [{"id": "inputs", "args": "x"}]}) == [
         Problem("steps[0] (inputs).id", "step id 'inputs' is reserved; choose another name")
     ]
+    # `${self}` is the template object in jinja2: a step called so could never be read
+    assert problems_of({"steps": [{"id": "self", "args": "x"}]}) == [
+        Problem("steps[0] (self).id", "step id 'self' is reserved; choose another name")
+    ]
 
 
 def test_a_spec_needs_at_least_one_step() -> None:

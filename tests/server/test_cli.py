@@ -319,6 +319,20 @@ def test_runs_json_lists_runs_newest_first_and_filters_by_status(
     assert [r["run_id"] for r in failed] == [bad["run_id"]]
 
 
+def test_runs_piped_prints_one_line_per_run_with_its_error_whole(
+    tutti: Tutti, tmp_path: Path
+) -> None:
+    name = "a-workflow-whose-name-alone-takes-most-of-an-eighty-column-line"
+    spec = FAILING.replace("name: breaks", f"name: {name}")
+    _, bad = run_json(tutti, "run", str(write(tmp_path, "breaks.yaml", spec)))
+    code, out, _ = tutti("runs")
+    assert code == EXIT_OK
+    lines = [line for line in out.splitlines() if bad["run_id"] in line]
+    assert len(lines) == 1
+    # every cell whole on the run's line, not folded to 80 columns over several lines
+    assert all(cell in lines[0] for cell in (name, "failed", bad["error"]))
+
+
 def test_show_json_returns_the_same_object_as_run(tutti: Tutti) -> None:
     _, result = run_json(tutti, "run", str(REPO_STATS))
     code, shown = run_json(tutti, "show", result["run_id"])
