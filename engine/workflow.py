@@ -8,6 +8,7 @@ A template that reads another step's output makes that step a dependency even wh
 from __future__ import annotations
 
 import difflib
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -213,46 +214,16 @@ def compile_workflow(
                 )
             else:
                 fallback_of[s.fallback] = s.id
-    if problems:
-        raise SpecError(problems)
 
     import networkx as nx  # imported when needed: it is slow to import
 
+    # The graph of the references that are valid: a cycle among them is a problem of its
+    # own, reported beside unknown references rather than once they are fixed.
     g = nx.DiGraph()
     g.add_nodes_from(ids)
     g.add_edges_from((d, s) for s, ds in deps.items() for d in ds)
-    cycle: list[tuple[str, str]] = []
-    if not nx.is_directed_acyclic_graph(g):  # find_cycle is much slower on large DAGs
-        cycle = list(nx.find_cycle(g))
-    if cycle:
-        path = [u for u, _ in cycle] + [cycle[0][0]]
-        raise SpecError(
-            [
-                Problem(
-                    "steps",
-                    "dependency cycle: " + " -> ".join(path) + " (remove one of these edges)",
-                )
-            ]
-        )
-    for f, p in fallback_of.items():
-        users = [s for s in ids if f in deps[s]]
-        if users:
-            problems.append(
-                Problem(
-                    f"steps ({f})",
-                    f"{f!r} is the fallback of {p!r}, so it runs only if {p!r} fails; "
-                    f"{', '.join(users)} should depend on {p!r} instead",
-                )
-            )
-        extra = set(deps[f]) - nx.ancestors(g, p)
-        if extra:
-            problems.append(
-                Problem(
-                    f"steps ({f}).depends_on",
-                    f"fallback step {f!r} may only depend on steps that {p!r} depends on; "
-                    f"not on {', '.join(sorted(extra))}",
-                )
-            )
+    problems += _cycle_problems(g, ids)
+    problems += _fallback_problems(g, ids, deps, fallback_of)
     if problems:
         raise SpecError(problems)
 
@@ -280,3 +251,76 @@ def compile_workflow(
         upstream_refs=upstream,
         input_refs=input_refs,
     )
+
+
+def _cycle_problems(g: nx.DiGraph, ids: list[str]) -> list[Problem]:
+    """One problem per group of steps that depend on each other in a circle (a strongly
+    connected component), in spec order: its shortest cycle through its first step."""
+    import networkx as nx
+
+    if nx.is_directed_acyclic_graph(g):  # the usual case, and the fastest check
+        return []
+    first: dict[str, int] = {}
+    for i, sid in enumerate(ids):
+        first.setdefault(sid, i)
+    circles = [c for c in nx.strongly_connected_components(g) if len(c) > 1]
+    circles.sort(key=lambda c: min(first[s] for s in c))
+    problems = []
+    for circle in circles:
+        path = _cycle_through(g, circle, min(circle, key=first.__getitem__), first)
+        problems.append(
+            Problem(
+                "steps",
+                "dependency cycle: " + " -> ".join(path) + " (remove one of these edges)",
+            )
+        )
+    return problems
+
+
+def _cycle_through(g: nx.DiGraph, circle: set[str], start: str, first: dict[str, int]) -> list[str]:
+    """The shortest cycle from `start` back to it inside `circle` (breadth first, each step's
+    dependents taken in spec order, so the same spec always names the same cycle)."""
+    parent: dict[str, str | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        u = queue.popleft()
+        for v in sorted(g.successors(u), key=first.__getitem__):
+            if v == start:
+                path = [u]
+                while (p := parent[path[-1]]) is not None:
+                    path.append(p)
+                return [*reversed(path), start]
+            if v in circle and v not in parent:
+                parent[v] = u
+                queue.append(v)
+    raise AssertionError(f"{start!r} is on no cycle of its strongly connected component")
+
+
+def _fallback_problems(
+    g: nx.DiGraph, ids: list[str], deps: dict[str, list[str]], fallback_of: dict[str, str]
+) -> list[Problem]:
+    """A fallback runs only when its primary fails: nothing else may need it, and it may
+    need only what its primary needs."""
+    import networkx as nx
+
+    problems: list[Problem] = []
+    for f, p in fallback_of.items():
+        users = [s for s in ids if f in deps[s]]
+        if users:
+            problems.append(
+                Problem(
+                    f"steps ({f})",
+                    f"{f!r} is the fallback of {p!r}, so it runs only if {p!r} fails; "
+                    f"{', '.join(users)} should depend on {p!r} instead",
+                )
+            )
+        extra = set(deps[f]) - nx.ancestors(g, p)
+        if extra:
+            problems.append(
+                Problem(
+                    f"steps ({f}).depends_on",
+                    f"fallback step {f!r} may only depend on steps that {p!r} depends on; "
+                    f"not on {', '.join(sorted(extra))}",
+                )
+            )
+    return problems
