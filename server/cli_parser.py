@@ -43,6 +43,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _run_commands(sub)
     _add_plan(sub)
+    _add_schema(sub)
     _add_serve(sub)
     _add_models(sub)
     _add_memory(sub)
@@ -158,6 +159,21 @@ def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     sp.add_argument("file", help="the workflow spec: a JSON or YAML file")
     sp.add_argument("--json", action="store_true", help=_JSON_HELP)
+
+
+def _add_schema(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sp = _add(
+        sub,
+        "schema",
+        "tutti_mcp.server.cli_schema:cmd_schema",
+        "print the JSON Schema of workflow specs, for editors that validate YAML and JSON",
+    )
+    sp.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write the schema to FILE, replacing it (default: print it on stdout)",
+    )
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,0 +1,88 @@
+"""The JSON Schema of the spec format, generated from the models in engine.spec, for editors
+(`# yaml-language-server: $schema=...`) and `tutti schema`.
+
+pydantic sees the fields' types; what a `mode="before"` validator or a field validator
+accepts or refuses is code it cannot see. Those forms are added here from the same
+constants the validators use, so the schema accepts every spec the models accept (and
+flags a malformed step id or an unknown command as the models do). Whole-workflow checks
+(unknown references, cycles) are `tutti plan`'s: a schema cannot express them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic.json_schema import GenerateJsonSchema
+from pydantic_core import CoreSchema
+
+from tutti_mcp.engine.spec import KNOWN_COMMANDS, STEP_ID_RE, WorkflowSpec
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+TITLE = "tutti workflow spec"
+DESCRIPTION = (
+    "A tutti workflow (JSON or YAML): its steps, how each runs and what it depends on. "
+    "Generated from tutti's models by `tutti schema`. Unknown references and dependency "
+    "cycles are checked by `tutti plan` and `workflow_plan`, not by this schema."
+)
+SCHEMA_PATH = "schema/tutti-spec.schema.json"  # the shipped copy, relative to the repository
+REFRESH = f"uv run tutti schema --output {SCHEMA_PATH}"
+
+
+class _Generator(GenerateJsonSchema):
+    """pydantic's generator without the titles it makes up from field names ("Backoff S"):
+    an editor shows the field's name and description anyway."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+    def generate(self, schema: CoreSchema, mode: Any = "validation") -> dict[str, Any]:
+        return dict(super().generate(schema, mode))
+
+
+def _prop(schema: dict[str, Any], model: str, field: str) -> dict[str, Any]:
+    """The schema of `model.field` (WorkflowSpec's are the root's); a clear error when the
+    models no longer have it, so a renamed field is noticed here, not silently left out."""
+    where = schema if model == WorkflowSpec.__name__ else schema["$defs"].get(model, {})
+    try:
+        prop: dict[str, Any] = where["properties"][field]
+    except KeyError:
+        raise KeyError(
+            f"engine.spec_schema adjusts {model}.{field}, which the spec models no longer "
+            "have: update engine/spec_schema.py"
+        ) from None
+    return prop
+
+
+def _command_pattern() -> str:
+    """A command's first word is one of KNOWN_COMMANDS (Step._known_command splits on
+    whitespace, so leading whitespace is allowed)."""
+    alternatives = "|".join(re.escape(c) for c in KNOWN_COMMANDS)
+    return rf"^\s*(?:{alternatives})(?:\s|$)"
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a workflow spec."""
+    body = WorkflowSpec.model_json_schema(schema_generator=_Generator)
+    # `inputs: {path: "."}` is shorthand for `{path: {default: "."}}` (_input_shorthand):
+    # a value that is not a mapping is a default
+    inputs = _prop(body, "WorkflowSpec", "inputs")
+    inputs["additionalProperties"] = {
+        "anyOf": [inputs["additionalProperties"], {"not": {"type": "object"}}]
+    }
+    # `memory: true` means "workflow", `false` none (Step._memory_form)
+    memory = _prop(body, "Step", "memory")
+    memory["anyOf"] = [{"type": "boolean"}, *memory["anyOf"]]
+    _prop(body, "Step", "id")["pattern"] = STEP_ID_RE.pattern
+    command = _prop(body, "Step", "command")
+    for choice in command["anyOf"]:
+        if choice.get("type") == "string":
+            choice["pattern"] = _command_pattern()
+    body.pop("title", None)
+    return {"$schema": DIALECT, "title": TITLE, "description": DESCRIPTION, **body}
+
+
+def schema_text() -> str:
+    """The schema as the shipped file holds it: indented JSON, ending with a newline."""
+    return json.dumps(spec_json_schema(), indent=2, ensure_ascii=False) + "\n"
