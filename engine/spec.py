@@ -181,7 +181,7 @@ class Step(_Model):
     @field_validator("command")
     @classmethod
     def _known_command(cls, v: str | None) -> str | None:
-        if v is not None and v.split()[0] not in KNOWN_COMMANDS:
+        if v is not None and (v.split() or [""])[0] not in KNOWN_COMMANDS:  # "" has no word
             raise ValueError(f"unknown command {v!r}; known commands: {', '.join(KNOWN_COMMANDS)}")
         return v
 

@@ -93,6 +93,7 @@ REJECTED: dict[str, Any] = {
     "a step id with a dash": {"steps": [{"id": "my-step"}]},
     "an unknown command": {"steps": [{"id": "a", "command": "/qurey x"}]},
     "a command that only starts like a known one": {"steps": [{"id": "a", "command": "/tasks"}]},
+    "an empty command": {"steps": [{"id": "a", "command": " "}]},
     "a timeout of the wrong type": {"steps": [{"id": "a", "timeout": [300]}]},
     "a negative retry count": {"steps": [{"id": "a", "retry": {"attempts": 0}}]},
     "an unknown input type": {"inputs": {"n": {"type": "int"}}, "steps": [{"id": "a"}]},
@@ -161,6 +162,16 @@ def test_the_schema_rejects_each_spec_the_models_reject_for_its_shape(name: str)
     assert not models_accept(data), f"{name}: the models accept it"
     found = errors(data)
     assert found["2020-12"] and found["draft-07"], found
+
+
+def test_an_empty_command_is_a_problem_of_the_spec_not_a_crash() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec({"steps": [{"id": "a", "command": ""}]})
+    assert [str(p) for p in info.value.problems] == [
+        "steps[0] (a).command: unknown command ''; known commands: "
+        "/bash, /json, /merge, /parse_json, /pass, /protocol, /query, /sh, /shell, /task, "
+        "/template, /wait"
+    ]
 
 
 def test_the_examples_and_the_readme_are_all_checked() -> None:
