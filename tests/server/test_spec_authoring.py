@@ -8,8 +8,11 @@ import json
 import re
 from pathlib import Path
 
+import anyio
 import pytest
+import yaml
 
+from tests.server.mcp_support import connect, fail
 from tests.server.test_cli_startup import loaded, modules_after
 from tutti_mcp.engine.spec_schema import SCHEMA_PATH, schema_text
 from tutti_mcp.server.cli import EXIT_OK, EXIT_USAGE, main
@@ -35,6 +38,18 @@ def test_the_readmes_invalid_spec_example_prints_what_the_readme_shows(
     code = main(["--db", str(tmp_path / "t.db"), "plan", str(tmp_path / "bad.yaml")])
     captured = capsys.readouterr()
     assert (code, captured.out, captured.err) == (EXIT_USAGE, "", shown)
+
+
+@pytest.mark.anyio
+async def test_workflow_plan_lists_the_same_problems_for_the_readmes_invalid_spec() -> None:
+    spec, shown = readme_blocks_after("`tutti plan bad.yaml` prints:", 2)
+    with anyio.fail_after(20):
+        async with connect("auto") as client:
+            text = await fail(client, "workflow_plan", spec=yaml.safe_load(spec))
+    assert text == (
+        shown.replace("error: ", "Error executing tool workflow_plan: ", 1)
+        + "Fix the named fields and call again (workflow_plan checks a spec without running it)."
+    )
 
 
 def test_schema_prints_the_json_schema_of_the_spec_format_on_stdout(
