@@ -15,7 +15,6 @@ import anyio
 
 from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import (
-    ConfigurationError,
     RunStateError,
     StepError,
     StepNotWaiting,
@@ -26,9 +25,9 @@ from tutti_mcp.engine.execution.context import EventSink, PreparedRun, RunContex
 from tutti_mcp.engine.execution.runner import RunExecution
 from tutti_mcp.engine.executors.base import StepExecutor
 from tutti_mcp.engine.inputs import coerce_inputs
-from tutti_mcp.engine.model_checks import api_step_problems
 from tutti_mcp.engine.outputs import shape_output
 from tutti_mcp.engine.plan import Plan, make_plan
+from tutti_mcp.engine.preflight import preflight
 from tutti_mcp.engine.spec import ExecutorKind, WorkflowSpec, parse_spec
 from tutti_mcp.engine.workflow import Workflow, compile_workflow
 from tutti_mcp.memory.runs.history import WorkflowHistory
@@ -119,38 +118,7 @@ class Engine:
 
     def preflight(self, wf: Workflow) -> None:
         """Fail before anything runs when a step's executor is not available here."""
-        problems = []
-        missing: dict[ExecutorKind, list[str]] = {}
-        for sid in wf.order:
-            kind = wf.executors[sid]
-            if kind not in self.executors:
-                missing.setdefault(kind, []).append(sid)
-        for kind, sids in missing.items():
-            names = ", ".join(sids)
-            if kind is ExecutorKind.PROMPT:
-                problems.append(
-                    f"steps {names} need a model and none is configured: {self.config.missing_model_hint}"
-                )
-            elif kind is ExecutorKind.SHELL:
-                problems.append(
-                    f"steps {names} run shell commands, which are off here: set TUTTI_ALLOW_SHELL to "
-                    "the programs to allow (e.g. TUTTI_ALLOW_SHELL=git,wc or '*'); for the MCP "
-                    "server, in the `env` of its entry in the client's configuration"
-                )
-            else:
-                problems.append(
-                    f"steps {names} need the {kind.value} executor, which is not available here"
-                )
-        for sid in wf.order:  # what each executor cannot do (a program not allowed, memory)
-            checker = getattr(self.executors.get(wf.executors[sid]), "check_step", None)
-            msg = checker(wf.steps[sid]) if checker is not None else None
-            if msg:
-                problems.append(f"step {sid!r}: {msg}")
-        problems += api_step_problems(wf, self.config.models)
-        if problems:
-            raise ConfigurationError(
-                "cannot run this workflow:\n" + "\n".join(f"  - {p}" for p in problems)
-            )
+        preflight(wf, self.executors, self.config)
 
     # -- runs --------------------------------------------------------------------------------
     async def create(

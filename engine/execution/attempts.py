@@ -12,7 +12,7 @@ import anyio
 
 from tutti_mcp.engine.core import RunCore
 from tutti_mcp.engine.errors import ConfigurationError, StepError, StepErrorKind, TemplateError
-from tutti_mcp.engine.execution.context import RunContext
+from tutti_mcp.engine.execution.context import PreparedRun, RunContext
 from tutti_mcp.engine.execution.ledger import RunLedger, over_budget
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.models import ModelInfo
@@ -161,3 +161,24 @@ class Attempts:
             )
             await anyio.sleep(delay)
         raise AssertionError("a retry policy allows at least one attempt")
+
+
+def step_setup(ctx: RunContext, prepared: PreparedRun, sid: str) -> StepSetup:
+    """What every attempt of step `sid` shares: worked out when it first runs (a resumed
+    run with most steps committed pays nothing for those)."""
+    wf, spec = prepared.workflow, prepared.workflow.spec
+    step, kind = wf.steps[sid], wf.executors[sid]
+    timeout = step.timeout or spec.defaults.timeout
+    max_duration = getattr(ctx.executors.get(kind), "max_duration", None)
+    bound = max_duration(step) if max_duration is not None else None
+    thinking = prepared.plan.steps[sid].thinking
+    return StepSetup(
+        kind=kind,
+        retry=step.retry or spec.defaults.retry,
+        timeout_s=timeout,
+        bounded=bound is not None and bound < timeout,
+        # quick steps fold their "running" state into their completion's commit
+        lasting=bound is None or bound > 0.005,
+        thinking=thinking,
+        model=ctx.config.models.resolve(wf.model_ids[sid]) if thinking else None,
+    )

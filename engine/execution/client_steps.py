@@ -9,7 +9,13 @@ from typing import Any
 
 import anyio
 
-from tutti_mcp.engine.errors import StepError, StepNotWaiting, StepOutputRejected, UnknownStep
+from tutti_mcp.engine.errors import (
+    StepError,
+    StepErrorKind,
+    StepNotWaiting,
+    StepOutputRejected,
+    UnknownStep,
+)
 from tutti_mcp.engine.outputs import shape_output
 from tutti_mcp.engine.workflow import Workflow
 from tutti_mcp.memory.runs.records import RunRecord, StepRecord, StepStatus
@@ -65,3 +71,9 @@ class ClientSteps:
         if rec.status is StepStatus.FAILED:
             return False
         return None
+
+
+def client_failure(rec: StepRecord) -> StepError:
+    return StepError(
+        rec.error or "the client reported a failure", retryable=False, kind=StepErrorKind.CLIENT
+    )

@@ -17,8 +17,8 @@ from anyio.abc import TaskGroup
 
 from tutti_mcp.engine.core import FailureAction, RunCore
 from tutti_mcp.engine.errors import StepError, StepErrorKind, TemplateError
-from tutti_mcp.engine.execution.attempts import Attempts, Failed, HandedOff, StepSetup
-from tutti_mcp.engine.execution.client_steps import ClientSteps
+from tutti_mcp.engine.execution.attempts import Attempts, Failed, HandedOff, StepSetup, step_setup
+from tutti_mcp.engine.execution.client_steps import ClientSteps, client_failure
 from tutti_mcp.engine.execution.context import EventSink, PreparedRun, RunContext
 from tutti_mcp.engine.execution.dispatch import Dispatch, DispatchStats
 from tutti_mcp.engine.execution.finish import history_entry, resting_status
@@ -37,27 +37,6 @@ from tutti_mcp.memory.runs.records import (
 )
 
 QUICK_WORKERS = 16  # tasks that share a fan-out's quick steps (each slow step has its own)
-
-
-def _setup(ctx: RunContext, prepared: PreparedRun, sid: str) -> StepSetup:
-    """What every attempt of step `sid` shares: worked out when it first runs (a resumed
-    run with most steps committed pays nothing for those)."""
-    wf, spec = prepared.workflow, prepared.workflow.spec
-    step, kind = wf.steps[sid], wf.executors[sid]
-    timeout = step.timeout or spec.defaults.timeout
-    max_duration = getattr(ctx.executors.get(kind), "max_duration", None)
-    bound = max_duration(step) if max_duration is not None else None
-    thinking = prepared.plan.steps[sid].thinking
-    return StepSetup(
-        kind=kind,
-        retry=step.retry or spec.defaults.retry,
-        timeout_s=timeout,
-        bounded=bound is not None and bound < timeout,
-        # quick steps fold their "running" state into their completion's commit
-        lasting=bound is None or bound > 0.005,
-        thinking=thinking,
-        model=ctx.config.models.resolve(wf.model_ids[sid]) if thinking else None,
-    )
 
 
 class RunExecution:
@@ -131,7 +110,7 @@ class RunExecution:
                 self.ledger.spawn = lambda fn: tg.start_soon(fn, name="flush started steps")
                 for sid in client_failed:
                     rec = run.steps[sid]
-                    await self._fail(sid, _client_failure(rec), rec.attempts, rec.started_at)
+                    await self._fail(sid, client_failure(rec), rec.attempts, rec.started_at)
                 self._dispatch()
                 if self.attached:
                     tg.start_soon(self.client.watch, self._settle)
@@ -194,7 +173,7 @@ class RunExecution:
     def _setup(self, sid: str) -> StepSetup:
         setup = self._setups.get(sid)
         if setup is None:
-            setup = self._setups[sid] = _setup(self.ctx, self.prepared, sid)
+            setup = self._setups[sid] = step_setup(self.ctx, self.prepared, sid)
         return setup
 
     def _check_rest(self) -> None:
@@ -377,7 +356,7 @@ class RunExecution:
                     self.core.succeeded(sid, rec.status)
                     self.ledger.emit(EventKind.STEP_SUCCEEDED, sid, {"by": "another process"})
                 elif settled is False:
-                    await self._fail(sid, _client_failure(rec), rec.attempts, rec.started_at)
+                    await self._fail(sid, client_failure(rec), rec.attempts, rec.started_at)
         self._dispatch()
         self._check_rest()
 
@@ -417,9 +396,3 @@ class RunExecution:
         await self.ledger.end(status, error, finished, run.metrics, history)
         self.ledger.emit(EventKind.of_run(status), None, {"error": error})
         return status
-
-
-def _client_failure(rec: StepRecord) -> StepError:
-    return StepError(
-        rec.error or "the client reported a failure", retryable=False, kind=StepErrorKind.CLIENT
-    )

@@ -1,0 +1,51 @@
+"""Before anything runs: every step's executor is available here and can do the step (a
+program allowed, a model that fits its thinking setting, a price under a cost budget)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tutti_mcp.engine.config import EngineConfig
+from tutti_mcp.engine.errors import ConfigurationError
+from tutti_mcp.engine.executors.base import StepExecutor
+from tutti_mcp.engine.model_checks import api_step_problems
+from tutti_mcp.engine.spec import ExecutorKind
+from tutti_mcp.engine.workflow import Workflow
+
+
+def preflight(
+    wf: Workflow, executors: Mapping[ExecutorKind, StepExecutor], config: EngineConfig
+) -> None:
+    """Fail before anything runs when a step's executor is not available here."""
+    problems = []
+    missing: dict[ExecutorKind, list[str]] = {}
+    for sid in wf.order:
+        kind = wf.executors[sid]
+        if kind not in executors:
+            missing.setdefault(kind, []).append(sid)
+    for kind, sids in missing.items():
+        names = ", ".join(sids)
+        if kind is ExecutorKind.PROMPT:
+            problems.append(
+                f"steps {names} need a model and none is configured: {config.missing_model_hint}"
+            )
+        elif kind is ExecutorKind.SHELL:
+            problems.append(
+                f"steps {names} run shell commands, which are off here: set TUTTI_ALLOW_SHELL to "
+                "the programs to allow (e.g. TUTTI_ALLOW_SHELL=git,wc or '*'); for the MCP "
+                "server, in the `env` of its entry in the client's configuration"
+            )
+        else:
+            problems.append(
+                f"steps {names} need the {kind.value} executor, which is not available here"
+            )
+    for sid in wf.order:  # what each executor cannot do (a program not allowed, memory)
+        checker = getattr(executors.get(wf.executors[sid]), "check_step", None)
+        msg = checker(wf.steps[sid]) if checker is not None else None
+        if msg:
+            problems.append(f"step {sid!r}: {msg}")
+    problems += api_step_problems(wf, config.models)
+    if problems:
+        raise ConfigurationError(
+            "cannot run this workflow:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
