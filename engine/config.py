@@ -32,6 +32,7 @@ class EngineConfig:
     )
     workspace: Path = field(default_factory=Path.cwd)
     client_poll_s: float = 1.0
+    max_foreach_items: int = 10_000  # instances one `foreach` step may add to a run
     clock: Callable[[], float] = time.time
     rand: Callable[[], float] = random.random
     # Said when a model step has no executor: how to configure one.

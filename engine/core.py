@@ -39,10 +39,14 @@ class RunCore:
         self.output_from: dict[str, str] = {}  # failed primary -> fallback whose output stands in
         self.unsettled = sum(1 for sid in wf.order if sid not in wf.fallback_of)
         self.stop_reason: str | None = None
+        self._started = False
         self._ready: list[tuple[float, int, str]] = []
         self._queued: set[str] = set()  # ever pushed: a step is made ready at most once
         self._index = {sid: i for i, sid in enumerate(wf.order)}
         self._priority = priority
+        # steps that added steps to the run (their instances): made ready again, to collect
+        # what those produced, once the last of them settles
+        self.expanded: set[str] = set()
 
     # -- feeding events --------------------------------------------------------------------
     def restore(self, steps: Mapping[str, StepRecord]) -> tuple[list[str], list[str], list[str]]:
@@ -80,7 +84,31 @@ class RunCore:
         ]
         return committed, client_failed, reset
 
+    def add_steps(self, parent: str, step_ids: list[str]) -> None:
+        """Steps added to the run at run time, ready to run now (their parent's
+        dependencies are theirs, and are satisfied); `parent` is made ready again once
+        every one of them settles. The workflow (`self.wf`, the run's own copy) already
+        holds their step definitions. Before `start()` (resuming) nothing is pushed:
+        `restore` and `start` see them like any other step."""
+        self.expanded.add(parent)
+        self.unsatisfied_dep.pop(parent, None)
+        wf, status, remaining, index = self.wf, self.status, self.remaining, self._index
+        rank = self._priority.get(parent, 0.0)
+        for sid in step_ids:
+            status[sid] = StepStatus.PENDING
+            remaining[sid] = 0
+            index[sid] = len(index)
+            self._priority[sid] = rank
+            wf.dependents[sid] = (parent,)
+            wf.order.append(sid)
+        remaining[parent] = remaining.get(parent, 0) + len(step_ids)
+        self.unsettled += len(step_ids)
+        if self._started:
+            for sid in step_ids:
+                self._push(sid)
+
     def start(self) -> None:
+        self._started = True
         for sid in self.wf.order:
             if (
                 self.remaining[sid] == 0
@@ -150,6 +178,8 @@ class RunCore:
         if self.stop_reason is not None or not self._ready:
             return None
         _, _, sid = heapq.heappop(self._ready)
+        if sid in self.expanded:  # its steps have settled, whatever became of them
+            return Decision(sid, None)
         dep = self.unsatisfied_dep.get(sid)
         if dep is not None and self.wf.steps[sid].trigger is Trigger.ALL_SUCCEEDED:
             why = "failed" if self.status[dep] is StepStatus.FAILED else "was skipped"
@@ -169,7 +199,7 @@ class RunCore:
 
     # -- internals -------------------------------------------------------------------------
     def _push(self, sid: str) -> None:
-        if sid in self._queued:
+        if sid in self._queued and sid not in self.expanded:
             return
         self._queued.add(sid)
         heapq.heappush(self._ready, (-self._priority.get(sid, 0.0), self._index[sid], sid))

@@ -22,8 +22,10 @@ from tutti_mcp.memory.files.paths import SCOPE_KINDS, MemoryFileError, parse_sco
 STEP_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Names templates read as something else (`${self}` is jinja2's template object).
 RESERVED_NAMES = frozenset(
-    {"inputs", "steps", "run", "loop", "true", "false", "none", "null", "self"}
+    {"inputs", "steps", "run", "loop", "true", "false", "none", "null", "self", "item", "item_index"}
 )
+# What a `foreach` instance reads of its own item (engine.groups).
+ITEM_NAMES = frozenset({"item", "item_index"})
 
 
 class Mode(StrEnum):
@@ -107,6 +109,41 @@ class RetryPolicy(_Model):
         return base * rand if self.jitter else base
 
 
+class ForEach(_Model):
+    """Where a `foreach` step's items come from (exactly one source), and how its instances
+    are named and run. The string form `foreach: "${find.output}"` is `items` alone."""
+
+    items: Any = Field(
+        None,
+        description="a list, or a template whose value is a list (an earlier step's JSON "
+        "output, an input); a JSON text of a list is parsed",
+    )
+    glob: str | None = Field(
+        None, description="workspace files matching this pattern (relative, ** allowed), sorted"
+    )
+    lines: str | None = Field(
+        None, description="a workspace file (a template): each non-blank line is an item"
+    )
+    key: str | None = Field(
+        None,
+        description="a template of ${item} naming each instance (review[KEY]); "
+        "by position (review[0], review[1], ...) when omitted",
+    )
+    max_concurrency: int | None = Field(
+        None, ge=1, le=1024, description="instances running at once (within the run's cap)"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ForEach:
+        given = [n for n in ("items", "glob", "lines") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "`foreach` needs exactly one source of items: `items`, `glob` or `lines`"
+                + (f"; got {', '.join(given)}" if given else "")
+            )
+        return self
+
+
 class InputSpec(_Model):
     type: Literal["string", "integer", "number", "boolean", "json"] = "string"
     default: Any = None
@@ -154,6 +191,9 @@ class Step(_Model):
         None, description="JSON Schema the output must match (with `output: json`)"
     )
     # control
+    foreach: ForEach | None = Field(
+        None, description="run this step once per item (a template, or {items|glob|lines})"
+    )
     depends_on: list[str] = Field(default_factory=list)
     when: str | None = None
     trigger: Trigger = Trigger.ALL_SUCCEEDED
@@ -230,6 +270,20 @@ class Step(_Model):
             )
         return self
 
+    @field_validator("foreach", mode="before")
+    @classmethod
+    def _foreach_shorthand(cls, v: Any) -> Any:
+        return {"items": v} if isinstance(v, str | list) else v
+
+    @model_validator(mode="after")
+    def _foreach_policy(self) -> Step:
+        if self.foreach is not None and self.on_failure is FailurePolicy.FALLBACK:
+            raise ValueError(
+                "a `foreach` step's instances cannot have a fallback step; use on_failure "
+                "'continue' (collect the errors), 'degrade' (use `default`) or 'fail'"
+            )
+        return self
+
     @model_validator(mode="after")
     def _policy_fields(self) -> Step:
         if self.on_failure is FailurePolicy.FALLBACK and not self.fallback:
@@ -290,6 +344,11 @@ class Step(_Model):
         out += [(f"env.{k}", v) for k, v in self.env.items()]
         if self.value is not None:
             out += [(f"value{p}", s) for p, s in strings_in(self.value, "")]
+        fe = self.foreach
+        if fe is not None:
+            if fe.items is not None:
+                out += [(f"foreach.items{p}", s) for p, s in strings_in(fe.items, "")]
+            out += [(f"foreach.{n}", t) for n in ("lines", "key") if (t := getattr(fe, n))]
         return out
 
 

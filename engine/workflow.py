@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import difflib
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from tutti_mcp.engine.errors import Problem, SpecError, TemplateError
+from tutti_mcp.engine.groups import item_ref_problems, outputs_ref_problems
 from tutti_mcp.engine.models import ModelTable
-from tutti_mcp.engine.spec import MODEL_KINDS, BuiltinOp, ExecutorKind, Mode, Step, WorkflowSpec
+from tutti_mcp.engine.spec import (
+    ITEM_NAMES,
+    MODEL_KINDS,
+    BuiltinOp,
+    ExecutorKind,
+    Mode,
+    Step,
+    WorkflowSpec,
+)
 from tutti_mcp.engine.templating import STEP_FIELDS, Reference, references, unwrap_condition
 
 if TYPE_CHECKING:
@@ -40,6 +49,21 @@ class Workflow:
     input_refs: dict[str, frozenset[str]] = field(default_factory=dict)  # step -> inputs it reads
     executors: dict[str, ExecutorKind] = field(default_factory=dict)  # step -> what runs it
     model_ids: dict[str, str] = field(default_factory=dict)  # model step -> model id
+    # steps that grow into steps added at run time (`foreach`)
+    groups: frozenset[str] = frozenset()
+
+    def live(self) -> Workflow:
+        """A copy one run may grow (steps added at run time), sharing what never changes;
+        the compiled workflow itself is shared by runs and never changed."""
+        return replace(
+            self,
+            steps=dict(self.steps),
+            deps=dict(self.deps),
+            dependents=dict(self.dependents),
+            order=list(self.order),
+            executors=dict(self.executors),
+            model_ids=dict(self.model_ids),
+        )
 
     def on(self, kind: ExecutorKind) -> list[str]:
         """The steps that run on `kind`, in order."""
@@ -181,8 +205,14 @@ def compile_workflow(
                 problems.append(Problem(f"{where}.{fname}", str(exc)))
                 continue
             for ref in refs:
+                if ref.name in ITEM_NAMES:
+                    problems += item_ref_problems(s, f"{where}.{fname}", fname)
+                    continue
                 if ref.name == "inputs" and ref.attr:
                     inputs_read.add(ref.attr)
+                if ref.attr == "outputs" and ref.name in steps:
+                    problems += outputs_ref_problems(steps[ref.name], f"{where}.{fname}")
+                    ref = Reference(ref.name, "output")
                 target = _check_ref(ref, f"{where}.{fname}", spec, ids, problems)
                 if target == s.id:
                     problems.append(
@@ -250,6 +280,7 @@ def compile_workflow(
         fallback_of=fallback_of,
         upstream_refs=upstream,
         input_refs=input_refs,
+        groups=frozenset(sid for sid in order if steps[sid].foreach is not None),
     )
 
 

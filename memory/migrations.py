@@ -158,6 +158,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        # Steps added while a run executes (a `foreach` step's instances): the step they
+        # belong to, their place among its steps, and what they see of their own (the item).
+        "0005_steps_added_at_run_time",
+        """
+        ALTER TABLE steps ADD COLUMN parent TEXT;
+        ALTER TABLE steps ADD COLUMN pos INTEGER;
+        ALTER TABLE steps ADD COLUMN scope TEXT;
+        """,
+    ),
 ]
 
 

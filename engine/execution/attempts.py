@@ -4,6 +4,7 @@ to the client, failed for good); the runner decides what that means for the run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,7 @@ class Attempts:
         *,
         prior_attempts: int,
         spent: dict[str, Any] | None,
+        context: Mapping[str, Any] | None = None,
     ) -> AttemptResult:
         """Attempt `step` until it succeeds, is handed off, or fails for good (no retry
         once the run stopped starting steps)."""
@@ -127,7 +129,7 @@ class Attempts:
                 run_id=ledger.run_id,
                 step=step,
                 attempt=attempt,
-                context=ledger.ctx,
+                context=ledger.ctx if context is None else context,
                 deps=deps,
                 timeout_s=setup.timeout_s,
                 workspace=self.workspace,

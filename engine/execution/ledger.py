@@ -25,6 +25,7 @@ from tutti_mcp.memory.runs.records import (
     RunRecord,
     RunStatus,
     StepDetail,
+    StepRecord,
     StepStatus,
 )
 from tutti_mcp.memory.runs.store import RunStore
@@ -252,9 +253,25 @@ class RunLedger:
         for k, v in fields.items():
             setattr(rec, k, v)
 
+    async def expand(self, parent: str, steps: list[tuple[str, dict[str, Any]]]) -> None:
+        """Steps added to the run under `parent` (a `foreach` step's instances, with their
+        items), durably, before any of them runs."""
+        run_steps = self.run.steps
+        start = sum(1 for rec in run_steps.values() if rec.parent == parent)
+        await self.store.add_steps(self.run_id, parent, steps, start)
+        for sid, scope in steps:
+            run_steps[sid] = StepRecord(sid, parent=parent, scope=scope)
+        run_steps[parent].status = StepStatus.RUNNING
+
     def set_ctx(self, sid: str, output: Any, status: StepStatus) -> None:
         state = _STATUS_TEXT[status]
-        self.ctx[sid] = {"output": output, "results": output, "status": state, "error": None}
+        self.ctx[sid] = {
+            "output": output,
+            "results": output,
+            "outputs": output,  # a foreach step's: its instances' outputs, in item order
+            "status": state,
+            "error": None,
+        }
 
     def add_usage(self, usage: Mapping[str, Any] | None) -> None:
         if usage:

@@ -22,6 +22,7 @@ from tutti_mcp.engine.execution.client_steps import ClientSteps, client_failure
 from tutti_mcp.engine.execution.context import EventSink, PreparedRun, RunContext
 from tutti_mcp.engine.execution.dispatch import Dispatch, DispatchStats
 from tutti_mcp.engine.execution.finish import history_entry, resting_status
+from tutti_mcp.engine.execution.growth import Growth
 from tutti_mcp.engine.execution.ledger import RunLedger
 from tutti_mcp.engine.report import Segments, earlier_segments, run_metrics
 from tutti_mcp.engine.spec import Step
@@ -51,6 +52,8 @@ class RunExecution:
         on_event: EventSink | None,
     ) -> None:
         run, wf = prepared.run, prepared.workflow
+        if wf.groups:  # the run adds steps as it goes: to its own copy
+            wf = wf.live()
         self.ctx = ctx
         self.run_id = run.id
         self.wf = wf
@@ -59,10 +62,12 @@ class RunExecution:
         parallel = wf.spec.optimization.parallel_where_possible
         cap = min(wf.spec.max_concurrency, cfg.max_concurrency) if parallel else 1
         self.core = RunCore(wf, {s: p.priority for s, p in prepared.plan.steps.items()})
+        self.growth = Growth(wf, self.core) if wf.groups else None
         self.dispatch = Dispatch(self.core, wf.executors, cap, cfg.executor_limits)
         self.ledger = RunLedger(ctx.store, run, cfg.clock, on_event)
         workspace = Path(run.workspace) if run.workspace else cfg.workspace
         self.attempts = Attempts(ctx, self.ledger, self.core, wf.spec, workspace)
+        self.workspace = workspace
         self.client = ClientSteps(ctx.store, run, wf, cfg.client_poll_s)
         self.prepared = prepared
         self._setups: dict[str, StepSetup] = {}
@@ -89,6 +94,8 @@ class RunExecution:
     # -- entry -------------------------------------------------------------------------------
     async def execute(self) -> RunStatus:
         run = self.run
+        if self.growth is not None:
+            self.growth.restore(run.steps)
         committed, client_failed, reset = self.core.restore(run.steps)
         self._restored = len(committed)
         self.prior_spent = await self.ledger.restore(committed, reset)
@@ -148,7 +155,7 @@ class RunExecution:
                 self._tg.start_soon(self._worker, *nxt, name=nxt[0])
 
     def _quick(self, sid: str, skip: str | None) -> bool:
-        return skip is not None or not self._setup(sid).lasting
+        return skip is not None or sid in self.wf.groups or not self._setup(sid).lasting
 
     async def _worker(self, sid: str, skip: str | None) -> None:
         """Run a step, then keep going with the backlog or the next ready step in the same
@@ -171,6 +178,8 @@ class RunExecution:
         self._check_rest()
 
     def _setup(self, sid: str) -> StepSetup:
+        if self.growth is not None:  # instances share their step's setup
+            sid = self.growth.parent.get(sid, sid)
         setup = self._setups.get(sid)
         if setup is None:
             setup = self._setups[sid] = step_setup(self.ctx, self.prepared, sid)
@@ -186,10 +195,15 @@ class RunExecution:
     async def _run_step(self, sid: str, skip: str | None) -> None:
         step = self.wf.steps[sid]
         try:
+            if sid in self.core.expanded:
+                await self._collect(sid)
+                return
             if skip is None and step.when is not None:
                 skip = await self._condition(sid, step.when)
             if skip is not None:
                 await self._skip(sid, skip)
+            elif sid in self.wf.groups:
+                await self._expand(sid)
             else:
                 await self._attempt(sid, step)
         except anyio.get_cancelled_exc_class():
@@ -215,6 +229,7 @@ class RunExecution:
             self.wf.deps[sid],
             prior_attempts=self.prior_attempts.get(sid, 0),
             spent=self.prior_spent.pop(sid, None),
+            context=None if self.growth is None else self.growth.context(sid, self.ledger.ctx),
         )
         if isinstance(result, HandedOff):
             await self.ledger.hand_off(sid, result.attempt, result.started, result.request)
@@ -323,6 +338,36 @@ class RunExecution:
         self.core.skipped(sid)
         self.ledger.emit(EventKind.STEP_SKIPPED, sid, {"reason": reason})
 
+    # -- steps added at run time -------------------------------------------------------------
+    async def _expand(self, sid: str) -> None:
+        """A `foreach` step's turn: read its items, commit one step per item, start them."""
+        growth = self.growth
+        assert growth is not None
+        started = self.ctx.config.clock()
+        try:
+            made = await growth.items(
+                sid, self.ledger.ctx, self.workspace, self.ctx.config.max_foreach_items
+            )
+        except StepError as exc:
+            self.ledger.totals.errors.setdefault(sid, []).append(str(exc))
+            await self._fail(sid, exc, 1, started)
+            return
+        if not made:
+            await self._commit(sid, [], None, 1, started, StepStatus.SUCCEEDED)
+            return
+        await self.ledger.expand(sid, [(inst.step_id, inst.scope()) for inst in made])
+        growth.add(sid, made)
+        self.ledger.emit(EventKind.STEP_EXPANDED, sid, {"count": len(made)})
+
+    async def _collect(self, sid: str) -> None:
+        """Every instance of a `foreach` step has settled: its output is theirs."""
+        growth = self.growth
+        assert growth is not None
+        steps = self.run.steps
+        outputs, missing = growth.collected(sid, steps)
+        status = StepStatus.SUCCEEDED if missing is None else StepStatus.DEGRADED
+        await self._commit(sid, outputs, None, 1, growth.started_at(sid, steps), status, missing)
+
     # -- client steps ------------------------------------------------------------------------
     async def deliver(self, sid: str, output: Any, error: str | None) -> None:
         """The client finished a waiting step (reported in this process)."""
@@ -389,7 +434,7 @@ class RunExecution:
         )
         run.metrics = run_metrics(run, self.wf, segments)
         history = (
-            history_entry(run, self.wf, self.ledger.decisions, self._restored)
+            history_entry(run, self.prepared.workflow, self.ledger.decisions, self._restored)
             if status.finished
             else None
         )

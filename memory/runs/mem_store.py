@@ -103,6 +103,19 @@ class InMemoryRunStore:
             setattr(rec, k, v)
         self.append_event(Event(run_id, EventKind.of_step(status), step_id))
 
+    async def add_steps(
+        self, run_id: str, parent: str, steps: Sequence[tuple[str, dict[str, Any]]], start: int = 0
+    ) -> None:
+        run = self._run(run_id)
+        for sid, _ in steps:
+            if sid in run.steps:  # as SQLite's primary key refuses it
+                raise ValueError(f"run {run_id!r} already has a step {sid!r}")
+        for sid, scope in steps:
+            run.steps[sid] = StepRecord(sid, parent=parent, scope=scope)
+        run.steps[parent].status = StepStatus.RUNNING
+        data = {"count": len(steps)}
+        self.append_event(Event(run_id, EventKind.STEP_EXPANDED, parent, data))
+
     async def reset_steps(self, run_id: str, step_ids: Sequence[str]) -> None:
         for sid in step_ids:
             rec = self._runs[run_id].steps[sid]

@@ -82,6 +82,7 @@ class EventKind(StrEnum):
     STEP_CANCELLED = "step_cancelled"
     STEP_INTERRUPTED = "step_interrupted"
     CONDITION = "condition"  # a step's `when` was evaluated
+    STEP_EXPANDED = "step_expanded"  # a step added steps to the run (foreach instances)
 
     @classmethod
     def of_run(cls, status: RunStatus) -> EventKind:
@@ -151,6 +152,9 @@ class StepRecord:
     error: str | None = None
     detail: StepDetail | None = None
     seq: int | None = None  # checkpoint sequence number when committed
+    # added at run time: the step it belongs to, and what its templates see of its own
+    parent: str | None = None
+    scope: dict[str, Any] | None = None
 
     @property
     def failure(self) -> FailureDetail:

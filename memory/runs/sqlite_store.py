@@ -145,8 +145,8 @@ class SqliteRunStore:
             raise RunNotFound(run_id)
         run = run_from_row(rows[0])
         for r in await self.db.fetchall(
-            "SELECT step_id, status, attempts, executor, started_at, finished_at, error, detail "
-            "FROM steps WHERE run_id = ?",
+            "SELECT step_id, status, attempts, executor, started_at, finished_at, error, detail, "
+            "parent, scope FROM steps WHERE run_id = ? ORDER BY parent IS NOT NULL, parent, pos",
             (run_id,),
             large=True,
         ):
@@ -159,13 +159,17 @@ class SqliteRunStore:
                 finished_at=r[5],
                 error=r[6],
                 detail=load(r[7]),
+                parent=r[8],
+                scope=load(r[9]),
             )
         for cp in await self.checkpoints(run_id):
             rec = run.steps.setdefault(cp.step_id, StepRecord(cp.step_id))
             rec.output, rec.usage, rec.seq = cp.output, cp.usage, cp.seq
         order = [s.get("id") for s in run.spec.get("steps", []) if isinstance(s, dict)]
-        if order:  # spec order, not the table's key order
-            run.steps = {sid: run.steps[sid] for sid in order if sid in run.steps}
+        if order:  # spec order, not the table's key order; steps added at run time after
+            steps = {sid: run.steps[sid] for sid in order if sid in run.steps}
+            steps.update((sid, rec) for sid, rec in run.steps.items() if rec.parent is not None)
+            run.steps = steps
         return run
 
     async def list_runs(self, status: RunStatus | None = None, limit: int = 50) -> list[RunRecord]:
@@ -296,6 +300,26 @@ class SqliteRunStore:
                 event_op(Event(run_id, EventKind.of_step(status), step_id, data)),
             ]
         )
+
+    async def add_steps(
+        self, run_id: str, parent: str, steps: Sequence[tuple[str, dict[str, Any]]], start: int = 0
+    ) -> None:
+        ops: list[Op] = [
+            (
+                "INSERT INTO steps (run_id, step_id, status, parent, pos, scope) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, sid, StepStatus.PENDING.value, parent, start + i, dump(scope)),
+            )
+            for i, (sid, scope) in enumerate(steps)
+        ]
+        ops.append(
+            (
+                "UPDATE steps SET status = ? WHERE run_id = ? AND step_id = ?",
+                (StepStatus.RUNNING.value, run_id, parent),
+            )
+        )
+        ops.append(event_op(Event(run_id, EventKind.STEP_EXPANDED, parent, {"count": len(steps)})))
+        await self._write(ops)
 
     async def reset_steps(self, run_id: str, step_ids: Sequence[str]) -> None:
         """Steps without a checkpoint go back to pending before a resume runs them again."""

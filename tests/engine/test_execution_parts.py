@@ -32,6 +32,7 @@ WRITES = {
     "set_step",
     "reset_steps",
     "commit_checkpoint",
+    "add_steps",
     "note_step_started",
     "append_event",
     "record_history",
