@@ -47,6 +47,7 @@ class RunCore:
         # steps that added steps to the run (their instances): made ready again, to collect
         # what those produced, once the last of them settles
         self.expanded: set[str] = set()
+        self._collecting: set[str] = set()
 
     # -- feeding events --------------------------------------------------------------------
     def restore(self, steps: Mapping[str, StepRecord]) -> tuple[list[str], list[str], list[str]]:
@@ -91,6 +92,7 @@ class RunCore:
         holds their step definitions. Before `start()` (resuming) nothing is pushed:
         `restore` and `start` see them like any other step."""
         self.expanded.add(parent)
+        self._collecting.discard(parent)
         self.unsatisfied_dep.pop(parent, None)
         wf, status, remaining, index = self.wf, self.status, self.remaining, self._index
         rank = self._priority.get(parent, 0.0)
@@ -199,7 +201,12 @@ class RunCore:
 
     # -- internals -------------------------------------------------------------------------
     def _push(self, sid: str) -> None:
-        if sid in self._queued and sid not in self.expanded:
+        if sid in self.expanded:
+            # made ready again after its added steps settle: once each time it adds some
+            if sid in self._collecting:
+                return
+            self._collecting.add(sid)
+        elif sid in self._queued:
             return
         self._queued.add(sid)
         heapq.heappush(self._ready, (-self._priority.get(sid, 0.0), self._index[sid], sid))

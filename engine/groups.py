@@ -17,7 +17,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tutti_mcp.engine.errors import Problem, StepError, TemplateError
-from tutti_mcp.engine.spec import ForEach, Step
+from tutti_mcp.engine.spec import Step
+from tutti_mcp.engine.spec_foreach import ForEach
 from tutti_mcp.engine.templating import render_async, render_value_async
 
 LINES_MAX_BYTES = 8 << 20  # a `lines` file is read whole; larger ones are refused
@@ -36,6 +37,15 @@ def item_ref_problems(step: Step, where: str, field: str) -> list[Problem]:
         ]
     if field.startswith(("foreach.items", "foreach.lines")):
         return [Problem(where, "the source of the items cannot read ${item}: it makes them")]
+    if field == "when":
+        return [
+            Problem(
+                where,
+                "a foreach step's `when` decides once, before its items are read, so it cannot "
+                "read ${item}; filter the items in `foreach.items` instead "
+                "(e.g. ${find.output | select('ne', '')})",
+            )
+        ]
     return []
 
 

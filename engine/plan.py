@@ -130,6 +130,9 @@ def _mermaid(wf: Workflow, critical: set[str], kinds: Mapping[str, ExecutorKind]
     for sid in wf.order:
         step = wf.steps[sid]
         label = f"{sid}<br/>{kinds[sid].value}"
+        if step.foreach is not None:  # one node for all its instances
+            items = step.foreach.items
+            label += f"<br/>× {len(items)}" if isinstance(items, list) else "<br/>for each item"
         shape = f'{sid}{{"{label}"}}' if step.when else f'{sid}["{label}"]'
         lines.append(f"  {shape}")
     for sid in wf.order:

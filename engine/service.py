@@ -353,7 +353,8 @@ class Engine:
         now = self.config.clock()
         if error is None:
             try:
-                value = shape_output(wf.steps[step_id], output)
+                # an instance added at run time is shaped as its `foreach` step says
+                value = shape_output(wf.steps[rec.parent or step_id], output)
             except StepError as exc:
                 raise StepOutputRejected(step_id, str(exc)) from None
             cp = Checkpoint(

@@ -15,17 +15,33 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tutti_mcp.engine.errors import Problem, SpecError
 from tutti_mcp.engine.spec_files import decode_spec_bytes, read_spec_bytes
+from tutti_mcp.engine.spec_foreach import ForEach
 from tutti_mcp.engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data, parse_spec_text
-from tutti_mcp.engine.spec_strings import schema_problem, split_keeping_templates, strings_in
+from tutti_mcp.engine.spec_strings import (
+    readable_loc,
+    schema_problem,
+    split_keeping_templates,
+    strings_in,
+)
 from tutti_mcp.memory.files.paths import SCOPE_KINDS, MemoryFileError, parse_scope
 
 STEP_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Names templates read as something else (`${self}` is jinja2's template object).
 RESERVED_NAMES = frozenset(
-    {"inputs", "steps", "run", "loop", "true", "false", "none", "null", "self", "item", "item_index"}
+    {
+        "inputs",
+        "steps",
+        "run",
+        "loop",
+        "true",
+        "false",
+        "none",
+        "null",
+        "self",
+        "item",
+        "item_index",
+    }
 )
-# What a `foreach` instance reads of its own item (engine.groups).
-ITEM_NAMES = frozenset({"item", "item_index"})
 
 
 class Mode(StrEnum):
@@ -107,41 +123,6 @@ class RetryPolicy(_Model):
         """Exponential backoff with full jitter; `rand` in [0, 1)."""
         base: float = min(self.max_backoff_s, self.backoff_s * 2.0 ** (failed_attempt - 1))
         return base * rand if self.jitter else base
-
-
-class ForEach(_Model):
-    """Where a `foreach` step's items come from (exactly one source), and how its instances
-    are named and run. The string form `foreach: "${find.output}"` is `items` alone."""
-
-    items: Any = Field(
-        None,
-        description="a list, or a template whose value is a list (an earlier step's JSON "
-        "output, an input); a JSON text of a list is parsed",
-    )
-    glob: str | None = Field(
-        None, description="workspace files matching this pattern (relative, ** allowed), sorted"
-    )
-    lines: str | None = Field(
-        None, description="a workspace file (a template): each non-blank line is an item"
-    )
-    key: str | None = Field(
-        None,
-        description="a template of ${item} naming each instance (review[KEY]); "
-        "by position (review[0], review[1], ...) when omitted",
-    )
-    max_concurrency: int | None = Field(
-        None, ge=1, le=1024, description="instances running at once (within the run's cap)"
-    )
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ForEach:
-        given = [n for n in ("items", "glob", "lines") if getattr(self, n) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                "`foreach` needs exactly one source of items: `items`, `glob` or `lines`"
-                + (f"; got {', '.join(given)}" if given else "")
-            )
-        return self
 
 
 class InputSpec(_Model):
@@ -411,27 +392,6 @@ class WorkflowSpec(_Model):
         raise KeyError(step_id)
 
 
-def _loc(loc: tuple[int | str, ...], data: Any) -> str:
-    """pydantic's location as a readable path, naming steps by id: `steps[fix].timeout`."""
-    out = ""
-    node = data
-    for part in loc:
-        if isinstance(part, int):
-            suffix = ""
-            if isinstance(node, list) and 0 <= part < len(node):
-                item = node[part]
-                if isinstance(item, dict) and isinstance(item.get("id"), str):
-                    suffix = f" ({item['id']})"
-                node = item
-            else:
-                node = None
-            out += f"[{part}]{suffix}"
-        else:
-            node = node.get(part) if isinstance(node, dict) else None
-            out += f".{part}" if out else str(part)
-    return out
-
-
 def parse_spec(
     data: Any, limits: SpecLimits = DEFAULT_LIMITS, source: str = "spec"
 ) -> WorkflowSpec:
@@ -453,7 +413,7 @@ def _build(data: Any, source: str) -> WorkflowSpec:
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown field"
-            problems.append(Problem(_loc(err["loc"], data), msg))
+            problems.append(Problem(readable_loc(err["loc"], data), msg))
         raise SpecError(problems) from None
 
 

@@ -74,6 +74,9 @@ def spec_json_schema() -> dict[str, Any]:
     # `memory: true` means "workflow", `false` none (Step._memory_form)
     memory = _prop(body, "Step", "memory")
     memory["anyOf"] = [{"type": "boolean"}, *memory["anyOf"]]
+    # `foreach: "${find.output}"` (or a list) is `foreach: {items: ...}` (_foreach_shorthand)
+    foreach = _prop(body, "Step", "foreach")
+    foreach["anyOf"] = [{"type": "string"}, {"type": "array"}, *foreach["anyOf"]]
     _prop(body, "Step", "id")["pattern"] = STEP_ID_RE.pattern
     command = _prop(body, "Step", "command")
     for choice in command["anyOf"]:

@@ -1,5 +1,6 @@
 """Helpers for the spec models: a step's strings (where templates can be), its command
-line split into words with templates kept whole, and JSON Schema checks."""
+line split into words with templates kept whole, JSON Schema checks, and validation
+error locations made readable."""
 
 from __future__ import annotations
 
@@ -44,3 +45,24 @@ def strings_in(value: Any, path: str) -> list[tuple[str, str]]:
     if isinstance(value, list):
         return [x for i, v in enumerate(value) for x in strings_in(v, f"{path}[{i}]")]
     return []
+
+
+def readable_loc(loc: tuple[int | str, ...], data: Any) -> str:
+    """pydantic's location as a readable path, naming steps by id: `steps[fix].timeout`."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            suffix = ""
+            if isinstance(node, list) and 0 <= part < len(node):
+                item = node[part]
+                if isinstance(item, dict) and isinstance(item.get("id"), str):
+                    suffix = f" ({item['id']})"
+                node = item
+            else:
+                node = None
+            out += f"[{part}]{suffix}"
+        else:
+            node = node.get(part) if isinstance(node, dict) else None
+            out += f".{part}" if out else str(part)
+    return out

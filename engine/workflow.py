@@ -16,7 +16,6 @@ from tutti_mcp.engine.errors import Problem, SpecError, TemplateError
 from tutti_mcp.engine.groups import item_ref_problems, outputs_ref_problems
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.spec import (
-    ITEM_NAMES,
     MODEL_KINDS,
     BuiltinOp,
     ExecutorKind,
@@ -24,6 +23,7 @@ from tutti_mcp.engine.spec import (
     Step,
     WorkflowSpec,
 )
+from tutti_mcp.engine.spec_foreach import ITEM_NAMES
 from tutti_mcp.engine.templating import STEP_FIELDS, Reference, references, unwrap_condition
 
 if TYPE_CHECKING:

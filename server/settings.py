@@ -9,6 +9,7 @@
 | TUTTI_MODELS | JSON file overriding model aliases, capabilities, prices | built-in table |
 | TUTTI_MODELS_REFRESH_HOURS | age after which a model's cached Models API answer is asked again | 24 |
 | TUTTI_MAX_CONCURRENCY | global cap on steps running at once | 64 |
+| TUTTI_MAX_FOREACH_ITEMS | most instances one `foreach` step may add to a run | 10000 |
 | TUTTI_API_RETRIES | SDK retries per model call on 429/529/5xx | 2 |
 | TUTTI_SHELL_MAX_OUTPUT | bytes a shell step may print | 1000000 |
 | TUTTI_MODEL_EXECUTOR | where model steps run when the spec does not say: prompt, client or sampling | prompt with an API key, else client (`tutti serve`) |
@@ -100,6 +101,7 @@ class Settings:
     models_file: str | None = None
     models_refresh_hours: float = 24.0
     max_concurrency: int = 64
+    max_foreach_items: int = 10_000
     api_retries: int = 2
     shell_max_output: int = DEFAULT_MAX_OUTPUT
     model_executor: ExecutorKind | None = None
@@ -121,6 +123,7 @@ class Settings:
             models_file=env.get("TUTTI_MODELS") or None,
             models_refresh_hours=_hours(env, "TUTTI_MODELS_REFRESH_HOURS", 24.0),
             max_concurrency=_int(env, "TUTTI_MAX_CONCURRENCY", 64),
+            max_foreach_items=_int(env, "TUTTI_MAX_FOREACH_ITEMS", 10_000),
             api_retries=_int(env, "TUTTI_API_RETRIES", 2),
             shell_max_output=_int(env, "TUTTI_SHELL_MAX_OUTPUT", DEFAULT_MAX_OUTPUT),
             model_executor=_executor(env.get("TUTTI_MODEL_EXECUTOR")),
@@ -188,6 +191,7 @@ def build_engine(
         catalog=catalog,
         model_executor=model_executor or ExecutorKind.PROMPT,
         max_concurrency=settings.max_concurrency,
+        max_foreach_items=settings.max_foreach_items,
         workspace=workspace or Path.cwd(),
     )
     return Engine(store, executors, config)

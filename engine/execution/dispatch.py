@@ -40,6 +40,11 @@ class Dispatch:
         self.by_kind = dict.fromkeys(ExecutorKind, 0)
         self.queued: dict[ExecutorKind, deque[str]] = {k: deque() for k in ExecutorKind}
         self.n_queued = 0
+        # a `foreach` step's own cap on its instances (steps added at run time)
+        self.parent: Mapping[str, str] = {}
+        self.group_caps: dict[str, int] = {}
+        self.group_running: dict[str, int] = {}
+        self.group_queued: dict[str, deque[str]] = {}
 
     @property
     def has_room(self) -> bool:
@@ -60,20 +65,40 @@ class Dispatch:
                 if q and self.by_kind[kind] < self.limits[kind]:
                     self.n_queued -= 1
                     return self._started(q.popleft(), None)
+            for waiting_group, q in self.group_queued.items():
+                if q and self.group_running[waiting_group] < self.group_caps[waiting_group]:
+                    self.n_queued -= 1
+                    return self._started(q.popleft(), None)
         while self.core.has_ready:
             d = self.core.pop_ready()
             assert d is not None
-            kind = self.kinds[d.step_id]
-            if d.skip_reason is None and self.by_kind[kind] >= self.limits[kind]:
-                self.queued[kind].append(d.step_id)
-                self.n_queued += 1
-                continue
-            return self._started(d.step_id, d.skip_reason)
+            sid = d.step_id
+            if d.skip_reason is None:
+                kind = self.kinds[sid]
+                if self.by_kind[kind] >= self.limits[kind]:
+                    self.queued[kind].append(sid)
+                    self.n_queued += 1
+                    continue
+                lane = self.parent.get(sid) if self.group_caps else None
+                if lane in self.group_caps and self.group_running[lane] >= self.group_caps[lane]:
+                    self.group_queued[lane].append(sid)
+                    self.n_queued += 1
+                    continue
+            return self._started(sid, d.skip_reason)
         return None
+
+    def cap_group(self, group: str, cap: int, parent: Mapping[str, str]) -> None:
+        """At most `cap` of the steps `parent` maps to `group` run at once."""
+        self.parent = parent
+        self.group_caps[group] = cap
+        self.group_running.setdefault(group, 0)
+        self.group_queued.setdefault(group, deque())
 
     def finished(self, sid: str) -> None:
         self.running -= 1
         self.by_kind[self.kinds[sid]] -= 1
+        if self.group_caps and (group := self.parent.get(sid)) in self.group_caps:
+            self.group_running[group] -= 1
 
     @contextmanager
     def held(self) -> Iterator[None]:
@@ -97,4 +122,6 @@ class Dispatch:
     def _started(self, sid: str, skip: str | None) -> tuple[str, str | None]:
         self.running += 1
         self.by_kind[self.kinds[sid]] += 1
+        if self.group_caps and (group := self.parent.get(sid)) in self.group_caps:
+            self.group_running[group] += 1
         return sid, skip

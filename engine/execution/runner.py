@@ -62,8 +62,12 @@ class RunExecution:
         parallel = wf.spec.optimization.parallel_where_possible
         cap = min(wf.spec.max_concurrency, cfg.max_concurrency) if parallel else 1
         self.core = RunCore(wf, {s: p.priority for s, p in prepared.plan.steps.items()})
-        self.growth = Growth(wf, self.core) if wf.groups else None
         self.dispatch = Dispatch(self.core, wf.executors, cap, cfg.executor_limits)
+        self.growth = Growth(wf, self.core) if wf.groups else None
+        for group in wf.groups:
+            fe = wf.steps[group].foreach
+            if fe is not None and fe.max_concurrency is not None and self.growth is not None:
+                self.dispatch.cap_group(group, fe.max_concurrency, self.growth.parent)
         self.ledger = RunLedger(ctx.store, run, cfg.clock, on_event)
         workspace = Path(run.workspace) if run.workspace else cfg.workspace
         self.attempts = Attempts(ctx, self.ledger, self.core, wf.spec, workspace)
