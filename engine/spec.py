@@ -7,13 +7,36 @@ cycles) live in `engine.validate`; this module only checks the shape of each fie
 from __future__ import annotations
 
 import re
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tutti_mcp.engine.errors import Problem, SpecError
+from tutti_mcp.engine.spec_enums import (
+    MODEL_KINDS as MODEL_KINDS,
+)
+from tutti_mcp.engine.spec_enums import (
+    BuiltinOp as BuiltinOp,
+)
+from tutti_mcp.engine.spec_enums import (
+    ExecutorKind as ExecutorKind,
+)
+from tutti_mcp.engine.spec_enums import (
+    FailurePolicy as FailurePolicy,
+)
+from tutti_mcp.engine.spec_enums import (
+    Mode as Mode,
+)
+from tutti_mcp.engine.spec_enums import (
+    ThinkingMode as ThinkingMode,
+)
+from tutti_mcp.engine.spec_enums import (
+    Trigger as Trigger,
+)
+from tutti_mcp.engine.spec_enums import (
+    TruncationPolicy as TruncationPolicy,
+)
 from tutti_mcp.engine.spec_files import decode_spec_bytes, read_spec_bytes
 from tutti_mcp.engine.spec_foreach import ForEach
 from tutti_mcp.engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data, parse_spec_text
@@ -28,7 +51,7 @@ from tutti_mcp.memory.files.paths import SCOPE_KINDS, MemoryFileError, parse_sco
 STEP_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Names templates read as something else (`${self}` is jinja2's template object).
 RESERVED_NAMES = frozenset(
-    {
+    [
         "inputs",
         "steps",
         "run",
@@ -40,62 +63,8 @@ RESERVED_NAMES = frozenset(
         "self",
         "item",
         "item_index",
-    }
+    ]
 )
-
-
-class Mode(StrEnum):
-    AUTO = "auto"
-    CHAIN = "chain"
-    FLOW = "flow"
-    SWARM = "swarm"
-    PIPELINE = "pipeline"
-
-
-class ExecutorKind(StrEnum):
-    BUILTIN = "builtin"
-    SHELL = "shell"
-    PROMPT = "prompt"
-    CLIENT = "client"
-    SAMPLING = "sampling"
-
-
-MODEL_KINDS = frozenset({ExecutorKind.PROMPT, ExecutorKind.CLIENT, ExecutorKind.SAMPLING})
-
-
-class ThinkingMode(StrEnum):
-    INSTANT = "instant"
-    STANDARD = "standard"
-    EXTENDED = "extended"
-    AUTO = "auto"
-
-
-class FailurePolicy(StrEnum):
-    FAIL = "fail"  # the run fails; no new steps start
-    CONTINUE = "continue"  # the step is optional: dependents that need it are skipped
-    FALLBACK = "fallback"  # run the step named in `fallback`; its output stands in
-    DEGRADE = "degrade"  # use `default` as the output and go on; the run is marked partial
-
-
-class TruncationPolicy(StrEnum):
-    """What a model answer cut off at `max_tokens` does to its step."""
-
-    FAIL = "fail"  # the step fails, saying so: a cut-off answer rarely serves what follows
-    ACCEPT = "accept"  # the cut-off text is the output, recorded as truncated
-
-
-class Trigger(StrEnum):
-    ALL_SUCCEEDED = "all_succeeded"  # run only if every dependency produced an output
-    ALL_DONE = "all_done"  # run once every dependency is finished, whatever its outcome
-
-
-class BuiltinOp(StrEnum):
-    TEMPLATE = "template"  # render `args` (a template) to text
-    JSON = "json"  # evaluate `value` (JSON whose strings are templates) to a JSON value
-    PASS = "pass"  # the output of the only dependency, or `value`
-    MERGE = "merge"  # {dep_id: output} of all dependencies
-    PARSE_JSON = "parse_json"  # parse rendered `args` as JSON
-    WAIT = "wait"  # wait `value` seconds, then output `args` rendered (timers, pacing)
 
 
 # The seed's slash commands. Prompt commands are named prompt templates (engine.prompts).
