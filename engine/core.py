@@ -85,29 +85,35 @@ class RunCore:
         ]
         return committed, client_failed, reset
 
-    def add_steps(self, parent: str, step_ids: list[str]) -> None:
-        """Steps added to the run at run time, ready to run now (their parent's
-        dependencies are theirs, and are satisfied); `parent` is made ready again once
-        every one of them settles. The workflow (`self.wf`, the run's own copy) already
-        holds their step definitions. Before `start()` (resuming) nothing is pushed:
-        `restore` and `start` see them like any other step."""
+    def add_steps(self, parent: str, added: list[tuple[str, tuple[str, ...]]]) -> None:
+        """Steps added to the run at run time, each with the added steps it depends on
+        (listed before it); the rest of what they need is their parent's, satisfied
+        already. `parent` is made ready again once every one of them settles. The workflow
+        (`self.wf`, the run's own copy) already holds their definitions. Before `start()`
+        (resuming) nothing is pushed: `restore` and `start` see them like any other step."""
         self.expanded.add(parent)
         self._collecting.discard(parent)
         self.unsatisfied_dep.pop(parent, None)
         wf, status, remaining, index = self.wf, self.status, self.remaining, self._index
         rank = self._priority.get(parent, 0.0)
-        for sid in step_ids:
+        dependents: dict[str, list[str]] = {}
+        for sid, deps in added:
             status[sid] = StepStatus.PENDING
-            remaining[sid] = 0
+            remaining[sid] = len(deps)
             index[sid] = len(index)
             self._priority[sid] = rank
-            wf.dependents[sid] = (parent,)
+            dependents[sid] = []
+            for d in deps:
+                dependents[d].append(sid)
             wf.order.append(sid)
-        remaining[parent] = remaining.get(parent, 0) + len(step_ids)
-        self.unsettled += len(step_ids)
+        for sid, later in dependents.items():
+            wf.dependents[sid] = (*later, parent)
+        remaining[parent] = remaining.get(parent, 0) + len(added)
+        self.unsettled += len(added)
         if self._started:
-            for sid in step_ids:
-                self._push(sid)
+            for sid, deps in added:
+                if not deps:
+                    self._push(sid)
 
     def start(self) -> None:
         self._started = True

@@ -19,7 +19,7 @@ from typing import Any
 from tutti_mcp.engine.errors import Problem, StepError, TemplateError
 from tutti_mcp.engine.spec import Step
 from tutti_mcp.engine.spec_foreach import ForEach
-from tutti_mcp.engine.templating import render_async, render_value_async
+from tutti_mcp.engine.templating import Reference, render_async, render_value_async
 
 LINES_MAX_BYTES = 8 << 20  # a `lines` file is read whole; larger ones are refused
 KEY_MAX_CHARS = 200
@@ -59,6 +59,21 @@ def outputs_ref_problems(target: Step, where: str) -> list[Problem]:
             )
         ]
     return []
+
+
+LOOP_FIELDS = ("iteration", "last")
+
+
+def loop_ref_problems(ref: Reference, where: str) -> list[Problem]:
+    if ref.attr in LOOP_FIELDS:
+        return []
+    return [
+        Problem(
+            where,
+            "a loop's steps read ${loop.iteration} (1, 2, ...) and ${loop.last} (the previous "
+            f"iteration's outputs by step, none in the first); not ${{{ref}}}",
+        )
+    ]
 
 
 @dataclass(frozen=True, slots=True)

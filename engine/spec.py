@@ -144,6 +144,9 @@ class Step(_Model):
     foreach: ForEach | None = Field(
         None, description="run this step once per item (a template, or {items|glob|lines})"
     )
+    loop: Loop | None = Field(
+        None, description="run `loop.steps` again and again until `loop.until` holds"
+    )
     depends_on: list[str] = Field(default_factory=list)
     when: str | None = None
     trigger: Trigger = Trigger.ALL_SUCCEEDED
@@ -226,6 +229,18 @@ class Step(_Model):
         return {"items": v} if isinstance(v, str | list) else v
 
     @model_validator(mode="after")
+    def _loop_shape(self) -> Step:
+        if self.loop is None:
+            return self
+        own = [f for f in LOOP_EXCLUDES if getattr(self, f) not in (None, [], {})]
+        if own:
+            raise ValueError(
+                f"a loop step runs its `loop.steps`; it cannot have {', '.join(own)} of its "
+                "own (move them into a step inside `loop.steps`)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _foreach_policy(self) -> Step:
         if self.foreach is not None and self.on_failure is FailurePolicy.FALLBACK:
             raise ValueError(
@@ -300,6 +315,24 @@ class Step(_Model):
                 out += [(f"foreach.items{p}", s) for p, s in strings_in(fe.items, "")]
             out += [(f"foreach.{n}", t) for n in ("lines", "key") if (t := getattr(fe, n))]
         return out
+
+
+LOOP_EXCLUDES = ("run", "command", "args", "argv", "prompt", "value", "op", "foreach", "env")
+
+
+class Loop(_Model):
+    """A bounded loop: `steps` run as one iteration, again while `until` does not hold,
+    at most `max_iterations` times. Each iteration's steps are durable (`revise#3`)."""
+
+    steps: list[Step] = Field(min_length=1, description="one iteration's steps")
+    until: str = Field(
+        description="an expression read after each iteration (its steps by name, "
+        "${loop.iteration}); the loop ends once it is true"
+    )
+    max_iterations: int = Field(ge=1, le=100, description="required: no loop is unbounded")
+
+
+Step.model_rebuild()
 
 
 class Defaults(_Model):

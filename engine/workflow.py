@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from tutti_mcp.engine.errors import Problem, SpecError, TemplateError
-from tutti_mcp.engine.groups import item_ref_problems, outputs_ref_problems
+from tutti_mcp.engine.groups import item_ref_problems, loop_ref_problems, outputs_ref_problems
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.spec import (
     MODEL_KINDS,
@@ -49,8 +49,10 @@ class Workflow:
     input_refs: dict[str, frozenset[str]] = field(default_factory=dict)  # step -> inputs it reads
     executors: dict[str, ExecutorKind] = field(default_factory=dict)  # step -> what runs it
     model_ids: dict[str, str] = field(default_factory=dict)  # model step -> model id
-    # steps that grow into steps added at run time (`foreach`)
+    # steps that grow into steps added at run time (`foreach`, `loop`)
     groups: frozenset[str] = frozenset()
+    bodies: dict[str, Workflow] = field(default_factory=dict)  # loop step -> its steps
+    outer_refs: frozenset[str] = frozenset()  # a loop body's: the workflow's steps it reads
 
     def live(self) -> Workflow:
         """A copy one run may grow (steps added at run time), sharing what never changes;
@@ -152,11 +154,15 @@ def compile_workflow(
     *,
     model_executor: ExecutorKind = ExecutorKind.PROMPT,
     models: ModelTable | None = None,
+    outer: frozenset[str] = frozenset(),
 ) -> Workflow:
     """Validate a spec as a whole and build its graph; raise SpecError listing every problem.
     Model steps without a `run` go to `model_executor`; model names resolve through
-    `models` (aliases to ids)."""
+    `models` (aliases to ids). `outer`: names a loop's steps may read beyond their own (the
+    workflow's other steps, and `loop`); what they read of those is `outer_refs`."""
     problems: list[Problem] = []
+    outer_read: set[str] = set()
+    bodies: dict[str, Workflow] = {}
     if spec.type not in SUPPORTED_MODES:
         problems.append(
             Problem(
@@ -187,6 +193,8 @@ def compile_workflow(
                 problems.append(
                     Problem(f"{where}.depends_on[{j}]", "a step cannot depend on itself")
                 )
+            elif d not in steps and d in outer and d != "loop":
+                outer_read.add(d)
             elif d not in steps:
                 problems.append(
                     Problem(f"{where}.depends_on[{j}]", f"unknown step {d!r}{_suggest(d, ids)}")
@@ -198,6 +206,17 @@ def compile_workflow(
         texts = [(f, t, False) for f, t in s.templated_strings()]
         if s.when is not None:
             texts.append(("when", unwrap_condition(s.when), True))
+        body_ids: frozenset[str] = frozenset()
+        if s.loop is not None:
+            body = _loop_body(s, where, spec, ids, model_executor, models, problems)
+            if body is not None:
+                bodies[s.id] = body
+                body_ids = frozenset(body.steps)
+                for d in sorted(body.outer_refs, key=ids.index):
+                    if d not in deps[s.id]:
+                        deps[s.id].append(d)
+                        implicit.add((d, s.id))
+            texts.append(("loop.until", unwrap_condition(s.loop.until), True))
         for fname, text, is_expr in texts:
             try:
                 refs = references(text, expression=is_expr) if is_expr or "${" in text else []
@@ -207,6 +226,16 @@ def compile_workflow(
             for ref in refs:
                 if ref.name in ITEM_NAMES:
                     problems += item_ref_problems(s, f"{where}.{fname}", fname)
+                    continue
+                if ref.name == "loop" and ("loop" in outer or fname == "loop.until"):
+                    problems += loop_ref_problems(ref, f"{where}.{fname}")
+                    continue
+                if ref.name in body_ids and fname == "loop.until":  # this iteration's step
+                    _check_ref(ref, f"{where}.{fname}", spec, [ref.name], problems)
+                    continue
+                if ref.name in outer and ref.name not in steps:  # outside the loop
+                    _check_ref(ref, f"{where}.{fname}", spec, [ref.name], problems)
+                    outer_read.add(ref.name)
                     continue
                 if ref.name == "inputs" and ref.attr:
                     inputs_read.add(ref.attr)
@@ -280,7 +309,9 @@ def compile_workflow(
         fallback_of=fallback_of,
         upstream_refs=upstream,
         input_refs=input_refs,
-        groups=frozenset(sid for sid in order if steps[sid].foreach is not None),
+        groups=frozenset(sid for sid in order if steps[sid].foreach is not None or sid in bodies),
+        bodies=bodies,
+        outer_refs=frozenset(outer_read),
     )
 
 
@@ -355,3 +386,41 @@ def _fallback_problems(
                 )
             )
     return problems
+
+
+def _loop_body(
+    s: Step,
+    where: str,
+    spec: WorkflowSpec,
+    ids: list[str],
+    model_executor: ExecutorKind,
+    models: ModelTable | None,
+    problems: list[Problem],
+) -> Workflow | None:
+    """A loop's steps compiled as a workflow of their own, which may read the workflow's
+    other steps (not the loop itself) and `loop`; None when they have problems (reported
+    with their path from the top of the spec)."""
+    assert s.loop is not None
+    inner = s.loop.steps
+    found = len(problems)
+    for j, t in enumerate(inner):
+        if t.id in ids:
+            problems.append(
+                Problem(f"{where}.loop.steps[{j}].id", f"step id {t.id!r} is also a step outside")
+            )
+        if t.foreach is not None or t.loop is not None:
+            problems.append(
+                Problem(
+                    f"{where}.loop.steps[{j}] ({t.id})",
+                    "`foreach` and `loop` are not supported inside a loop yet; make the loop "
+                    "a step of its own, or run the fan-out before the loop",
+                )
+            )
+    sub = spec.model_copy(update={"steps": inner, "name": f"{spec.name}/{s.id}"})
+    outer = frozenset(ids) - {s.id} | {"loop"}
+    try:
+        body = compile_workflow(sub, model_executor=model_executor, models=models, outer=outer)
+    except SpecError as exc:
+        problems += [Problem(f"{where}.loop.{p.path}", p.message) for p in exc.problems]
+        return None
+    return body if len(problems) == found else None

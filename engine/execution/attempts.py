@@ -13,14 +13,16 @@ import anyio
 
 from tutti_mcp.engine.core import RunCore
 from tutti_mcp.engine.errors import ConfigurationError, StepError, StepErrorKind, TemplateError
-from tutti_mcp.engine.execution.context import PreparedRun, RunContext
+from tutti_mcp.engine.execution.context import RunContext
 from tutti_mcp.engine.execution.ledger import RunLedger, over_budget
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.models import ModelInfo
 from tutti_mcp.engine.outputs import shaped
+from tutti_mcp.engine.plan import Plan
 from tutti_mcp.engine.spec import ExecutorKind, RetryPolicy, Step, WorkflowSpec
 from tutti_mcp.engine.thinking import ThinkingChoice
 from tutti_mcp.engine.usage import add_usage
+from tutti_mcp.engine.workflow import Workflow
 from tutti_mcp.memory.runs.records import ClientRequest, EventKind
 
 
@@ -165,15 +167,15 @@ class Attempts:
         raise AssertionError("a retry policy allows at least one attempt")
 
 
-def step_setup(ctx: RunContext, prepared: PreparedRun, sid: str) -> StepSetup:
-    """What every attempt of step `sid` shares: worked out when it first runs (a resumed
-    run with most steps committed pays nothing for those)."""
-    wf, spec = prepared.workflow, prepared.workflow.spec
+def step_setup(ctx: RunContext, wf: Workflow, plan: Plan, sid: str) -> StepSetup:
+    """What every attempt of step `sid` of `wf` (planned as `plan`) shares: worked out
+    when it first runs (a resumed run with most steps committed pays nothing for those)."""
+    spec = wf.spec
     step, kind = wf.steps[sid], wf.executors[sid]
     timeout = step.timeout or spec.defaults.timeout
     max_duration = getattr(ctx.executors.get(kind), "max_duration", None)
     bound = max_duration(step) if max_duration is not None else None
-    thinking = prepared.plan.steps[sid].thinking
+    thinking = plan.steps[sid].thinking
     return StepSetup(
         kind=kind,
         retry=step.retry or spec.defaults.retry,

@@ -63,18 +63,18 @@ class RunExecution:
         cap = min(wf.spec.max_concurrency, cfg.max_concurrency) if parallel else 1
         self.core = RunCore(wf, {s: p.priority for s, p in prepared.plan.steps.items()})
         self.dispatch = Dispatch(self.core, wf.executors, cap, cfg.executor_limits)
-        self.growth = Growth(wf, self.core) if wf.groups else None
+        self.ledger = RunLedger(ctx.store, run, cfg.clock, on_event)
+        self.growth = Growth(wf, self.core, self.ledger) if wf.groups else None
         for group in wf.groups:
             fe = wf.steps[group].foreach
             if fe is not None and fe.max_concurrency is not None and self.growth is not None:
                 self.dispatch.cap_group(group, fe.max_concurrency, self.growth.parent)
-        self.ledger = RunLedger(ctx.store, run, cfg.clock, on_event)
         workspace = Path(run.workspace) if run.workspace else cfg.workspace
         self.attempts = Attempts(ctx, self.ledger, self.core, wf.spec, workspace)
         self.workspace = workspace
         self.client = ClientSteps(ctx.store, run, wf, cfg.client_poll_s)
         self.prepared = prepared
-        self._setups: dict[str, StepSetup] = {}
+        self._setups: dict[tuple[str | None, str], StepSetup] = {}
         self._workers = 0  # tasks running steps
         self._backlog: deque[tuple[str, str | None]] = deque()  # quick steps taken, not started
         self.prior_attempts = {sid: rec.attempts for sid, rec in run.steps.items()}
@@ -182,11 +182,15 @@ class RunExecution:
         self._check_rest()
 
     def _setup(self, sid: str) -> StepSetup:
-        if self.growth is not None:  # instances share their step's setup
-            sid = self.growth.parent.get(sid, sid)
-        setup = self._setups.get(sid)
+        # steps added at run time share their step's setup
+        loop, key = (None, sid) if self.growth is None else self.growth.origin(sid)
+        setup = self._setups.get((loop, key))
         if setup is None:
-            setup = self._setups[sid] = step_setup(self.ctx, self.prepared, sid)
+            if loop is None or self.growth is None:
+                wf, plan = self.prepared.workflow, self.prepared.plan
+            else:
+                wf, plan = self.growth.body_plan(loop, self.ctx.config.models)
+            setup = self._setups[loop, key] = step_setup(self.ctx, wf, plan, key)
         return setup
 
     def _check_rest(self) -> None:
@@ -200,14 +204,14 @@ class RunExecution:
         step = self.wf.steps[sid]
         try:
             if sid in self.core.expanded:
-                await self._collect(sid)
+                await self._grow(sid, collect=True)
                 return
             if skip is None and step.when is not None:
                 skip = await self._condition(sid, step.when)
             if skip is not None:
                 await self._skip(sid, skip)
             elif sid in self.wf.groups:
-                await self._expand(sid)
+                await self._grow(sid, collect=False)
             else:
                 await self._attempt(sid, step)
         except anyio.get_cancelled_exc_class():
@@ -233,7 +237,7 @@ class RunExecution:
             self.wf.deps[sid],
             prior_attempts=self.prior_attempts.get(sid, 0),
             spent=self.prior_spent.pop(sid, None),
-            context=None if self.growth is None else self.growth.context(sid, self.ledger.ctx),
+            context=None if self.growth is None else self.growth.context(sid),
         )
         if isinstance(result, HandedOff):
             await self.ledger.hand_off(sid, result.attempt, result.started, result.request)
@@ -343,34 +347,26 @@ class RunExecution:
         self.ledger.emit(EventKind.STEP_SKIPPED, sid, {"reason": reason})
 
     # -- steps added at run time -------------------------------------------------------------
-    async def _expand(self, sid: str) -> None:
-        """A `foreach` step's turn: read its items, commit one step per item, start them."""
+    async def _grow(self, sid: str, *, collect: bool) -> None:
+        """A `foreach` or `loop` step's turn: add its steps to the run (committed first), or,
+        once they have settled, collect what they made (a loop may add its next iteration)."""
         growth = self.growth
         assert growth is not None
         started = self.ctx.config.clock()
         try:
-            made = await growth.items(
-                sid, self.ledger.ctx, self.workspace, self.ctx.config.max_foreach_items
-            )
+            if collect:
+                done = await growth.collect(sid)
+            else:
+                done = await growth.expand(sid, self.workspace, self.ctx.config.max_foreach_items)
         except StepError as exc:
             self.ledger.totals.errors.setdefault(sid, []).append(str(exc))
             await self._fail(sid, exc, 1, started)
             return
-        if not made:
-            await self._commit(sid, [], None, 1, started, StepStatus.SUCCEEDED)
-            return
-        await self.ledger.expand(sid, [(inst.step_id, inst.scope()) for inst in made])
-        growth.add(sid, made)
-        self.ledger.emit(EventKind.STEP_EXPANDED, sid, {"count": len(made)})
-
-    async def _collect(self, sid: str) -> None:
-        """Every instance of a `foreach` step has settled: its output is theirs."""
-        growth = self.growth
-        assert growth is not None
-        steps = self.run.steps
-        outputs, missing = growth.collected(sid, steps)
-        status = StepStatus.SUCCEEDED if missing is None else StepStatus.DEGRADED
-        await self._commit(sid, outputs, None, 1, growth.started_at(sid, steps), status, missing)
+        if done is None:
+            self.ledger.emit(EventKind.STEP_EXPANDED, sid, {"steps": len(growth.children[sid])})
+        else:
+            when = done.started or started
+            await self._commit(sid, done.output, None, 1, when, done.status, done.error)
 
     # -- client steps ------------------------------------------------------------------------
     async def deliver(self, sid: str, output: Any, error: str | None) -> None:
