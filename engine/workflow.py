@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -154,13 +155,14 @@ def compile_workflow(
     *,
     model_executor: ExecutorKind = ExecutorKind.PROMPT,
     models: ModelTable | None = None,
-    outer: frozenset[str] = frozenset(),
+    outer: Mapping[str, Step | None] | None = None,
 ) -> Workflow:
     """Validate a spec as a whole and build its graph; raise SpecError listing every problem.
     Model steps without a `run` go to `model_executor`; model names resolve through
     `models` (aliases to ids). `outer`: names a loop's steps may read beyond their own (the
     workflow's other steps, and `loop`); what they read of those is `outer_refs`."""
     problems: list[Problem] = []
+    outer = outer or {}
     outer_read: set[str] = set()
     bodies: dict[str, Workflow] = {}
     if spec.type not in SUPPORTED_MODES:
@@ -208,10 +210,10 @@ def compile_workflow(
             texts.append(("when", unwrap_condition(s.when), True))
         body_ids: frozenset[str] = frozenset()
         if s.loop is not None:
-            body = _loop_body(s, where, spec, ids, model_executor, models, problems)
+            body_ids = frozenset(t.id for t in s.loop.steps)
+            body = _loop_body(s, where, spec, steps, model_executor, models, problems)
             if body is not None:
                 bodies[s.id] = body
-                body_ids = frozenset(body.steps)
                 for d in sorted(body.outer_refs, key=ids.index):
                     if d not in deps[s.id]:
                         deps[s.id].append(d)
@@ -234,6 +236,10 @@ def compile_workflow(
                     _check_ref(ref, f"{where}.{fname}", spec, [ref.name], problems)
                     continue
                 if ref.name in outer and ref.name not in steps:  # outside the loop
+                    target_step = outer[ref.name]
+                    if ref.attr == "outputs" and target_step is not None:
+                        problems += outputs_ref_problems(target_step, f"{where}.{fname}")
+                        ref = Reference(ref.name, "output")
                     _check_ref(ref, f"{where}.{fname}", spec, [ref.name], problems)
                     outer_read.add(ref.name)
                     continue
@@ -392,7 +398,7 @@ def _loop_body(
     s: Step,
     where: str,
     spec: WorkflowSpec,
-    ids: list[str],
+    steps: dict[str, Step],
     model_executor: ExecutorKind,
     models: ModelTable | None,
     problems: list[Problem],
@@ -404,7 +410,7 @@ def _loop_body(
     inner = s.loop.steps
     found = len(problems)
     for j, t in enumerate(inner):
-        if t.id in ids:
+        if t.id in steps:
             problems.append(
                 Problem(f"{where}.loop.steps[{j}].id", f"step id {t.id!r} is also a step outside")
             )
@@ -417,7 +423,8 @@ def _loop_body(
                 )
             )
     sub = spec.model_copy(update={"steps": inner, "name": f"{spec.name}/{s.id}"})
-    outer = frozenset(ids) - {s.id} | {"loop"}
+    outer: dict[str, Step | None] = {sid: st for sid, st in steps.items() if sid != s.id}
+    outer["loop"] = None
     try:
         body = compile_workflow(sub, model_executor=model_executor, models=models, outer=outer)
     except SpecError as exc:

@@ -1,6 +1,6 @@
 """Prompts (Claude Code offers them as slash commands): each turns the user's words into a
-spec and drives the tools. Swarm and pipeline shapes are written as chains (the engine
-runs them as dependency graphs) until their dedicated modes exist."""
+spec and drives the tools. Swarm and pipeline shapes are written as chains, `foreach`
+steps and loops until their dedicated modes exist."""
 
 from __future__ import annotations
 
@@ -32,6 +32,30 @@ Other step kinds: `argv: [git, log, -5]` (shell, if the server allows it), `op: 
 with `args: "..."` or `value: {...}` (built-in, no model). Per step: `output: json`,
 `timeout`, `retry: {attempts: 3}`, `on_failure: fail | continue | fallback | degrade`."""
 
+GROWING = """\
+Fan-out and loops (steps added while the run goes, each durable):
+  steps:
+    - id: find
+      output: json
+      prompt: "List the modules to review, as a JSON list of paths"
+    - id: review                          # one step per item: review[0], review[1], ...
+      foreach: "${find.output}"           # or {glob: "src/**/*.py"} or {lines: files.txt}
+      prompt: "Review ${item}"            # ${item_index} is its position
+      on_failure: continue                # a failed item leaves null; the rest go on
+    - id: refine                          # draft#1, critique#1, draft#2, ...
+      loop:
+        max_iterations: 3                 # required
+        until: "${critique.output.approved}"
+        steps:
+          - id: draft
+            prompt: "Summarise ${review.outputs}. ${'Revise: ' ~ loop.last.critique.notes if loop.last else ''}"
+          - id: critique
+            output: json
+            prompt: "Critique this summary; answer {approved: bool, notes: str}: ${draft.output}"
+    - id: publish
+      op: template
+      args: "${refine.output.draft}"      # a loop's output: its last iteration's, by step"""
+
 DRIVE = """\
 Then:
 1. Call workflow_plan with the spec; fix any error it names (it names the exact field).
@@ -50,6 +74,8 @@ def _prompt(kind: str, shape: str, request: str) -> str:
 {shape}
 
 {SPEC_FORMAT}
+
+{GROWING}
 
 {DRIVE}"""
 
@@ -96,7 +122,8 @@ def register(server: MCPServer[Any]) -> None:
         return _prompt(
             "chain",
             "Break the request into concrete steps. Give each step only the dependencies it "
-            "really needs, so independent steps run at the same time.",
+            "really needs, so independent steps run at the same time. Work over a list that "
+            "an earlier step finds is one `foreach` step; draft-and-improve work is a `loop`.",
             request,
         )
 
@@ -131,10 +158,10 @@ def register(server: MCPServer[Any]) -> None:
         listed = f" The items: {items}." if items else ""
         return _prompt(
             "pipeline",
-            "Shape it as a chain with one step per item and stage (ids like `extract_1`, "
-            "`review_1`), where each stage step depends only on the same item's previous stage, "
-            "so items flow through independently; finish with a step that collects all items. "
-            f"Use `on_failure: continue` on item steps so one bad item does not stop the rest.{listed}",
+            "Shape it as one `foreach` step per stage over the items (the first stage's "
+            "`foreach` is the list; a later stage's is the previous stage's outputs, "
+            "`${extract.outputs}`), and finish with a step that collects them. Use "
+            f"`on_failure: continue` on item stages so one bad item does not stop the rest.{listed}",
             request,
         )
 

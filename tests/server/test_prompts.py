@@ -12,7 +12,7 @@ from mcp_types import INVALID_PARAMS
 from tests.server.mcp_support import connect
 from tutti_mcp.engine.spec import ExecutorKind, parse_spec
 from tutti_mcp.engine.workflow import compile_workflow
-from tutti_mcp.server.prompts import SPEC_FORMAT
+from tutti_mcp.server.prompts import GROWING, SPEC_FORMAT
 
 
 def test_the_spec_example_in_the_prompts_compiles() -> None:
@@ -21,6 +21,14 @@ def test_the_spec_example_in_the_prompts_compiles() -> None:
     assert wf.order == ["research", "draft", "check"]
     assert wf.steps["check"].executor is ExecutorKind.PROMPT
     assert wf.deps["check"] == ("draft",)  # implicit: its condition and args read draft
+
+
+def test_the_fan_out_and_loop_example_in_the_prompts_compiles() -> None:
+    example = GROWING.split("\n", 1)[1]
+    wf = compile_workflow(parse_spec(yaml.safe_load(example)))
+    assert wf.groups == {"review", "refine"}
+    assert wf.deps["refine"] == ("review",)
+    assert wf.bodies["refine"].deps == {"draft": (), "critique": ("draft",)}
 
 
 @pytest.mark.anyio
