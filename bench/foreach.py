@@ -74,7 +74,7 @@ async def measure(n: int, rounds: int, where: str, tmp: Path) -> dict[str, float
     try:
         engine = Engine(store, executors, config)
         specs = {"static": static_spec(n), "foreach": foreach_spec(n)}
-        for kind, spec in specs.items():  # warm-up: compile caches, first renders
+        for spec in specs.values():  # warm-up: compile caches, first renders
             await timed(engine, spec, n)
         for _ in range(rounds):
             for kind, spec in specs.items():
