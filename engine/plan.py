@@ -10,6 +10,7 @@ from typing import Any
 
 from tutti_mcp.engine.branches import alternatives, worst_case_s
 from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.modes import choose_mode
 from tutti_mcp.engine.spec import MODEL_KINDS, ExecutorKind, Mode, ThinkingMode
 from tutti_mcp.engine.thinking import (
     MAX_TOKENS,
@@ -102,19 +103,6 @@ class Plan:
             },
             "mermaid": self.mermaid,
         }
-
-
-def choose_mode(wf: Workflow) -> tuple[Mode, str]:
-    spec = wf.spec
-    conditional = [s.id for s in spec.steps if s.when]
-    if spec.type is not Mode.AUTO:
-        return spec.type, f"the spec asks for {spec.type.value}"
-    if conditional:
-        return (
-            Mode.FLOW,
-            f"flow: steps {', '.join(conditional)} run only when their condition holds",
-        )
-    return Mode.CHAIN, "chain: plain dependencies, no conditions"
 
 
 def estimate_source(step: StepPlan, history: WorkflowHistory) -> str:
