@@ -11,7 +11,7 @@ from typing import Any
 from tutti_mcp.engine.branches import alternatives, worst_case_s
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.modes import choose_mode
-from tutti_mcp.engine.spec import MODEL_KINDS, ExecutorKind, Mode, ThinkingMode
+from tutti_mcp.engine.spec import MODEL_KINDS, ExecutorKind, Mode, Step, ThinkingMode
 from tutti_mcp.engine.thinking import (
     MAX_TOKENS,
     ThinkingChoice,
@@ -55,6 +55,18 @@ class StepPlan:
     # None with the reason when no setting fits (preflight then refuses the run).
     api_params: dict[str, Any] | None = None
     api_params_why: str | None = None
+    # a step that grows at run time: "for each item", "loop of draft, critique (≤ 4 times)"
+    shape: str | None = None
+
+
+def step_shape(step: Step) -> str | None:
+    if step.loop is not None:
+        inner = ", ".join(t.id for t in step.loop.steps)
+        return f"loop of {inner} (at most {step.loop.max_iterations} iterations)"
+    if step.foreach is not None:
+        items = step.foreach.items
+        return f"for each of {len(items)} items" if isinstance(items, list) else "for each item"
+    return None
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,7 @@ class Plan:
                     "thinking_reason": s.thinking.reason if s.thinking else None,
                     "api_params": s.api_params,
                     "api_params_why": s.api_params_why,
+                    "shape": s.shape,
                 }
                 for s in self.steps.values()
             },
@@ -118,6 +131,9 @@ def _mermaid(wf: Workflow, critical: set[str], kinds: Mapping[str, ExecutorKind]
     for sid in wf.order:
         step = wf.steps[sid]
         label = f"{sid}<br/>{kinds[sid].value}"
+        if step.loop is not None:
+            inner = " → ".join(t.id for t in step.loop.steps)
+            label = f"{sid}<br/>loop: {inner}<br/>≤ {step.loop.max_iterations} iterations"
         if step.foreach is not None:  # one node for all its instances
             items = step.foreach.items
             label += f"<br/>× {len(items)}" if isinstance(items, list) else "<br/>for each item"
@@ -175,6 +191,8 @@ def make_plan(
             est[sid], source[sid] = history_s[sid], EstimateSource.HISTORY
         elif choice is not None and kind is not ExecutorKind.CLIENT:
             est[sid] = MODEL_ESTIMATE_S[choice.mode]
+        elif sid in wf.bodies:  # at least one iteration of its steps
+            est[sid] = make_plan(wf.bodies[sid], models).critical_path_s
         else:
             est[sid] = DEFAULT_ESTIMATE_S.get(kind, 1.0)
 
@@ -225,6 +243,7 @@ def make_plan(
             estimate_from=source[sid],
             api_params=params[sid][0],
             api_params_why=params[sid][1],
+            shape=step_shape(wf.steps[sid]),
         )
         for sid in wf.order
     }

@@ -17,6 +17,17 @@ def preflight(
     wf: Workflow, executors: Mapping[ExecutorKind, StepExecutor], config: EngineConfig
 ) -> None:
     """Fail before anything runs when a step's executor is not available here."""
+    problems = _problems(wf, executors, config)
+    if problems:
+        raise ConfigurationError(
+            "cannot run this workflow:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+def _problems(
+    wf: Workflow, executors: Mapping[ExecutorKind, StepExecutor], config: EngineConfig
+) -> list[str]:
+    """The workflow's problems here, and its loops' steps' (named in their loop)."""
     problems = []
     missing: dict[ExecutorKind, list[str]] = {}
     for sid in wf.order:
@@ -45,7 +56,6 @@ def preflight(
         if msg:
             problems.append(f"step {sid!r}: {msg}")
     problems += api_step_problems(wf, config.models)
-    if problems:
-        raise ConfigurationError(
-            "cannot run this workflow:\n" + "\n".join(f"  - {p}" for p in problems)
-        )
+    for loop, body in wf.bodies.items():
+        problems += [f"in loop {loop!r}: {p}" for p in _problems(body, executors, config)]
+    return problems

@@ -28,7 +28,7 @@ from tutti_mcp.engine.inputs import coerce_inputs
 from tutti_mcp.engine.outputs import shape_output
 from tutti_mcp.engine.plan import Plan, make_plan
 from tutti_mcp.engine.preflight import preflight
-from tutti_mcp.engine.spec import ExecutorKind, WorkflowSpec, parse_spec
+from tutti_mcp.engine.spec import ExecutorKind, WorkflowSpec, every_step, parse_spec
 from tutti_mcp.engine.workflow import Workflow, compile_workflow
 from tutti_mcp.memory.runs.history import WorkflowHistory
 from tutti_mcp.memory.runs.owner import current_owner, owner_alive
@@ -176,7 +176,7 @@ class Engine:
 
     def _spec_as_stored(self, spec: WorkflowSpec) -> dict[str, Any]:
         if spec.defaults.model_executor is None and any(
-            s.run is None and s.executor is ExecutorKind.PROMPT for s in spec.steps
+            s.run is None and s.executor is ExecutorKind.PROMPT for s in every_step(spec.steps)
         ):
             defaults = spec.defaults.model_copy(
                 update={"model_executor": self.config.model_executor}

@@ -7,6 +7,7 @@ cycles) live in `engine.validate`; this module only checks the shape of each fie
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -315,6 +316,14 @@ class Step(_Model):
                 out += [(f"foreach.items{p}", s) for p, s in strings_in(fe.items, "")]
             out += [(f"foreach.{n}", t) for n in ("lines", "key") if (t := getattr(fe, n))]
         return out
+
+
+def every_step(steps: list[Step]) -> Iterator[Step]:
+    """The steps, and the steps of their loops, depth first."""
+    for s in steps:
+        yield s
+        if s.loop is not None:
+            yield from every_step(s.loop.steps)
 
 
 LOOP_EXCLUDES = ("run", "command", "args", "argv", "prompt", "value", "op", "foreach", "env")

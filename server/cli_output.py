@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +185,9 @@ def _print_next(run: RunRecord, cmd: str, width: int) -> None:
                 instr = s.request.get("instructions", "")
                 out.print(f"waiting for you: [bold]{s.step_id}[/bold]: {escape(short(instr, 200))}")
                 out.print(
-                    f"  when done: {cmd} complete {run.id} {s.step_id} --output TEXT --resume",
+                    # quoted: `review[3]` is a glob pattern to a shell
+                    f"  when done: {cmd} complete {run.id} {shlex.quote(s.step_id)} --output "
+                    "TEXT --resume",
                     markup=False,
                 )
 
@@ -240,7 +243,9 @@ def print_plan(plan: Plan, source: dict[str, str], summary: dict[str, Any] | Non
         out.print(f"  group {i}: {', '.join(group)}")
     for s in plan.steps.values():
         think = f", thinking {s.thinking.mode.value} ({s.thinking.reason})" if s.thinking else ""
-        out.print(f"  {s.id}: {s.executor.value}, ~{secs(s.estimate_s)} ({source[s.id]}){think}")
+        kind = s.shape if s.shape and s.shape.startswith("loop") else s.executor.value
+        kind += f" {s.shape}" if s.shape and s.shape.startswith("for each") else ""
+        out.print(f"  {s.id}: {kind}, ~{secs(s.estimate_s)} ({source[s.id]}){think}")
         if s.api_params_why is not None:  # what the Messages API gets, and why
             sent = "" if s.api_params is None else json.dumps(s.api_params) + ": "
             out.print(f"    {s.model}: {sent}{s.api_params_why}", markup=False)

@@ -1,0 +1,75 @@
+"""The fan-out and loop examples, run as a user would with `tutti run --client`, answering
+each waiting step with `tutti complete` (no API key)."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+from tests.server.test_cli import ROOT, Tutti, db, run_json, tutti
+from tutti_mcp.server.exit_codes import EXIT_OK, EXIT_WAITING
+
+__all__ = ["db", "tutti"]  # the fixtures these tests use
+
+REVIEW = str(ROOT / "examples" / "review-modules.yaml")
+LOOP = str(ROOT / "examples" / "draft-loop.yaml")
+
+
+def waiting(run: dict[str, Any]) -> list[str]:
+    return [sid for sid, s in run["steps"].items() if s["status"] == "waiting"]
+
+
+def test_the_module_review_fans_out_one_review_per_module_and_summarises(tutti: Tutti) -> None:
+    modules = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "engine/execution/*.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.splitlines()
+    assert len(modules) > 3
+
+    code, run = run_json(tutti, "run", REVIEW, "--client")
+    assert (code, run["status"]) == (EXIT_WAITING, "waiting")
+    assert waiting(run) == [f"review[{i}]" for i in range(len(modules))]
+    first = run["steps"]["review[0]"]["detail"]["instructions"]
+    assert f"Review the Python module {modules[0]} of this repository (" in first
+    assert " lines, " in first and " functions, " in first  # its facts, from facts[0]
+
+    run_id = run["run_id"]
+    for i, module in enumerate(modules):
+        code, _, _ = tutti("complete", run_id, f"review[{i}]", "--output", f"ok {module}")
+        assert code == EXIT_OK
+    code, run = run_json(tutti, "resume", run_id)
+    assert (code, waiting(run)) == (EXIT_WAITING, ["summary"])
+    summary = run["steps"]["summary"]["detail"]["instructions"]
+    assert f"reviews of {len(modules)} modules" in summary
+    assert f"- ok {modules[-1]}" in summary
+
+    code, run = run_json(tutti, "complete", run_id, "summary", "--output", "all fine", "--resume")
+    assert (code, run["status"], run["outputs"]["summary"]) == (EXIT_OK, "succeeded", "all fine")
+    assert run["outputs"]["review"] == [f"ok {m}" for m in modules]
+
+
+def test_the_draft_loop_revises_until_the_critique_approves(tutti: Tutti) -> None:
+    code, run = run_json(tutti, "run", LOOP, "--client")
+    assert (code, waiting(run)) == (EXIT_WAITING, ["draft#1"])
+    run_id = run["run_id"]
+
+    too_long = "SQLite " + "word " * 80
+    code, run = run_json(tutti, "complete", run_id, "draft#1", "--output", too_long, "--resume")
+    assert (code, waiting(run)) == (EXIT_WAITING, ["draft#2"])
+    assert run["steps"]["critique#1"]["output"] == {
+        "approved": False,
+        "problems": ["too long: 81 words", "missing: resume"],
+    }
+    assert (
+        "Fix these problems: too long: 81 words; missing: resume"
+        in (run["steps"]["draft#2"]["detail"]["instructions"])
+    )
+
+    good = "Workflows that resume after a crash, with every step kept in SQLite."
+    code, run = run_json(tutti, "complete", run_id, "draft#2", "--output", good, "--resume")
+    assert (code, run["status"]) == (EXIT_OK, "succeeded")
+    assert run["outputs"]["blurb"] == good
+    assert "draft#3" not in run["steps"]
