@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tutti_mcp.engine.errors import Problem, SpecError
+from tutti_mcp.engine.gate_spec import gate_field_problem
 from tutti_mcp.engine.spec_files import decode_spec_bytes, read_spec_bytes
 from tutti_mcp.engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data, parse_spec_text
 from tutti_mcp.engine.spec_strings import schema_problem, split_keeping_templates, strings_in
@@ -40,6 +41,7 @@ class ExecutorKind(StrEnum):
     PROMPT = "prompt"
     CLIENT = "client"
     SAMPLING = "sampling"
+    GATE = "gate"  # an approval gate (`approve:`): a person answers yes or no
 
 
 MODEL_KINDS = frozenset({ExecutorKind.PROMPT, ExecutorKind.CLIENT, ExecutorKind.SAMPLING})
@@ -165,6 +167,15 @@ class Step(_Model):
     estimate_s: float | None = Field(None, ge=0, description="expected duration, for planning")
     idempotency_key: str | None = None
     description: str = ""
+    # approval gate (engine/gates.py): the run waits for a person's yes or no; `timeout`
+    # is then how long to wait for it (unanswered: rejected)
+    approve: str | None = Field(None, description="a gate: the question to put to the user")
+    preview: str | None = Field(None, description="a gate: what to show with the question")
+    on_reject: str | None = Field(
+        None,
+        description='a gate, when rejected or unanswered in time: "fail" (the default) or '
+        "the id of a step to run instead",
+    )
 
     @field_validator("id")
     @classmethod
@@ -238,10 +249,19 @@ class Step(_Model):
             raise ValueError("`fallback` is set but on_failure is not 'fallback'")
         return self
 
+    @model_validator(mode="after")
+    def _gate_fields(self) -> Step:
+        problem = gate_field_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
     # -- derived views -------------------------------------------------------------------
     @property
     def executor(self) -> ExecutorKind:
         """The executor this step runs on (explicit `run`, else inferred from its fields)."""
+        if self.approve is not None:
+            return ExecutorKind.GATE
         if self.run is not None:
             return self.run
         if self.command:
@@ -280,7 +300,7 @@ class Step(_Model):
     def templated_strings(self) -> list[tuple[str, str]]:
         """(field, text) for every field rendered as a template at run time."""
         out: list[tuple[str, str]] = []
-        for name in ("args", "prompt", "system", "idempotency_key", "cwd"):
+        for name in ("args", "prompt", "system", "idempotency_key", "cwd", "approve", "preview"):
             text = getattr(self, name)
             if text is not None:
                 out.append((name, text))

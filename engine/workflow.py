@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tutti_mcp.engine.errors import Problem, SpecError, TemplateError
+from tutti_mcp.engine.gate_spec import reject_target
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.spec import MODEL_KINDS, BuiltinOp, ExecutorKind, Mode, Step, WorkflowSpec
 from tutti_mcp.engine.templating import STEP_FIELDS, Reference, references, unwrap_condition
@@ -40,6 +41,10 @@ class Workflow:
     input_refs: dict[str, frozenset[str]] = field(default_factory=dict)  # step -> inputs it reads
     executors: dict[str, ExecutorKind] = field(default_factory=dict)  # step -> what runs it
     model_ids: dict[str, str] = field(default_factory=dict)  # model step -> model id
+    # on_reject steps of approval gates: they wait on their gate, and run only if it is
+    # rejected (engine/core.py)
+    reject_of: dict[str, str] = field(default_factory=dict)  # on_reject step -> its gate
+    reject_to: dict[str, str] = field(default_factory=dict)  # gate -> its on_reject step
 
     def on(self, kind: ExecutorKind) -> list[str]:
         """The steps that run on `kind`, in order."""
@@ -155,6 +160,7 @@ def compile_workflow(
     upstream: dict[str, int] = {}
     input_refs: dict[str, frozenset[str]] = {}
     fallback_of: dict[str, str] = {}
+    reject_of: dict[str, str] = {}
     for i, s in enumerate(spec.steps):
         where = f"steps[{i}] ({s.id})"
         problems += _step_problems(s, where)
@@ -214,6 +220,24 @@ def compile_workflow(
                 )
             else:
                 fallback_of[s.fallback] = s.id
+        target = reject_target(s)
+        if target is not None:
+            if target not in steps:
+                problems.append(
+                    Problem(f"{where}.on_reject", f"unknown step {target!r}{_suggest(target, ids)}")
+                )
+            elif target in reject_of:
+                problems.append(
+                    Problem(
+                        f"{where}.on_reject",
+                        f"{target!r} is already the on_reject step of gate {reject_of[target]!r}; "
+                        "a step runs for one gate's rejection only",
+                    )
+                )
+            else:
+                reject_of[target] = s.id
+                if s.id not in deps[target]:  # it waits for its gate's answer
+                    deps[target].append(s.id)
 
     import networkx as nx  # imported when needed: it is slow to import
 
@@ -224,6 +248,7 @@ def compile_workflow(
     g.add_edges_from((d, s) for s, ds in deps.items() for d in ds)
     problems += _cycle_problems(g, ids)
     problems += _fallback_problems(g, ids, deps, fallback_of)
+    problems += _reject_problems(g, ids, deps, reject_of, fallback_of)
     if problems:
         raise SpecError(problems)
 
@@ -248,6 +273,8 @@ def compile_workflow(
         order=order,
         implicit=implicit,
         fallback_of=fallback_of,
+        reject_of=reject_of,
+        reject_to={gate: target for target, gate in reject_of.items()},
         upstream_refs=upstream,
         input_refs=input_refs,
     )
@@ -321,6 +348,45 @@ def _fallback_problems(
                     f"steps ({f}).depends_on",
                     f"fallback step {f!r} may only depend on steps that {p!r} depends on; "
                     f"not on {', '.join(sorted(extra))}",
+                )
+            )
+    return problems
+
+
+def _reject_problems(
+    g: nx.DiGraph,
+    ids: list[str],
+    deps: dict[str, list[str]],
+    reject_of: dict[str, str],
+    fallback_of: dict[str, str],
+) -> list[Problem]:
+    """A gate's on_reject step runs instead of the gate's dependents: it cannot need them
+    (they are skipped when it runs), and it cannot be a fallback as well."""
+    import networkx as nx
+
+    problems: list[Problem] = []
+    for target, gate in reject_of.items():
+        where = f"steps ({gate}).on_reject"
+        if target in fallback_of:
+            problems.append(
+                Problem(
+                    where,
+                    f"{target!r} is the fallback of {fallback_of[target]!r}; a step is either a "
+                    "fallback or a gate's on_reject step, not both",
+                )
+            )
+        if not nx.is_directed_acyclic_graph(g):
+            continue  # reported as a cycle
+        needs = [
+            d for d in ids if d != target and gate in deps[d] and target in nx.descendants(g, d)
+        ]
+        if needs:
+            problems.append(
+                Problem(
+                    where,
+                    f"on_reject step {target!r} depends on {', '.join(needs)}, which run only if "
+                    f"gate {gate!r} is approved; it would never run. Make {target!r} depend on "
+                    f"steps before {gate!r} only",
                 )
             )
     return problems

@@ -22,7 +22,9 @@ from tutti_mcp.engine.execution.client_steps import ClientSteps, client_failure
 from tutti_mcp.engine.execution.context import EventSink, PreparedRun, RunContext
 from tutti_mcp.engine.execution.dispatch import Dispatch, DispatchStats
 from tutti_mcp.engine.execution.finish import history_entry, resting_status
+from tutti_mcp.engine.execution.gate_steps import GateSteps
 from tutti_mcp.engine.execution.ledger import RunLedger
+from tutti_mcp.engine.gates import GateRejected
 from tutti_mcp.engine.report import Segments, earlier_segments, run_metrics
 from tutti_mcp.engine.spec import Step
 from tutti_mcp.engine.templating import evaluate_async
@@ -64,6 +66,7 @@ class RunExecution:
         workspace = Path(run.workspace) if run.workspace else cfg.workspace
         self.attempts = Attempts(ctx, self.ledger, self.core, wf.spec, workspace)
         self.client = ClientSteps(ctx.store, run, wf, cfg.client_poll_s)
+        self.gates = GateSteps(ctx, self.ledger, self.core, self.client, wf.spec, workspace)
         self.prepared = prepared
         self._setups: dict[str, StepSetup] = {}
         self._workers = 0  # tasks running steps
@@ -209,7 +212,8 @@ class RunExecution:
         return None if result else f"condition is false: {when}"
 
     async def _attempt(self, sid: str, step: Step) -> None:
-        result = await self.attempts.run(
+        attempts = self.gates if step.approve is not None else self.attempts
+        result = await attempts.run(
             step,
             self._setup(sid),
             self.wf.deps[sid],
@@ -286,6 +290,8 @@ class RunExecution:
         started: float | None,
         spent: dict[str, Any] | None = None,
     ) -> None:
+        if isinstance(err, GateRejected):
+            return await self.gates.reject(sid, err, attempt)
         action = self.core.failed(sid)
         step = self.wf.steps[sid]
         if action is FailureAction.USE_DEFAULT:
@@ -331,7 +337,9 @@ class RunExecution:
         # the attempt and start time are those of the handoff: the client's time counts
         rec = self.run.steps[sid]
         with self.dispatch.held():
-            if error is None:
+            if isinstance(value, GateRejected):
+                await self._fail(sid, value, rec.attempts, rec.started_at)
+            elif error is None:
                 await self._commit(
                     sid, value, None, rec.attempts, rec.started_at, StepStatus.SUCCEEDED
                 )
