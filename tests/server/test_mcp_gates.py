@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp.client.session import ClientRequestContext
-from mcp_types import ElicitRequestParams, ElicitResult
+from mcp_types import ElicitRequestFormParams, ElicitRequestParams, ElicitResult
 
 from tests.server.mcp_support import call, connect, fail, tasks_of, until_settled
 
@@ -37,7 +37,7 @@ class User:
         self, context: ClientRequestContext, params: ElicitRequestParams
     ) -> ElicitResult:
         self.asked.append(params)
-        return ElicitResult(action=self.action, content=self.content)  # type: ignore[arg-type]
+        return ElicitResult(action=self.action, content=self.content)
 
 
 async def test_a_gate_is_asked_by_elicitation_and_its_yes_lets_the_run_go_on() -> None:
@@ -50,6 +50,7 @@ async def test_a_gate_is_asked_by_elicitation_and_its_yes_lets_the_run_go_on() -
     assert final["status"] == "succeeded", final
     (asked,) = user.asked
     assert "Apply 2 edits?" in asked.message and "a, b" in asked.message
+    assert isinstance(asked, ElicitRequestFormParams)
     assert asked.requested_schema["required"] == ["approve"]
     decision = result["outputs"]["confirm"]
     assert (decision["approved"], decision["note"], decision["by"]) == (
