@@ -40,6 +40,7 @@ class RunCore:
         self.unsettled = sum(1 for sid in wf.order if sid not in wf.fallback_of)
         self.stop_reason: str | None = None
         self._started = False
+        self.rejections: dict[str, str] = {}  # rejected gate -> why its dependents are skipped
         self._ready: list[tuple[float, int, str]] = []
         self._queued: set[str] = set()  # ever pushed: a step is made ready at most once
         self._index = {sid: i for i, sid in enumerate(wf.order)}
@@ -60,6 +61,14 @@ class RunCore:
         for sid in committed:
             self.status[sid] = steps[sid].status
         done = set(committed)
+        client_failed = [
+            s
+            for s in self.wf.order
+            if steps[s].status is StepStatus.FAILED and steps[s].reported_by_client
+        ]
+        # marked before dependencies settle, so that settling does not make them ready again
+        for sid in client_failed:
+            self.status[sid] = StepStatus.WAITING
         for sid in committed:
             primary = self.wf.fallback_of.get(sid)
             if primary is None:
@@ -68,13 +77,6 @@ class RunCore:
                 self.status[primary] = StepStatus.FAILED
                 self.output_from[primary] = sid
                 self._settle(primary, satisfied=True)
-        client_failed = [
-            s
-            for s in self.wf.order
-            if steps[s].status is StepStatus.FAILED and steps[s].reported_by_client
-        ]
-        for sid in client_failed:
-            self.status[sid] = StepStatus.WAITING
         reset = [
             s
             for s in self.wf.order
@@ -167,6 +169,28 @@ class RunCore:
             return FailureAction.RUN_FALLBACK
         return FailureAction.USE_DEFAULT
 
+    def rejected(self, sid: str, reason: str) -> FailureAction:
+        """An approval gate was rejected (or not answered in time): its dependents never run.
+        Without an on_reject step the run stops; with one, that step (which waits on the
+        gate) runs."""
+        self.status[sid] = StepStatus.FAILED
+        if sid not in self.wf.reject_to:
+            self.stop_reason = self.stop_reason or reason
+            return FailureAction.STOP_RUN
+        self.rejections[sid] = reason
+        self._settle(sid, satisfied=False)
+        return FailureAction.RUN_FALLBACK
+
+    def _on_reject_step(self, sid: str) -> tuple[str | None, str | None]:
+        """A gate's on_reject step, ready: skipped when its gate was approved; else its
+        other dependencies decide (returns the first without an output, and a skip reason)."""
+        gate = self.wf.reject_of[sid]
+        if gate not in self.rejections:
+            status = self.status[gate]
+            return None, f"gate {gate!r} " + ("approved" if status.has_output else status.value)
+        deps = self.wf.deps[sid]
+        return next((d for d in deps if d != gate and not self.status[d].has_output), None), None
+
     def degraded(self, sid: str) -> None:
         self.status[sid] = StepStatus.DEGRADED
         self._settle(sid, satisfied=True)
@@ -189,7 +213,13 @@ class RunCore:
         if sid in self.expanded:  # its steps have settled, whatever became of them
             return Decision(sid, None)
         dep = self.unsatisfied_dep.get(sid)
+        if sid in self.wf.reject_of:
+            dep, skip = self._on_reject_step(sid)
+            if skip is not None:
+                return Decision(sid, skip)
         if dep is not None and self.wf.steps[sid].trigger is Trigger.ALL_SUCCEEDED:
+            if dep in self.rejections:
+                return Decision(sid, self.rejections[dep])
             why = "failed" if self.status[dep] is StepStatus.FAILED else "was skipped"
             return Decision(sid, f"dependency {dep!r} {why}")
         return Decision(sid, None)

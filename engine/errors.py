@@ -131,6 +131,7 @@ class StepErrorKind(StrEnum):
     REFUSAL = "refusal"  # the model refused
     TRUNCATED = "truncated"  # the answer hit max_tokens
     TOOL_TURNS = "tool_turns"  # the memory tool loop ran out of turns
+    REJECTED = "rejected"  # an approval gate was answered no, or not in time
     # a refusal raised while preparing the step: the class name, as stored before this enum
     TEMPLATE = "TemplateError"
     TEMPLATE_LIMIT = "TemplateLimitError"

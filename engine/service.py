@@ -24,6 +24,7 @@ from tutti_mcp.engine.errors import (
 from tutti_mcp.engine.execution.context import EventSink, PreparedRun, RunContext
 from tutti_mcp.engine.execution.runner import RunExecution
 from tutti_mcp.engine.executors.base import StepExecutor
+from tutti_mcp.engine.gates import gate_answer, record_answer
 from tutti_mcp.engine.inputs import coerce_inputs
 from tutti_mcp.engine.outputs import shape_output
 from tutti_mcp.engine.plan import Plan, make_plan
@@ -350,6 +351,9 @@ class Engine:
         if rec.status is not StepStatus.WAITING:
             raise StepNotWaiting(run_id, step_id, rec.status.value)
         wf = self.compile(run.spec)
+        if wf.steps[step_id].approve is not None:  # an approval gate: yes or no
+            await record_answer(self.store, run_id, rec, gate_answer(step_id, output, error))
+            return run.status
         now = self.config.clock()
         if error is None:
             try:

@@ -11,35 +11,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tutti_mcp.engine.errors import Problem, SpecError
-from tutti_mcp.engine.spec_enums import (
-    MODEL_KINDS as MODEL_KINDS,
-)
-from tutti_mcp.engine.spec_enums import (
-    BuiltinOp as BuiltinOp,
-)
-from tutti_mcp.engine.spec_enums import (
-    ExecutorKind as ExecutorKind,
-)
-from tutti_mcp.engine.spec_enums import (
-    FailurePolicy as FailurePolicy,
-)
-from tutti_mcp.engine.spec_enums import (
-    Mode as Mode,
-)
-from tutti_mcp.engine.spec_enums import (
-    ThinkingMode as ThinkingMode,
-)
-from tutti_mcp.engine.spec_enums import (
-    Trigger as Trigger,
-)
-from tutti_mcp.engine.spec_enums import (
-    TruncationPolicy as TruncationPolicy,
-)
+from tutti_mcp.engine.gate_spec import gate_field_problem
 from tutti_mcp.engine.spec_files import decode_spec_bytes, read_spec_bytes
 from tutti_mcp.engine.spec_foreach import ForEach
+from tutti_mcp.engine.spec_parts import MODEL_KINDS as MODEL_KINDS
+from tutti_mcp.engine.spec_parts import Budget as Budget
+from tutti_mcp.engine.spec_parts import BuiltinOp as BuiltinOp
+from tutti_mcp.engine.spec_parts import Defaults as Defaults
+from tutti_mcp.engine.spec_parts import ExecutorKind as ExecutorKind
+from tutti_mcp.engine.spec_parts import FailurePolicy as FailurePolicy
+from tutti_mcp.engine.spec_parts import Mode as Mode
+from tutti_mcp.engine.spec_parts import Optimization as Optimization
+from tutti_mcp.engine.spec_parts import RetryPolicy as RetryPolicy
+from tutti_mcp.engine.spec_parts import SpecModel as _Model
+from tutti_mcp.engine.spec_parts import ThinkingMode as ThinkingMode
+from tutti_mcp.engine.spec_parts import Trigger as Trigger
+from tutti_mcp.engine.spec_parts import TruncationPolicy as TruncationPolicy
 from tutti_mcp.engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data, parse_spec_text
 from tutti_mcp.engine.spec_strings import (
     readable_loc,
@@ -77,22 +67,6 @@ KNOWN_COMMANDS = sorted(PROMPT_COMMANDS | SHELL_COMMANDS | set(BUILTIN_COMMANDS)
 # `memory:` keywords, resolved per run by engine.agent_memory; `true` means "workflow".
 MEMORY_KEYWORDS = ("workflow", "global", "project")
 MEMORY_FORMS = 'true, false, "workflow", "global", "project", "project:<key>" or "workflow:<name>"'
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RetryPolicy(_Model):
-    attempts: int = Field(1, ge=1, le=20, description="total attempts, the first included")
-    backoff_s: float = Field(1.0, ge=0, le=600, description="delay before the 2nd attempt")
-    max_backoff_s: float = Field(60.0, ge=0, le=3600)
-    jitter: bool = True
-
-    def delay(self, failed_attempt: int, rand: float) -> float:
-        """Exponential backoff with full jitter; `rand` in [0, 1)."""
-        base: float = min(self.max_backoff_s, self.backoff_s * 2.0 ** (failed_attempt - 1))
-        return base * rand if self.jitter else base
 
 
 class InputSpec(_Model):
@@ -159,6 +133,15 @@ class Step(_Model):
     estimate_s: float | None = Field(None, ge=0, description="expected duration, for planning")
     idempotency_key: str | None = None
     description: str = ""
+    # approval gate (engine/gates.py): the run waits for a person's yes or no; `timeout`
+    # is then how long to wait for it (unanswered: rejected)
+    approve: str | None = Field(None, description="a gate: the question to put to the user")
+    preview: str | None = Field(None, description="a gate: what to show with the question")
+    on_reject: str | None = Field(
+        None,
+        description='a gate, when rejected or unanswered in time: "fail" (the default) or '
+        "the id of a step to run instead",
+    )
 
     @field_validator("id")
     @classmethod
@@ -258,10 +241,19 @@ class Step(_Model):
             raise ValueError("`fallback` is set but on_failure is not 'fallback'")
         return self
 
+    @model_validator(mode="after")
+    def _gate_fields(self) -> Step:
+        problem = gate_field_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
     # -- derived views -------------------------------------------------------------------
     @property
     def executor(self) -> ExecutorKind:
         """The executor this step runs on (explicit `run`, else inferred from its fields)."""
+        if self.approve is not None:
+            return ExecutorKind.GATE
         if self.run is not None:
             return self.run
         if self.command:
@@ -300,7 +292,7 @@ class Step(_Model):
     def templated_strings(self) -> list[tuple[str, str]]:
         """(field, text) for every field rendered as a template at run time."""
         out: list[tuple[str, str]] = []
-        for name in ("args", "prompt", "system", "idempotency_key", "cwd"):
+        for name in ("args", "prompt", "system", "idempotency_key", "cwd", "approve", "preview"):
             text = getattr(self, name)
             if text is not None:
                 out.append((name, text))
@@ -342,39 +334,6 @@ class Loop(_Model):
 
 
 Step.model_rebuild()
-
-
-class Defaults(_Model):
-    model: str | None = None
-    thinking: ThinkingMode | None = None
-    timeout: float = Field(300.0, gt=0, le=86_400)
-    retry: RetryPolicy = RetryPolicy()
-    model_executor: ExecutorKind | None = Field(
-        None, description="where model steps run when a step does not say: prompt, client, sampling"
-    )
-
-    @field_validator("model_executor")
-    @classmethod
-    def _model_executor(cls, v: ExecutorKind | None) -> ExecutorKind | None:
-        if v is not None and v not in MODEL_KINDS:
-            raise ValueError("model steps run on prompt, client or sampling")
-        return v
-
-
-class Optimization(_Model):
-    """The seed's optimisation switches; all on by default and honoured where they apply."""
-
-    parallel_where_possible: bool = True
-    adaptive_thinking: bool = True
-    state_persistence: bool = True
-
-
-class Budget(_Model):
-    max_cost_usd: float | None = Field(None, gt=0)
-    max_tokens: int | None = Field(None, gt=0)
-    # With max_cost_usd, a step on a model without a known price is refused at plan time
-    # (its cost could not count against the budget) unless this says to run it anyway.
-    allow_unpriced: bool = False
 
 
 class WorkflowSpec(_Model):

@@ -8,12 +8,13 @@ A template that reads another step's output makes that step a dependency even wh
 from __future__ import annotations
 
 import difflib
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from tutti_mcp.engine.errors import Problem, SpecError, TemplateError
+from tutti_mcp.engine.gate_spec import reject_target
+from tutti_mcp.engine.graph_checks import cycle_problems, fallback_problems, reject_problems
 from tutti_mcp.engine.groups import item_ref_problems, loop_ref_problems, outputs_ref_problems
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.spec import (
@@ -67,6 +68,11 @@ class Workflow:
             executors=dict(self.executors),
             model_ids=dict(self.model_ids),
         )
+
+    # on_reject steps of approval gates: they wait on their gate, and run only if it is
+    # rejected (engine/core.py)
+    reject_of: dict[str, str] = field(default_factory=dict)  # on_reject step -> its gate
+    reject_to: dict[str, str] = field(default_factory=dict)  # gate -> its on_reject step
 
     def on(self, kind: ExecutorKind) -> list[str]:
         """The steps that run on `kind`, in order."""
@@ -187,6 +193,7 @@ def compile_workflow(
     upstream: dict[str, int] = {}
     input_refs: dict[str, frozenset[str]] = {}
     fallback_of: dict[str, str] = {}
+    reject_of: dict[str, str] = {}
     for i, s in enumerate(spec.steps):
         where = f"steps[{i}] ({s.id})"
         problems += _step_problems(s, where)
@@ -279,6 +286,24 @@ def compile_workflow(
                 )
             else:
                 fallback_of[s.fallback] = s.id
+        target = reject_target(s)
+        if target is not None:
+            if target not in steps:
+                problems.append(
+                    Problem(f"{where}.on_reject", f"unknown step {target!r}{_suggest(target, ids)}")
+                )
+            elif target in reject_of:
+                problems.append(
+                    Problem(
+                        f"{where}.on_reject",
+                        f"{target!r} is already the on_reject step of gate {reject_of[target]!r}; "
+                        "a step runs for one gate's rejection only",
+                    )
+                )
+            else:
+                reject_of[target] = s.id
+                if s.id not in deps[target]:  # it waits for its gate's answer
+                    deps[target].append(s.id)
 
     import networkx as nx  # imported when needed: it is slow to import
 
@@ -287,8 +312,9 @@ def compile_workflow(
     g = nx.DiGraph()
     g.add_nodes_from(ids)
     g.add_edges_from((d, s) for s, ds in deps.items() for d in ds)
-    problems += _cycle_problems(g, ids)
-    problems += _fallback_problems(g, ids, deps, fallback_of)
+    problems += cycle_problems(g, ids)
+    problems += fallback_problems(g, ids, deps, fallback_of)
+    problems += reject_problems(g, ids, deps, reject_of, fallback_of)
     if problems:
         raise SpecError(problems)
 
@@ -313,85 +339,14 @@ def compile_workflow(
         order=order,
         implicit=implicit,
         fallback_of=fallback_of,
+        reject_of=reject_of,
+        reject_to={gate: target for target, gate in reject_of.items()},
         upstream_refs=upstream,
         input_refs=input_refs,
         groups=frozenset(sid for sid in order if steps[sid].foreach is not None or sid in bodies),
         bodies=bodies,
         outer_refs=frozenset(outer_read),
     )
-
-
-def _cycle_problems(g: nx.DiGraph, ids: list[str]) -> list[Problem]:
-    """One problem per group of steps that depend on each other in a circle (a strongly
-    connected component), in spec order: its shortest cycle through its first step."""
-    import networkx as nx
-
-    if nx.is_directed_acyclic_graph(g):  # the usual case, and the fastest check
-        return []
-    first: dict[str, int] = {}
-    for i, sid in enumerate(ids):
-        first.setdefault(sid, i)
-    circles = [c for c in nx.strongly_connected_components(g) if len(c) > 1]
-    circles.sort(key=lambda c: min(first[s] for s in c))
-    problems = []
-    for circle in circles:
-        path = _cycle_through(g, circle, min(circle, key=first.__getitem__), first)
-        problems.append(
-            Problem(
-                "steps",
-                "dependency cycle: " + " -> ".join(path) + " (remove one of these edges)",
-            )
-        )
-    return problems
-
-
-def _cycle_through(g: nx.DiGraph, circle: set[str], start: str, first: dict[str, int]) -> list[str]:
-    """The shortest cycle from `start` back to it inside `circle` (breadth first, each step's
-    dependents taken in spec order, so the same spec always names the same cycle)."""
-    parent: dict[str, str | None] = {start: None}
-    queue = deque([start])
-    while queue:
-        u = queue.popleft()
-        for v in sorted(g.successors(u), key=first.__getitem__):
-            if v == start:
-                path = [u]
-                while (p := parent[path[-1]]) is not None:
-                    path.append(p)
-                return [*reversed(path), start]
-            if v in circle and v not in parent:
-                parent[v] = u
-                queue.append(v)
-    raise AssertionError(f"{start!r} is on no cycle of its strongly connected component")
-
-
-def _fallback_problems(
-    g: nx.DiGraph, ids: list[str], deps: dict[str, list[str]], fallback_of: dict[str, str]
-) -> list[Problem]:
-    """A fallback runs only when its primary fails: nothing else may need it, and it may
-    need only what its primary needs."""
-    import networkx as nx
-
-    problems: list[Problem] = []
-    for f, p in fallback_of.items():
-        users = [s for s in ids if f in deps[s]]
-        if users:
-            problems.append(
-                Problem(
-                    f"steps ({f})",
-                    f"{f!r} is the fallback of {p!r}, so it runs only if {p!r} fails; "
-                    f"{', '.join(users)} should depend on {p!r} instead",
-                )
-            )
-        extra = set(deps[f]) - nx.ancestors(g, p)
-        if extra:
-            problems.append(
-                Problem(
-                    f"steps ({f}).depends_on",
-                    f"fallback step {f!r} may only depend on steps that {p!r} depends on; "
-                    f"not on {', '.join(sorted(extra))}",
-                )
-            )
-    return problems
 
 
 def _loop_body(

@@ -20,6 +20,7 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 
 from tutti_mcp import __version__
+from tutti_mcp.engine.executors.gate import GateExecutor
 from tutti_mcp.engine.executors.sampling import SamplingExecutor
 from tutti_mcp.engine.report import markdown_report
 from tutti_mcp.engine.spec import ExecutorKind
@@ -30,6 +31,7 @@ from tutti_mcp.server import prompts
 from tutti_mcp.server.settings import Settings, build_engine
 from tutti_mcp.tools import memory_mcp
 from tutti_mcp.tools import workflow as wfl
+from tutti_mcp.tools.elicitation import GateAsker
 from tutti_mcp.tools.errors import resource_errors
 from tutti_mcp.tools.sampling import SamplingBroker
 from tutti_mcp.tools.schema import compact_tools
@@ -59,23 +61,37 @@ def create_server(settings: Settings | None = None, workspace: Path | None = Non
             if orphans:
                 log.info("runs left by a stopped process, now interrupted: %s", orphans)
             broker = SamplingBroker()
+            asker = GateAsker()  # approval gates, asked by elicitation where offered
             memory_files = AsyncMemoryFiles.of(store)  # shares the store's connection
             engine = build_engine(
                 settings,
                 store,
                 model_executor=settings.default_model_executor,
                 workspace=root,
-                extra_executors={ExecutorKind.SAMPLING: SamplingExecutor(broker)},
+                extra_executors={
+                    ExecutorKind.SAMPLING: SamplingExecutor(broker),
+                    ExecutorKind.GATE: GateExecutor(asker),
+                },
                 memory=memory_files,
             )
             # Client tasks are completed in this process (step_complete) and delivered at
             # once; polling the store only catches completions by another process.
             engine.config.client_poll_s = CLIENT_POLL_S
+
+            def forget(run_id: str) -> None:  # the run stopped executing here
+                broker.forget(run_id)
+                asker.forget(run_id)
+
             async with anyio.create_task_group() as tg:
-                supervisor = RunSupervisor(engine, tg, on_stopped=broker.forget)
+                supervisor = RunSupervisor(engine, tg, on_stopped=forget)
                 broker.on_parked = supervisor.notify
                 state = wfl.ToolState(
-                    supervisor, broker, root, memory_files, spec_limits=settings.spec_limits
+                    supervisor,
+                    broker,
+                    root,
+                    memory_files,
+                    spec_limits=settings.spec_limits,
+                    asker=asker,
                 )
                 live.append(state)
                 try:

@@ -181,7 +181,17 @@ def _print_next(run: RunRecord, cmd: str, width: int) -> None:
         )
     if run.status is RunStatus.WAITING:
         for s in run.steps.values():
-            if s.status is StepStatus.WAITING:
+            approval = s.request.get("approval") if s.status is StepStatus.WAITING else None
+            if approval is not None:  # an approval gate
+                question = escape(short(str(approval.get("question")), 200))
+                out.print(f"approval needed: [bold]{s.step_id}[/bold]: {question}")
+                if approval.get("preview"):
+                    out.print(short(str(approval["preview"]), 3 * width), markup=False)
+                out.print(
+                    f"  answer: {cmd} approve {run.id} {s.step_id} --yes (or --no) [--note TEXT]",
+                    markup=False,
+                )
+            elif s.status is StepStatus.WAITING:
                 instr = s.request.get("instructions", "")
                 out.print(f"waiting for you: [bold]{s.step_id}[/bold]: {escape(short(instr, 200))}")
                 out.print(

@@ -51,7 +51,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """run, resume, runs, show, complete, prune: the commands on runs (server/cli_runs.py)."""
+    """run, resume, runs, show, complete, approve, prune: the commands on runs
+    (server/cli_runs.py, server/cli_approve.py)."""
     sp = _add(sub, "run", f"{_RUNS}:cmd_run", "run a workflow file (JSON or YAML)")
     sp.add_argument("file", help="the workflow spec: a JSON or YAML file")
     sp.add_argument(
@@ -134,6 +135,25 @@ def _run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     sp.add_argument("--json", action="store_true", help=_JSON_HELP)
     sp.add_argument("--full", action="store_true", help=_FULL_HELP + "; with --resume")
+    sp = _add(
+        sub,
+        "approve",
+        "tutti_mcp.server.cli_approve:cmd_approve",
+        "answer an approval gate of a waiting run, then resume the run",
+    )
+    sp.add_argument("run_id", help="the waiting run")
+    sp.add_argument("step_id", help="the gate (a step with `approve:`) waiting for an answer")
+    g = sp.add_mutually_exclusive_group(required=True)
+    g.add_argument("--yes", dest="approve", action="store_true", help="approve: the run goes on")
+    g.add_argument(
+        "--no",
+        dest="approve",
+        action="store_false",
+        help="reject: the gate's dependents are skipped and its `on_reject` applies",
+    )
+    sp.add_argument("--note", help="why, recorded with the answer (default: no note)")
+    sp.add_argument("--json", action="store_true", help=_JSON_HELP)
+    sp.add_argument("--full", action="store_true", help=_FULL_HELP)
     sp = _add(sub, "prune", f"{_RUNS}:cmd_prune", "delete old finished runs and their checkpoints")
     sp.add_argument(
         "--older-than-days",

@@ -56,6 +56,25 @@ Fan-out and loops (steps added while the run goes, each durable):
       op: template
       args: "${refine.output.draft}"      # a loop's output: its last iteration's, by step"""
 
+# A gate before a step that changes things: the run waits (durably) for the user's answer.
+GATE_EXAMPLE = """\
+name: gated-edits
+inputs: {task: {type: string, required: true}}
+steps:
+  - id: plan
+    prompt: "List the edits for ${inputs.task} as JSON: {edits: [one line each]}"
+    output: json
+  - id: confirm                 # an approval gate: asks the user, runs nothing itself
+    approve: "Apply ${plan.output.edits | length} edits?"
+    preview: "${plan.output.edits | join('\\n')}"
+    on_reject: explain          # default: fail (the run stops); `timeout: 3600` = no after 1 h
+  - id: apply
+    depends_on: [confirm]       # runs only once the user said yes
+    prompt: "Apply these edits: ${plan.output.edits}"
+  - id: explain                 # runs only if the user said no
+    prompt: "Tell the user nothing was changed, and why: ${confirm.error}"
+"""
+
 DRIVE = """\
 Then:
 1. Call workflow_plan with the spec; fix any error it names (it names the exact field).
@@ -135,7 +154,9 @@ def register(server: MCPServer[Any]) -> None:
             "Use a classifying step with `output: json` and later steps with `when:` conditions "
             "on its fields (e.g. when: \"${triage.output.severity == 'high'}\"), so only the "
             "matching branch runs. A step with `trigger: all_done` runs after the branches, "
-            "whichever ran.",
+            "whichever ran. Before a step that changes things (files, messages, deploys), "
+            "add an approval gate; the user's answer reaches you as a client task (ask them, "
+            "never answer for them) or in their client directly:\n" + GATE_EXAMPLE,
             request,
         )
 

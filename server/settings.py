@@ -164,6 +164,7 @@ def build_engine(
     from tutti_mcp.engine.config import EngineConfig
     from tutti_mcp.engine.executors.builtin import BuiltinExecutor
     from tutti_mcp.engine.executors.client import ClientExecutor
+    from tutti_mcp.engine.executors.gate import GateExecutor
     from tutti_mcp.engine.executors.shell import ShellExecutor
     from tutti_mcp.engine.models import ModelTable
     from tutti_mcp.engine.service import Engine
@@ -172,6 +173,7 @@ def build_engine(
     executors: dict[ExecutorKind, StepExecutor] = {
         ExecutorKind.BUILTIN: BuiltinExecutor(),
         ExecutorKind.CLIENT: ClientExecutor(),
+        ExecutorKind.GATE: GateExecutor(),  # asks by elicitation where the server adds one
     }
     if shell_allow_all or settings.allow_shell:
         allow = None if shell_allow_all else settings.allow_shell

@@ -27,6 +27,7 @@ from tutti_mcp.engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data
 from tutti_mcp.engine.supervisor import TAKES_RESULTS, ReportProgress, RunSupervisor
 from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
 from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepRecord, StepStatus
+from tutti_mcp.tools.elicitation import GateAsker
 from tutti_mcp.tools.results import (
     Cancelled,
     CheckpointInfo,
@@ -58,6 +59,7 @@ class ToolState:
     workspace: Path
     memory: AsyncMemoryFiles | None = None  # the memory tools' store (None: no memory tools)
     spec_limits: SpecLimits = DEFAULT_LIMITS  # TUTTI_MAX_SPEC_BYTES, TUTTI_MAX_SPEC_DEPTH
+    asker: GateAsker | None = None  # asks approval gates by elicitation (None: client tasks)
 
 
 # -- specs -----------------------------------------------------------------------------------
@@ -154,10 +156,17 @@ def next_step(run: RunRecord, tasks: Sequence[ClientTask], sampling: int, error:
         )
     if tasks:
         ids = ", ".join(t.step_id for t in tasks)
+        gates = [t.step_id for t in tasks if run.steps[t.step_id].request.get("approval")]
+        asks = (
+            f" {', '.join(gates)} ask for approval: put each question to your user and report "
+            'their answer as output={"approve": true|false, "note": "..."}; never answer for them.'
+            if gates
+            else ""
+        )
         return (
             f"Do the client_tasks ({ids}); they are independent, so work on them in parallel. "
             f"Report each with step_complete('{rid}', step_id, output=...) (or error=... if it "
-            "cannot be done); the run then moves on."
+            "cannot be done); the run then moves on." + asks
         )
     if sampling:
         return (

@@ -57,6 +57,17 @@ def state_of(ctx: Context[Any, Any]) -> wfl.ToolState:
     return state
 
 
+def binder(state: wfl.ToolState, ctx: Context[Any, Any]) -> Callable[[str], None]:
+    """Makes this call's client the one a run samples from and asks its gates' questions."""
+
+    def bind(run_id: str) -> None:
+        state.broker.bind(run_id, ctx)
+        if state.asker is not None:
+            state.asker.bind(run_id, ctx)
+
+    return bind
+
+
 def progress_of(ctx: Context[Any, Any]) -> ReportProgress:
     async def report(done: int, total: int, message: str) -> None:
         await ctx.report_progress(done, total, message)
@@ -116,7 +127,7 @@ def register(server: MCPServer[Any]) -> None:
                 wait_s,
                 can_sample=client_can_sample(ctx),
                 progress=progress_of(ctx),
-                bind=lambda rid: state.broker.bind(rid, ctx),
+                bind=binder(state, ctx),
             )
             return reply(out)
 
@@ -146,8 +157,8 @@ def register(server: MCPServer[Any]) -> None:
             run = await wfl.status(
                 state, run_id, wait_s, progress=progress_of(ctx), sampled=sampled
             )
-            if state.supervisor.live(run_id):  # its sampling steps may ask this client
-                state.broker.bind(run_id, ctx)
+            if state.supervisor.live(run_id):  # its sampling steps and gates may ask this client
+                binder(state, ctx)(run_id)
             return reply(run)
 
     @server.tool(annotations=read_only)
@@ -186,7 +197,7 @@ def register(server: MCPServer[Any]) -> None:
                 inputs,
                 wait_s,
                 progress=progress_of(ctx),
-                bind=lambda rid: state.broker.bind(rid, ctx),
+                bind=binder(state, ctx),
             )
             return reply(out)
 
@@ -229,7 +240,7 @@ def register(server: MCPServer[Any]) -> None:
                 output,
                 error,
                 progress=progress_of(ctx),
-                bind=lambda rid: state.broker.bind(rid, ctx),
+                bind=binder(state, ctx),
             )
             return reply(out)
 

@@ -16,9 +16,10 @@ from tutti_mcp.engine.errors import (
     StepOutputRejected,
     UnknownStep,
 )
+from tutti_mcp.engine.gates import GateRejected, gate_answer, rejection_of, timed_out
 from tutti_mcp.engine.outputs import shape_output
 from tutti_mcp.engine.workflow import Workflow
-from tutti_mcp.memory.runs.records import RunRecord, StepRecord, StepStatus
+from tutti_mcp.memory.runs.records import FailureDetail, RunRecord, StepRecord, StepStatus
 from tutti_mcp.memory.runs.store import RunStore
 
 
@@ -32,6 +33,8 @@ class ClientSteps:
         self.waiting: set[str] = set()
         self.resting = False  # nothing more can happen in this execution
         self._wake = anyio.Event()
+        # waiting gates with a timeout: step -> (deadline on anyio's clock, on the run's)
+        self.deadlines: dict[str, tuple[float, float]] = {}
 
     def check(self, sid: str, output: Any, error: str | None) -> Any:
         """The output to commit for a result the client reports, or a condition-named
@@ -40,6 +43,9 @@ class ClientSteps:
             raise UnknownStep(self.run_id, sid, self.wf.order)
         if sid not in self.waiting:
             raise StepNotWaiting(self.run_id, sid, self.run.steps[sid].status.value)
+        if self.wf.steps[sid].approve is not None:  # an approval gate: yes, or a rejection
+            answer = gate_answer(sid, output, error)
+            return answer if answer["approved"] else GateRejected(sid, answer)
         if error is not None:
             return None
         try:
@@ -52,16 +58,55 @@ class ClientSteps:
         self.resting = self.resting or resting
         self._wake.set()
 
+    def expire_at(self, sid: str, deadline: float, now: float) -> None:
+        """Gate `sid`, handed off, counts as rejected at `deadline` (the run's clock, which
+        reads `now`) unless answered before. It waits from now (the runner records the
+        handoff next): the watcher must not take its deadline for one of a gate answered."""
+        self.waiting.add(sid)
+        self.deadlines[sid] = (anyio.current_time() + deadline - now, deadline)
+        self.wake()
+
     async def watch(self, settle: Callable[[list[StepRecord]], Awaitable[None]]) -> None:
         """Attached runs wait here while steps wait on the client: every `poll_s`, steps
-        settled by another process are read from the store and handed to `settle`."""
+        settled by another process are read from the store and handed to `settle`; gates
+        whose deadline passed go to `settle` as rejected."""
         while not self.resting:
-            with anyio.move_on_after(self.poll_s) as scope:
+            for sid in [s for s in self.deadlines if s not in self.waiting]:
+                del self.deadlines[sid]  # answered
+            wait = self.poll_s
+            if self.deadlines:
+                soonest = min(at for at, _ in self.deadlines.values())
+                wait = min(wait, max(0.0, soonest - anyio.current_time()))
+            with anyio.move_on_after(wait) as scope:
                 await self._wake.wait()
             self._wake = anyio.Event()
+            expired = self._expired()
+            if expired and not self.resting:
+                await settle(expired)
             if scope.cancelled_caught and self.waiting and not self.resting:
                 run = await self.store.load_run(self.run_id)
                 await settle([run.steps[sid] for sid in sorted(self.waiting)])
+
+    def _expired(self) -> list[StepRecord]:
+        """Gates past their deadline, as records of their rejection by timeout."""
+        now = anyio.current_time()
+        out = []
+        for sid, (at, deadline) in list(self.deadlines.items()):
+            if at <= now and sid in self.waiting:
+                del self.deadlines[sid]
+                timeout = self.wf.steps[sid].timeout or 0.0
+                detail: FailureDetail = {"decision": timed_out(sid, timeout, deadline).decision}
+                rec = self.run.steps[sid]
+                out.append(
+                    StepRecord(
+                        sid,
+                        StepStatus.FAILED,
+                        rec.attempts,
+                        started_at=rec.started_at,
+                        detail=detail,
+                    )
+                )
+        return out
 
     @staticmethod
     def settled_elsewhere(rec: StepRecord) -> bool | None:
@@ -74,6 +119,10 @@ class ClientSteps:
 
 
 def client_failure(rec: StepRecord) -> StepError:
+    """What a failure the client reported (or a gate's rejection) means for the step."""
+    rejected = rejection_of(rec)
+    if rejected is not None:
+        return rejected
     return StepError(
         rec.error or "the client reported a failure", retryable=False, kind=StepErrorKind.CLIENT
     )

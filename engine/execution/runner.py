@@ -22,8 +22,10 @@ from tutti_mcp.engine.execution.client_steps import ClientSteps, client_failure
 from tutti_mcp.engine.execution.context import EventSink, PreparedRun, RunContext
 from tutti_mcp.engine.execution.dispatch import Dispatch, DispatchStats
 from tutti_mcp.engine.execution.finish import history_entry, resting_status
+from tutti_mcp.engine.execution.gate_steps import GateSteps
 from tutti_mcp.engine.execution.growth import Growth
 from tutti_mcp.engine.execution.ledger import RunLedger
+from tutti_mcp.engine.gates import GateRejected
 from tutti_mcp.engine.report import Segments, earlier_segments, run_metrics
 from tutti_mcp.engine.spec import Step
 from tutti_mcp.engine.templating import evaluate_async
@@ -73,6 +75,7 @@ class RunExecution:
         self.attempts = Attempts(ctx, self.ledger, self.core, wf.spec, workspace)
         self.workspace = workspace
         self.client = ClientSteps(ctx.store, run, wf, cfg.client_poll_s)
+        self.gates = GateSteps(ctx, self.ledger, self.core, self.client, wf.spec, workspace)
         self.prepared = prepared
         self._setups: dict[tuple[str | None, str], StepSetup] = {}
         self._workers = 0  # tasks running steps
@@ -231,7 +234,8 @@ class RunExecution:
         return None if result else f"condition is false: {when}"
 
     async def _attempt(self, sid: str, step: Step) -> None:
-        result = await self.attempts.run(
+        attempts = self.gates if step.approve is not None else self.attempts
+        result = await attempts.run(
             step,
             self._setup(sid),
             self.wf.deps[sid],
@@ -309,6 +313,8 @@ class RunExecution:
         started: float | None,
         spent: dict[str, Any] | None = None,
     ) -> None:
+        if isinstance(err, GateRejected):
+            return await self.gates.reject(sid, err, attempt)
         action = self.core.failed(sid)
         step = self.wf.steps[sid]
         if action is FailureAction.USE_DEFAULT:
@@ -376,7 +382,9 @@ class RunExecution:
         # the attempt and start time are those of the handoff: the client's time counts
         rec = self.run.steps[sid]
         with self.dispatch.held():
-            if error is None:
+            if isinstance(value, GateRejected):
+                await self._fail(sid, value, rec.attempts, rec.started_at)
+            elif error is None:
                 await self._commit(
                     sid, value, None, rec.attempts, rec.started_at, StepStatus.SUCCEEDED
                 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 
 class RunStatus(StrEnum):
@@ -107,6 +107,7 @@ class FailureDetail(TypedDict, total=False):
     policy: str
     action: str  # the core's FailureAction value
     usage: dict[str, Any]  # what its failed attempts consumed
+    decision: dict[str, Any]  # an approval gate's rejection: approved, note, by, at
 
 
 class SkipDetail(TypedDict):
@@ -117,6 +118,7 @@ class ClientFailureDetail(TypedDict):
     """The client reported the step failed while no process executed the run."""
 
     reported_by_client: bool
+    decision: NotRequired[dict[str, Any]]  # an approval gate rejected meanwhile
 
 
 class ClientRequest(TypedDict, total=False):
@@ -132,6 +134,7 @@ class ClientRequest(TypedDict, total=False):
     attempt: int
     idempotency_key: str
     memory_scope: str
+    approval: dict[str, Any]  # an approval gate: question, preview, deadline, on_reject
 
 
 # A step's `detail`, typed by what it holds: a failure analysis, a skip reason, a client's

@@ -393,3 +393,18 @@ async def test_a_long_chain_of_client_steps_completed_in_process_never_rests_ear
                 await engine.complete_step(run_id, sid, output=f"out{i}")
     assert result[0].status is RunStatus.SUCCEEDED
     assert [result[0].steps[f"s{i}"].output for i in range(n)] == [f"out{i}" for i in range(n)]
+
+
+async def test_a_client_failure_reported_while_no_process_ran_is_not_handed_off_again(
+    engine: Engine,
+) -> None:
+    spec = chain(on_failure="continue", depends_on=["start"])
+    spec["steps"].insert(0, {"id": "start", "args": "go"})  # committed before `ask` waits
+    with anyio.fail_after(5):
+        run = await engine.run(spec)
+        await engine.complete_step(run.id, "ask", error="no network here")
+        done = await engine.resume(run.id)
+    assert done.status is RunStatus.SUCCEEDED, done.error
+    assert done.steps["ask"].status is StepStatus.FAILED  # its policy applied, not asked again
+    assert done.steps["ask"].attempts == 1
+    assert done.steps["shout"].status is StepStatus.SKIPPED

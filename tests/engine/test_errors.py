@@ -32,6 +32,7 @@ def test_the_stored_kinds_keep_their_strings() -> None:
         "refusal",
         "truncated",
         "tool_turns",
+        "rejected",
         "TemplateError",
         "TemplateLimitError",
         "ConfigurationError",

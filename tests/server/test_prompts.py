@@ -12,7 +12,7 @@ from mcp_types import INVALID_PARAMS
 from tests.server.mcp_support import connect
 from tutti_mcp.engine.spec import ExecutorKind, parse_spec
 from tutti_mcp.engine.workflow import compile_workflow
-from tutti_mcp.server.prompts import GROWING, SPEC_FORMAT
+from tutti_mcp.server.prompts import GATE_EXAMPLE, GROWING, SPEC_FORMAT
 
 
 def test_the_spec_example_in_the_prompts_compiles() -> None:
@@ -53,3 +53,10 @@ async def test_a_prompt_without_its_optional_arguments_renders(mode: str) -> Non
         async with connect(mode) as c:
             got = await c.get_prompt("resume", {})
     assert "workflow_list" in "\n".join(getattr(m.content, "text", "") for m in got.messages)
+
+
+def test_the_gate_example_in_the_flow_prompt_compiles() -> None:
+    wf = compile_workflow(parse_spec(yaml.safe_load(GATE_EXAMPLE)))
+    assert wf.executors["confirm"] is ExecutorKind.GATE
+    assert wf.reject_to == {"confirm": "explain"}
+    assert wf.deps["apply"] == ("confirm", "plan")  # and the plan it reads
