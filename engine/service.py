@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 
+from tutti_mcp.engine.blocks import every_step
 from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import (
     RunStateError,
@@ -176,7 +177,7 @@ class Engine:
 
     def _spec_as_stored(self, spec: WorkflowSpec) -> dict[str, Any]:
         if spec.defaults.model_executor is None and any(
-            s.run is None and s.executor is ExecutorKind.PROMPT for s in spec.steps
+            s.run is None and s.executor is ExecutorKind.PROMPT for s in every_step(spec.steps)
         ):
             defaults = spec.defaults.model_copy(
                 update={"model_executor": self.config.model_executor}

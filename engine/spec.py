@@ -165,6 +165,17 @@ class Step(_Model):
     estimate_s: float | None = Field(None, ge=0, description="expected duration, for planning")
     idempotency_key: str | None = None
     description: str = ""
+    # if block: `if` with `then` (and `else`) steps instead of an executor; engine.blocks
+    # turns it into guarded steps before the graph is built
+    if_: str | None = Field(
+        None, alias="if", description="a block's condition; true runs `then`, false `else`"
+    )
+    then: list[Step] | None = Field(None, min_length=1, description="steps run when `if` holds")
+    else_: list[Step] | None = Field(
+        None, alias="else", min_length=1, description="steps run when `if` does not hold"
+    )
+
+    model_config = ConfigDict(serialize_by_alias=True)  # stored specs say `if` and `else`
 
     @field_validator("id")
     @classmethod

@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from tutti_mcp.engine.blocks import Block, Flat, StepCondition, attach, flatten
 from tutti_mcp.engine.errors import Problem, SpecError, TemplateError
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.spec import MODEL_KINDS, BuiltinOp, ExecutorKind, Mode, Step, WorkflowSpec
@@ -30,7 +31,7 @@ class Workflow:
     checks and the runner alike."""
 
     spec: WorkflowSpec
-    steps: dict[str, Step]
+    steps: dict[str, Step]  # every step, those of if blocks included (engine.blocks)
     deps: dict[str, tuple[str, ...]]  # explicit and implicit, in spec order
     dependents: dict[str, tuple[str, ...]]
     order: list[str]  # a topological order
@@ -40,6 +41,8 @@ class Workflow:
     input_refs: dict[str, frozenset[str]] = field(default_factory=dict)  # step -> inputs it reads
     executors: dict[str, ExecutorKind] = field(default_factory=dict)  # step -> what runs it
     model_ids: dict[str, str] = field(default_factory=dict)  # model step -> model id
+    blocks: dict[str, Block] = field(default_factory=dict)  # if blocks, by id
+    conditions: dict[str, StepCondition] = field(default_factory=dict)  # steps inside blocks
 
     def on(self, kind: ExecutorKind) -> list[str]:
         """The steps that run on `kind`, in order."""
@@ -141,13 +144,15 @@ def compile_workflow(
                 "use chain, flow or auto",
             )
         )
-    ids = [s.id for s in spec.steps]
+    flat = flatten(spec)
+    problems += flat.problems
+    ids = [s.id for s in flat.steps]
     steps: dict[str, Step] = {}
-    for i, s in enumerate(spec.steps):
+    for i, s in enumerate(flat.steps):
         if s.id in steps:
-            first = ids.index(s.id)
+            first = flat.bare(ids.index(s.id))
             problems.append(
-                Problem(f"steps[{i}].id", f"duplicate step id {s.id!r} (also steps[{first}])")
+                Problem(f"{flat.bare(i)}.id", f"duplicate step id {s.id!r} (also {first})")
             )
         steps.setdefault(s.id, s)
     deps: dict[str, list[str]] = {sid: [] for sid in steps}
@@ -155,8 +160,8 @@ def compile_workflow(
     upstream: dict[str, int] = {}
     input_refs: dict[str, frozenset[str]] = {}
     fallback_of: dict[str, str] = {}
-    for i, s in enumerate(spec.steps):
-        where = f"steps[{i}] ({s.id})"
+    for i, s in enumerate(flat.steps):
+        where = flat.where(i)
         problems += _step_problems(s, where)
         for j, d in enumerate(s.depends_on):
             if d == s.id:
@@ -172,8 +177,10 @@ def compile_workflow(
         read: set[str] = set()
         inputs_read: set[str] = set()
         texts = [(f, t, False) for f, t in s.templated_strings()]
-        if s.when is not None:
-            texts.append(("when", unwrap_condition(s.when), True))
+        guarded = flat.conditions.get(s.id)
+        when = s.when if guarded is None else guarded.own  # a block's `if`: checked below
+        if when is not None:
+            texts.append(("when", unwrap_condition(when), True))
         for fname, text, is_expr in texts:
             try:
                 refs = references(text, expression=is_expr) if is_expr or "${" in text else []
@@ -214,6 +221,8 @@ def compile_workflow(
                 )
             else:
                 fallback_of[s.fallback] = s.id
+    if flat.blocks:
+        problems += _wire_blocks(spec, flat, ids, deps, implicit, input_refs)
 
     import networkx as nx  # imported when needed: it is slow to import
 
@@ -250,7 +259,43 @@ def compile_workflow(
         fallback_of=fallback_of,
         upstream_refs=upstream,
         input_refs=input_refs,
+        blocks=flat.blocks,
+        conditions=flat.conditions,
     )
+
+
+def _wire_blocks(
+    spec: WorkflowSpec,
+    flat: Flat,
+    ids: list[str],
+    deps: dict[str, list[str]],
+    implicit: set[tuple[str, str]],
+    input_refs: dict[str, frozenset[str]],
+) -> list[Problem]:
+    """Check each block's condition once, where it is written (`steps[2] (check).if`), and
+    wire the blocks into the graph (engine.blocks.attach). The steps inside a block read
+    its condition: the inputs it reads count as theirs."""
+    problems: list[Problem] = []
+    reads: dict[str, list[str]] = {}
+    inputs: dict[str, frozenset[str]] = {}
+    for bid, block in flat.blocks.items():
+        where = f"{block.where}.if"
+        read: list[str] = []
+        try:
+            refs = references(unwrap_condition(block.condition), expression=True)
+        except TemplateError as exc:
+            problems.append(Problem(where, str(exc)))
+            refs = []
+        for ref in refs:
+            target = _check_ref(ref, where, spec, ids, problems)
+            if target is not None and target not in read:
+                read.append(target)
+        reads[bid] = read
+        inputs[bid] = frozenset(r.attr for r in refs if r.name == "inputs" and r.attr)
+    for sid, cond in flat.conditions.items():
+        extra = frozenset().union(*(inputs.get(g.block, frozenset()) for g in cond.guards))
+        input_refs[sid] = input_refs.get(sid, frozenset()) | extra
+    return problems + attach(flat, deps, implicit, reads)
 
 
 def _cycle_problems(g: nx.DiGraph, ids: list[str]) -> list[Problem]:

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 from rich.table import Table
 
+from tutti_mcp.engine.blocks import every_step
 from tutti_mcp.engine.model_catalog import ModelCatalog
 from tutti_mcp.engine.model_info import EFFORT_ORDER, ModelInfo, ThinkingType
 from tutti_mcp.engine.models import ModelTable
@@ -63,7 +64,9 @@ async def _learned_table(
 
 def plan_table(settings: Settings, spec: WorkflowSpec) -> ModelTable:
     """The model table `tutti plan` plans with: what a run of `spec` would learn."""
-    names = [s.model or spec.defaults.model for s in spec.steps if s.executor in MODEL_KINDS]
+    names = [
+        s.model or spec.defaults.model for s in every_step(spec.steps) if s.executor in MODEL_KINDS
+    ]
     return anyio.run(_learned_table, settings, names)
 
 

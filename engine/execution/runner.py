@@ -186,8 +186,8 @@ class RunExecution:
     async def _run_step(self, sid: str, skip: str | None) -> None:
         step = self.wf.steps[sid]
         try:
-            if skip is None and step.when is not None:
-                skip = await self._condition(sid, step.when)
+            if step.when is not None and (skip is None or sid in self.wf.conditions):
+                skip = await self._condition(sid, step.when, skip)
             if skip is not None:
                 await self._skip(sid, skip)
             else:
@@ -199,7 +199,14 @@ class RunExecution:
             self.core.cancelled(sid)
             raise
 
-    async def _condition(self, sid: str, when: str) -> str | None:
+    async def _condition(self, sid: str, when: str, skip: str | None = None) -> str | None:
+        guarded = self.wf.conditions.get(sid)
+        if guarded is not None:  # in an if block: its block's condition decides, and every
+            # step of the branch not taken says so, even one whose dependency was skipped
+            decided = await guarded.check(self.ledger.ctx, guards_only=skip is not None)
+            if skip is None or decided.skip is not None:
+                self.ledger.condition(sid, decided.condition, decided.value)
+            return decided.skip or skip
         try:
             result = bool(await evaluate_async(when, self.ledger.ctx))
         except TemplateError as exc:
