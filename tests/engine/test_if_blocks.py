@@ -508,6 +508,34 @@ def test_steps_of_a_branch_wait_for_the_block_needs_and_the_block_for_its_branch
     }
 
 
+def test_the_first_steps_of_a_branch_need_what_the_block_and_its_condition_need() -> None:
+    wf = compiled(
+        {
+            "steps": [
+                {"id": "a", "args": "a"},
+                {"id": "flag", "op": "json", "value": True},
+                {
+                    "id": "blk",
+                    "if": "flag.output",
+                    "depends_on": ["a"],
+                    "then": [{"id": "x", "args": "x"}, {"id": "y", "args": "${x.output}"}],
+                    "else": [{"id": "z", "args": "z"}],
+                },
+            ]
+        }
+    )
+    assert wf.deps == {
+        "a": (),
+        "flag": (),
+        "x": ("a", "flag"),
+        "y": ("x",),
+        "z": ("a", "flag"),
+        "blk": ("y", "z"),
+    }
+    # what the condition reads is drawn as read (dotted), what the block names as needed
+    assert sorted(wf.implicit) == [("flag", "x"), ("flag", "z"), ("x", "y")]
+
+
 def test_the_plan_draws_a_block_as_a_subgraph_and_counts_one_branch_of_it() -> None:
     plan = make_plan(compiled(CI))
     assert plan.mermaid.splitlines() == [
