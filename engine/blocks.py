@@ -215,8 +215,9 @@ def _block_step(s: Step, block: Block) -> Step:
     output is the output of the taken branch's last step. The branch not taken was
     skipped as a whole, so the branch whose last step was not skipped is the one taken
     (if the taken one's last step was skipped by its own `when`, both are null)."""
-    a = block.then[-1] if block.then else None
-    b = block.else_[-1] if block.else_ else None
+    # (a last step with the block's own id is a duplicate id, reported as such)
+    a = block.then[-1] if block.then and block.then[-1] != block.id else None
+    b = block.else_[-1] if block.else_ and block.else_[-1] != block.id else None
     if a and b:
         value: str | None = f"${{{a}.output if {a}.status != 'skipped' else {b}.output}}"
     elif a or b:

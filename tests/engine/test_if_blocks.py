@@ -568,3 +568,10 @@ def test_the_plan_draws_a_block_as_a_subgraph_and_counts_one_branch_of_it() -> N
     # then and else exclude each other: one by one, only the longer branch counts
     assert plan.alternatives == [["fix", "verify", "ship"]]
     assert plan.sequential_s == pytest.approx(5 * 0.01)
+
+
+def test_a_step_inside_a_block_with_the_blocks_own_id_is_reported_once_as_a_duplicate() -> None:
+    spec = {"steps": [{"id": "a", "if": "true", "then": [{"id": "a", "args": "x"}]}]}
+    assert problems_of(spec) == [
+        Problem("steps[0].id", "duplicate step id 'a' (also steps[0].then[0])")
+    ]
