@@ -124,7 +124,7 @@ def alternatives(wf: Workflow) -> list[list[str]]:
         for a, b in itertools.combinations(same, 2):
             if exclusive(wf.steps[a].when or "", wf.steps[b].when or ""):
                 g.add_edge(a, b)
-    index = {s.id: i for i, s in enumerate(wf.spec.steps)}
+    index = {sid: i for i, sid in enumerate(wf.steps)}  # spec order, blocks' steps included
     groups = [sorted(c, key=index.__getitem__) for c in nx.connected_components(g)]
     return sorted(groups, key=lambda c: index[c[0]])
 

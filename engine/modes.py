@@ -4,7 +4,8 @@
   `foreach` step's outputs;
 - swarm: one step hands work to several model steps that need nothing else (the
   specialists), and one model step brings all of them together (the synthesis);
-- flow: the path depends on what earlier steps produce: `when` conditions or loops;
+- flow: the path depends on what earlier steps produce: `when` conditions, if blocks or
+  loops;
 - chain: plain dependencies.
 
 The shapes are checked in that order, so a pipeline with a condition is a pipeline. Every
@@ -34,15 +35,26 @@ def choose_mode(wf: Workflow) -> tuple[Mode, str]:
             f"swarm: {hub} hands work to {len(specialists)} specialists "
             f"({', '.join(specialists)}), and {synthesis} brings their answers together",
         )
-    conditional = [s.id for s in spec.steps if s.when]
+    # a step inside an if block is conditional only by a `when` of its own
+    conditional = [
+        sid
+        for sid in wf.steps
+        if (wf.conditions[sid].own if sid in wf.conditions else wf.steps[sid].when)
+    ]
     loops = sorted(wf.bodies, key=wf.order.index)
-    if conditional or loops:
-        parts = []
-        if conditional:
-            parts.append(f"steps {', '.join(conditional)} run only when their condition holds")
-        if loops:
-            parts.append(f"{', '.join(loops)} loop{'s' if len(loops) > 1 else ''} until done")
-        return Mode.FLOW, "flow: " + "; ".join(parts)
+    why = []
+    if wf.blocks:
+        many = len(wf.blocks) > 1
+        why.append(
+            f"if block{'s' if many else ''} {', '.join(wf.blocks)} "
+            f"choose{'' if many else 's'} between {'their' if many else 'its'} branches"
+        )
+    if conditional:
+        why.append(f"steps {', '.join(conditional)} run only when their condition holds")
+    if loops:
+        why.append(f"{', '.join(loops)} loop{'s' if len(loops) > 1 else ''} until done")
+    if why:
+        return Mode.FLOW, "flow: " + "; ".join(why)
     return Mode.CHAIN, "chain: plain dependencies, no conditions"
 
 

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from tutti_mcp.engine.blocks import Branch
 from tutti_mcp.engine.branches import alternatives, worst_case_s
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.modes import choose_mode
 from tutti_mcp.engine.spec import MODEL_KINDS, ExecutorKind, Mode, Step, ThinkingMode
+from tutti_mcp.engine.templating import unwrap_condition
 from tutti_mcp.engine.thinking import (
     MAX_TOKENS,
     ThinkingChoice,
@@ -129,16 +131,8 @@ def estimate_source(step: StepPlan, history: WorkflowHistory) -> str:
 def _mermaid(wf: Workflow, critical: set[str], kinds: Mapping[str, ExecutorKind]) -> str:
     lines = ["flowchart TD"]
     for sid in wf.order:
-        step = wf.steps[sid]
-        label = f"{sid}<br/>{kinds[sid].value}"
-        if step.loop is not None:
-            inner = " → ".join(t.id for t in step.loop.steps)
-            label = f"{sid}<br/>loop: {inner}<br/>≤ {step.loop.max_iterations} iterations"
-        if step.foreach is not None:  # one node for all its instances
-            items = step.foreach.items
-            label += f"<br/>× {len(items)}" if isinstance(items, list) else "<br/>for each item"
-        shape = f'{sid}{{"{label}"}}' if step.when else f'{sid}["{label}"]'
-        lines.append(f"  {shape}")
+        if sid not in wf.conditions:  # steps inside if blocks are drawn in their block
+            lines += _mermaid_node(wf, sid, kinds, "  ")
     for sid in wf.order:
         for d in wf.deps[sid]:
             arrow = "-.->" if (d, sid) in wf.implicit else "-->"
@@ -149,6 +143,53 @@ def _mermaid(wf: Workflow, critical: set[str], kinds: Mapping[str, ExecutorKind]
         lines.append("  classDef critical stroke-width:3px")
         lines.append(f"  class {','.join(s for s in wf.order if s in critical)} critical")
     return "\n".join(lines)
+
+
+def _mermaid_node(
+    wf: Workflow, sid: str, kinds: Mapping[str, ExecutorKind], indent: str
+) -> list[str]:
+    """A step's node; an if block as a subgraph of its branches with its own step at the end
+    (steps in a block are decisions only when they have a `when` of their own)."""
+    block = wf.blocks.get(sid)
+    if block is None:
+        guarded = wf.conditions.get(sid)
+        decision = guarded.own if guarded is not None else wf.steps[sid].when
+        label = f"{sid}<br/>{kinds[sid].value}"
+        step = wf.steps[sid]
+        if step.loop is not None:
+            inner = " → ".join(t.id for t in step.loop.steps)
+            label = f"{sid}<br/>loop: {inner}<br/>≤ {step.loop.max_iterations} iterations"
+        if step.foreach is not None:  # one node for all its instances
+            items = step.foreach.items
+            label += f"<br/>× {len(items)}" if isinstance(items, list) else "<br/>for each item"
+        return [indent + (f'{sid}{{"{label}"}}' if decision else f'{sid}["{label}"]')]
+    condition = _text(unwrap_condition(block.condition))
+    lines = [f'{indent}subgraph {_subgraph_id(wf, sid, "if")} ["{sid}: if {condition}"]']
+    for which in Branch:
+        if block.branch(which):
+            lines.append(
+                f'{indent}  subgraph {_subgraph_id(wf, sid, which.value)} ["{which.value}"]'
+            )
+            for m in block.branch(which):
+                lines += _mermaid_node(wf, m, kinds, indent + "    ")
+            lines.append(f"{indent}  end")
+    lines += [f'{indent}  {sid}(["{sid}<br/>end if"])', f"{indent}end"]
+    return lines
+
+
+def _subgraph_id(wf: Workflow, block: str, part: str) -> str:
+    """An id for a block's subgraph that no step has (subgraphs and nodes share ids)."""
+    name = f"{block}__{part}"
+    while name in wf.steps:
+        name += "_"
+    return name
+
+
+def _text(text: str) -> str:
+    """Text for a quoted Mermaid label: `#`, quotes and angle brackets as entity codes."""
+    for char, code in (("#", "#35;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;")):
+        text = text.replace(char, code)
+    return text
 
 
 def make_plan(

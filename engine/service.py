@@ -351,14 +351,14 @@ class Engine:
         if rec.status is not StepStatus.WAITING:
             raise StepNotWaiting(run_id, step_id, rec.status.value)
         wf = self.compile(run.spec)
-        if wf.steps[step_id].approve is not None:  # an approval gate: yes or no
+        step = wf.definition(step_id, rec.parent, rec.scope)
+        if step.approve is not None:  # an approval gate: yes or no
             await record_answer(self.store, run_id, rec, gate_answer(step_id, output, error))
             return run.status
         now = self.config.clock()
         if error is None:
             try:
-                # an instance added at run time is shaped as its `foreach` step says
-                value = shape_output(wf.steps[rec.parent or step_id], output)
+                value = shape_output(step, output)
             except StepError as exc:
                 raise StepOutputRejected(step_id, str(exc)) from None
             cp = Checkpoint(

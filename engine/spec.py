@@ -7,11 +7,11 @@ cycles) live in `engine.validate`; this module only checks the shape of each fie
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tutti_mcp.engine.errors import Problem, SpecError
 from tutti_mcp.engine.gate_spec import gate_field_problem
@@ -142,6 +142,18 @@ class Step(_Model):
         description='a gate, when rejected or unanswered in time: "fail" (the default) or '
         "the id of a step to run instead",
     )
+
+    # if block: `if` with `then` (and `else`) steps instead of an executor; engine.blocks
+    # turns it into guarded steps before the graph is built
+    if_: str | None = Field(
+        None, alias="if", description="a block's condition; true runs `then`, false `else`"
+    )
+    then: list[Step] | None = Field(None, min_length=1, description="steps run when `if` holds")
+    else_: list[Step] | None = Field(
+        None, alias="else", min_length=1, description="steps run when `if` does not hold"
+    )
+
+    model_config = ConfigDict(serialize_by_alias=True)  # stored specs say `if` and `else`
 
     @field_validator("id")
     @classmethod
@@ -310,12 +322,13 @@ class Step(_Model):
         return out
 
 
-def every_step(steps: list[Step]) -> Iterator[Step]:
-    """The steps, and the steps of their loops, depth first."""
+def every_step(steps: Sequence[Step]) -> Iterator[Step]:
+    """Every step, those of if blocks and loops too (a block or loop before its steps)."""
     for s in steps:
         yield s
-        if s.loop is not None:
-            yield from every_step(s.loop.steps)
+        for inner in (s.then, s.else_, s.loop.steps if s.loop is not None else None):
+            if inner:
+                yield from every_step(inner)
 
 
 LOOP_EXCLUDES = ("run", "command", "args", "argv", "prompt", "value", "op", "foreach", "env")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from tutti_mcp.engine.blocks import Block, Flat, StepCondition, attach, flatten
 from tutti_mcp.engine.errors import Problem, SpecError, TemplateError
 from tutti_mcp.engine.gate_spec import reject_target
 from tutti_mcp.engine.graph_checks import cycle_problems, fallback_problems, reject_problems
@@ -41,7 +42,7 @@ class Workflow:
     checks and the runner alike."""
 
     spec: WorkflowSpec
-    steps: dict[str, Step]
+    steps: dict[str, Step]  # every step, those of if blocks included (engine.blocks)
     deps: dict[str, tuple[str, ...]]  # explicit and implicit, in spec order
     dependents: dict[str, tuple[str, ...]]
     order: list[str]  # a topological order
@@ -67,12 +68,23 @@ class Workflow:
             order=list(self.order),
             executors=dict(self.executors),
             model_ids=dict(self.model_ids),
+            conditions=dict(self.conditions),
         )
 
     # on_reject steps of approval gates: they wait on their gate, and run only if it is
     # rejected (engine/core.py)
     reject_of: dict[str, str] = field(default_factory=dict)  # on_reject step -> its gate
     reject_to: dict[str, str] = field(default_factory=dict)  # gate -> its on_reject step
+    blocks: dict[str, Block] = field(default_factory=dict)  # if blocks, by id
+    conditions: dict[str, StepCondition] = field(default_factory=dict)  # steps inside blocks
+
+    def definition(self, sid: str, parent: str | None, scope: Mapping[str, Any] | None) -> Step:
+        """The step definition behind step `sid`, one added at run time included (a foreach
+        instance is its step's; a loop iteration's step is the loop's step of that name)."""
+        if parent is None:
+            return self.steps[sid]
+        body = self.bodies.get(parent)
+        return body.steps[scope["step"]] if body is not None and scope else self.steps[parent]
 
     def on(self, kind: ExecutorKind) -> list[str]:
         """The steps that run on `kind`, in order."""
@@ -179,13 +191,15 @@ def compile_workflow(
                 "use chain, flow or auto",
             )
         )
-    ids = [s.id for s in spec.steps]
+    flat = flatten(spec)
+    problems += flat.problems
+    ids = [s.id for s in flat.steps]
     steps: dict[str, Step] = {}
-    for i, s in enumerate(spec.steps):
+    for i, s in enumerate(flat.steps):
         if s.id in steps:
-            first = ids.index(s.id)
+            first = flat.bare(ids.index(s.id))
             problems.append(
-                Problem(f"steps[{i}].id", f"duplicate step id {s.id!r} (also steps[{first}])")
+                Problem(f"{flat.bare(i)}.id", f"duplicate step id {s.id!r} (also {first})")
             )
         steps.setdefault(s.id, s)
     deps: dict[str, list[str]] = {sid: [] for sid in steps}
@@ -194,8 +208,8 @@ def compile_workflow(
     input_refs: dict[str, frozenset[str]] = {}
     fallback_of: dict[str, str] = {}
     reject_of: dict[str, str] = {}
-    for i, s in enumerate(spec.steps):
-        where = f"steps[{i}] ({s.id})"
+    for i, s in enumerate(flat.steps):
+        where = flat.where(i)
         problems += _step_problems(s, where)
         for j, d in enumerate(s.depends_on):
             if d == s.id:
@@ -213,8 +227,10 @@ def compile_workflow(
         read: set[str] = set()
         inputs_read: set[str] = set()
         texts = [(f, t, False) for f, t in s.templated_strings()]
-        if s.when is not None:
-            texts.append(("when", unwrap_condition(s.when), True))
+        guarded = flat.conditions.get(s.id)
+        when = s.when if guarded is None else guarded.own  # a block's `if`: checked below
+        if when is not None:
+            texts.append(("when", unwrap_condition(when), True))
         body_ids: frozenset[str] = frozenset()
         if s.loop is not None:
             body_ids = frozenset(t.id for t in s.loop.steps)
@@ -304,6 +320,8 @@ def compile_workflow(
                 reject_of[target] = s.id
                 if s.id not in deps[target]:  # it waits for its gate's answer
                     deps[target].append(s.id)
+    if flat.blocks:
+        problems += _wire_blocks(spec, flat, ids, deps, implicit, input_refs)
 
     import networkx as nx  # imported when needed: it is slow to import
 
@@ -346,6 +364,8 @@ def compile_workflow(
         groups=frozenset(sid for sid in order if steps[sid].foreach is not None or sid in bodies),
         bodies=bodies,
         outer_refs=frozenset(outer_read),
+        blocks=flat.blocks,
+        conditions=flat.conditions,
     )
 
 
@@ -386,3 +406,37 @@ def _loop_body(
         problems += [Problem(f"{where}.loop.{p.path}", p.message) for p in exc.problems]
         return None
     return body if len(problems) == found else None
+
+
+def _wire_blocks(
+    spec: WorkflowSpec,
+    flat: Flat,
+    ids: list[str],
+    deps: dict[str, list[str]],
+    implicit: set[tuple[str, str]],
+    input_refs: dict[str, frozenset[str]],
+) -> list[Problem]:
+    """Check each block's condition once, where it is written (`steps[2] (check).if`), and
+    wire the blocks into the graph (engine.blocks.attach). The steps inside a block read
+    its condition: the inputs it reads count as theirs."""
+    problems: list[Problem] = []
+    reads: dict[str, list[str]] = {}
+    inputs: dict[str, frozenset[str]] = {}
+    for bid, block in flat.blocks.items():
+        where = f"{block.where}.if"
+        read: list[str] = []
+        try:
+            refs = references(unwrap_condition(block.condition), expression=True)
+        except TemplateError as exc:
+            problems.append(Problem(where, str(exc)))
+            refs = []
+        for ref in refs:
+            target = _check_ref(ref, where, spec, ids, problems)
+            if target is not None and target not in read:
+                read.append(target)
+        reads[bid] = read
+        inputs[bid] = frozenset(r.attr for r in refs if r.name == "inputs" and r.attr)
+    for sid, cond in flat.conditions.items():
+        extra = frozenset().union(*(inputs.get(g.block, frozenset()) for g in cond.guards))
+        input_refs[sid] = input_refs.get(sid, frozenset()) | extra
+    return problems + attach(flat, deps, implicit, reads)

@@ -14,7 +14,7 @@ from rich.table import Table
 from tutti_mcp.engine.model_catalog import ModelCatalog
 from tutti_mcp.engine.model_info import EFFORT_ORDER, ModelInfo, ThinkingType
 from tutti_mcp.engine.models import ModelTable
-from tutti_mcp.engine.spec import MODEL_KINDS, ThinkingMode, WorkflowSpec
+from tutti_mcp.engine.spec import MODEL_KINDS, ThinkingMode, WorkflowSpec, every_step
 from tutti_mcp.engine.thinking import ThinkingError, thinking_params
 from tutti_mcp.memory.model_cache import ModelCache
 from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
@@ -63,7 +63,9 @@ async def _learned_table(
 
 def plan_table(settings: Settings, spec: WorkflowSpec) -> ModelTable:
     """The model table `tutti plan` plans with: what a run of `spec` would learn."""
-    names = [s.model or spec.defaults.model for s in spec.steps if s.executor in MODEL_KINDS]
+    names = [
+        s.model or spec.defaults.model for s in every_step(spec.steps) if s.executor in MODEL_KINDS
+    ]
     return anyio.run(_learned_table, settings, names)
 
 

@@ -75,6 +75,21 @@ steps:
     prompt: "Tell the user nothing was changed, and why: ${confirm.error}"
 """
 
+# The flow prompt's example (tests compile it): an if block chooses a branch at run time.
+FLOW_EXAMPLE = """\
+  inputs: {report: {type: string, required: true}}
+  steps:
+    - id: triage
+      prompt: "Classify this report; answer {severity: low or high}: ${inputs.report}"
+      output: json
+    - id: route                          # an if block: runs `then` or `else`, never both
+      if: "${triage.output.severity == 'high'}"
+      then:
+        - {id: escalate, prompt: "Write an incident summary: ${inputs.report}"}
+      else:
+        - {id: reply, prompt: "Draft a friendly reply: ${inputs.report}"}
+    - {id: log, prompt: "Note what was done: ${route.output}"}  # the branch's output"""
+
 DRIVE = """\
 Then:
 1. Call workflow_plan with the spec; fix any error it names (it names the exact field).
@@ -151,12 +166,16 @@ def register(server: MCPServer[Any]) -> None:
         """Run a conditional flow: branches chosen by `when` conditions on earlier outputs."""
         return _prompt(
             "flow",
-            "Use a classifying step with `output: json` and later steps with `when:` conditions "
-            "on its fields (e.g. when: \"${triage.output.severity == 'high'}\"), so only the "
-            "matching branch runs. A step with `trigger: all_done` runs after the branches, "
-            "whichever ran. Before a step that changes things (files, messages, deploys), "
-            "add an approval gate; the user's answer reaches you as a client task (ask them, "
-            "never answer for them) or in their client directly:\n" + GATE_EXAMPLE,
+            "Use a classifying step with `output: json`, then an if block on its fields: "
+            "`if:` a condition, `then:` the steps to run when it holds, `else:` the steps to "
+            "run when it does not (ids unique across the spec; blocks nest). Only the "
+            "matching branch runs; the other is recorded skipped with the condition's value. "
+            "Steps after the block read the output of the branch that ran as "
+            "${<block id>.output}. For a single optional step, `when:` on that step is "
+            f"enough. For example:\n{FLOW_EXAMPLE}\n"
+            "Before a step that changes things (files, messages, deploys), add an approval "
+            "gate; the user's answer reaches you as a client task (ask them, never answer for "
+            "them) or in their client directly:\n" + GATE_EXAMPLE,
             request,
         )
 

@@ -42,7 +42,9 @@ def history_entry(
         if when is None or sid in taken or not rec.status.has_output:
             continue
         if rec.seq is not None and ran_here(run, rec):
-            taken[sid] = DecisionEntry(sid, when, True)
+            guarded = wf.conditions.get(sid)  # in an if block: decided as its block's
+            when, value = guarded.when_ran() if guarded is not None else (when, True)
+            taken[sid] = DecisionEntry(sid, when, value)
     return entry_from_run(
         run,
         executors={sid: kind.value for sid, kind in wf.executors.items()},

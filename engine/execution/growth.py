@@ -174,6 +174,8 @@ class Growth:
                 step, kind = body.steps[inner], body.executors[inner]
                 model = body.model_ids.get(inner)
                 update = {"id": sid}
+                if inner in body.conditions:  # inside an if block of the loop
+                    wf.conditions[sid] = body.conditions[inner]
             wf.steps[sid] = step.model_copy(update=update)
             wf.executors[sid] = kind
             # what executors read as its inputs (`pass`, `merge`): the step's own

@@ -16,9 +16,10 @@ import anyio
 from anyio.abc import TaskGroup
 
 from tutti_mcp.engine.core import FailureAction, RunCore
-from tutti_mcp.engine.errors import StepError, StepErrorKind, TemplateError
+from tutti_mcp.engine.errors import StepError, StepErrorKind
 from tutti_mcp.engine.execution.attempts import Attempts, Failed, HandedOff, StepSetup, step_setup
 from tutti_mcp.engine.execution.client_steps import ClientSteps, client_failure
+from tutti_mcp.engine.execution.conditions import decide
 from tutti_mcp.engine.execution.context import EventSink, PreparedRun, RunContext
 from tutti_mcp.engine.execution.dispatch import Dispatch, DispatchStats
 from tutti_mcp.engine.execution.finish import history_entry, resting_status
@@ -28,7 +29,6 @@ from tutti_mcp.engine.execution.ledger import RunLedger
 from tutti_mcp.engine.gates import GateRejected
 from tutti_mcp.engine.report import Segments, earlier_segments, run_metrics
 from tutti_mcp.engine.spec import Step
-from tutti_mcp.engine.templating import evaluate_async
 from tutti_mcp.memory.runs.owner import current_owner
 from tutti_mcp.memory.runs.records import (
     EventKind,
@@ -209,8 +209,9 @@ class RunExecution:
             if sid in self.core.expanded:
                 await self._grow(sid, collect=True)
                 return
-            if skip is None and step.when is not None:
-                skip = await self._condition(sid, step.when)
+            if step.when is not None and (skip is None or sid in self.wf.conditions):
+                context = self.ledger.ctx if self.growth is None else self.growth.context(sid)
+                skip = await decide(self.wf, self.ledger, sid, step.when, skip, context)
             if skip is not None:
                 await self._skip(sid, skip)
             elif sid in self.wf.groups:
@@ -223,15 +224,6 @@ class RunExecution:
                 await self.ledger.set_step(sid, status)
             self.core.cancelled(sid)
             raise
-
-    async def _condition(self, sid: str, when: str) -> str | None:
-        try:
-            result = bool(await evaluate_async(when, self.ledger.ctx))
-        except TemplateError as exc:
-            self.ledger.condition(sid, when, None)
-            return f"condition could not be evaluated: {exc}"
-        self.ledger.condition(sid, when, result)
-        return None if result else f"condition is false: {when}"
 
     async def _attempt(self, sid: str, step: Step) -> None:
         attempts = self.gates if step.approve is not None else self.attempts

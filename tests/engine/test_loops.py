@@ -205,3 +205,33 @@ def test_a_loop_step_depends_on_the_outside_steps_its_steps_read() -> None:
     assert wf.deps["refine"] == ("brief",)
     assert ("brief", "refine") in wf.implicit
     assert wf.bodies["refine"].deps == {"draft": (), "critique": ("draft",)}
+
+
+async def test_an_if_block_inside_a_loop_decides_in_each_iteration_on_that_iteration() -> None:
+    spec = {
+        "steps": [
+            {
+                "id": "refine",
+                "loop": {
+                    "steps": [
+                        {"id": "n", "value": "${loop.iteration}"},
+                        {
+                            "id": "parity",
+                            "if": "${n.output % 2 == 0}",
+                            "then": [{"id": "even", "args": "even ${n.output}"}],
+                            "else": [{"id": "odd", "args": "odd ${n.output}"}],
+                        },
+                    ],
+                    "until": "${loop.iteration >= 3}",
+                    "max_iterations": 5,
+                },
+            }
+        ]
+    }
+    with anyio.fail_after(5):
+        run = await engine_on(InMemoryRunStore()).run(spec)
+    assert run.status.value == "succeeded", run.error
+    assert [run.steps[f"parity#{k}"].output for k in (1, 2, 3)] == ["odd 1", "even 2", "odd 3"]
+    assert statuses(run)["even#1"] == "skipped"
+    assert statuses(run)["odd#2"] == "skipped"
+    assert run.steps["refine"].output["parity"] == "odd 3"

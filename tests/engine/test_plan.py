@@ -292,6 +292,7 @@ def test_to_dict_is_the_whole_plan_as_json_values() -> None:
                 "thinking_reason": None,
                 "api_params": None,
                 "api_params_why": None,
+                "shape": None,
             },
             "b": {
                 "executor": "builtin",
@@ -302,6 +303,7 @@ def test_to_dict_is_the_whole_plan_as_json_values() -> None:
                 "thinking_reason": None,
                 "api_params": None,
                 "api_params_why": None,
+                "shape": None,
             },
         },
         "mermaid": "\n".join(

@@ -12,7 +12,7 @@ from mcp_types import INVALID_PARAMS
 from tests.server.mcp_support import connect
 from tutti_mcp.engine.spec import ExecutorKind, parse_spec
 from tutti_mcp.engine.workflow import compile_workflow
-from tutti_mcp.server.prompts import GATE_EXAMPLE, GROWING, SPEC_FORMAT
+from tutti_mcp.server.prompts import FLOW_EXAMPLE, GATE_EXAMPLE, GROWING, SPEC_FORMAT
 
 
 def test_the_spec_example_in_the_prompts_compiles() -> None:
@@ -60,3 +60,16 @@ def test_the_gate_example_in_the_flow_prompt_compiles() -> None:
     assert wf.executors["confirm"] is ExecutorKind.GATE
     assert wf.reject_to == {"confirm": "explain"}
     assert wf.deps["apply"] == ("confirm", "plan")  # and the plan it reads
+
+
+@pytest.mark.anyio
+async def test_the_flow_prompt_teaches_an_if_block_with_an_example_that_compiles(
+    mode: str,
+) -> None:
+    wf = compile_workflow(parse_spec(yaml.safe_load(FLOW_EXAMPLE)))
+    assert wf.order == ["triage", "escalate", "reply", "route", "log"]
+    assert (list(wf.blocks), wf.deps["log"]) == (["route"], ("route",))
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            got = await c.get_prompt("flow", {"request": "triage this bug report"})
+    assert FLOW_EXAMPLE in "\n".join(getattr(m.content, "text", "") for m in got.messages)
