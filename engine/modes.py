@@ -4,8 +4,8 @@
   `foreach` step's outputs;
 - swarm: one step hands work to several model steps that need nothing else (the
   specialists), and one model step brings all of them together (the synthesis);
-- flow: the path depends on what earlier steps produce: `when` conditions, if blocks or
-  loops;
+- flow: the path depends on what earlier steps produce or a person decides: `when`
+  conditions, if blocks, loops or approval gates;
 - chain: plain dependencies.
 
 The shapes are checked in that order, so a pipeline with a condition is a pipeline. Every
@@ -53,6 +53,9 @@ def choose_mode(wf: Workflow) -> tuple[Mode, str]:
         why.append(f"steps {', '.join(conditional)} run only when their condition holds")
     if loops:
         why.append(f"{', '.join(loops)} loop{'s' if len(loops) > 1 else ''} until done")
+    gates = [sid for sid in wf.order if wf.steps[sid].approve is not None]
+    if gates:
+        why.append(f"{', '.join(gates)} wait{'' if len(gates) > 1 else 's'} for approval")
     if why:
         return Mode.FLOW, "flow: " + "; ".join(why)
     return Mode.CHAIN, "chain: plain dependencies, no conditions"

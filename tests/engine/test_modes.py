@@ -45,6 +45,11 @@ PIPELINE = [
         ),
         ([LOOP], Mode.FLOW, "flow: refine loop until done"),
         (
+            [{"id": "ok", "approve": "Go on?"}, {"id": "go", "args": "x", "depends_on": ["ok"]}],
+            Mode.FLOW,
+            "flow: ok waits for approval",
+        ),
+        (
             SWARM,
             Mode.SWARM,
             "swarm: plan hands work to 3 specialists (security, speed, cost), and synthesis "

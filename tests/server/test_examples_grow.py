@@ -4,6 +4,7 @@ each waiting step with `tutti complete` (no API key)."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from tests.server.test_cli import ROOT, Tutti, db, run_json, tutti
@@ -73,3 +74,35 @@ def test_the_draft_loop_revises_until_the_critique_approves(tutti: Tutti) -> Non
     assert (code, run["status"]) == (EXIT_OK, "succeeded")
     assert run["outputs"]["blurb"] == good
     assert "draft#3" not in run["steps"]
+
+
+GATED = str(ROOT / "examples" / "gated-cleanup.yaml")
+
+
+def test_the_gated_cleanup_deletes_only_after_a_yes(tutti: Tutti, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    for name in ("a.tmp", "b.tmp", "keep.txt"):
+        (work / name).write_text("x")
+    code, run = run_json(tutti, "run", GATED, "--workspace", str(work))
+    assert (code, waiting(run)) == (EXIT_WAITING, ["confirm"])
+    assert (
+        run["steps"]["confirm"]["detail"]["approval"]["question"] == "Delete 2 .tmp files under .?"
+    )
+    assert sorted(p.name for p in work.iterdir()) == ["a.tmp", "b.tmp", "keep.txt"]
+
+    code, run = run_json(tutti, "approve", run["run_id"], "confirm", "--yes")
+    assert (code, run["status"]) == (EXIT_OK, "succeeded")
+    assert run["outputs"]["delete"] == "deleted by cli"
+    assert run["steps"]["keep"]["status"] == "skipped"
+    assert sorted(p.name for p in work.iterdir()) == ["keep.txt"]
+
+
+def test_the_gated_cleanup_keeps_the_files_after_a_no(tutti: Tutti, tmp_path: Path) -> None:
+    (tmp_path / "a.tmp").write_text("x")
+    code, run = run_json(tutti, "run", GATED, "--workspace", str(tmp_path))
+    code, run = run_json(tutti, "approve", run["run_id"], "confirm", "--no", "--note", "not now")
+    assert (code, run["status"]) == (EXIT_OK, "succeeded")
+    assert run["steps"]["delete"]["status"] == "skipped"
+    assert run["outputs"]["keep"].startswith("Nothing deleted (gate 'confirm' rejected")
+    assert (tmp_path / "a.tmp").exists()
