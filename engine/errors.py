@@ -94,6 +94,17 @@ class StepNotWaiting(TuttiError):
         )
 
 
+class StepRunsAChild(TuttiError):
+    """A result was reported for a `workflow` step: its child run's steps take results."""
+
+    def __init__(self, run_id: str, step_id: str, child_id: str) -> None:
+        self.run_id, self.step_id, self.child_id = run_id, step_id, child_id
+        super().__init__(
+            f"step {step_id!r} of run {run_id} runs child run {child_id}: complete that run's "
+            f"waiting steps (workflow_status('{child_id}') lists them), then resume {run_id}"
+        )
+
+
 class StepOutputRejected(TuttiError):
     """A client's output for a step does not have the shape the step declares."""
 

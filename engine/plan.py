@@ -62,6 +62,11 @@ class StepPlan:
 
 
 def step_shape(step: Step) -> str | None:
+    if step.workflow is not None:
+        child = step.workflow
+        what = child if isinstance(child, str) else f"{child.name} ({len(child.steps)} steps)"
+        each = " for each item" if step.foreach is not None else ""
+        return f"child workflow {what}{each}"
     if step.loop is not None:
         inner = ", ".join(t.id for t in step.loop.steps)
         return f"loop of {inner} (at most {step.loop.max_iterations} iterations)"
@@ -234,6 +239,8 @@ def make_plan(
             est[sid] = MODEL_ESTIMATE_S[choice.mode]
         elif sid in wf.bodies:  # at least one iteration of its steps
             est[sid] = make_plan(wf.bodies[sid], models).critical_path_s
+        elif sid in wf.children:  # its child's critical path
+            est[sid] = make_plan(wf.children[sid], models).critical_path_s
         else:
             est[sid] = DEFAULT_ESTIMATE_S.get(kind, 1.0)
 

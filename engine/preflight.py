@@ -58,4 +58,8 @@ def _problems(
     problems += api_step_problems(wf, config.models)
     for loop, body in wf.bodies.items():
         problems += [f"in loop {loop!r}: {p}" for p in _problems(body, executors, config)]
+    for sid, child in wf.children.items():
+        problems += [
+            f"in the workflow of {sid!r}: {p}" for p in _problems(child, executors, config)
+        ]
     return problems

@@ -261,7 +261,10 @@ def markdown_report(run: RunRecord) -> str:
     lines = [f"# {run.name} `{run.id}`: {run.status.value}", ""]
     if run.error:
         lines += [f"**Error:** {run.error}", ""]
-    if run.parent_run_id:
+    if run.parent_run_id and run.id.startswith(run.parent_run_id + "."):
+        step = run.id[len(run.parent_run_id) + 1 :]
+        lines += [f"Child run of step `{step}` of `{run.parent_run_id}`.", ""]
+    elif run.parent_run_id:
         lines += [f"Forked from `{run.parent_run_id}`.", ""]
     lines += [
         "| step | status | attempts | seconds | executor | note |",

@@ -9,6 +9,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,8 +20,10 @@ from tutti_mcp.engine.errors import (
     StepError,
     StepNotWaiting,
     StepOutputRejected,
+    StepRunsAChild,
     UnknownStep,
 )
+from tutti_mcp.engine.execution.children import child_run_id
 from tutti_mcp.engine.execution.context import EventSink, PreparedRun, RunContext
 from tutti_mcp.engine.execution.runner import RunExecution
 from tutti_mcp.engine.executors.base import StepExecutor
@@ -41,7 +44,7 @@ from tutti_mcp.memory.runs.records import (
     StepRecord,
     StepStatus,
 )
-from tutti_mcp.memory.runs.store import RunStore
+from tutti_mcp.memory.runs.store import RunNotFound, RunStore
 
 
 def new_run_id() -> str:
@@ -61,7 +64,7 @@ class Engine:
         self.store = store
         self.executors = dict(executors)
         self.config = config or EngineConfig()
-        self.context = RunContext(store, self.executors, self.config)
+        self.context = RunContext(store, self.executors, self.config, children=self)
         self.live: dict[str, RunExecution] = {}
         self._claimed: set[str] = set()  # claimed here, not executing yet
         # Compiled workflows by the spec's canonical JSON: a spec seen before (every run of
@@ -129,6 +132,7 @@ class Engine:
         *,
         parent_run_id: str | None = None,
         run_id: str | None = None,
+        workspace: str | None = None,
     ) -> PreparedRun:
         """Store a new run, pending; returns it prepared (compiled and planned) for
         `execute` in this process. Nothing runs yet."""
@@ -143,12 +147,34 @@ class Engine:
             inputs=values,
             created_at=self.config.clock(),
             parent_run_id=parent_run_id,
-            workspace=self._workspace_path(),
+            workspace=workspace or self._workspace_path(),
         )
         await self.store.create_run(run, wf.order)
         run.steps = {sid: StepRecord(sid) for sid in wf.order}
         plan, _ = await self.plan_with_history(wf)
         return PreparedRun(run, wf, plan)
+
+    async def run_child(
+        self,
+        parent_id: str,
+        step_id: str,
+        spec: WorkflowSpec,
+        inputs: Mapping[str, Any],
+        workspace: Path,
+    ) -> RunRecord:
+        """A `workflow` step's child run (engine/execution/children.py), as it rests."""
+        child_id = child_run_id(parent_id, step_id)
+        try:
+            run = await self.load(child_id)
+        except RunNotFound:
+            where = str(workspace.resolve())
+            prepared = await self.create(
+                spec, inputs, parent_run_id=parent_id, run_id=child_id, workspace=where
+            )
+            return await self.execute(prepared)
+        if run.status is RunStatus.SUCCEEDED:
+            return run
+        return await self.execute(await self.claim(child_id))
 
     async def create_run(
         self,
@@ -352,6 +378,8 @@ class Engine:
             raise StepNotWaiting(run_id, step_id, rec.status.value)
         wf = self.compile(run.spec)
         step = wf.definition(step_id, rec.parent, rec.scope)
+        if step.workflow is not None:
+            raise StepRunsAChild(run_id, step_id, child_run_id(run_id, step_id))
         if step.approve is not None:  # an approval gate: yes or no
             await record_answer(self.store, run_id, rec, gate_answer(step_id, output, error))
             return run.status

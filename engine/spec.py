@@ -122,6 +122,12 @@ class Step(_Model):
     loop: Loop | None = Field(
         None, description="run `loop.steps` again and again until `loop.until` holds"
     )
+    workflow: str | WorkflowSpec | None = Field(
+        None, description="run a workflow (a spec file in the workspace, or inline) as a child run"
+    )
+    inputs: dict[str, Any] = Field(
+        default_factory=dict, description="a `workflow` step's inputs to its child (templates)"
+    )
     depends_on: list[str] = Field(default_factory=list)
     when: str | None = None
     trigger: Trigger = Trigger.ALL_SUCCEEDED
@@ -226,13 +232,19 @@ class Step(_Model):
 
     @model_validator(mode="after")
     def _loop_shape(self) -> Step:
-        if self.loop is None:
+        if self.inputs and self.workflow is None:
+            raise ValueError("`inputs` are what a `workflow` step gives its child; add `workflow`")
+        what = "loop" if self.loop is not None else "workflow" if self.workflow else None
+        if what is None:
             return self
         own = [f for f in LOOP_EXCLUDES if getattr(self, f) not in (None, [], {})]
+        if what == "workflow":  # one child run per item is a fan-out of workflows
+            own = [f for f in own if f != "foreach"] + (["loop"] if self.loop else [])
         if own:
+            runs = "its `loop.steps`" if what == "loop" else "its child workflow"
             raise ValueError(
-                f"a loop step runs its `loop.steps`; it cannot have {', '.join(own)} of its "
-                "own (move them into a step inside `loop.steps`)"
+                f"a {what} step runs {runs}; it cannot have {', '.join(own)} of its own "
+                f"(move them into a step of the {what})"
             )
         return self
 
@@ -319,14 +331,17 @@ class Step(_Model):
             if fe.items is not None:
                 out += [(f"foreach.items{p}", s) for p, s in strings_in(fe.items, "")]
             out += [(f"foreach.{n}", t) for n in ("lines", "key") if (t := getattr(fe, n))]
+        out += [(f"inputs.{k}{p}", t) for k, v in self.inputs.items() for p, t in strings_in(v, "")]
         return out
 
 
 def every_step(steps: Sequence[Step]) -> Iterator[Step]:
-    """Every step, those of if blocks and loops too (a block or loop before its steps)."""
+    """Every step, those of if blocks, loops and inline child workflows too (a block, loop
+    or `workflow` step before its steps)."""
     for s in steps:
         yield s
-        for inner in (s.then, s.else_, s.loop.steps if s.loop is not None else None):
+        child = s.workflow.steps if isinstance(s.workflow, WorkflowSpec) else None
+        for inner in (s.then, s.else_, s.loop.steps if s.loop is not None else None, child):
             if inner:
                 yield from every_step(inner)
 
@@ -344,9 +359,6 @@ class Loop(_Model):
         "${loop.iteration}); the loop ends once it is true"
     )
     max_iterations: int = Field(ge=1, le=100, description="required: no loop is unbounded")
-
-
-Step.model_rebuild()
 
 
 class WorkflowSpec(_Model):
@@ -373,6 +385,9 @@ class WorkflowSpec(_Model):
             if s.id == step_id:
                 return s
         raise KeyError(step_id)
+
+
+Step.model_rebuild()  # `loop` and `workflow` name models defined after Step
 
 
 def parse_spec(

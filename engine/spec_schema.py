@@ -10,6 +10,7 @@ flags a malformed step id or an unknown command as the models do). Whole-workflo
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from typing import Any
@@ -44,7 +45,9 @@ class _Generator(GenerateJsonSchema):
 def _prop(schema: dict[str, Any], model: str, field: str) -> dict[str, Any]:
     """The schema of `model.field` (WorkflowSpec's are the root's); a clear error when the
     models no longer have it, so a renamed field is noticed here, not silently left out."""
-    where = schema if model == WorkflowSpec.__name__ else schema["$defs"].get(model, {})
+    # a spec can hold specs (`workflow:` steps), so WorkflowSpec may be a $def the root refers to
+    defs = schema.get("$defs", {})
+    where = defs[model] if model in defs or model != WorkflowSpec.__name__ else schema
     try:
         prop: dict[str, Any] = where["properties"][field]
     except KeyError:
@@ -82,7 +85,11 @@ def spec_json_schema() -> dict[str, Any]:
     for choice in command["anyOf"]:
         if choice.get("type") == "string":
             choice["pattern"] = _command_pattern()
+    ref = body.pop("$ref", None)
+    if ref is not None:  # the root is the spec itself (its $def stays, for child specs)
+        body = {**copy.deepcopy(body["$defs"][ref.rsplit("/", 1)[1]]), **body}
     body.pop("title", None)
+    body.pop("description", None)
     return {"$schema": DIALECT, "title": TITLE, "description": DESCRIPTION, **body}
 
 

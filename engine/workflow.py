@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tutti_mcp.engine.blocks import Block, Flat, StepCondition, attach, flatten
@@ -18,6 +19,7 @@ from tutti_mcp.engine.gate_spec import reject_target
 from tutti_mcp.engine.graph_checks import cycle_problems, fallback_problems, reject_problems
 from tutti_mcp.engine.groups import item_ref_problems, loop_ref_problems, outputs_ref_problems
 from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.nested import child_workflow, loop_body
 from tutti_mcp.engine.spec import (
     MODEL_KINDS,
     BuiltinOp,
@@ -55,6 +57,7 @@ class Workflow:
     # steps that grow into steps added at run time (`foreach`, `loop`)
     groups: frozenset[str] = frozenset()
     bodies: dict[str, Workflow] = field(default_factory=dict)  # loop step -> its steps
+    children: dict[str, Workflow] = field(default_factory=dict)  # workflow step -> inline child
     outer_refs: frozenset[str] = frozenset()  # a loop body's: the workflow's steps it reads
 
     def live(self) -> Workflow:
@@ -183,6 +186,8 @@ def compile_workflow(
     outer = outer or {}
     outer_read: set[str] = set()
     bodies: dict[str, Workflow] = {}
+    children: dict[str, Workflow] = {}
+    how: dict[str, Any] = {"model_executor": model_executor, "models": models}
     if spec.type not in SUPPORTED_MODES:
         problems.append(
             Problem(
@@ -232,9 +237,13 @@ def compile_workflow(
         if when is not None:
             texts.append(("when", unwrap_condition(when), True))
         body_ids: frozenset[str] = frozenset()
+        if s.workflow is not None:
+            child = child_workflow(s, where, partial(compile_workflow, **how), problems)
+            if child is not None:
+                children[s.id] = child
         if s.loop is not None:
             body_ids = frozenset(t.id for t in s.loop.steps)
-            body = _loop_body(s, where, spec, steps, model_executor, models, problems)
+            body = loop_body(s, where, spec, steps, partial(compile_workflow, **how), problems)
             if body is not None:
                 bodies[s.id] = body
                 for d in sorted(body.outer_refs, key=ids.index):
@@ -363,49 +372,11 @@ def compile_workflow(
         input_refs=input_refs,
         groups=frozenset(sid for sid in order if steps[sid].foreach is not None or sid in bodies),
         bodies=bodies,
+        children=children,
         outer_refs=frozenset(outer_read),
         blocks=flat.blocks,
         conditions=flat.conditions,
     )
-
-
-def _loop_body(
-    s: Step,
-    where: str,
-    spec: WorkflowSpec,
-    steps: dict[str, Step],
-    model_executor: ExecutorKind,
-    models: ModelTable | None,
-    problems: list[Problem],
-) -> Workflow | None:
-    """A loop's steps compiled as a workflow of their own, which may read the workflow's
-    other steps (not the loop itself) and `loop`; None when they have problems (reported
-    with their path from the top of the spec)."""
-    assert s.loop is not None
-    inner = s.loop.steps
-    found = len(problems)
-    for j, t in enumerate(inner):
-        if t.id in steps:
-            problems.append(
-                Problem(f"{where}.loop.steps[{j}].id", f"step id {t.id!r} is also a step outside")
-            )
-        if t.foreach is not None or t.loop is not None:
-            problems.append(
-                Problem(
-                    f"{where}.loop.steps[{j}] ({t.id})",
-                    "`foreach` and `loop` are not supported inside a loop yet; make the loop "
-                    "a step of its own, or run the fan-out before the loop",
-                )
-            )
-    sub = spec.model_copy(update={"steps": inner, "name": f"{spec.name}/{s.id}"})
-    outer: dict[str, Step | None] = {sid: st for sid, st in steps.items() if sid != s.id}
-    outer["loop"] = None
-    try:
-        body = compile_workflow(sub, model_executor=model_executor, models=models, outer=outer)
-    except SpecError as exc:
-        problems += [Problem(f"{where}.loop.{p.path}", p.message) for p in exc.problems]
-        return None
-    return body if len(problems) == found else None
 
 
 def _wire_blocks(

@@ -253,7 +253,8 @@ def print_plan(plan: Plan, source: dict[str, str], summary: dict[str, Any] | Non
         out.print(f"  group {i}: {', '.join(group)}")
     for s in plan.steps.values():
         think = f", thinking {s.thinking.mode.value} ({s.thinking.reason})" if s.thinking else ""
-        kind = s.shape if s.shape and s.shape.startswith("loop") else s.executor.value
+        grows = s.shape and s.shape.startswith(("loop", "child"))
+        kind = s.shape if s.shape and grows else s.executor.value
         kind += f" {s.shape}" if s.shape and s.shape.startswith("for each") else ""
         out.print(f"  {s.id}: {kind}, ~{secs(s.estimate_s)} ({source[s.id]}){think}")
         if s.api_params_why is not None:  # what the Messages API gets, and why

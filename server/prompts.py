@@ -157,7 +157,9 @@ def register(server: MCPServer[Any]) -> None:
             "chain",
             "Break the request into concrete steps. Give each step only the dependencies it "
             "really needs, so independent steps run at the same time. Work over a list that "
-            "an earlier step finds is one `foreach` step; draft-and-improve work is a `loop`.",
+            "an earlier step finds is one `foreach` step; draft-and-improve work is a `loop`; "
+            "a step can run a whole workflow as a child run (`workflow:` a spec file or an "
+            "inline spec, with `inputs:` for it).",
             request,
         )
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.executors.base import StepExecutor
 from tutti_mcp.engine.plan import Plan
-from tutti_mcp.engine.spec import ExecutorKind
+from tutti_mcp.engine.spec import ExecutorKind, WorkflowSpec
 from tutti_mcp.engine.workflow import Workflow
 from tutti_mcp.memory.runs.records import EventKind, RunRecord, RunStatus
 from tutti_mcp.memory.runs.store import RunStore
@@ -20,11 +21,26 @@ from tutti_mcp.memory.runs.store import RunStore
 EventSink = Callable[[EventKind, str | None, dict[str, Any]], None]
 
 
+class ChildRuns(Protocol):
+    """What runs a `workflow` step's child run (the engine): created and executed the first
+    time, resumed when the step runs again, returned as it rests."""
+
+    async def run_child(
+        self,
+        parent_id: str,
+        step_id: str,
+        spec: WorkflowSpec,
+        inputs: Mapping[str, Any],
+        workspace: Path,
+    ) -> RunRecord: ...
+
+
 @dataclass(frozen=True)
 class RunContext:
     store: RunStore
     executors: Mapping[ExecutorKind, StepExecutor]
     config: EngineConfig
+    children: ChildRuns | None = None
 
 
 @dataclass

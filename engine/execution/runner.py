@@ -18,6 +18,7 @@ from anyio.abc import TaskGroup
 from tutti_mcp.engine.core import FailureAction, RunCore
 from tutti_mcp.engine.errors import StepError, StepErrorKind
 from tutti_mcp.engine.execution.attempts import Attempts, Failed, HandedOff, StepSetup, step_setup
+from tutti_mcp.engine.execution.children import ChildSteps
 from tutti_mcp.engine.execution.client_steps import ClientSteps, client_failure
 from tutti_mcp.engine.execution.conditions import decide
 from tutti_mcp.engine.execution.context import EventSink, PreparedRun, RunContext
@@ -75,6 +76,9 @@ class RunExecution:
         self.attempts = Attempts(ctx, self.ledger, self.core, wf.spec, workspace)
         self.workspace = workspace
         self.client = ClientSteps(ctx.store, run, wf, cfg.client_poll_s)
+        self.children = ChildSteps(
+            ctx.children, self.ledger, cfg.clock, workspace, wf.spec.defaults.model_executor
+        )
         self.gates = GateSteps(ctx, self.ledger, self.core, self.client, wf.spec, workspace)
         self.prepared = prepared
         self._setups: dict[tuple[str | None, str], StepSetup] = {}
@@ -226,7 +230,9 @@ class RunExecution:
             raise
 
     async def _attempt(self, sid: str, step: Step) -> None:
-        attempts = self.gates if step.approve is not None else self.attempts
+        attempts: Attempts | GateSteps | ChildSteps = self.attempts
+        if step.approve is not None or step.workflow is not None:  # asked, or a child run
+            attempts = self.gates if step.approve is not None else self.children
         result = await attempts.run(
             step,
             self._setup(sid),

@@ -135,6 +135,7 @@ class ClientRequest(TypedDict, total=False):
     idempotency_key: str
     memory_scope: str
     approval: dict[str, Any]  # an approval gate: question, preview, deadline, on_reject
+    child_run: str  # a `workflow` step: the child run that waits for the client
 
 
 # A step's `detail`, typed by what it holds: a failure analysis, a skip reason, a client's
