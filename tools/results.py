@@ -28,6 +28,11 @@ class RunState(BaseModel):
     outputs: dict[str, Any] = Field(default_factory=dict)  # previews of step outputs
     errors: dict[str, Any] = Field(default_factory=dict)
     client_tasks: list[ClientTask] = Field(default_factory=list)
+    added: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="steps added at run time (foreach instances, loop iterations), counted "
+        "by status under the step that added them; `steps` lists those not yet succeeded",
+    )
     error: str | None = None
     next: str
 

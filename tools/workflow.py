@@ -201,13 +201,18 @@ def run_state(
     errors: dict[str, Any] = {}
     tasks: list[ClientTask] = []
     takes_results = run.status in TAKES_RESULTS  # a failed or cancelled run takes none
+    added: dict[str, dict[str, int]] = {}
     done = 0
     for s in run.steps.values():
         status = s.status
-        steps[s.step_id] = status.value
+        if s.parent is not None:  # counted under its step; listed only until it succeeds
+            counts = added.setdefault(s.parent, {})
+            counts[status.value] = counts.get(status.value, 0) + 1
+        if s.parent is None or status not in _HAS_OUTPUT:
+            steps[s.step_id] = status.value
         if status in _TERMINAL:
             done += 1
-            if status in _HAS_OUTPUT:
+            if status in _HAS_OUTPUT and s.parent is None:  # theirs are in their step's
                 outputs[s.step_id] = preview(s.output)
         elif takes_results and (task := _client_task(s)) is not None:
             tasks.append(task)
@@ -224,6 +229,7 @@ def run_state(
         outputs=outputs,
         errors=errors,
         client_tasks=tasks,
+        added=added,
         error=error,
         next=(f"Answered {', '.join(sampled)} with your model. " if sampled else "")
         + next_step(run, tasks, pending, error),

@@ -219,3 +219,35 @@ async def test_the_run_state_answer_reads_every_step_status_outputs_errors_and_o
         "error": run.error,
         "next": wfl.next_step(run, tasks if status is RunStatus.RUNNING else [], 0, run.error),
     }
+
+
+async def test_a_fan_out_is_counted_under_its_step_and_its_waiting_instances_are_tasks(
+    state: wfl.ToolState,
+) -> None:
+    spec = {
+        "name": "fan",
+        "steps": [
+            {"id": "each", "foreach": list(range(30)), "args": "n${item}"},
+            {"id": "ask", "foreach": ["x", "y"], "run": "client", "prompt": "Say ${item}"},
+        ],
+    }
+    with anyio.fail_after(WAIT_S + 5):
+        run = await wfl.start(state, spec, None, WAIT_S, can_sample=False)
+        assert run.added == {"each": {"succeeded": 30}, "ask": {"waiting": 2}}
+        # instances are listed only until they succeed; their outputs are their step's
+        assert run.steps == {
+            "each": "succeeded",
+            "ask": "running",
+            "ask[0]": "waiting",
+            "ask[1]": "waiting",
+        }
+        assert run.outputs["each"] == [f"n{i}" for i in range(30)]
+        assert not [k for k in run.outputs if "[" in k]
+        assert [t.step_id for t in run.client_tasks] == ["ask[0]", "ask[1]"]
+        await wfl.complete(state, run.run_id, "ask[0]", "X", None)
+        done = await wfl.complete(state, run.run_id, "ask[1]", "Y", None)
+    assert (done.status, done.outputs["ask"], done.added["ask"]) == (
+        "succeeded",
+        ["X", "Y"],
+        {"succeeded": 2},
+    )
