@@ -31,6 +31,9 @@ from tutti_mcp.engine.templating import render_value_async
 from tutti_mcp.memory.runs.records import ClientRequest, RunRecord, RunStatus
 
 
+MAX_DEPTH = 8  # child runs of child runs: a spec file that runs itself stops here
+
+
 def child_run_id(parent_id: str, step_id: str) -> str:
     return f"{parent_id}.{step_id}"
 
@@ -68,6 +71,11 @@ class ChildSteps:
         try:
             if self.children is None:
                 raise StepError("this engine cannot run child workflows", retryable=False)
+            if ledger.run_id.count(".") >= MAX_DEPTH:  # run ids have no dots of their own
+                raise StepError(
+                    f"child workflows nest {MAX_DEPTH} deep here: does a spec run itself?",
+                    retryable=False,
+                )
             inputs = await render_value_async(step.inputs, context or ledger.ctx)
             child = await self.children.run_child(
                 ledger.run_id, sid, self._spec(step), inputs, self.workspace

@@ -170,3 +170,17 @@ def test_the_plan_shows_the_child_and_estimates_its_critical_path() -> None:
     plan = make_plan(compile_workflow(parse_spec(parent())))
     assert plan.steps["call"].shape == "child workflow shout (2 steps)"
     assert plan.steps["call"].estimate_s == pytest.approx(0.02)
+
+
+async def test_a_spec_file_that_runs_itself_stops_at_the_depth_limit(tmp_path: Path) -> None:
+    (tmp_path / "self.yaml").write_text("steps:\n  - {id: again, workflow: self.yaml}\n")
+    store = InMemoryRunStore()
+    with anyio.fail_after(10):
+        run = await engine_on(store, workspace=tmp_path).run(
+            {"steps": [{"id": "again", "workflow": "self.yaml"}]}
+        )
+    assert run.status.value == "failed"
+    runs = await store.list_runs(limit=100)
+    assert len(runs) == 9  # the run and 8 nested children
+    deepest = max(runs, key=lambda r: r.id.count("."))
+    assert "nest 8 deep here" in (deepest.steps["again"].error or "")
