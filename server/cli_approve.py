@@ -14,7 +14,7 @@ from tutti_mcp.engine.gates import decision, record_answer, waiting_gate
 from tutti_mcp.engine.service import Engine
 from tutti_mcp.memory.runs.owner import owner_alive
 from tutti_mcp.memory.runs.records import RunStatus
-from tutti_mcp.server.cli_runs import _finish, _with_engine
+from tutti_mcp.server.cli_runs import finish_run, with_engine
 from tutti_mcp.server.console import err
 from tutti_mcp.server.exit_codes import EXIT_OK
 
@@ -39,6 +39,6 @@ def cmd_approve(args: argparse.Namespace) -> int:
         if run.status is RunStatus.RUNNING and owner_alive(run.owner):
             err.print(f"run {run.id} is executing in {run.owner}, which takes the answer up")
             return EXIT_OK
-        return await _finish(args, engine, run.id, resume=True)
+        return await finish_run(args, engine, run.id, resume=True)
 
-    return anyio.run(_with_engine, args, go, {"shell_allow_all": True})
+    return anyio.run(with_engine, args, go, {"shell_allow_all": True})

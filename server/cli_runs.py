@@ -49,7 +49,7 @@ def _parse_inputs(pairs: list[str]) -> dict[str, str]:
     return values
 
 
-async def _with_engine(
+async def with_engine(
     args: argparse.Namespace,
     fn: Callable[[Engine], Awaitable[int]],
     engine_kw: dict[str, Any] | None = None,
@@ -63,7 +63,7 @@ async def _with_engine(
         return await fn(build_engine(settings, store, memory=AsyncMemoryFiles.of(store), **kw))
 
 
-async def _finish(
+async def finish_run(
     args: argparse.Namespace, engine: Engine, run_id: str, resume: bool, stored: bool = True
 ) -> int:
     progress = TerminalProgress(err, enabled=not args.json)
@@ -96,14 +96,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                 err.print(
                     "state_persistence is false: this run is not stored and cannot be resumed"
                 )
-        return await _finish(args, engine, run_id, resume=False, stored=persist)
+        return await finish_run(args, engine, run_id, resume=False, stored=persist)
 
     persist = spec.optimization.state_persistence
     workspace = Path(args.workspace) if args.workspace else Path(args.file).resolve().parent
     kw: dict[str, Any] = {"shell_allow_all": True, "workspace": workspace, "in_memory": not persist}
     if args.client:
         kw["model_executor"] = ExecutorKind.CLIENT
-    return anyio.run(_with_engine, args, go, kw)
+    return anyio.run(with_engine, args, go, kw)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -111,9 +111,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
         if args.workspace:  # shell steps otherwise run where the run was started
             await engine.load(args.run_id)
             await engine.store.set_run(args.run_id, workspace=str(Path(args.workspace).resolve()))
-        return await _finish(args, engine, args.run_id, resume=True)
+        return await finish_run(args, engine, args.run_id, resume=True)
 
-    return anyio.run(_with_engine, args, go, {"shell_allow_all": True})
+    return anyio.run(with_engine, args, go, {"shell_allow_all": True})
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -142,7 +142,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print_table(table)
         return EXIT_OK
 
-    return anyio.run(_with_engine, args, go)
+    return anyio.run(with_engine, args, go)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -155,7 +155,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             print_run(run, cmd=cmd, with_gantt=True, every_output=args.full)
         return EXIT_OK
 
-    return anyio.run(_with_engine, args, go)
+    return anyio.run(with_engine, args, go)
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
@@ -171,10 +171,10 @@ def cmd_complete(args: argparse.Namespace) -> int:
             await engine.complete_step(args.run_id, args.step_id, output=text)
         err.print(f"step {args.step_id} of run {args.run_id} completed")
         if args.resume:
-            return await _finish(args, engine, args.run_id, resume=True)
+            return await finish_run(args, engine, args.run_id, resume=True)
         return EXIT_OK
 
-    return anyio.run(_with_engine, args, go, {"shell_allow_all": True})
+    return anyio.run(with_engine, args, go, {"shell_allow_all": True})
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -185,4 +185,4 @@ def cmd_prune(args: argparse.Namespace) -> int:
         err.print(f"pruned {n} finished runs older than {args.older_than_days:g} days")
         return EXIT_OK
 
-    return anyio.run(_with_engine, args, go)
+    return anyio.run(with_engine, args, go)
