@@ -127,17 +127,42 @@ def _fail(exc: E, item: Item, path: str) -> E:
     return exc
 
 
-def _run_group(conn: sqlite3.Connection, items: list[Item], start: int, end: int) -> None:
-    for i in range(start, end):
+_DML = ("INSERT", "UPDATE", "DELETE", "REPLAC")
+_many: dict[str, bool] = {}  # SQL text -> whether executemany may run it (a few distinct texts)
+
+
+def _coalescible(sql: str) -> bool:
+    ok = _many.get(sql)
+    if ok is None:  # executemany runs DML only, and would drop what RETURNING returns
+        head = sql.lstrip()[:6].upper()
+        ok = _many[sql] = head in _DML and "RETURNING" not in sql.upper()
+    return ok
+
+
+def _run_items(conn: sqlite3.Connection, items: list[Item], start: int, end: int) -> None:
+    """Run items[start:end] in order. Consecutive statements with the same SQL go to SQLite
+    as one executemany: the same statements in the same order, one call for all of them."""
+    i = start
+    while i < end:
         item = items[i]
         try:
             if isinstance(item, Call):
                 item.result = item.fn(conn, *item.args)
             elif item is not None:
+                sql, j = item[0], i + 1
+                while j < end and (
+                    (nxt := items[j]) is None or (isinstance(nxt, tuple) and nxt[0] == sql)
+                ):
+                    j += 1  # taken-back statements (None) in between change nothing
+                if j - i > 1 and _coalescible(sql):
+                    conn.executemany(sql, [op[1] for op in items[i:j] if isinstance(op, tuple)])
+                    i = j
+                    continue
                 conn.execute(*item)
         # the caller's own statement or function failed: the error is the caller's
         except Exception as exc:
             raise _Located(exc, item) from exc
+        i += 1
 
 
 class _Located(Exception):
@@ -145,28 +170,51 @@ class _Located(Exception):
         self.exc, self.item = exc, item
 
 
+def _run_callers(
+    conn: sqlite3.Connection, batch: _Batch, groups: list[tuple[int, int]], path: str
+) -> None:
+    """Each caller's statements inside a savepoint of their own: one that fails is undone
+    and its caller gets the error, the others stay."""
+    for g, (start, end) in enumerate(groups):
+        conn.execute("SAVEPOINT caller")
+        try:
+            _run_items(conn, batch.ops, start, end)
+        except _Located as failed:
+            if not conn.in_transaction:  # SQLite ended the transaction itself
+                raise
+            conn.execute("ROLLBACK TO caller")
+            batch.errors[g] = _fail(failed.exc, failed.item, path)
+        conn.execute("RELEASE caller")
+
+
 def apply_batch(conn: sqlite3.Connection, batch: _Batch, path: str, *, begun: bool) -> None:
     """Commit the batch in one transaction (begun already when `begun`); a caller whose
     statement fails gets that error and its statements are undone, the others commit.
     Every failure ends up in `batch.errors`: this is where callers and the connection
-    meet, so nothing raised here may leave a caller waiting forever."""
+    meet, so nothing raised here may leave a caller waiting forever.
+
+    Optimistic: the callers' statements first run one after the other with no savepoint
+    per caller (two statements each, for a failure that almost never happens). Only if one
+    fails is that undone (back to one savepoint around them all: the transaction and its
+    write lock are kept) and the batch run again with a savepoint per caller, so that the
+    failing caller alone gets its error. A `Call` may therefore run twice; the first run's
+    writes are undone before the second."""
     groups = batch.groups()
     try:
         if not begun:
             conn.execute("BEGIN IMMEDIATE")
         if len(groups) == 1:
-            _run_group(conn, batch.ops, *groups[0])
+            _run_items(conn, batch.ops, *groups[0])
         else:
-            for g, (start, end) in enumerate(groups):
-                conn.execute("SAVEPOINT caller")
-                try:
-                    _run_group(conn, batch.ops, start, end)
-                except _Located as failed:
-                    if not conn.in_transaction:  # SQLite ended the transaction itself
-                        raise
-                    conn.execute("ROLLBACK TO caller")
-                    batch.errors[g] = _fail(failed.exc, failed.item, path)
-                conn.execute("RELEASE caller")
+            conn.execute("SAVEPOINT batch")
+            try:
+                _run_items(conn, batch.ops, 0, len(batch.ops))
+            except _Located:
+                if not conn.in_transaction:  # SQLite ended the transaction itself
+                    raise
+                conn.execute("ROLLBACK TO batch")
+                _run_callers(conn, batch, groups, path)
+            conn.execute("RELEASE batch")
         conn.execute("COMMIT")
     except BaseException as exc:
         if conn.in_transaction:
@@ -262,7 +310,16 @@ class GroupWriter:
         caller = len(batch.ends)
         batch.ends.append(len(batch.ops))
         self._stats["waiters"] += 1
-        self._schedule()
+        if self._scheduled or self._in_flight is not None or self._sealed or not self._loop_idle():
+            self._schedule()
+        else:
+            # Nothing else would run before the scheduled commit: no other caller could join
+            # this batch, so it is committed now, which saves two turns of the loop.
+            self._pending = _Batch()
+            if self._send(batch, on_loop=True):
+                # Still one turn of the loop per commit, as a round trip would be: a long
+                # chain must not keep the loop from polling for I/O (requests, other runs).
+                await asyncio.sleep(0)
         # Cancelled here, the caller stops waiting; the batch is committed all the same.
         await batch.done.wait()
         error = batch.errors.get(caller)
@@ -307,8 +364,13 @@ class GroupWriter:
             batch, self._pending = self._pending, _Batch()
         else:
             return  # queued statements without a waiter ride along with a later batch
+        self._send(batch, on_loop=len(batch.ops) <= ON_LOOP_MAX_STATEMENTS or self._loop_idle())
+
+    def _send(self, batch: _Batch, *, on_loop: bool) -> bool:
+        """Commit the batch on the loop's thread if `on_loop` and the connection is free
+        (True: it has landed), else hand it to the writer's thread."""
         batch.sent = True
-        if len(batch.ops) <= ON_LOOP_MAX_STATEMENTS and self._guard.lock.acquire(blocking=False):
+        if on_loop and self._guard.lock.acquire(blocking=False):
             try:
                 begun = self._begin_now()
                 if begun:
@@ -318,10 +380,17 @@ class GroupWriter:
             if begun:
                 self._stats["on_loop"] += 1
                 self._landed(batch)
-                return
+                return True
         self._in_flight = batch
         self._stats["on_thread"] += 1
         self._submit(batch)
+        return False
+
+    def _loop_idle(self) -> bool:
+        """Whether the loop has nothing else ready to run: then a thread could not commit
+        beside other work, it would only add a hand-off and fight the loop for the GIL."""
+        ready = getattr(self._loop, "_ready", None)  # asyncio's run queue (test_group_commit)
+        return ready is not None and not ready
 
     def _begin_now(self) -> bool:
         """BEGIN IMMEDIATE without waiting for another connection's write lock. False when
