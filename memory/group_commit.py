@@ -9,18 +9,23 @@ checkpoints of steps and runs that finish together share a transaction; a batch 
 while the one before it is still being committed, and whatever arrives meanwhile goes into
 the next. Each batch has one asyncio.Event that sets every waiter free at once.
 
+A caller that writes while the loop has nothing else ready (a chain's step, the usual
+case) does not wait for a turn of the loop: no other caller could join its batch before
+the scheduled commit anyway, so it commits at once and yields once afterwards.
+
 Where a batch is committed:
-- on the event loop's thread when it is small (ON_LOOP_MAX_STATEMENTS: a few steps'
-  checkpoints) and the connection is free: SQLite takes ~40 us for a step's checkpoint (3
-  statements and the commit, WAL without fsync), while a round trip to another thread
-  costs 40-80 us on a 2-vCPU VM (two wake-ups, each waking an idle vCPU). This is what a
-  chain of steps waits for at every step. The attempt never waits for a lock: it takes
+- on the event loop's thread when the loop has nothing else ready to run, or when the
+  batch is small (ON_LOOP_MAX_STATEMENTS: a few steps' checkpoints), and the connection
+  is free: SQLite takes ~40 us for a step's checkpoint (3 statements and the commit, WAL
+  without fsync), while a round trip to another thread costs 40-80 us on a 2-vCPU VM (two
+  wake-ups, each waking an idle vCPU), and a thread that runs Python beside a busy loop
+  waits for the GIL at every statement. The attempt never waits for a lock: it takes
   SQLite's write lock without waiting (busy timeout 0);
-- on the writer's own thread otherwise (a bigger batch, which the loop would otherwise
-  wait for while it could run other steps; another process holding the write lock; the
-  connection busy with a `Database.call`): one hand-off and one loop wake-up per batch,
-  with the connection's full busy timeout. Batches are cut between callers at
-  INLINE_MAX_STATEMENTS, so that writes queued meanwhile go into the next one.
+- on the writer's own thread otherwise (a bigger batch while other tasks are ready to run
+  beside it; another process holding the write lock; the connection busy with a
+  `Database.call`): one hand-off and one loop wake-up per batch, with the connection's
+  full busy timeout. Batches are cut between callers at INLINE_MAX_STATEMENTS, so that
+  writes queued meanwhile go into the next one.
 
 Durability is SQLite's: `write` returns after COMMIT, in WAL mode with synchronous=NORMAL
 (a commit survives a process crash). The connection's automatic checkpoint is off: the
@@ -28,11 +33,12 @@ writer's thread runs a passive checkpoint on a connection of its own every
 CHECKPOINT_EVERY commits, so that the copy back into the file and its fsync never land on
 the event loop's thread.
 
-Failures are per caller: the statements of each waiting caller run inside a SAVEPOINT
-when a batch has several callers, so a statement that fails undoes only its own caller's
-statements, which get its sqlite3 error (with a note naming the file and statement); the
-other callers' statements commit. A waiter that is cancelled stops waiting, but its
-statements, once handed over, are committed exactly once all the same.
+Failures are per caller (memory/group_apply.py): a statement that fails undoes only its
+own caller's statements, which get its sqlite3 error (with a note naming the file and
+statement); the other callers' statements commit. A batch first runs without a savepoint
+per caller and is run again with them only when a statement fails. A waiter that is
+cancelled stops waiting, but its statements, once handed over, are committed exactly once
+all the same.
 """
 
 from __future__ import annotations
@@ -46,10 +52,10 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
-Op = tuple[str, tuple[Any, ...]]
-E = TypeVar("E", bound=BaseException)
+from tutti_mcp.memory.group_apply import Batch, Call, Op, apply_batch
+
+__all__ = ["Call", "GroupWriter", "Guard", "Op", "Ticket", "WriterStatistics", "apply_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -70,167 +76,12 @@ class WriterStatistics:
     checkpoints: int
 
 
-class _Batch:
-    __slots__ = ("done", "ends", "errors", "ops", "sent")
-
-    def __init__(self) -> None:
-        self.ops: list[Item] = []
-        self.ends: list[int] = []  # where each waiting caller's statements end in ops
-        self.errors: dict[int, BaseException] = {}  # by caller (index into ends)
-        self.sent = False  # handed to SQLite: its statements can no longer be taken back
-        self.done = asyncio.Event()
-
-    def groups(self) -> list[tuple[int, int]]:
-        """(start, end) of each caller's statements, and of the queued ones after the last
-        caller (a group nobody waits for)."""
-        out, start = [], 0
-        for end in self.ends:
-            out.append((start, end))
-            start = end
-        if start < len(self.ops):
-            out.append((start, len(self.ops)))
-        return out
-
-    def statements(self) -> int:
-        return sum(op is not None for op in self.ops)
-
-
 @dataclass(frozen=True)
 class Ticket:
     """A queued statement, which `unqueue` can take back until its batch is handed over."""
 
-    batch: _Batch
+    batch: Batch
     index: int
-
-
-class Call:
-    """A caller's function run inside a batch's transaction: `fn(connection, *args)`, which
-    must not begin or end transactions itself; its result once committed."""
-
-    __slots__ = ("args", "fn", "result")
-
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.fn, self.args = fn, args
-        self.result: Any = None
-
-    def __str__(self) -> str:
-        return getattr(self.fn, "__qualname__", repr(self.fn))
-
-
-Item = Op | Call | None  # None: a queued statement taken back
-
-
-def _fail(exc: E, item: Item, path: str) -> E:
-    what = "COMMIT" if item is None else str(item) if isinstance(item, Call) else item[0]
-    what = " ".join(what.split())[:120]
-    exc.add_note(f"while committing to {path}: {what}; the caller's statements were rolled back")
-    return exc
-
-
-_DML = ("INSERT", "UPDATE", "DELETE", "REPLAC")
-_many: dict[str, bool] = {}  # SQL text -> whether executemany may run it (a few distinct texts)
-
-
-def _coalescible(sql: str) -> bool:
-    ok = _many.get(sql)
-    if ok is None:  # executemany runs DML only, and would drop what RETURNING returns
-        head = sql.lstrip()[:6].upper()
-        ok = _many[sql] = head in _DML and "RETURNING" not in sql.upper()
-    return ok
-
-
-def _run_items(conn: sqlite3.Connection, items: list[Item], start: int, end: int) -> None:
-    """Run items[start:end] in order. Consecutive statements with the same SQL go to SQLite
-    as one executemany: the same statements in the same order, one call for all of them."""
-    i = start
-    while i < end:
-        item = items[i]
-        try:
-            if isinstance(item, Call):
-                item.result = item.fn(conn, *item.args)
-            elif item is not None:
-                sql, j = item[0], i + 1
-                while j < end and (
-                    (nxt := items[j]) is None or (isinstance(nxt, tuple) and nxt[0] == sql)
-                ):
-                    j += 1  # taken-back statements (None) in between change nothing
-                if j - i > 1 and _coalescible(sql):
-                    conn.executemany(sql, [op[1] for op in items[i:j] if isinstance(op, tuple)])
-                    i = j
-                    continue
-                conn.execute(*item)
-        # the caller's own statement or function failed: the error is the caller's
-        except Exception as exc:
-            raise _Located(exc, item) from exc
-        i += 1
-
-
-class _Located(Exception):
-    def __init__(self, exc: Exception, item: Item) -> None:
-        self.exc, self.item = exc, item
-
-
-def _run_callers(
-    conn: sqlite3.Connection, batch: _Batch, groups: list[tuple[int, int]], path: str
-) -> None:
-    """Each caller's statements inside a savepoint of their own: one that fails is undone
-    and its caller gets the error, the others stay."""
-    for g, (start, end) in enumerate(groups):
-        conn.execute("SAVEPOINT caller")
-        try:
-            _run_items(conn, batch.ops, start, end)
-        except _Located as failed:
-            if not conn.in_transaction:  # SQLite ended the transaction itself
-                raise
-            conn.execute("ROLLBACK TO caller")
-            batch.errors[g] = _fail(failed.exc, failed.item, path)
-        conn.execute("RELEASE caller")
-
-
-def apply_batch(conn: sqlite3.Connection, batch: _Batch, path: str, *, begun: bool) -> None:
-    """Commit the batch in one transaction (begun already when `begun`); a caller whose
-    statement fails gets that error and its statements are undone, the others commit.
-    Every failure ends up in `batch.errors`: this is where callers and the connection
-    meet, so nothing raised here may leave a caller waiting forever.
-
-    Optimistic: the callers' statements first run one after the other with no savepoint
-    per caller (two statements each, for a failure that almost never happens). Only if one
-    fails is that undone (back to one savepoint around them all: the transaction and its
-    write lock are kept) and the batch run again with a savepoint per caller, so that the
-    failing caller alone gets its error. A `Call` may therefore run twice; the first run's
-    writes are undone before the second."""
-    groups = batch.groups()
-    try:
-        if not begun:
-            conn.execute("BEGIN IMMEDIATE")
-        if len(groups) == 1:
-            _run_items(conn, batch.ops, *groups[0])
-        else:
-            conn.execute("SAVEPOINT batch")
-            try:
-                _run_items(conn, batch.ops, 0, len(batch.ops))
-            except _Located:
-                if not conn.in_transaction:  # SQLite ended the transaction itself
-                    raise
-                conn.execute("ROLLBACK TO batch")
-                _run_callers(conn, batch, groups, path)
-            conn.execute("RELEASE batch")
-        conn.execute("COMMIT")
-    except BaseException as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        if isinstance(exc, _Located):  # one caller, or the transaction is gone: all fail
-            error: BaseException = _fail(exc.exc, exc.item, path)
-        elif isinstance(exc, sqlite3.Error):  # BEGIN, COMMIT (disk full, I/O), a savepoint
-            error = _fail(exc, None, path)
-        elif isinstance(exc, Exception):  # a savepoint statement (a bug): callers hear it
-            error = exc
-        else:
-            raise
-        batch.errors = dict.fromkeys(range(len(groups)), error)
-    for g, err in batch.errors.items():
-        if g >= len(batch.ends):  # queued statements nobody waits for: say so somewhere
-            log.error("queued writes to %s were lost: %s", path, err)
 
 
 class Guard:
@@ -269,11 +120,11 @@ class GroupWriter:
         self._guard, self._conn, self._path = guard, guard.conn, path
         self._loop = loop
         self._open_checkpointer = open_checkpointer
-        self._pending = _Batch()  # open: callers add to it
-        self._sealed: deque[_Batch] = deque()  # full, waiting their turn, oldest first
-        self._in_flight: _Batch | None = None
+        self._pending = Batch()  # open: callers add to it
+        self._sealed: deque[Batch] = deque()  # full, waiting their turn, oldest first
+        self._in_flight: Batch | None = None
         self._scheduled = False
-        self._jobs: queue.SimpleQueue[_Batch | str | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Batch | str | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._since_checkpoint = 0
         self._stats = dict.fromkeys(
@@ -305,7 +156,7 @@ class GroupWriter:
             mine = batch.ops[start:]
             del batch.ops[start:]
             self._sealed.append(batch)
-            batch = self._pending = _Batch()
+            batch = self._pending = Batch()
             batch.ops.extend(mine)
         caller = len(batch.ends)
         batch.ends.append(len(batch.ops))
@@ -315,7 +166,7 @@ class GroupWriter:
         else:
             # Nothing else would run before the scheduled commit: no other caller could join
             # this batch, so it is committed now, which saves two turns of the loop.
-            self._pending = _Batch()
+            self._pending = Batch()
             if self._send(batch, on_loop=True):
                 # Still one turn of the loop per commit, as a round trip would be: a long
                 # chain must not keep the loop from polling for I/O (requests, other runs).
@@ -361,12 +212,12 @@ class GroupWriter:
         if self._sealed:
             batch = self._sealed.popleft()
         elif self._pending.ends:
-            batch, self._pending = self._pending, _Batch()
+            batch, self._pending = self._pending, Batch()
         else:
             return  # queued statements without a waiter ride along with a later batch
         self._send(batch, on_loop=len(batch.ops) <= ON_LOOP_MAX_STATEMENTS or self._loop_idle())
 
-    def _send(self, batch: _Batch, *, on_loop: bool) -> bool:
+    def _send(self, batch: Batch, *, on_loop: bool) -> bool:
         """Commit the batch on the loop's thread if `on_loop` and the connection is free
         (True: it has landed), else hand it to the writer's thread."""
         batch.sent = True
@@ -405,7 +256,7 @@ class GroupWriter:
             return False
         return True
 
-    def _landed(self, batch: _Batch) -> None:
+    def _landed(self, batch: Batch) -> None:
         if batch is self._in_flight:
             self._in_flight = None
         self._stats["batches"] += 1
@@ -422,7 +273,7 @@ class GroupWriter:
             self._submit("checkpoint")
 
     # -- the writer's thread -------------------------------------------------------------------
-    def _submit(self, job: _Batch | str) -> None:
+    def _submit(self, job: Batch | str) -> None:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._thread_main, name=f"tutti-writer {self._path}", daemon=True
@@ -434,7 +285,7 @@ class GroupWriter:
         checkpointer: sqlite3.Connection | None = None
         try:
             while (job := self._jobs.get()) is not None:
-                if isinstance(job, _Batch):
+                if isinstance(job, Batch):
                     self._commit_on_thread(job)
                 elif self._open_checkpointer is not None:
                     try:
@@ -448,7 +299,7 @@ class GroupWriter:
             if checkpointer is not None:
                 checkpointer.close()
 
-    def _commit_on_thread(self, batch: _Batch) -> None:
+    def _commit_on_thread(self, batch: Batch) -> None:
         with self._guard.on_thread() as conn:
             apply_batch(conn, batch, self._path, begun=False)
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits

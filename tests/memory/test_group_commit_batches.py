@@ -1,4 +1,4 @@
-"""How the group-commit writer applies a batch (memory/group_commit.py): optimistically,
+"""How the group-commit writer applies a batch (memory/group_apply.py, group_commit.py): optimistically,
 with no savepoint per caller, and again with one per caller only when a statement fails;
 consecutive identical statements as one executemany, in order; on the event loop's thread
 whenever the loop has nothing else ready. Read back through a second connection, as
@@ -18,7 +18,7 @@ import pytest
 
 from tutti_mcp.memory import group_commit
 from tutti_mcp.memory.connection import Database
-from tutti_mcp.memory.group_commit import Call, apply_batch
+from tutti_mcp.memory.group_apply import Batch, Call, Item, apply_batch
 
 pytestmark = pytest.mark.anyio
 
@@ -148,8 +148,8 @@ class Recording:
         return self.conn.in_transaction
 
 
-def batch_of(*callers: list[group_commit.Item]) -> group_commit._Batch:
-    batch = group_commit._Batch()
+def batch_of(*callers: list[Item]) -> Batch:
+    batch = Batch()
     for ops in callers:
         batch.ops.extend(ops)
         batch.ends.append(len(batch.ops))
