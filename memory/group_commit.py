@@ -11,7 +11,8 @@ the next. Each batch has one asyncio.Event that sets every waiter free at once.
 
 A caller that writes while the loop has nothing else ready (a chain's step, the usual
 case) does not wait for a turn of the loop: no other caller could join its batch before
-the scheduled commit anyway, so it commits at once and yields once afterwards.
+the scheduled commit anyway, so it commits at once, and gives the loop a turn only if
+none was given for YIELD_EVERY_S.
 
 Where a batch is committed:
 - on the event loop's thread when the loop has nothing else ready to run, or when the
@@ -49,6 +50,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -62,6 +64,7 @@ log = logging.getLogger(__name__)
 INLINE_MAX_STATEMENTS = 500  # a batch is cut (between callers) before it grows past this
 ON_LOOP_MAX_STATEMENTS = 32  # batches up to this size are committed on the loop's thread
 CHECKPOINT_EVERY = 256  # commits; SQLite's own default is 1000 WAL pages
+YIELD_EVERY_S = 0.001  # a caller that commits at once still yields to the loop this often
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class GroupWriter:
         self._jobs: queue.SimpleQueue[Batch | str | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._since_checkpoint = 0
+        self._yielded_at = 0.0  # time.monotonic() of the last turn given to the loop
         self._stats = dict.fromkeys(
             ("batches", "statements", "waiters", "on_loop", "on_thread", "checkpoints"), 0
         )
@@ -167,9 +171,13 @@ class GroupWriter:
             # Nothing else would run before the scheduled commit: no other caller could join
             # this batch, so it is committed now, which saves two turns of the loop.
             self._pending = Batch()
-            if self._send(batch, on_loop=True):
-                # Still one turn of the loop per commit, as a round trip would be: a long
-                # chain must not keep the loop from polling for I/O (requests, other runs).
+            if self._send(batch, on_loop=True) and (
+                (now := time.monotonic()) - self._yielded_at >= YIELD_EVERY_S
+            ):
+                # A long chain must not keep the loop from polling for I/O (requests, a
+                # cancellation): a turn of the loop now and then, not at every commit
+                # (its epoll call costs as much as a checkpoint's statements).
+                self._yielded_at = now
                 await asyncio.sleep(0)
         # Cancelled here, the caller stops waiting; the batch is committed all the same.
         await batch.done.wait()

@@ -257,3 +257,22 @@ async def test_a_write_cancelled_before_it_could_wait_is_committed_once(
         await db.flush()
     assert db.write_statistics().batches - before.batches == 1
     assert [(c, n) for _, c, n in rows(tmp_path / "g.db")] == [("cancelled", 1)]
+
+
+async def test_writes_that_commit_at_once_still_let_the_loop_run_other_callbacks(
+    db: Database,
+) -> None:
+    loop = asyncio.get_running_loop()
+    fired = False
+
+    def fire() -> None:
+        nonlocal fired
+        fired = True
+
+    loop.call_later(0, fire)  # a timer: nothing is ready, so the writes commit at once
+    writes = 0
+    while not fired and writes < 10_000:  # bounded: a loop that never turns never fires
+        await db.write([(INSERT, ("chain", writes))])
+        writes += 1
+    assert fired
+    assert db.write_statistics().on_thread == 0
