@@ -46,7 +46,8 @@ class Batch:
 
 class Call:
     """A caller's function run inside a batch's transaction: `fn(connection, *args)`, which
-    must not begin or end transactions itself; its result once committed."""
+    must not begin or end transactions itself; its result once committed. It may run twice
+    (its first run undone: apply_batch), so it must act on the connection only."""
 
     __slots__ = ("args", "fn", "result")
 
