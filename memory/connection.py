@@ -254,7 +254,9 @@ class Database:
     ) -> T:
         """`fn(connection, *args)` inside the next group commit's transaction (it must not
         begin or end one itself), its result once committed. Its exception, or a failing
-        statement's, undoes only what it did, and is raised here."""
+        statement's, undoes only what it did, and is raised here. When another caller's
+        statement in the same batch fails, `fn` runs again after its first run is undone:
+        it must act on the connection only."""
         if kwargs:
             raise TypeError("transact passes positional arguments only")
         call = Call(fn, args)

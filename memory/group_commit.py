@@ -9,18 +9,24 @@ checkpoints of steps and runs that finish together share a transaction; a batch 
 while the one before it is still being committed, and whatever arrives meanwhile goes into
 the next. Each batch has one asyncio.Event that sets every waiter free at once.
 
+A caller that writes while the loop has nothing else ready (a chain's step, the usual
+case) does not wait for a turn of the loop: no other caller could join its batch before
+the scheduled commit anyway, so it commits at once, and gives the loop a turn only if
+none was given for YIELD_EVERY_S.
+
 Where a batch is committed:
-- on the event loop's thread when it is small (ON_LOOP_MAX_STATEMENTS: a few steps'
-  checkpoints) and the connection is free: SQLite takes ~40 us for a step's checkpoint (3
-  statements and the commit, WAL without fsync), while a round trip to another thread
-  costs 40-80 us on a 2-vCPU VM (two wake-ups, each waking an idle vCPU). This is what a
-  chain of steps waits for at every step. The attempt never waits for a lock: it takes
+- on the event loop's thread when the loop has nothing else ready to run, or when the
+  batch is small (ON_LOOP_MAX_STATEMENTS: a few steps' checkpoints), and the connection
+  is free: SQLite takes ~40 us for a step's checkpoint (3 statements and the commit, WAL
+  without fsync), while a round trip to another thread costs 40-80 us on a 2-vCPU VM (two
+  wake-ups, each waking an idle vCPU), and a thread that runs Python beside a busy loop
+  waits for the GIL at every statement. The attempt never waits for a lock: it takes
   SQLite's write lock without waiting (busy timeout 0);
-- on the writer's own thread otherwise (a bigger batch, which the loop would otherwise
-  wait for while it could run other steps; another process holding the write lock; the
-  connection busy with a `Database.call`): one hand-off and one loop wake-up per batch,
-  with the connection's full busy timeout. Batches are cut between callers at
-  INLINE_MAX_STATEMENTS, so that writes queued meanwhile go into the next one.
+- on the writer's own thread otherwise (a bigger batch while other tasks are ready to run
+  beside it; another process holding the write lock; the connection busy with a
+  `Database.call`): one hand-off and one loop wake-up per batch, with the connection's
+  full busy timeout. Batches are cut between callers at INLINE_MAX_STATEMENTS, so that
+  writes queued meanwhile go into the next one.
 
 Durability is SQLite's: `write` returns after COMMIT, in WAL mode with synchronous=NORMAL
 (a commit survives a process crash). The connection's automatic checkpoint is off: the
@@ -28,11 +34,12 @@ writer's thread runs a passive checkpoint on a connection of its own every
 CHECKPOINT_EVERY commits, so that the copy back into the file and its fsync never land on
 the event loop's thread.
 
-Failures are per caller: the statements of each waiting caller run inside a SAVEPOINT
-when a batch has several callers, so a statement that fails undoes only its own caller's
-statements, which get its sqlite3 error (with a note naming the file and statement); the
-other callers' statements commit. A waiter that is cancelled stops waiting, but its
-statements, once handed over, are committed exactly once all the same.
+Failures are per caller (memory/group_apply.py): a statement that fails undoes only its
+own caller's statements, which get its sqlite3 error (with a note naming the file and
+statement); the other callers' statements commit. A batch first runs without a savepoint
+per caller and is run again with them only when a statement fails. A waiter that is
+cancelled stops waiting, but its statements, once handed over, are committed exactly once
+all the same.
 """
 
 from __future__ import annotations
@@ -43,19 +50,21 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
-Op = tuple[str, tuple[Any, ...]]
-E = TypeVar("E", bound=BaseException)
+from tutti_mcp.memory.group_apply import Batch, Call, Op, apply_batch
+
+__all__ = ["Call", "GroupWriter", "Guard", "Op", "Ticket", "WriterStatistics", "apply_batch"]
 
 log = logging.getLogger(__name__)
 
 INLINE_MAX_STATEMENTS = 500  # a batch is cut (between callers) before it grows past this
 ON_LOOP_MAX_STATEMENTS = 32  # batches up to this size are committed on the loop's thread
 CHECKPOINT_EVERY = 256  # commits; SQLite's own default is 1000 WAL pages
+YIELD_EVERY_S = 0.001  # a caller that commits at once still yields to the loop this often
 
 
 @dataclass(frozen=True)
@@ -70,119 +79,12 @@ class WriterStatistics:
     checkpoints: int
 
 
-class _Batch:
-    __slots__ = ("done", "ends", "errors", "ops", "sent")
-
-    def __init__(self) -> None:
-        self.ops: list[Item] = []
-        self.ends: list[int] = []  # where each waiting caller's statements end in ops
-        self.errors: dict[int, BaseException] = {}  # by caller (index into ends)
-        self.sent = False  # handed to SQLite: its statements can no longer be taken back
-        self.done = asyncio.Event()
-
-    def groups(self) -> list[tuple[int, int]]:
-        """(start, end) of each caller's statements, and of the queued ones after the last
-        caller (a group nobody waits for)."""
-        out, start = [], 0
-        for end in self.ends:
-            out.append((start, end))
-            start = end
-        if start < len(self.ops):
-            out.append((start, len(self.ops)))
-        return out
-
-    def statements(self) -> int:
-        return sum(op is not None for op in self.ops)
-
-
 @dataclass(frozen=True)
 class Ticket:
     """A queued statement, which `unqueue` can take back until its batch is handed over."""
 
-    batch: _Batch
+    batch: Batch
     index: int
-
-
-class Call:
-    """A caller's function run inside a batch's transaction: `fn(connection, *args)`, which
-    must not begin or end transactions itself; its result once committed."""
-
-    __slots__ = ("args", "fn", "result")
-
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.fn, self.args = fn, args
-        self.result: Any = None
-
-    def __str__(self) -> str:
-        return getattr(self.fn, "__qualname__", repr(self.fn))
-
-
-Item = Op | Call | None  # None: a queued statement taken back
-
-
-def _fail(exc: E, item: Item, path: str) -> E:
-    what = "COMMIT" if item is None else str(item) if isinstance(item, Call) else item[0]
-    what = " ".join(what.split())[:120]
-    exc.add_note(f"while committing to {path}: {what}; the caller's statements were rolled back")
-    return exc
-
-
-def _run_group(conn: sqlite3.Connection, items: list[Item], start: int, end: int) -> None:
-    for i in range(start, end):
-        item = items[i]
-        try:
-            if isinstance(item, Call):
-                item.result = item.fn(conn, *item.args)
-            elif item is not None:
-                conn.execute(*item)
-        # the caller's own statement or function failed: the error is the caller's
-        except Exception as exc:
-            raise _Located(exc, item) from exc
-
-
-class _Located(Exception):
-    def __init__(self, exc: Exception, item: Item) -> None:
-        self.exc, self.item = exc, item
-
-
-def apply_batch(conn: sqlite3.Connection, batch: _Batch, path: str, *, begun: bool) -> None:
-    """Commit the batch in one transaction (begun already when `begun`); a caller whose
-    statement fails gets that error and its statements are undone, the others commit.
-    Every failure ends up in `batch.errors`: this is where callers and the connection
-    meet, so nothing raised here may leave a caller waiting forever."""
-    groups = batch.groups()
-    try:
-        if not begun:
-            conn.execute("BEGIN IMMEDIATE")
-        if len(groups) == 1:
-            _run_group(conn, batch.ops, *groups[0])
-        else:
-            for g, (start, end) in enumerate(groups):
-                conn.execute("SAVEPOINT caller")
-                try:
-                    _run_group(conn, batch.ops, start, end)
-                except _Located as failed:
-                    if not conn.in_transaction:  # SQLite ended the transaction itself
-                        raise
-                    conn.execute("ROLLBACK TO caller")
-                    batch.errors[g] = _fail(failed.exc, failed.item, path)
-                conn.execute("RELEASE caller")
-        conn.execute("COMMIT")
-    except BaseException as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        if isinstance(exc, _Located):  # one caller, or the transaction is gone: all fail
-            error: BaseException = _fail(exc.exc, exc.item, path)
-        elif isinstance(exc, sqlite3.Error):  # BEGIN, COMMIT (disk full, I/O), a savepoint
-            error = _fail(exc, None, path)
-        elif isinstance(exc, Exception):  # a savepoint statement (a bug): callers hear it
-            error = exc
-        else:
-            raise
-        batch.errors = dict.fromkeys(range(len(groups)), error)
-    for g, err in batch.errors.items():
-        if g >= len(batch.ends):  # queued statements nobody waits for: say so somewhere
-            log.error("queued writes to %s were lost: %s", path, err)
 
 
 class Guard:
@@ -221,13 +123,14 @@ class GroupWriter:
         self._guard, self._conn, self._path = guard, guard.conn, path
         self._loop = loop
         self._open_checkpointer = open_checkpointer
-        self._pending = _Batch()  # open: callers add to it
-        self._sealed: deque[_Batch] = deque()  # full, waiting their turn, oldest first
-        self._in_flight: _Batch | None = None
+        self._pending = Batch()  # open: callers add to it
+        self._sealed: deque[Batch] = deque()  # full, waiting their turn, oldest first
+        self._in_flight: Batch | None = None
         self._scheduled = False
-        self._jobs: queue.SimpleQueue[_Batch | str | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Batch | str | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._since_checkpoint = 0
+        self._yielded_at = 0.0  # time.monotonic() of the last turn given to the loop
         self._stats = dict.fromkeys(
             ("batches", "statements", "waiters", "on_loop", "on_thread", "checkpoints"), 0
         )
@@ -257,12 +160,25 @@ class GroupWriter:
             mine = batch.ops[start:]
             del batch.ops[start:]
             self._sealed.append(batch)
-            batch = self._pending = _Batch()
+            batch = self._pending = Batch()
             batch.ops.extend(mine)
         caller = len(batch.ends)
         batch.ends.append(len(batch.ops))
         self._stats["waiters"] += 1
-        self._schedule()
+        if self._scheduled or self._in_flight is not None or self._sealed or not self._loop_idle():
+            self._schedule()
+        else:
+            # Nothing else would run before the scheduled commit: no other caller could join
+            # this batch, so it is committed now, which saves two turns of the loop.
+            self._pending = Batch()
+            if self._send(batch, on_loop=True) and (
+                (now := time.monotonic()) - self._yielded_at >= YIELD_EVERY_S
+            ):
+                # A long chain must not keep the loop from polling for I/O (requests, a
+                # cancellation): a turn of the loop now and then, not at every commit
+                # (its epoll call costs as much as a checkpoint's statements).
+                self._yielded_at = now
+                await asyncio.sleep(0)
         # Cancelled here, the caller stops waiting; the batch is committed all the same.
         await batch.done.wait()
         error = batch.errors.get(caller)
@@ -304,11 +220,16 @@ class GroupWriter:
         if self._sealed:
             batch = self._sealed.popleft()
         elif self._pending.ends:
-            batch, self._pending = self._pending, _Batch()
+            batch, self._pending = self._pending, Batch()
         else:
             return  # queued statements without a waiter ride along with a later batch
+        self._send(batch, on_loop=len(batch.ops) <= ON_LOOP_MAX_STATEMENTS or self._loop_idle())
+
+    def _send(self, batch: Batch, *, on_loop: bool) -> bool:
+        """Commit the batch on the loop's thread if `on_loop` and the connection is free
+        (True: it has landed), else hand it to the writer's thread."""
         batch.sent = True
-        if len(batch.ops) <= ON_LOOP_MAX_STATEMENTS and self._guard.lock.acquire(blocking=False):
+        if on_loop and self._guard.lock.acquire(blocking=False):
             try:
                 begun = self._begin_now()
                 if begun:
@@ -318,10 +239,17 @@ class GroupWriter:
             if begun:
                 self._stats["on_loop"] += 1
                 self._landed(batch)
-                return
+                return True
         self._in_flight = batch
         self._stats["on_thread"] += 1
         self._submit(batch)
+        return False
+
+    def _loop_idle(self) -> bool:
+        """Whether the loop has nothing else ready to run: then a thread could not commit
+        beside other work, it would only add a hand-off and fight the loop for the GIL."""
+        ready = getattr(self._loop, "_ready", None)  # asyncio's run queue (test_group_commit)
+        return ready is not None and not ready
 
     def _begin_now(self) -> bool:
         """BEGIN IMMEDIATE without waiting for another connection's write lock. False when
@@ -336,7 +264,7 @@ class GroupWriter:
             return False
         return True
 
-    def _landed(self, batch: _Batch) -> None:
+    def _landed(self, batch: Batch) -> None:
         if batch is self._in_flight:
             self._in_flight = None
         self._stats["batches"] += 1
@@ -353,7 +281,7 @@ class GroupWriter:
             self._submit("checkpoint")
 
     # -- the writer's thread -------------------------------------------------------------------
-    def _submit(self, job: _Batch | str) -> None:
+    def _submit(self, job: Batch | str) -> None:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._thread_main, name=f"tutti-writer {self._path}", daemon=True
@@ -365,7 +293,7 @@ class GroupWriter:
         checkpointer: sqlite3.Connection | None = None
         try:
             while (job := self._jobs.get()) is not None:
-                if isinstance(job, _Batch):
+                if isinstance(job, Batch):
                     self._commit_on_thread(job)
                 elif self._open_checkpointer is not None:
                     try:
@@ -379,7 +307,7 @@ class GroupWriter:
             if checkpointer is not None:
                 checkpointer.close()
 
-    def _commit_on_thread(self, batch: _Batch) -> None:
+    def _commit_on_thread(self, batch: Batch) -> None:
         with self._guard.on_thread() as conn:
             apply_batch(conn, batch, self._path, begun=False)
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits

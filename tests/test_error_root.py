@@ -27,7 +27,7 @@ OUTSIDE_THE_ROOT: dict[str, str] = {
         "control flow inside templating: a path that is not a plain lookup is rendered by "
         "jinja2 instead; never leaves engine/templating.py"
     ),
-    "tutti_mcp.memory.group_commit._Located": (
+    "tutti_mcp.memory.group_apply._Located": (
         "control flow inside the group-commit writer: carries which caller's statement "
         "failed to apply_batch, which hands callers their own error; never leaves the module"
     ),

@@ -36,6 +36,15 @@ from tutti_mcp.memory.runs.rows import Op, dump, event_op, load, run_from_row
 from tutti_mcp.memory.runs.store import RUN_FIELDS, STEP_FIELDS, RunNotFound
 
 _JSON_FIELDS = frozenset({"metrics", "inputs", "spec", "detail"})
+_CHECKPOINT = (
+    "INSERT OR REPLACE INTO checkpoints (run_id, step_id, seq, status, output, attempts, "
+    "started_at, finished_at, usage, executor, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
+_NEXT_CHECKPOINT = (
+    "INSERT OR REPLACE INTO checkpoints (run_id, step_id, seq, status, output, attempts, "
+    "started_at, finished_at, usage, executor, error) VALUES (?,?,"
+    "(SELECT COALESCE(MAX(seq), 0) + 1 FROM checkpoints WHERE run_id = ?),?,?,?,?,?,?,?,?)"
+)
 
 
 class SqliteRunStore:
@@ -242,28 +251,22 @@ class SqliteRunStore:
         started = self._started.pop((run_id, cp.step_id), None)
         if started is not None:  # if still queued, the checkpoint's row says it all
             self.db.unqueue(started)
+        values = (
+            cp.status.value,
+            dump(cp.output),
+            cp.attempts,
+            cp.started_at,
+            cp.finished_at,
+            None if cp.usage is None else dump(cp.usage),
+            cp.executor,
+            cp.error,
+        )
         await self._write(
             [
-                (
-                    "INSERT OR REPLACE INTO checkpoints (run_id, step_id, seq, status, output, attempts, "
-                    "started_at, finished_at, usage, executor, error) VALUES (?,?,"
-                    "COALESCE(?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM checkpoints WHERE run_id = ?)),"
-                    "?,?,?,?,?,?,?,?)",
-                    (
-                        run_id,
-                        cp.step_id,
-                        cp.seq or None,  # the runner numbers its own; others take the next
-                        run_id,
-                        cp.status.value,
-                        dump(cp.output),
-                        cp.attempts,
-                        cp.started_at,
-                        cp.finished_at,
-                        None if cp.usage is None else dump(cp.usage),
-                        cp.executor,
-                        cp.error,
-                    ),
-                ),
+                # the runner numbers its own; other writers take the run's next number
+                (_CHECKPOINT, (run_id, cp.step_id, cp.seq, *values))
+                if cp.seq
+                else (_NEXT_CHECKPOINT, (run_id, cp.step_id, run_id, *values)),
                 (
                     "UPDATE steps SET status = ?, attempts = ?, started_at = ?, finished_at = ?, "
                     "executor = ?, error = ?, detail = NULL WHERE run_id = ? AND step_id = ?",
