@@ -30,7 +30,6 @@ from tutti_mcp.engine.spec import ExecutorKind, Step, WorkflowSpec, load_spec_fi
 from tutti_mcp.engine.templating import render_value_async
 from tutti_mcp.memory.runs.records import ClientRequest, RunRecord, RunStatus
 
-
 MAX_DEPTH = 8  # child runs of child runs: a spec file that runs itself stops here
 
 
