@@ -28,11 +28,10 @@ class RunState(BaseModel):
     outputs: dict[str, Any] = Field(default_factory=dict)  # previews of step outputs
     errors: dict[str, Any] = Field(default_factory=dict)
     client_tasks: list[ClientTask] = Field(default_factory=list)
-    added: dict[str, dict[str, int]] = Field(
-        default_factory=dict,
-        description="steps added at run time (foreach instances, loop iterations), counted "
-        "by status under the step that added them; `steps` lists those not yet succeeded",
-    )
+    # steps added at run time (foreach instances, loop iterations), counted by status under
+    # the step that added them; `steps` lists those not yet succeeded. A comment, not a
+    # description: RunState is the output schema of four tools, all in the client's context.
+    added: dict[str, dict[str, int]] = Field(default_factory=dict)
     error: str | None = None
     next: str
 

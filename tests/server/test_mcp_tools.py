@@ -49,8 +49,8 @@ TOOLS = {
 PROMPTS = {"chain", "flow", "swarm", "pipeline", "resume"}
 SNAPSHOT = Path(__file__).with_name("tools_snapshot.json")
 UPDATE_SNAPSHOT = "TUTTI_UPDATE_SNAPSHOT"
-# characters: every tool definition is read into the client's context (11,620 legacy and
-# 11,702 auto with the memory tools)
+# characters: every tool definition is read into the client's context (11,724 legacy and
+# 11,806 auto with the memory tools)
 TOOLS_LIST_BUDGET = 12_000
 
 
