@@ -25,6 +25,7 @@ class TerminalProgress:
         self.bar: Bar | None = None
         self.task: Any = None
         self.running: set[str] = set()
+        self.added: dict[str, int] = {}  # step -> the steps it added so far
 
     def __enter__(self) -> TerminalProgress:
         if self.enabled and self.console.is_terminal:
@@ -58,9 +59,23 @@ class TerminalProgress:
             self.running.add(step_id or "")
             self.bar.update(self.task, description="running " + ", ".join(sorted(self.running)[:3]))
             return
+        if kind == "step_expanded":  # steps added at run time: the bar grows
+            added = int(data.get("steps", 0))
+            if self.bar is not None and self.task is not None:
+                grown = added - self.added.get(step_id or "", 0)
+                self.bar.update(self.task, total=(self.bar.tasks[0].total or 0) + grown)
+            self.added[step_id or ""] = added
+            return
         if kind in _DONE:
             self.running.discard(step_id or "")
             detail = data.get("error") or data.get("reason") or ""
+            if kind == "step_succeeded" and _added(step_id):
+                # an instance or iteration: counted, not printed (a fan-out has thousands)
+                if self.bar is not None and self.task is not None:
+                    self.bar.update(self.task, advance=1)
+                return
+            if step_id in self.added:
+                detail = detail or f"({self.added[step_id]} steps added)"
             line = f"[{_STYLE[kind]}]{kind.removeprefix('step_'):>9}[/] {step_id}" + (
                 f"  {detail}" if detail else ""
             )
@@ -78,3 +93,8 @@ class TerminalProgress:
                 f"{data['attempt']} failed: {data['error']}",
                 markup=True,
             )
+
+
+def _added(step_id: str | None) -> bool:
+    """A step added at run time (`review[3]`, `draft#2`): spec ids have no [ or #."""
+    return step_id is not None and ("[" in step_id or "#" in step_id)

@@ -106,3 +106,24 @@ def test_the_gated_cleanup_keeps_the_files_after_a_no(tutti: Tutti, tmp_path: Pa
     assert run["steps"]["delete"]["status"] == "skipped"
     assert run["outputs"]["keep"].startswith("Nothing deleted (gate 'confirm' rejected")
     assert (tmp_path / "a.tmp").exists()
+
+
+def test_a_fan_out_prints_one_line_for_its_step_not_one_per_instance(
+    tutti: Tutti, tmp_path: Path
+) -> None:
+    spec = tmp_path / "fan.yaml"
+    spec.write_text(
+        "steps:\n"
+        "  - {id: each, foreach: '${range(50) | list}', args: 'n${item}'}\n"
+        "  - {id: bad, foreach: [1, 2], args: '${item / 0}', on_failure: continue}\n"
+    )
+    code, out, err = tutti("run", str(spec))
+    assert code == EXIT_OK  # the failed instances are collected (continue): the run goes on
+    lines = (out + err).splitlines()
+    assert [ln for ln in lines if "each[" in ln] == []
+    assert any(ln.split() == ["succeeded", "each", "(50", "steps", "added)"] for ln in lines)
+    # an instance that fails is still shown, with its error
+    assert (
+        sum(1 for ln in lines if ln.split()[:2] in (["failed", "bad[0]"], ["failed", "bad[1]"]))
+        == 2
+    )
