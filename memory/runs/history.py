@@ -95,7 +95,9 @@ def entry_from_run(
     assert run.finished_at is not None, "only finished runs have a history entry"
     steps = []
     for rec in run.steps.values():
-        if rec.status not in _SETTLED:
+        # steps added at run time (foreach instances, loop iterations) plan nothing later:
+        # their step's own entry stands for them
+        if rec.status not in _SETTLED or rec.parent is not None:
             continue
         measured = rec.status in _RAN and rec.finished_at is not None and ran_here(run, rec)
         steps.append(

@@ -343,3 +343,11 @@ def test_the_plan_draws_a_foreach_step_as_one_node_with_its_count_when_known() -
     assert "review<br/>builtin<br/>for each item" in plan.mermaid
     assert "w<br/>builtin<br/>× 3" in literal.mermaid
     assert "review[0]" not in plan.mermaid
+
+
+async def test_the_workflow_history_keeps_the_step_not_its_instances() -> None:
+    store = InMemoryRunStore()
+    with anyio.fail_after(5):
+        await engine_on(store).run(REVIEW)
+    history = await store.workflow_history("workflow")
+    assert set(history.steps) == {"find", "review", "report"}
