@@ -106,8 +106,11 @@ def print_summary(run: RunRecord, *, cmd: str, db: Path | None) -> None:
     m = run.metrics or {}
     wall = m.get("wall_s")
     speedup = m.get("speedup")
+    added = sum(1 for s in steps if s.parent is not None)
+    grown = f", {added} of them added at run time" if added else ""
     out.print(
-        f"[bold]{run.name}[/bold] {run.id}: [bold]{run.status.value}[/bold], {len(steps)} steps ("
+        f"[bold]{run.name}[/bold] {run.id}: [bold]{run.status.value}[/bold], {len(steps)} steps"
+        f"{grown} ("
         + ", ".join(f"{n} {k}" for k, n in counts.items())
         + ")"
         + ("" if wall is None else f" in {wall:.3f}s")

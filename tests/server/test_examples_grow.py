@@ -122,6 +122,7 @@ def test_a_fan_out_prints_one_line_for_its_step_not_one_per_instance(
     lines = (out + err).splitlines()
     assert [ln for ln in lines if "each[" in ln] == []
     assert any(ln.split() == ["succeeded", "each", "(50", "steps", "added)"] for ln in lines)
+    assert any("54 steps, 52 of them added at run time (" in ln for ln in lines)
     # an instance that fails is still shown, with its error
     assert (
         sum(1 for ln in lines if ln.split()[:2] in (["failed", "bad[0]"], ["failed", "bad[1]"]))
