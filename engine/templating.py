@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 import anyio
+from anyio.lowlevel import RunVar
 from jinja2 import TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 
@@ -223,6 +224,21 @@ INLINE_OPS = 20_000
 INLINE_CPU_SECONDS = 0.01
 
 
+# One long render at a time in a worker thread: renders hold the GIL (two threads would not
+# render faster than one), and each more thread that wants it starves the event loop's
+# thread further: with three at once, a tool call waited over a second for its turn.
+_RENDERING: RunVar[anyio.CapacityLimiter] = RunVar("tutti_rendering")
+
+
+def _render_slot() -> anyio.CapacityLimiter:
+    try:
+        return _RENDERING.get()
+    except LookupError:
+        slot = anyio.CapacityLimiter(1)
+        _RENDERING.set(slot)
+        return slot
+
+
 async def _offloaded(fn: Any, *args: Any) -> Any:
     inline = lim.Budget(INLINE_OPS, INLINE_CPU_SECONDS)
     try:
@@ -233,7 +249,9 @@ async def _offloaded(fn: Any, *args: Any) -> Any:
     budget = lim.Budget()
     try:
         # abandoned on cancel (a step's timeout): the budget's cancel then stops the thread
-        return await anyio.to_thread.run_sync(partial(fn, *args, budget), abandon_on_cancel=True)
+        return await anyio.to_thread.run_sync(
+            partial(fn, *args, budget), abandon_on_cancel=True, limiter=_render_slot()
+        )
     finally:
         budget.cancel()
 
