@@ -11,7 +11,7 @@ from typing import Any
 from tutti_mcp.engine.blocks import Branch
 from tutti_mcp.engine.branches import alternatives, worst_case_s
 from tutti_mcp.engine.models import ModelTable
-from tutti_mcp.engine.modes import choose_mode
+from tutti_mcp.engine.modes.auto import choose_mode
 from tutti_mcp.engine.spec import MODEL_KINDS, ExecutorKind, Mode, Step, ThinkingMode
 from tutti_mcp.engine.templating import unwrap_condition
 from tutti_mcp.engine.thinking import (

@@ -15,8 +15,11 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 
 from tutti_mcp.engine.errors import Problem, SpecError
 from tutti_mcp.engine.gate_spec import gate_field_problem
+from tutti_mcp.engine.modes.sugar import sugared_loc, unsugar
+from tutti_mcp.engine.modes.swarm.spec import SwarmSpec
 from tutti_mcp.engine.spec_files import decode_spec_bytes, read_spec_bytes
 from tutti_mcp.engine.spec_foreach import ForEach
+from tutti_mcp.engine.spec_memory import MEMORY_FORMS, memory_form
 from tutti_mcp.engine.spec_parts import MODEL_KINDS as MODEL_KINDS
 from tutti_mcp.engine.spec_parts import Budget as Budget
 from tutti_mcp.engine.spec_parts import BuiltinOp as BuiltinOp
@@ -37,25 +40,11 @@ from tutti_mcp.engine.spec_strings import (
     split_keeping_templates,
     strings_in,
 )
-from tutti_mcp.memory.files.paths import SCOPE_KINDS, MemoryFileError, parse_scope
 
 STEP_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Names templates read as something else (`${self}` is jinja2's template object).
-RESERVED_NAMES = frozenset(
-    [
-        "inputs",
-        "steps",
-        "run",
-        "loop",
-        "true",
-        "false",
-        "none",
-        "null",
-        "self",
-        "item",
-        "item_index",
-    ]
-)
+_WORDS = ("inputs", "steps", "run", "loop", "true", "false", "none", "null", "self")
+RESERVED_NAMES = frozenset((*_WORDS, "item", "item_index"))
 
 
 # The seed's slash commands. Prompt commands are named prompt templates (engine.prompts).
@@ -63,10 +52,6 @@ PROMPT_COMMANDS = frozenset({"/query", "/task", "/protocol"})
 SHELL_COMMANDS = frozenset({"/bash", "/sh", "/shell"})
 BUILTIN_COMMANDS = {f"/{op.value}": op for op in BuiltinOp}
 KNOWN_COMMANDS = sorted(PROMPT_COMMANDS | SHELL_COMMANDS | set(BUILTIN_COMMANDS))
-
-# `memory:` keywords, resolved per run by engine.agent_memory; `true` means "workflow".
-MEMORY_KEYWORDS = ("workflow", "global", "project")
-MEMORY_FORMS = 'true, false, "workflow", "global", "project", "project:<key>" or "workflow:<name>"'
 
 
 class InputSpec(_Model):
@@ -122,6 +107,7 @@ class Step(_Model):
     loop: Loop | None = Field(
         None, description="run `loop.steps` again and again until `loop.until` holds"
     )
+    swarm: SwarmSpec | None = Field(None, description="agents in a topology (swarm mode)")
     workflow: str | WorkflowSpec | None = Field(
         None, description="run a workflow (a spec file in the workspace, or inline) as a child run"
     )
@@ -183,18 +169,7 @@ class Step(_Model):
     @field_validator("memory", mode="before")
     @classmethod
     def _memory_form(cls, v: Any) -> str | None:
-        if v is None or v is False:
-            return None
-        if v is True:
-            return "workflow"
-        if isinstance(v, str) and v in MEMORY_KEYWORDS:
-            return v
-        if isinstance(v, str) and v.partition(":")[0] in SCOPE_KINDS:
-            try:
-                return parse_scope(v)
-            except MemoryFileError as exc:
-                raise ValueError(f"`memory` {exc}") from None
-        raise ValueError(f"`memory` must be {MEMORY_FORMS}; got {v!r}")
+        return memory_form(v)
 
     @model_validator(mode="after")
     def _memory_on_model_steps(self) -> Step:
@@ -235,16 +210,26 @@ class Step(_Model):
         if self.inputs and self.workflow is None:
             raise ValueError("`inputs` are what a `workflow` step gives its child; add `workflow`")
         what = "loop" if self.loop is not None else "workflow" if self.workflow else None
+        what = "swarm" if self.swarm is not None else what
         if what is None:
             return self
         own = [f for f in LOOP_EXCLUDES if getattr(self, f) not in (None, [], {})]
         if what == "workflow":  # one child run per item is a fan-out of workflows
             own = [f for f in own if f != "foreach"] + (["loop"] if self.loop else [])
+        if what == "swarm":  # its agents' turns: what they run is the swarm's
+            own = [f for f in (*own, "loop", "workflow", "memory") if getattr(self, f)]
+            own += ["system"] if self.system else []
         if own:
-            runs = "its `loop.steps`" if what == "loop" else "its child workflow"
+            runs = {"loop": "its `loop.steps`", "swarm": "its agents' turns"}.get(
+                what, "its child workflow"
+            )
             raise ValueError(
                 f"a {what} step runs {runs}; it cannot have {', '.join(own)} of its own "
-                f"(move them into a step of the {what})"
+                + (
+                    "(give them to its agents)"
+                    if what == "swarm"
+                    else f"(move them into a step of the {what})"
+                )
             )
         return self
 
@@ -278,6 +263,8 @@ class Step(_Model):
         """The executor this step runs on (explicit `run`, else inferred from its fields)."""
         if self.approve is not None:
             return ExecutorKind.GATE
+        if self.swarm is not None:  # its agents' turns are model steps
+            return self.run or ExecutorKind.PROMPT
         if self.run is not None:
             return self.run
         if self.command:
@@ -332,6 +319,8 @@ class Step(_Model):
                 out += [(f"foreach.items{p}", s) for p, s in strings_in(fe.items, "")]
             out += [(f"foreach.{n}", t) for n in ("lines", "key") if (t := getattr(fe, n))]
         out += [(f"inputs.{k}{p}", t) for k, v in self.inputs.items() for p, t in strings_in(v, "")]
+        if self.swarm is not None:
+            out.append(("swarm.task", self.swarm.task))
         return out
 
 
@@ -403,6 +392,7 @@ def _build(data: Any, source: str) -> WorkflowSpec:
     if not isinstance(data, dict):
         got = type(data).__name__
         raise SpecError([Problem(source, f"a workflow spec is a mapping, got {got}")])
+    data, moved = unsugar(data)
     try:
         return WorkflowSpec.model_validate(data)
     except ValidationError as exc:
@@ -411,7 +401,9 @@ def _build(data: Any, source: str) -> WorkflowSpec:
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown field"
-            problems.append(Problem(readable_loc(err["loc"], data), msg))
+            loc = sugared_loc(err["loc"], moved)
+            where = readable_loc(loc, data if moved is None else data["steps"][0][moved[2]])
+            problems.append(Problem(where or source, msg))
         raise SpecError(problems) from None
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tutti_mcp.engine.modes import choose_mode
+from tutti_mcp.engine.modes.auto import choose_mode
 from tutti_mcp.engine.spec import Mode, parse_spec
 from tutti_mcp.engine.workflow import compile_workflow
 

@@ -30,6 +30,7 @@ VALIDATORS = {"2020-12": Draft202012Validator(SCHEMA), "draft-07": Draft7Validat
 DRAFT7_KEYWORDS = {
     *("$schema", "$ref", "$defs", "title", "description", "default", "type", "enum"),
     *("properties", "additionalProperties", "required", "items", "minItems", "anyOf"),
+    *("minLength", "minProperties"),
     *("not", "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"),
 }
 
