@@ -9,6 +9,7 @@ from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import ConfigurationError
 from tutti_mcp.engine.executors.base import StepExecutor
 from tutti_mcp.engine.model_checks import api_step_problems
+from tutti_mcp.engine.modes.swarm.compile import CALLER
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.engine.workflow import Workflow
 
@@ -32,7 +33,7 @@ def _problems(
     missing: dict[ExecutorKind, list[str]] = {}
     for sid in wf.order:
         kind = wf.executors[sid]
-        if kind not in executors:
+        if kind not in executors and sid != CALLER:  # escalation: checked when it happens
             missing.setdefault(kind, []).append(sid)
     for kind, sids in missing.items():
         names = ", ".join(sids)
@@ -57,7 +58,8 @@ def _problems(
             problems.append(f"step {sid!r}: {msg}")
     problems += api_step_problems(wf, config.models)
     for loop, body in wf.bodies.items():
-        problems += [f"in loop {loop!r}: {p}" for p in _problems(body, executors, config)]
+        what = "swarm" if wf.steps[loop].swarm is not None else "loop"
+        problems += [f"in {what} {loop!r}: {p}" for p in _problems(body, executors, config)]
     for sid, child in wf.children.items():
         problems += [
             f"in the workflow of {sid!r}: {p}" for p in _problems(child, executors, config)

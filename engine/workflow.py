@@ -19,6 +19,7 @@ from tutti_mcp.engine.gate_spec import reject_target
 from tutti_mcp.engine.graph_checks import cycle_problems, fallback_problems, reject_problems
 from tutti_mcp.engine.groups import item_ref_problems, loop_ref_problems, outputs_ref_problems
 from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.modes.swarm.compile import body_spec
 from tutti_mcp.engine.nested import child_workflow, loop_body
 from tutti_mcp.engine.spec import (
     MODEL_KINDS,
@@ -34,7 +35,7 @@ from tutti_mcp.engine.templating import STEP_FIELDS, Reference, references, unwr
 if TYPE_CHECKING:
     import networkx as nx
 
-SUPPORTED_MODES = frozenset({Mode.AUTO, Mode.CHAIN, Mode.FLOW})
+SUPPORTED_MODES = frozenset({Mode.AUTO, Mode.CHAIN, Mode.FLOW, Mode.SWARM})
 
 
 @dataclass
@@ -152,9 +153,7 @@ def _step_problems(step: Step, where: str) -> list[Problem]:
     out: list[Problem] = []
     if kind is ExecutorKind.SHELL and not step.shell_argv:
         out.append(Problem(where, "a shell step needs `argv` or `args` naming the program to run"))
-    if kind in (ExecutorKind.PROMPT, ExecutorKind.CLIENT, ExecutorKind.SAMPLING) and not (
-        step.prompt or step.args
-    ):
+    if kind in MODEL_KINDS and not (step.prompt or step.args or step.swarm):
         out.append(Problem(where, f"a {kind.value} step needs `prompt` or `args`"))
     if kind is ExecutorKind.BUILTIN and step.builtin_op is BuiltinOp.JSON and step.value is None:
         out.append(Problem(where, "builtin op 'json' needs `value`"))
@@ -193,7 +192,7 @@ def compile_workflow(
             Problem(
                 "type",
                 f"mode {spec.type.value!r} is not available in this version of tutti; "
-                "use chain, flow or auto",
+                "use chain, flow, swarm or auto",
             )
         )
     flat = flatten(spec)
@@ -241,6 +240,8 @@ def compile_workflow(
             child = child_workflow(s, where, partial(compile_workflow, **how), problems)
             if child is not None:
                 children[s.id] = child
+        if s.swarm is not None:
+            bodies[s.id] = _swarm_body(s, spec, **how)
         if s.loop is not None:
             body_ids = frozenset(t.id for t in s.loop.steps)
             body = loop_body(s, where, spec, steps, partial(compile_workflow, **how), problems)
@@ -376,6 +377,24 @@ def compile_workflow(
         outer_refs=frozenset(outer_read),
         blocks=flat.blocks,
         conditions=flat.conditions,
+    )
+
+
+def _swarm_body(
+    s: Step, spec: WorkflowSpec, model_executor: ExecutorKind, models: ModelTable | None
+) -> Workflow:
+    """A swarm's agents as a workflow (engine.modes.swarm.compile): no edges of its own."""
+    body = body_spec(s, spec)
+    steps = {t.id: t for t in body.steps}
+    table = models or ModelTable()
+    return Workflow(
+        spec=body,
+        steps=steps,
+        deps=dict.fromkeys(steps, ()),
+        dependents=dict.fromkeys(steps, ()),
+        order=list(steps),
+        executors={n: resolved_executor(t, spec, model_executor) for n, t in steps.items()},
+        model_ids={n: table.model_id(t.model or spec.defaults.model) for n, t in steps.items()},
     )
 
 

@@ -24,7 +24,7 @@ import json
 import threading
 import urllib.parse
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -213,6 +213,8 @@ class FakeAnthropic:
         self.cache = PromptCache(min_cache_tokens)
         self.models = dict(fake_models.MODELS)
         self._script: deque[Reply] = deque()
+        # answers by what a request says, before the script (agents answering in parallel)
+        self.responder: Callable[[Any], Reply | None] | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = _Server((_HOST, 0), _handler_class(self))
@@ -248,7 +250,9 @@ class FakeAnthropic:
     def _take(self, req: Request) -> tuple[int, Reply, CacheUse]:
         with self._lock:
             self.requests.append(req)
-            reply = self._script.popleft() if self._script else (self.default or message())
+            reply = self.responder(req.body) if self.responder is not None else None
+            if reply is None:
+                reply = self._script.popleft() if self._script else (self.default or message())
             use = self.cache.lookup(req.body) if isinstance(req.body, dict) else CacheUse()
             return len(self.requests), reply, use
 

@@ -117,8 +117,16 @@ class Attempts:
         once the run stopped starting steps)."""
         sid = step.id
         policy = setup.retry
-        executor = self.ctx.executors[setup.kind]
+        executor = self.ctx.executors.get(setup.kind)
         clock = self.ctx.config.clock
+        if executor is None:  # preflight lets only a swarm's escalation to the caller by
+            err = StepError(
+                f"no {setup.kind.value} executor here to hand step {sid!r} to: run the "
+                "workflow from an MCP client or with `tutti run`, which can hand it over",
+                retryable=False,
+                kind=StepErrorKind.CONFIGURATION,
+            )
+            return Failed(err, prior_attempts + 1, clock(), None)
         attempt = prior_attempts
         first_start: float | None = None
         ledger = self.ledger

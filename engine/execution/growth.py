@@ -26,6 +26,7 @@ from tutti_mcp.engine.errors import StepError, TemplateError
 from tutti_mcp.engine.execution.ledger import RunLedger
 from tutti_mcp.engine.groups import foreach_items, instances
 from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.modes.swarm.runtime import SwarmTurns
 from tutti_mcp.engine.plan import Plan, make_plan
 from tutti_mcp.engine.templating import evaluate_async
 from tutti_mcp.engine.workflow import Workflow
@@ -79,6 +80,8 @@ class Growth:
         self.scopes: dict[str, dict[str, Any]] = {}
         self.iteration: dict[str, int] = {}  # loop step -> its latest iteration
         self._plans: dict[str, Plan] = {}  # loop step -> its steps' plan
+        swarms = {g: sw for g in wf.groups if (sw := wf.steps[g].swarm) is not None}
+        self.swarms = SwarmTurns(swarms)
 
     # -- adding ------------------------------------------------------------------------------
     def restore(self, steps: Mapping[str, StepRecord]) -> None:
@@ -89,7 +92,9 @@ class Growth:
                 added.setdefault(rec.parent, []).append(sid)
                 self.scopes[sid] = rec.scope or {}
         for parent, ids in added.items():
-            if parent in self.wf.bodies:
+            if parent in self.swarms.specs:
+                self._add(parent, [(sid, ()) for sid in ids], self.wf.bodies[parent])
+            elif parent in self.wf.bodies:
                 for k in sorted({self.scopes[sid]["iteration"] for sid in ids}):
                     self._add_iteration(parent, k)
             else:
@@ -98,6 +103,8 @@ class Growth:
     async def expand(self, sid: str, workspace: Path, limit: int) -> Done | None:
         """A step's turn to add its steps (committed before this returns). Done when it
         has none to add; StepError when its items cannot be read."""
+        if sid in self.swarms.specs:
+            return await self._swarm_next(sid)
         if sid in self.wf.bodies:
             await self._commit_iteration(sid, 1)
             return None
@@ -121,6 +128,9 @@ class Growth:
             (t for c in self.children.get(sid, []) if (t := steps[c].started_at) is not None),
             default=None,
         )
+        if sid in self.swarms.specs:
+            done = await self._swarm_next(sid)
+            return done if done is None else Done(done.output, done.status, done.error, started)
         if sid not in self.wf.bodies:
             outputs, missing = self._collected(sid, steps)
             status = StepStatus.SUCCEEDED if missing is None else StepStatus.DEGRADED
@@ -142,6 +152,16 @@ class Growth:
             return Done(last, StepStatus.SUCCEEDED, None, started)
         why = f"`until` did not hold in {k} iterations; the output is the last iteration's"
         return Done(last, StepStatus.DEGRADED, why, started)
+
+    async def _swarm_next(self, sid: str) -> Done | None:
+        """A swarm's next batch of turns, committed and added; or its end."""
+        got = self.swarms.next(sid, self.children.get(sid, []), self.ledger.run.steps)
+        if isinstance(got, tuple):
+            return Done(got[0], got[1], got[2], None)
+        await self.ledger.expand(sid, got)
+        self.scopes.update(got)
+        self._add(sid, [(tid, ()) for tid, _ in got], self.wf.bodies[sid])
+        return None
 
     async def _commit_iteration(self, sid: str, k: int) -> None:
         rows = [
@@ -169,6 +189,11 @@ class Growth:
                 step, kind = wf.steps[group], wf.executors[group]
                 model = wf.model_ids.get(group)
                 update: dict[str, Any] = {"id": sid, "foreach": None, "when": None}
+            elif group in self.swarms.specs:  # an agent's turn
+                inner = self.scopes[sid]["agent"]
+                step, kind = body.steps[inner], body.executors[inner]
+                model = body.model_ids.get(inner)
+                update = {"id": sid, **self.swarms.fields(self.scopes[sid])}
             else:  # a loop's step, for one iteration
                 inner = self.scopes[sid]["step"]
                 step, kind = body.steps[inner], body.executors[inner]
@@ -180,6 +205,8 @@ class Growth:
             wf.executors[sid] = kind
             # what executors read as its inputs (`pass`, `merge`): the step's own
             wf.deps[sid] = inner_deps + outer_deps if body is not None else outer_deps
+            if group in self.swarms.specs:  # its prompt says what it reads
+                wf.deps[sid] = ()
             if model is not None:
                 wf.model_ids[sid] = model
             self.parent[sid] = group
@@ -193,6 +220,8 @@ class Growth:
         parent = self.parent.get(sid)
         if parent is None:
             return None, sid
+        if parent in self.swarms.specs:
+            return parent, self.scopes[sid]["agent"]
         if parent in self.wf.bodies:
             return parent, self.scopes[sid]["step"]
         return None, parent
@@ -210,9 +239,12 @@ class Growth:
         scope = self.scopes.get(sid)
         if scope is None:
             return ctx
+        parent = self.parent[sid]
+        if parent in self.swarms.specs:  # an agent's turn
+            return Overlay({"turn": self.swarms.turn(parent, scope, ctx)}, ctx)
         if "step" not in scope:  # a foreach instance
             return Overlay(scope, ctx)
-        return self._loop_context(self.parent[sid], scope["iteration"])
+        return self._loop_context(parent, scope["iteration"])
 
     def _loop_context(self, sid: str, k: int) -> Overlay:
         """Iteration `k` of loop `sid`: its steps by name, `loop.iteration` and `loop.last`
