@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     import networkx as nx
 
 SUPPORTED_MODES = frozenset({Mode.AUTO, Mode.CHAIN, Mode.FLOW, Mode.SWARM})
+SWARM_WITHOUT_AGENTS = (
+    "a swarm needs agents: give `agents` (and `topology`) at the top of the spec instead of "
+    "`steps`, or make one of the steps a swarm (`swarm: {agents: ...}`)"
+)
 
 
 @dataclass
@@ -195,6 +199,8 @@ def compile_workflow(
                 "use chain, flow, swarm or auto",
             )
         )
+    elif spec.type is Mode.SWARM and not any(s.swarm for s in spec.steps):
+        problems.append(Problem("type", SWARM_WITHOUT_AGENTS))
     flat = flatten(spec)
     problems += flat.problems
     ids = [s.id for s in flat.steps]

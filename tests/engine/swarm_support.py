@@ -50,7 +50,7 @@ def who(body: dict[str, Any]) -> tuple[str, str, str]:
     agent = m.group(1) if m else "caller"
     prompt = text_of(body["messages"][0]["content"])
     phase = next((p for k, p in PHASES.items() if k in prompt), "?")
-    return agent, phase, prompt
+    return agent, phase, f"{system}\n\n{prompt}"  # what the agent is told, all of it
 
 
 class Agents:
@@ -90,6 +90,7 @@ async def run_swarm(
     *,
     inputs: dict[str, Any] | None = None,
     store: InMemoryRunStore | None = None,
+    extra: dict[ExecutorKind, Any] | None = None,
 ) -> tuple[RunRecord, Agents]:
     agents = Agents(answer)
     fake.responder = agents
@@ -98,7 +99,7 @@ async def run_swarm(
     ) as client:
         engine = Engine(
             store or InMemoryRunStore(),
-            {ExecutorKind.PROMPT: PromptExecutor(client, ModelTable())},
+            {ExecutorKind.PROMPT: PromptExecutor(client, ModelTable()), **(extra or {})},
             EngineConfig(rand=lambda: 0.0, models=ModelTable()),
         )
         with anyio.fail_after(20):

@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 
-from tests.engine.swarm_support import fake, run_swarm
+from tests.engine.swarm_support import fails, fake, run_swarm
 from tests.fake_anthropic import FakeAnthropic
-from tutti_mcp.memory.runs.records import RunStatus
+from tutti_mcp.engine.executors.client import ClientExecutor
+from tutti_mcp.engine.spec import ExecutorKind
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.records import RunStatus, StepStatus
 
 __all__ = ["fake"]
 pytestmark = pytest.mark.anyio
@@ -81,3 +84,215 @@ async def test_the_seeds_hierarchical_swarm_plans_works_in_parallel_and_synthesi
     assert "coordinator -->|1| security_specialist" in out["mermaid"]
     models = {b["model"] for b in fake.bodies}
     assert len(models) == 2  # claude-4-opus and claude-4-sonnet, resolved through the aliases
+
+
+def swarm(topology: str, agents: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return {"type": "swarm", "topology": topology, "agents": agents, **more}
+
+
+def roles(*names: str, **extra: dict[str, Any]) -> dict[str, Any]:
+    return {n: {"role": f"{n} role", **extra.get(n, {})} for n in names}
+
+
+async def test_a_subtask_for_an_unknown_specialist_is_reassigned_with_the_reason(
+    fake: FakeAnthropic,
+) -> None:
+    def answer(agent: str, phase: str, prompt: str) -> Any:
+        if phase == "plan":
+            return {"subtasks": [{"agent": "dba", "task": "Check the indexes"}]}
+        return hierarchical(agent, phase, prompt)
+
+    run, agents = await run_swarm(fake, SEED, answer)
+    out = run.steps["swarm"].output
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    # the first specialist in spec order, the least busy, takes it
+    assert "swarm[security_specialist:work#1]" in run.steps
+    assert out["notes"] == [
+        "subtask 1: 'dba' is not a specialist of this swarm: given to security_specialist"
+    ]
+
+
+async def test_a_mesh_revises_on_the_shared_board_until_the_agents_agree(
+    fake: FakeAnthropic,
+) -> None:
+    def answer(agent: str, phase: str, prompt: str) -> Any:
+        assert phase == "draft"
+        if "The board" not in prompt:  # round 1: they differ
+            return {"answer": f"{agent} draft", "position": f"use {agent}'s plan"}
+        assert "ann draft" in prompt and "bob draft" in prompt  # each sees the others' drafts
+        return {"answer": f"{agent} agrees", "position": "Use Bob's plan."}
+
+    spec = swarm("mesh", roles("ann", "bob"), max_rounds=4)
+    run, agents = await run_swarm(fake, spec, answer)
+    out = run.steps["swarm"].output
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert len(agents.asked) == 4  # two rounds of two drafts: agreed in round 2
+    assert out["notes"] == ["the agents agreed in round 2: Use Bob's plan."]
+    assert out["result"] == "ann agrees"
+    assert out["consensus"] == []
+    assert out["figures"]["batches"] == 2
+
+
+async def test_a_mesh_that_never_agrees_votes_and_the_majority_decides(
+    fake: FakeAnthropic,
+) -> None:
+    def answer(agent: str, phase: str, prompt: str) -> Any:
+        if phase == "draft":
+            pos = "yes" if agent in ("ann", "bob") else "no"
+            if agent == "bob":
+                pos = "maybe"
+            return {"answer": f"{agent}: {pos}", "position": pos}
+        assert phase == "ballot"
+        return {"choice": 1, "rationale": f"{agent} likes yes", "confidence": 0.9}
+
+    spec = swarm(
+        "mesh",
+        roles("ann", "bob", "cy"),
+        max_rounds=2,
+        coordination={"conflict_resolution": "vote"},
+    )
+    run, _ = await run_swarm(fake, spec, answer)
+    out = run.steps["swarm"].output
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    [record] = out["consensus"]
+    assert record["options"] == ["yes", "maybe", "no"]
+    assert record["tally"]["rule"] == "majority"
+    assert record["tally"]["votes"] == {"1": 3, "2": 0, "3": 0}
+    assert record["decision"] == "yes" and record["decided_by"] == "vote"
+    assert [b["agent"] for b in record["ballots"]] == ["ann", "bob", "cy"]
+    assert out["result"] == "ann: yes"
+
+
+async def test_a_star_tie_goes_to_the_hub_whose_reason_is_recorded(fake: FakeAnthropic) -> None:
+    def answer(agent: str, phase: str, prompt: str) -> Any:
+        if phase == "answer":
+            return {"answer": f"{agent} says", "position": agent}
+        if phase == "ballot":  # each votes for its own position: a tie
+            return {"choice": 1 if agent == "s1" else 2, "rationale": "mine", "confidence": 1}
+        if phase == "decide":
+            assert "a tie between option 1 and option 2" in prompt
+            return {"choice": 2, "reason": "s2 cites evidence"}
+        assert phase == "aggregate" and "The swarm decided" in prompt
+        return "hub's aggregate"
+
+    spec = swarm("star", roles("hub", "s1", "s2"))
+    run, agents = await run_swarm(fake, spec, answer)
+    out = run.steps["swarm"].output
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert out["result"] == "hub's aggregate"
+    [record] = out["consensus"]
+    assert record["tally"]["rule"] == "supermajority"  # consensus's default
+    assert record["tally"]["winner"] is None
+    assert record["decision"] == "s2" and record["decided_by"] == "coordinator"
+    assert record["reason"] == "a tie between option 1 and option 2; s2 cites evidence"
+    assert sorted(agents.asked[:2]) == [("s1", "answer"), ("s2", "answer")]
+    assert agents.asked[-1] == ("hub", "aggregate")
+
+
+async def test_a_pipeline_swarm_refines_in_order(fake: FakeAnthropic) -> None:
+    def answer(agent: str, phase: str, prompt: str) -> Any:
+        assert phase == "refine"
+        if agent == "drafter":
+            assert "first in the line" in prompt
+            return "v1"
+        assert "<previous>\nv1\n</previous>" in prompt
+        return "v2"
+
+    run, agents = await run_swarm(fake, swarm("pipeline", roles("drafter", "editor")), answer)
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert run.steps["swarm"].output["result"] == "v2"
+    assert agents.asked == [("drafter", "refine"), ("editor", "refine")]
+    talks = run.steps["swarm"].output["talks"]
+    assert talks == [{"from": "drafter", "to": "editor", "messages": 1}]
+
+
+# -- recovery by severity --------------------------------------------------------------------
+async def test_a_failed_coordinator_is_replaced_by_its_backup(fake: FakeAnthropic) -> None:
+    spec = swarm(
+        "hierarchical",
+        roles("coordinator", "a", "b", coordinator={"backup": "b"}),
+    )
+
+    def answer(agent: str, phase: str, prompt: str) -> Any:
+        if agent == "coordinator":
+            return fails()
+        if phase == "plan":
+            assert "Agent coordinator could not do this turn" in prompt
+            return {"subtasks": [{"agent": "a", "task": "do it"}]}
+        if phase == "work":
+            return "done"
+        return {"result": "by the backup", "conflicts": []}
+
+    run, agents = await run_swarm(fake, spec, answer)
+    out = run.steps["swarm"].output
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert out["result"] == "by the backup"
+    assert "swarm[b:plan~coordinator]" in run.steps
+    first = out["recovery"][0]
+    assert first["severity"] == "critical" and first["action"] == "backup"
+    assert first["to"] == "b" and first["agent"] == "coordinator"
+    assert "coordinator is the coordinator" in first["reason"]
+
+
+async def test_a_failed_specialists_subtask_is_redistributed_to_a_capable_agent(
+    fake: FakeAnthropic,
+) -> None:
+    caps = {"a": {"capabilities": ["sql"]}, "b": {"capabilities": ["sql", "web"]}}
+    spec = swarm("hierarchical", roles("coordinator", "a", "b", "c", **caps))
+
+    def answer(agent: str, phase: str, prompt: str) -> Any:
+        if phase == "plan":
+            return {"subtasks": [{"agent": "a", "task": "tune", "capability": "sql"}]}
+        if phase == "work":
+            return fails() if agent == "a" else f"{agent} did it"
+        return {"result": str(prompt.count("did it")), "conflicts": []}
+
+    run, _ = await run_swarm(fake, spec, answer)
+    out = run.steps["swarm"].output
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert run.steps["swarm[a:work#1]"].status is StepStatus.FAILED
+    assert run.steps["swarm[b:work#1~a]"].output == "b did it"  # c lacks `sql`
+    [rec] = out["recovery"]
+    assert (rec["severity"], rec["action"], rec["to"]) == ("major", "redistribute", "b")
+    assert out["partial"] is False
+
+
+async def test_a_failed_spoke_with_no_stand_in_degrades_the_swarm_naming_what_is_missing(
+    fake: FakeAnthropic,
+) -> None:
+    def answer(agent: str, phase: str, prompt: str) -> Any:
+        if phase == "answer":
+            return fails() if agent == "s2" else {"answer": "fine", "position": "ok"}
+        assert "Missing (a spoke failed): s2's answer" in prompt
+        return "aggregate without s2"
+
+    run, _ = await run_swarm(fake, swarm("star", roles("hub", "s1", "s2")), answer)
+    rec = run.steps["swarm"]
+    assert rec.status is StepStatus.DEGRADED
+    assert rec.output["partial"] is True and rec.output["missing"] == ["s2's answer"]
+    [decision] = rec.output["recovery"]
+    assert (decision["severity"], decision["action"]) == ("minor", "degrade")
+    assert rec.error == "partial: 1 missing: s2's answer"
+
+
+async def test_a_critical_agent_with_no_backup_escalates_and_the_run_waits_for_the_caller(
+    fake: FakeAnthropic,
+) -> None:
+    def answer(agent: str, phase: str, prompt: str) -> Any:
+        return fails() if agent == "hub" else {"answer": "x", "position": "x"}
+
+    store = InMemoryRunStore()
+    client = ClientExecutor()
+    run, _ = await run_swarm(
+        fake,
+        swarm("star", roles("hub", "s1")),
+        answer,
+        store=store,
+        extra={ExecutorKind.CLIENT: client},
+    )
+    assert run.status is RunStatus.WAITING
+    escalated = run.steps["swarm[caller:aggregate~hub]"]
+    assert escalated.status is StepStatus.WAITING
+    assert "Escalated to you: agent hub failed this turn" in escalated.request["instructions"]
+    [rec] = [r for r in run.steps.values() if r.scope and "recovery" in r.scope]
+    assert (rec.scope or {})["recovery"]["action"] == "escalate"

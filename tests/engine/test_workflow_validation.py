@@ -171,11 +171,12 @@ def test_a_when_condition_may_be_written_with_the_template_delimiters() -> None:
     assert wf.deps["b"] == ("a",)
 
 
-def test_the_unsupported_mode_swarm_is_rejected_with_what_to_use() -> None:
+def test_a_swarm_without_agents_is_rejected_with_what_to_give() -> None:
     assert problems_of({"type": "swarm", "steps": [{"id": "a"}]}) == [
         Problem(
             "type",
-            "mode 'swarm' is not available in this version of tutti; use chain, flow or auto",
+            "a swarm needs agents: give `agents` (and `topology`) at the top of the spec instead "
+            "of `steps`, or make one of the steps a swarm (`swarm: {agents: ...}`)",
         )
     ]
 

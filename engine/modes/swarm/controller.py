@@ -13,20 +13,17 @@ the slot is given up (the result is partial).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from tutti_mcp.engine.errors import StepError
+from tutti_mcp.engine.modes.swarm import answers as A
 from tutti_mcp.engine.modes.swarm import turns as T
 from tutti_mcp.engine.modes.swarm.compile import CALLER
 from tutti_mcp.engine.modes.swarm.consensus import (
-    MAX_CONFLICTS,
-    MAX_OPTIONS,
     Ballot,
     distinct_positions,
-    norm_position,
     parse_ballot,
     tally,
 )
@@ -119,11 +116,11 @@ class Conductor:
         results, missing = [], []
         for (slot, got), st in zip(work.items(), subtasks, strict=True):
             if got.ok is not None:
-                results.append((got.ok.scope["agent"], st["task"], _text(got.ok.output)))
+                results.append((got.ok.scope["agent"], st["task"], A.text(got.ok.output)))
             else:
                 missing.append(f"{slot} ({st['agent']}: {st['task'][:80]})")
         self.missing += missing
-        synth = _obj(
+        synth = A.obj(
             self._one(
                 "synthesis",
                 lead,
@@ -132,19 +129,19 @@ class Conductor:
             )
         )
         result = str(synth.get("result", "")) if synth else ""
-        conflicts = _conflicts(synth.get("conflicts") if synth else None)
+        conflicts = A.conflicts(synth.get("conflicts") if synth else None)
         if not conflicts:
             return result
         voters = [r[0] for r in results if not r[0].startswith("~")]
         decisions = self._resolve(conflicts, voters)
         prompt = T.final_prompt(result, decisions)
-        return _text(self._one("final", lead, "final", prompt=prompt))
+        return A.text(self._one("final", lead, "final", prompt=prompt))
 
     def _mesh(self) -> Any:
         live = list(self.spec.agents)
         drafts: dict[str, dict[str, Any]] = {}
         for k in range(1, self.spec.max_rounds + 1):
-            board = "" if k == 1 else _board(drafts, k - 1)
+            board = "" if k == 1 else A.board(drafts, k - 1)
             got = self._all(
                 [
                     (
@@ -158,7 +155,7 @@ class Conductor:
             )
             drafts = {}
             for a, slot in zip(live, got.values(), strict=True):
-                obj = _obj(slot.ok.output) if slot.ok is not None else None
+                obj = A.obj(slot.ok.output) if slot.ok is not None else None
                 if obj is not None and "answer" in obj:
                     drafts[a] = obj
             live = [a for a in live if a in drafts]
@@ -173,7 +170,7 @@ class Conductor:
         question = "which position the swarm's answer takes"
         decided = self._resolve([{"question": question, "options": positions}], live)
         winner = self.consensus[-1]["decision"]
-        holder = next(a for a in live if _same(drafts[a].get("position"), winner))
+        holder = next(a for a in live if A.same(drafts[a].get("position"), winner))
         self.notes.append(f"answer: {holder}'s draft ({decided[0]})")
         return drafts[holder]["answer"]
 
@@ -184,7 +181,7 @@ class Conductor:
             got = self._all([(f"refine#{i}", agent, "refine", {"prompt": prompt})])
             slot = got[f"refine#{i}"]
             if slot.ok is not None:
-                previous = (slot.ok.scope["agent"], _text(slot.ok.output))
+                previous = (slot.ok.scope["agent"], A.text(slot.ok.output))
             else:
                 self.missing.append(f"refine#{i} ({agent})")
         if previous is None:
@@ -198,7 +195,7 @@ class Conductor:
         )
         answers: dict[str, dict[str, Any]] = {}
         for a, slot in zip(spokes, got.values(), strict=True):
-            obj = _obj(slot.ok.output) if slot.ok is not None else None
+            obj = A.obj(slot.ok.output) if slot.ok is not None else None
             if obj is not None and "answer" in obj:
                 answers[a] = obj
             else:
@@ -210,7 +207,7 @@ class Conductor:
             q = "which position the swarm's answer takes"
             decision = self._resolve([{"question": q, "options": positions}], list(answers))[0]
         prompt = T.aggregate_prompt(board, decision, self.missing)
-        return _text(self._one("aggregate", hub, "aggregate", prompt=prompt))
+        return A.text(self._one("aggregate", hub, "aggregate", prompt=prompt))
 
     # -- consensus -----------------------------------------------------------------------------
     def _resolve(self, conflicts: list[dict[str, Any]], voters: list[str]) -> list[str]:
@@ -237,7 +234,7 @@ class Conductor:
                 c = extra["conflict"]
                 n = len(conflicts[c - 1]["options"])
                 parsed = (
-                    parse_ballot(slot.ok.scope["agent"], _obj(slot.ok.output), n)
+                    parse_ballot(slot.ok.scope["agent"], A.obj(slot.ok.output), n)
                     if slot.ok is not None
                     else f"no ballot: {slot.lost}"
                 )
@@ -286,7 +283,7 @@ class Conductor:
             for (c, why), slot in zip(undecided, got.values(), strict=True):
                 options = conflicts[c - 1]["options"]
                 assert slot.ok is not None  # the coordinator's turn is escalated, never given up
-                obj = _obj(slot.ok.output) or {}
+                obj = A.obj(slot.ok.output) or {}
                 choice = obj.get("choice")
                 if isinstance(choice, bool) or not isinstance(choice, int):
                     choice = 0
@@ -389,7 +386,7 @@ class Conductor:
         """The coordinator's plan checked against the roster: a subtask for an agent that is
         not a specialist is reassigned, and the reason recorded."""
         workers = self.spec.workers
-        obj = _obj(plan)
+        obj = A.obj(plan)
         raw = obj.get("subtasks") if obj else None
         if not isinstance(raw, list) or not raw:
             self.notes.append(
@@ -406,7 +403,7 @@ class Conductor:
             sub = {k: str(st[k]) for k in ("agent", "task", "context", "capability") if st.get(k)}
             name = sub.get("agent", "")
             if name not in workers:
-                to = _reassign(self.spec, sub.get("capability"), Counter(s["agent"] for s in out))
+                to = A.reassign(self.spec, sub.get("capability"), Counter(s["agent"] for s in out))
                 sub["reassigned"] = f"{name!r} is not a specialist of this swarm: given to {to}"
                 self.notes.append(f"subtask {i}: {sub['reassigned']}")
                 sub["agent"] = to
@@ -417,49 +414,3 @@ class Conductor:
                 "(max_subtasks) were given out"
             )
         return out
-
-
-def _reassign(spec: SwarmSpec, capability: str | None, load: Counter[str]) -> str:
-    workers = spec.workers
-    capable = (
-        [w for w in workers if capability in spec.agents[w].capabilities] if capability else []
-    )
-    pool = capable or workers
-    return min(pool, key=lambda w: (load[w], workers.index(w)))
-
-
-def _obj(output: Any) -> dict[str, Any] | None:
-    if isinstance(output, str):
-        try:
-            output = json.loads(output)
-        except ValueError:
-            return None
-    return output if isinstance(output, dict) else None
-
-
-def _text(output: Any) -> str:
-    return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
-
-
-def _same(a: Any, b: Any) -> bool:
-    return norm_position(str(a)) == norm_position(str(b))
-
-
-def _conflicts(raw: Any) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    if not isinstance(raw, list):
-        return out
-    for c in raw[:MAX_CONFLICTS]:
-        if not isinstance(c, dict):
-            continue
-        options = distinct_positions([str(o) for o in c.get("options") or [] if str(o).strip()])
-        if len(options) >= 2:
-            out.append({"question": str(c.get("question", "")), "options": options[:MAX_OPTIONS]})
-    return out
-
-
-def _board(drafts: dict[str, dict[str, Any]], k: int) -> str:
-    return f"The board: every agent's draft of round {k}.\n\n" + "\n\n".join(
-        f'<draft agent="{a}" position="{d.get("position", "")}">\n{d.get("answer", "")}\n</draft>'
-        for a, d in drafts.items()
-    )
