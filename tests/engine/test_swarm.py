@@ -102,7 +102,7 @@ async def test_a_subtask_for_an_unknown_specialist_is_reassigned_with_the_reason
             return {"subtasks": [{"agent": "dba", "task": "Check the indexes"}]}
         return hierarchical(agent, phase, prompt)
 
-    run, agents = await run_swarm(fake, SEED, answer)
+    run, _agents = await run_swarm(fake, SEED, answer)
     out = run.steps["swarm"].output
     assert run.status is RunStatus.SUCCEEDED, run.error
     # the first specialist in spec order, the least busy, takes it
@@ -223,7 +223,7 @@ async def test_a_failed_coordinator_is_replaced_by_its_backup(fake: FakeAnthropi
             return "done"
         return {"result": "by the backup", "conflicts": []}
 
-    run, agents = await run_swarm(fake, spec, answer)
+    run, _agents = await run_swarm(fake, spec, answer)
     out = run.steps["swarm"].output
     assert run.status is RunStatus.SUCCEEDED, run.error
     assert out["result"] == "by the backup"
