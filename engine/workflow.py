@@ -20,6 +20,7 @@ from tutti_mcp.engine.graph_checks import cycle_problems, fallback_problems, rej
 from tutti_mcp.engine.groups import item_ref_problems, loop_ref_problems, outputs_ref_problems
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.modes.swarm.compile import body_spec
+from tutti_mcp.engine.modes.swarm.turns import turn_fields
 from tutti_mcp.engine.nested import child_workflow, loop_body
 from tutti_mcp.engine.spec import (
     MODEL_KINDS,
@@ -92,6 +93,8 @@ class Workflow:
         if parent is None:
             return self.steps[sid]
         body = self.bodies.get(parent)
+        if body is not None and scope and "slot" in scope:  # a swarm agent's turn
+            return body.steps[scope["agent"]].model_copy(update={"id": sid, **turn_fields(scope)})
         return body.steps[scope["step"]] if body is not None and scope else self.steps[parent]
 
     def on(self, kind: ExecutorKind) -> list[str]:

@@ -82,7 +82,7 @@ def print_run(
     else:
         shown = final_steps(run) if run.status is RunStatus.SUCCEEDED else []
     for sid in shown:
-        out.print(f"\n[bold]{sid}[/bold]:")
+        out.print(f"\n[bold]{escape(sid)}[/bold]:")
         out.print(_text(run.steps[sid].output), markup=False)
     if with_gantt:
         out.print("\n```mermaid\n" + gantt(run) + "\n```")
@@ -139,7 +139,7 @@ def print_summary(run: RunRecord, *, cmd: str, db: Path | None) -> None:
     finals = final_steps(run) if run.status is RunStatus.SUCCEEDED else []
     for sid in finals[:SUMMARY_FINALS]:
         lines = _text(run.steps[sid].output).rstrip().splitlines() or [""]
-        out.print(f"\n[bold]{sid}[/bold]:")
+        out.print(f"\n[bold]{escape(sid)}[/bold]:")
         for line in lines[:SUMMARY_LINES]:
             out.print(short_line(line, width), markup=False)
         if len(lines) > SUMMARY_LINES:
@@ -187,7 +187,7 @@ def _print_next(run: RunRecord, cmd: str, width: int) -> None:
             approval = s.request.get("approval") if s.status is StepStatus.WAITING else None
             if approval is not None:  # an approval gate
                 question = escape(short(str(approval.get("question")), 200))
-                out.print(f"approval needed: [bold]{s.step_id}[/bold]: {question}")
+                out.print(f"approval needed: [bold]{escape(s.step_id)}[/bold]: {question}")
                 if approval.get("preview"):
                     out.print(short(str(approval["preview"]), 3 * width), markup=False)
                 out.print(
@@ -196,7 +196,8 @@ def _print_next(run: RunRecord, cmd: str, width: int) -> None:
                 )
             elif s.status is StepStatus.WAITING:
                 instr = s.request.get("instructions", "")
-                out.print(f"waiting for you: [bold]{s.step_id}[/bold]: {escape(short(instr, 200))}")
+                sid = escape(s.step_id)
+                out.print(f"waiting for you: [bold]{sid}[/bold]: {escape(short(instr, 200))}")
                 out.print(
                     # quoted: `review[3]` is a glob pattern to a shell
                     f"  when done: {cmd} complete {run.id} {shlex.quote(s.step_id)} --output "

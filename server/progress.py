@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bar
 
@@ -69,15 +70,15 @@ class TerminalProgress:
         if kind in _DONE:
             self.running.discard(step_id or "")
             detail = data.get("error") or data.get("reason") or ""
-            if kind == "step_succeeded" and _added(step_id):
+            if kind == "step_succeeded" and _added(step_id) and ":" not in (step_id or ""):
                 # an instance or iteration: counted, not printed (a fan-out has thousands)
                 if self.bar is not None and self.task is not None:
                     self.bar.update(self.task, advance=1)
                 return
             if step_id in self.added:
                 detail = detail or f"({self.added[step_id]} steps added)"
-            line = f"[{_STYLE[kind]}]{kind.removeprefix('step_'):>9}[/] {step_id}" + (
-                f"  {detail}" if detail else ""
+            line = f"[{_STYLE[kind]}]{kind.removeprefix('step_'):>9}[/] {escape(step_id or '')}" + (
+                f"  {escape(str(detail))}" if detail else ""
             )
             self.console.print(line, markup=True, highlight=False)
             if self.bar is not None and self.task is not None:
@@ -86,7 +87,7 @@ class TerminalProgress:
                     self.task, advance=1, description=f"running {names}" if names else ""
                 )
         elif kind == "step_waiting":
-            self.console.print(f"  waiting {step_id}  (handed to the client)")
+            self.console.print(f"  waiting {step_id}  (handed to the client)", markup=False)
         elif kind == "step_retrying":
             self.console.print(
                 f"[yellow]    retry[/] {step_id} in {data['delay_s']:.1f}s, attempt "
@@ -96,5 +97,6 @@ class TerminalProgress:
 
 
 def _added(step_id: str | None) -> bool:
-    """A step added at run time (`review[3]`, `draft#2`): spec ids have no [ or #."""
+    """A step added at run time (`review[3]`, `draft#2`, a swarm's turn `swarm[ann:draft#1]`,
+    which is printed: a swarm has few): spec ids have no [ or #."""
     return step_id is not None and ("[" in step_id or "#" in step_id)

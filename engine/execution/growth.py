@@ -27,6 +27,7 @@ from tutti_mcp.engine.execution.ledger import RunLedger
 from tutti_mcp.engine.groups import foreach_items, instances
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.modes.swarm.runtime import SwarmTurns
+from tutti_mcp.engine.modes.swarm.turns import turn_fields
 from tutti_mcp.engine.plan import Plan, make_plan
 from tutti_mcp.engine.templating import evaluate_async
 from tutti_mcp.engine.workflow import Workflow
@@ -193,7 +194,7 @@ class Growth:
                 inner = self.scopes[sid]["agent"]
                 step, kind = body.steps[inner], body.executors[inner]
                 model = body.model_ids.get(inner)
-                update = {"id": sid, **self.swarms.fields(self.scopes[sid])}
+                update = {"id": sid, **turn_fields(self.scopes[sid])}
             else:  # a loop's step, for one iteration
                 inner = self.scopes[sid]["step"]
                 step, kind = body.steps[inner], body.executors[inner]

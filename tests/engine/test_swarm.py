@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 
 from tests.engine.swarm_support import fails, fake, run_swarm
 from tests.fake_anthropic import FakeAnthropic
+from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.executors.client import ClientExecutor
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
 from tutti_mcp.memory.runs.records import RunStatus, StepStatus
@@ -296,3 +299,23 @@ async def test_a_critical_agent_with_no_backup_escalates_and_the_run_waits_for_t
     assert "Escalated to you: agent hub failed this turn" in escalated.request["instructions"]
     [rec] = [r for r in run.steps.values() if r.scope and "recovery" in r.scope]
     assert (rec.scope or {})["recovery"]["action"] == "escalate"
+
+
+async def test_a_turn_handed_to_the_client_is_completed_from_another_process_and_resumed(
+    fake: FakeAnthropic,
+) -> None:
+    """`tutti complete` in a second process: the turn is found by its id and scope."""
+    store = InMemoryRunStore()
+    spec = {**SEED, "defaults": {"model_executor": "client"}}
+    first = Engine(store, {ExecutorKind.CLIENT: ClientExecutor()}, EngineConfig())
+    with anyio.fail_after(10):
+        run = await first.run(spec, inputs={"task": "Review"})
+        assert run.status is RunStatus.WAITING
+        assert run.steps["swarm[coordinator:plan]"].request["output"] == "json"
+        other = Engine(store, {ExecutorKind.CLIENT: ClientExecutor()}, EngineConfig())
+        plan = {"subtasks": [{"agent": "security_specialist", "task": "audit"}]}
+        await other.complete_step(run.id, "swarm[coordinator:plan]", output=plan)
+        run = await other.resume(run.id)
+    assert run.status is RunStatus.WAITING
+    assert run.steps["swarm[coordinator:plan]"].output == plan
+    assert run.steps["swarm[security_specialist:work#1]"].status is StepStatus.WAITING

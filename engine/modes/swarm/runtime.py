@@ -69,11 +69,6 @@ class SwarmTurns:
             "shared": T.shared_context(spec, task, scope["phase"], board),
         }
 
-    @staticmethod
-    def fields(scope: Mapping[str, Any]) -> dict[str, Any]:
-        """The turn's own step fields: a JSON answer where the swarm reads one."""
-        schema = T.SCHEMAS.get(scope["phase"])
-        return {"output": "json" if schema else "text", "json_schema": schema}
 
 
 def _text(output: Any) -> str:

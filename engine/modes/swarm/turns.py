@@ -4,6 +4,7 @@ and the JSON Schema of the answers the swarm reads (a plan, a draft, a ballot)."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from tutti_mcp.engine.modes.swarm.spec import StateSharing, SwarmSpec, Topology
@@ -231,3 +232,9 @@ def escalation_note(agent: str, error: str) -> str:
         f"\n\n(Escalated to you: agent {agent} failed this turn and has no backup: {error}. "
         "Do the turn yourself and report its output, or cancel the run.)"
     )
+
+
+def turn_fields(scope: Mapping[str, Any]) -> dict[str, Any]:
+    """A turn's own step fields: a JSON answer where the swarm reads one."""
+    schema = SCHEMAS.get(scope["phase"])
+    return {"output": "json" if schema else "text", "json_schema": schema}
