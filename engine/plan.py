@@ -12,6 +12,7 @@ from tutti_mcp.engine.blocks import Branch
 from tutti_mcp.engine.branches import alternatives, worst_case_s
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.modes.auto import choose_mode
+from tutti_mcp.engine.modes.swarm.spec import swarm_phases, swarm_shape, swarm_turns
 from tutti_mcp.engine.spec import MODEL_KINDS, ExecutorKind, Mode, Step, ThinkingMode
 from tutti_mcp.engine.templating import unwrap_condition
 from tutti_mcp.engine.thinking import (
@@ -59,9 +60,13 @@ class StepPlan:
     api_params_why: str | None = None
     # a step that grows at run time: "for each item", "loop of draft, critique (≤ 4 times)"
     shape: str | None = None
+    # a swarm's agents: where each runs, on which model, with which thinking
+    agents: dict[str, dict[str, Any]] | None = None
 
 
 def step_shape(step: Step) -> str | None:
+    if step.swarm is not None:
+        return swarm_shape(step.swarm)
     if step.workflow is not None:
         child = step.workflow
         what = child if isinstance(child, str) else f"{child.name} ({len(child.steps)} steps)"
@@ -118,11 +123,22 @@ class Plan:
                     "api_params": s.api_params,
                     "api_params_why": s.api_params_why,
                     "shape": s.shape,
+                    **({"agents": s.agents} if s.agents is not None else {}),
                 }
                 for s in self.steps.values()
             },
             "mermaid": self.mermaid,
         }
+
+
+def _agent(p: StepPlan) -> dict[str, Any]:
+    return {
+        "executor": p.executor.value,
+        "model": p.model,
+        "thinking": p.thinking.mode.value if p.thinking else None,
+        "thinking_reason": p.thinking.reason if p.thinking else None,
+        "api_params": p.api_params,
+    }
 
 
 def estimate_source(step: StepPlan, history: WorkflowHistory) -> str:
@@ -164,6 +180,10 @@ def _mermaid_node(
         if step.loop is not None:
             inner = " → ".join(t.id for t in step.loop.steps)
             label = f"{sid}<br/>loop: {inner}<br/>≤ {step.loop.max_iterations} iterations"
+        if step.swarm is not None:
+            label = (
+                f"{sid}<br/>{step.swarm.topology.value} swarm<br/>{len(step.swarm.agents)} agents"
+            )
         if step.foreach is not None:  # one node for all its instances
             items = step.foreach.items
             label += f"<br/>× {len(items)}" if isinstance(items, list) else "<br/>for each item"
@@ -209,6 +229,7 @@ def make_plan(
     kinds = wf.executors
     history_s = history_s or {}
     est: dict[str, float] = {}
+    agents: dict[str, dict[str, dict[str, Any]]] = {}
     source: dict[str, EstimateSource] = {}
     thinking: dict[str, ThinkingChoice | None] = {}
     model_names: dict[str, str | None] = {}
@@ -219,7 +240,7 @@ def make_plan(
         choice = None
         model_name = None
         params[sid] = (None, None)
-        if kind in MODEL_KINDS:
+        if kind in MODEL_KINDS and step.swarm is None:  # a swarm's agents have their own
             choice = choose(step, spec, wf.upstream_refs.get(sid, 0))
             model = models.resolve(wf.model_ids[sid])
             model_name = model.id
@@ -237,6 +258,11 @@ def make_plan(
             est[sid], source[sid] = history_s[sid], EstimateSource.HISTORY
         elif choice is not None and kind is not ExecutorKind.CLIENT:
             est[sid] = MODEL_ESTIMATE_S[choice.mode]
+        elif step.swarm is not None:  # its phases, one after the other
+            body = make_plan(wf.bodies[sid], models)
+            turn = max(p.estimate_s for n, p in body.steps.items() if n in step.swarm.agents)
+            est[sid] = swarm_phases(step.swarm) * turn
+            agents[sid] = {n: _agent(body.steps[n]) for n in step.swarm.agents}
         elif sid in wf.bodies:  # at least one iteration of its steps
             est[sid] = make_plan(wf.bodies[sid], models).critical_path_s
         elif sid in wf.children:  # its child's critical path
@@ -292,6 +318,7 @@ def make_plan(
             api_params=params[sid][0],
             api_params_why=params[sid][1],
             shape=step_shape(wf.steps[sid]),
+            agents=agents.get(sid),
         )
         for sid in wf.order
     }
@@ -330,9 +357,20 @@ def estimate_cost(wf: Workflow, plan: Plan, models: ModelTable) -> dict[str, Any
     low = high = 0.0
     unpriced: list[str] = []
     for sid, sp in plan.steps.items():
+        step = wf.steps[sid]
+        if step.swarm is not None and wf.executors[sid] is ExecutorKind.PROMPT:
+            body = wf.bodies[sid]
+            inner = estimate_cost(body, make_plan(body, models), models)
+            turns = swarm_turns(step.swarm)
+            priced = {n: c for n, c in inner["steps"].items() if n in turns}
+            s_lo = sum(turns[n][0] * c["usd_low"] for n, c in priced.items())
+            s_hi = sum(turns[n][1] * c["usd_high"] for n, c in priced.items())
+            unpriced += [f"{sid}.{n}" for n in inner["unpriced_models"] if n in turns]
+            low, high = low + s_lo, high + s_hi
+            steps[sid] = {"usd_low": round(s_lo, 4), "usd_high": round(s_hi, 4), "agents": priced}
+            continue
         if sp.thinking is None or wf.executors[sid] is not ExecutorKind.PROMPT:
             continue
-        step = wf.steps[sid]
         model = models.resolve(sp.model)
         text = " ".join(t for t in (step.prompt, step.args, step.system) if t)
         tokens_in = 300 + len(text) // 4 + _UPSTREAM_TOKENS * wf.upstream_refs.get(sid, 0)
@@ -352,5 +390,6 @@ def estimate_cost(wf: Workflow, plan: Plan, models: ModelTable) -> dict[str, Any
         "steps": steps,
         "unpriced_models": unpriced,
         "basis": "API steps only: prompt size + ~1000 tokens per upstream output in; "
-        "typical output (by thinking mode) to max_tokens out",
+        "typical output (by thinking mode) to max_tokens out; a swarm's agents by their "
+        "expected turns (engine.modes.swarm.spec.swarm_turns)",
     }

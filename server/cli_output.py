@@ -10,6 +10,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from tutti_mcp.engine.modes.swarm.spec import Topology
 from tutti_mcp.engine.plan import Plan
 from tutti_mcp.engine.report import gantt, recovery_plan
 from tutti_mcp.engine.spec import WorkflowSpec
@@ -257,10 +258,13 @@ def print_plan(plan: Plan, source: dict[str, str], summary: dict[str, Any] | Non
         out.print(f"  group {i}: {', '.join(group)}")
     for s in plan.steps.values():
         think = f", thinking {s.thinking.mode.value} ({s.thinking.reason})" if s.thinking else ""
-        grows = s.shape and s.shape.startswith(("loop", "child"))
+        grows = s.shape and s.shape.startswith(("loop", "child", *(m.value for m in Topology)))
         kind = s.shape if s.shape and grows else s.executor.value
         kind += f" {s.shape}" if s.shape and s.shape.startswith("for each") else ""
         out.print(f"  {s.id}: {kind}, ~{secs(s.estimate_s)} ({source[s.id]}){think}")
+        for name, a in (s.agents or {}).items():
+            how = f", thinking {a['thinking']} ({a['thinking_reason']})" if a["thinking"] else ""
+            out.print(f"    {name}: {a['executor']} on {a['model']}{how}", markup=False)
         if s.api_params_why is not None:  # what the Messages API gets, and why
             sent = "" if s.api_params is None else json.dumps(s.api_params) + ": "
             out.print(f"    {s.model}: {sent}{s.api_params_why}", markup=False)

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from tutti_mcp.engine.spec import ExecutorKind, FailurePolicy, Step, WorkflowSpec
+from tutti_mcp.engine.spec import ExecutorKind, FailurePolicy, Step, ThinkingMode, WorkflowSpec
 from tutti_mcp.engine.spec_parts import MODEL_KINDS
 
 CALLER = "~caller"  # not a valid agent name: it cannot clash with one
 TURN_FIELDS = {"prompt": "${turn.prompt}", "system": "${turn.role}", "context": ["${turn.shared}"]}
 
 
-def agent_steps(s: Step) -> list[Step]:
-    """The template step of each agent's turns, and the caller's."""
+def agent_steps(s: Step, default_thinking: ThinkingMode | None = None) -> list[Step]:
+    """The template step of each agent's turns, and the caller's. An agent's thinking is its
+    own, the swarm step's, or the spec's default; `auto` scores a prompt, and a turn's is
+    not known before the run, so there it is standard."""
     swarm = s.swarm
     assert swarm is not None
     base: dict[str, Any] = {
@@ -38,7 +40,7 @@ def agent_steps(s: Step) -> list[Step]:
             **base,
             "id": name,
             "model": agent.model or s.model,
-            "thinking": agent.thinking or s.thinking,
+            "thinking": _thinking(agent.thinking or s.thinking or default_thinking),
             "max_tokens": agent.max_tokens or s.max_tokens,
             "run": agent.run or s.run,
         }
@@ -68,7 +70,12 @@ def _defaults(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def body_spec(s: Step, spec: WorkflowSpec) -> WorkflowSpec:
-    return spec.model_copy(update={"steps": agent_steps(s), "name": f"{spec.name}/{s.id}"})
+    steps = agent_steps(s, spec.defaults.thinking)
+    return spec.model_copy(update={"steps": steps, "name": f"{spec.name}/{s.id}"})
+
+
+def _thinking(mode: ThinkingMode | None) -> ThinkingMode:
+    return ThinkingMode.STANDARD if mode in (None, ThinkingMode.AUTO) else mode
 
 
 def is_model_run(kind: ExecutorKind) -> bool:

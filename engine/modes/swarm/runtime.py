@@ -70,6 +70,5 @@ class SwarmTurns:
         }
 
 
-
 def _text(output: Any) -> str:
     return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)

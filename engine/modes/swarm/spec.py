@@ -166,3 +166,42 @@ class SwarmSpec(SpecModel):
         if self.topology in (Topology.MESH, Topology.PIPELINE):
             return list(self.agents)
         return [n for n in self.agents if n != self.lead]
+
+
+def swarm_phases(swarm: SwarmSpec) -> int:
+    """Phases of turns one after the other, at least (without votes or recoveries)."""
+    return {
+        Topology.HIERARCHICAL: 3,  # plan, the specialists together, synthesis
+        Topology.STAR: 2,  # the spokes together, the hub's aggregate
+        Topology.MESH: 1,  # one round, if the agents agree at once
+        Topology.PIPELINE: len(swarm.agents),
+    }[swarm.topology]
+
+
+def swarm_shape(swarm: SwarmSpec) -> str:
+    """The plan's one-line description of a swarm step."""
+    lead, workers = swarm.lead, swarm.workers
+    n = len(swarm.agents)
+    how = {
+        Topology.HIERARCHICAL: f"{lead} plans, {len(workers)} specialists work in parallel, "
+        f"{lead} synthesises",
+        Topology.STAR: f"{lead} broadcasts, {len(workers)} spokes answer in parallel, "
+        f"{lead} aggregates",
+        Topology.MESH: f"rounds of {n} drafts in parallel until they agree "
+        f"(at most {swarm.max_rounds})",
+        Topology.PIPELINE: " -> ".join(swarm.agents),
+    }[swarm.topology]
+    return f"{swarm.topology.value} swarm of {n} agents: {how}"
+
+
+def swarm_turns(swarm: SwarmSpec) -> dict[str, tuple[int, int]]:
+    """Each agent's expected turns, fewest to most (a specialist: one subtask, up to two), without
+    votes or recoveries."""
+    lead = swarm.lead
+    if swarm.topology is Topology.MESH:
+        return {n: (1, swarm.max_rounds) for n in swarm.agents}
+    if swarm.topology is Topology.PIPELINE:
+        return {n: (1, 1) for n in swarm.agents}
+    lead_turns = (2, 3) if swarm.topology is Topology.HIERARCHICAL else (1, 2)
+    most = 2 if swarm.topology is Topology.HIERARCHICAL else 1
+    return {n: lead_turns if n == lead else (1, most) for n in swarm.agents}
