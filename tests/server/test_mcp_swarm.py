@@ -8,9 +8,11 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp.client.session import ClientRequestContext
+from mcp_types import CreateMessageRequestParams, CreateMessageResult, TextContent
 
 from tests.engine.test_swarm import SEED
-from tests.server.mcp_support import call, connect, tasks_of
+from tests.server.mcp_support import call, connect, tasks_of, until_settled
 
 pytestmark = pytest.mark.anyio
 
@@ -60,3 +62,39 @@ async def test_the_seeds_swarm_runs_over_mcp_with_the_client_doing_every_turn() 
     swarm = result["outputs"]["swarm"]
     assert swarm["result"] == "ship it after fixing the login flow"
     assert swarm["agents"]["coordinator"]["turns"] == 2
+
+
+async def test_a_swarm_whose_agents_run_on_the_clients_model_through_sampling() -> None:
+    """A star: the spokes and the hub are sampled from the client, over the back-channel."""
+    asked: list[str] = []
+
+    async def model(
+        context: ClientRequestContext, params: CreateMessageRequestParams
+    ) -> CreateMessageResult:
+        content = params.messages[0].content
+        assert isinstance(content, TextContent) and params.system_prompt is not None
+        agent = params.system_prompt.split("You are ")[2].split(",")[0]
+        asked.append(agent)
+        if "The hub broadcasts" in content.text:
+            answer = json.dumps({"answer": f"{agent} answer", "position": "same"})
+        else:
+            assert "s1 answer" in content.text and "s2 answer" in content.text
+            answer = "the hub's aggregate"
+        return CreateMessageResult(
+            role="assistant", content=TextContent(type="text", text=answer), model="client-model"
+        )
+
+    spec = {
+        "type": "swarm",
+        "topology": "star",
+        "agents": {n: {"role": f"{n} role", "run": "sampling"} for n in ("hub", "s1", "s2")},
+        "task": "Name a colour",
+    }
+    with anyio.fail_after(30):
+        async with connect("legacy", sampling_callback=model) as c:
+            run = await call(c, "workflow_start", spec=spec, wait_s=10)
+            final = await until_settled(c, run["run_id"]) if run["status"] == "running" else run
+            result = await call(c, "workflow_result", run_id=run["run_id"])
+    assert final["status"] == "succeeded", final
+    assert result["outputs"]["swarm"]["result"] == "the hub's aggregate"
+    assert sorted(asked[:2]) == ["s1", "s2"] and asked[2] == "hub"
