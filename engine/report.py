@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tutti_mcp.engine.modes.swarm.report import swarm_sections
 from tutti_mcp.engine.usage import TOKEN_KEYS, cache_share, step_spent
 from tutti_mcp.engine.workflow import Workflow
 from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepRecord, StepStatus
@@ -237,11 +238,15 @@ def gantt(run: RunRecord) -> str:
         key=lambda s: s.started_at or 0.0,
     )
     lines = ["gantt", f"  title {run.name} ({run.id})", "  dateFormat x", "  axisFormat %M:%S"]
-    for s in timed:
+    for i, s in enumerate(timed):
         tag = {"failed": "crit, ", "degraded": "active, "}.get(s.status.value, "")
         start = int((s.started_at or 0) * 1000)
         end = max(start + 1, int((s.finished_at or 0) * 1000))
-        lines.append(f"  {s.step_id} :{tag}{s.step_id}, {start}, {end}")
+        # a task's name ends at its colon, and its id is a plain word: an added step's id
+        # (`swarm[ann:draft#2]`, `review[3]`) is neither
+        name = s.step_id.replace(":", " ").replace("#", " ")
+        task = s.step_id if s.step_id.isidentifier() else f"t{i}"
+        lines.append(f"  {name} :{tag}{task}, {start}, {end}")
     return "\n".join(lines)
 
 
@@ -294,6 +299,7 @@ def markdown_report(run: RunRecord) -> str:
             f"- Prompt cache: {_cache_line(tokens, m.get('cache_share'))}",
             f"- Cost: {'unknown' if cost is None else f'${cost:.4f}'}",
         ]
+    lines += swarm_sections(run)
     chart = gantt(run)
     if chart.count("\n") > 3:
         lines += ["", "```mermaid", chart, "```"]

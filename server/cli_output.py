@@ -10,6 +10,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from tutti_mcp.engine.modes.swarm.report import swarm_sections, swarm_steps
 from tutti_mcp.engine.modes.swarm.spec import Topology
 from tutti_mcp.engine.plan import Plan
 from tutti_mcp.engine.report import gantt, recovery_plan
@@ -84,9 +85,11 @@ def print_run(
         shown = final_steps(run) if run.status is RunStatus.SUCCEEDED else []
     for sid in shown:
         out.print(f"\n[bold]{escape(sid)}[/bold]:")
-        out.print(_text(run.steps[sid].output), markup=False)
+        out.print(_text(_shown(run, sid)), markup=False)
+    for line in swarm_sections(run):  # the swarm's record, whatever was shown
+        out.print(line, markup=False)
     if with_gantt:
-        out.print("\n```mermaid\n" + gantt(run) + "\n```")
+        out.print("\n```mermaid\n" + gantt(run) + "\n```", markup=False)
 
 
 # `tutti run` without --full: what fits on one screen
@@ -139,7 +142,7 @@ def print_summary(run: RunRecord, *, cmd: str, db: Path | None) -> None:
     _print_next(run, cmd, width)
     finals = final_steps(run) if run.status is RunStatus.SUCCEEDED else []
     for sid in finals[:SUMMARY_FINALS]:
-        lines = _text(run.steps[sid].output).rstrip().splitlines() or [""]
+        lines = _text(_shown(run, sid)).rstrip().splitlines() or [""]
         out.print(f"\n[bold]{escape(sid)}[/bold]:")
         for line in lines[:SUMMARY_LINES]:
             out.print(short_line(line, width), markup=False)
@@ -249,6 +252,14 @@ def short(value: Any, n: int = 80) -> str:
 def secs(s: float) -> str:
     """A duration for people: 42s, 1.5s, 3.2ms."""
     return f"{s:.3g}s" if s >= 1 or s == 0 else f"{s * 1000:.3g}ms"
+
+
+def _shown(run: RunRecord, sid: str) -> Any:
+    """What a step's output shows: a swarm's result (its record is printed in its section)."""
+    output = run.steps[sid].output
+    if isinstance(output, dict) and "result" in output and sid in swarm_steps(run):
+        return output["result"]
+    return output
 
 
 def print_plan(plan: Plan, source: dict[str, str], summary: dict[str, Any] | None) -> None:

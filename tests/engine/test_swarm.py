@@ -12,6 +12,7 @@ from tests.engine.swarm_support import fails, fake, run_swarm
 from tests.fake_anthropic import FakeAnthropic
 from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.executors.client import ClientExecutor
+from tutti_mcp.engine.report import gantt, markdown_report
 from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
@@ -190,6 +191,14 @@ async def test_a_star_tie_goes_to_the_hub_whose_reason_is_recorded(fake: FakeAnt
     assert record["reason"] == "a tie between option 1 and option 2; s2 cites evidence"
     assert sorted(agents.asked[:2]) == [("s1", "answer"), ("s2", "answer")]
     assert agents.asked[-1] == ("hub", "aggregate")
+    report = markdown_report(run)  # auditable after the fact
+    assert "## Swarm `swarm` (star)" in report
+    assert "Rule supermajority; votes option 1: 1, option 2: 1; a tie between" in report
+    assert "- s1: option 1 (confidence 1.0): mine" in report
+    assert "**Decision:** s2 (by coordinator: a tie between option 1 and option 2; s2 " in report
+    assert "hub -->|1| s1" in report
+    # the Gantt chart names each turn in words Mermaid accepts
+    assert "  swarm[s1 answer] :t" in gantt(run)
 
 
 async def test_a_pipeline_swarm_refines_in_order(fake: FakeAnthropic) -> None:
@@ -275,6 +284,7 @@ async def test_a_failed_spoke_with_no_stand_in_degrades_the_swarm_naming_what_is
     assert rec.output["partial"] is True and rec.output["missing"] == ["s2's answer"]
     [decision] = rec.output["recovery"]
     assert (decision["severity"], decision["action"]) == ("minor", "degrade")
+    assert "- `swarm[s2:answer]` (s2): minor, degrade: s2 failed its turn" in markdown_report(run)
     assert rec.error == "partial: 1 missing: s2's answer"
 
 
