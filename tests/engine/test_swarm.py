@@ -329,3 +329,14 @@ async def test_a_turn_handed_to_the_client_is_completed_from_another_process_and
     assert run.status is RunStatus.WAITING
     assert run.steps["swarm[coordinator:plan]"].output == plan
     assert run.steps["swarm[security_specialist:work#1]"].status is StepStatus.WAITING
+
+
+async def test_a_token_budget_stops_the_swarm_between_turns_keeping_what_committed(
+    fake: FakeAnthropic,
+) -> None:
+    spec = {**SEED, "budget": {"max_tokens": 10}}
+    run, agents = await run_swarm(fake, spec, hierarchical)
+    assert run.status is RunStatus.FAILED
+    assert "budget" in (run.error or "")
+    assert agents.asked == [("coordinator", "plan")]  # no turn starts once it is spent
+    assert run.steps["swarm[coordinator:plan]"].status is StepStatus.SUCCEEDED
