@@ -24,6 +24,14 @@ def choose_mode(wf: Workflow) -> tuple[Mode, str]:
     spec = wf.spec
     if spec.type is not Mode.AUTO:
         return spec.type, f"the spec asks for {spec.type.value}"
+    declared = [sid for sid in wf.order if wf.steps[sid].swarm is not None]
+    if declared:
+        sw = wf.steps[declared[0]].swarm
+        assert sw is not None
+        return (
+            Mode.SWARM,
+            f"swarm: {declared[0]} is a {sw.topology.value} swarm of {len(sw.agents)} agents",
+        )
     stages = _stages(wf)
     if stages:
         return Mode.PIPELINE, f"pipeline: items flow through the stages {' -> '.join(stages)}"

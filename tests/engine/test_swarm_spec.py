@@ -106,3 +106,10 @@ def test_the_plan_shows_each_agent_and_prices_their_expected_turns() -> None:
     assert cost["usd_low"] == pytest.approx(
         2 * one_opus_turn + 2 * cost["agents"]["security_specialist"]["usd_low"], abs=1e-4
     )
+
+
+def test_auto_mode_names_a_declared_swarm() -> None:
+    spec = {"steps": [{"id": "panel", "swarm": {"topology": "mesh", "agents": SEED["agents"]}}]}
+    plan = make_plan(compile_workflow(parse_spec({**spec, "inputs": {"task": "x"}})))
+    assert plan.mode.value == "swarm"
+    assert plan.mode_reason == "swarm: panel is a mesh swarm of 3 agents"

@@ -77,10 +77,7 @@ def tally(options: list[str], ballots: list[Ballot], rule: VoteRule) -> dict[str
         why = "a tie between " + " and ".join(f"option {i + 1}" for i in leaders)
     else:
         lead = leaders[0]
-        needed = _needed(rule, n, total)
-        met = score[lead] >= needed if rule is not VoteRule.MAJORITY else score[lead] > n / 2
-        if rule is VoteRule.WEIGHTED:
-            met = score[lead] > total / 2
+        met = _met(rule, score[lead], n, total)
         if met:
             winner = lead
             why = f"option {lead + 1} meets the {rule.value} rule"
@@ -96,9 +93,12 @@ def tally(options: list[str], ballots: list[Ballot], rule: VoteRule) -> dict[str
     }
 
 
-def _needed(rule: VoteRule, n: int, total: float) -> float:
+def _met(rule: VoteRule, score: float, n: int, total: float) -> bool:
+    """Whether the leading option's score (votes, or summed confidence) carries the vote."""
     if rule is VoteRule.UNANIMITY:
-        return float(n)
+        return score == n
     if rule is VoteRule.SUPERMAJORITY:
-        return 2 * n / 3
-    return n / 2
+        return score >= 2 * n / 3
+    if rule is VoteRule.WEIGHTED:
+        return score > total / 2
+    return score > n / 2
