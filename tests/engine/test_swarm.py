@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anthropic
 import anyio
 import pytest
 
@@ -12,6 +13,7 @@ from tests.engine.swarm_support import fails, fake, run_swarm
 from tests.fake_anthropic import FakeAnthropic
 from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.executors.client import ClientExecutor
+from tutti_mcp.engine.executors.prompt import PromptExecutor
 from tutti_mcp.engine.report import gantt, markdown_report
 from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind
@@ -309,6 +311,15 @@ async def test_a_critical_agent_with_no_backup_escalates_and_the_run_waits_for_t
     assert "Escalated to you: agent hub failed this turn" in escalated.request["instructions"]
     [rec] = [r for r in run.steps.values() if r.scope and "recovery" in r.scope]
     assert (rec.scope or {})["recovery"]["action"] == "escalate"
+    # the caller does the hub's turn; the swarm ends with it
+    async with anthropic.AsyncAnthropic(api_key="k", base_url=fake.base_url) as api:
+        executors = {ExecutorKind.CLIENT: client, ExecutorKind.PROMPT: PromptExecutor(api)}
+        caller = Engine(store, executors, EngineConfig())
+        with anyio.fail_after(10):
+            await caller.complete_step(run.id, "swarm[caller:aggregate~hub]", output="done by me")
+            run = await caller.resume(run.id)
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert run.steps["swarm"].output["result"] == "done by me"
 
 
 async def test_a_turn_handed_to_the_client_is_completed_from_another_process_and_resumed(
