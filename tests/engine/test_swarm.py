@@ -12,6 +12,7 @@ import pytest
 from tests.engine.swarm_support import fails, fake, run_swarm
 from tests.fake_anthropic import FakeAnthropic
 from tutti_mcp.engine.config import EngineConfig
+from tutti_mcp.engine.executors.base import StepExecutor
 from tutti_mcp.engine.executors.client import ClientExecutor
 from tutti_mcp.engine.executors.prompt import PromptExecutor
 from tutti_mcp.engine.report import gantt, markdown_report
@@ -313,7 +314,10 @@ async def test_a_critical_agent_with_no_backup_escalates_and_the_run_waits_for_t
     assert (rec.scope or {})["recovery"]["action"] == "escalate"
     # the caller does the hub's turn; the swarm ends with it
     async with anthropic.AsyncAnthropic(api_key="k", base_url=fake.base_url) as api:
-        executors = {ExecutorKind.CLIENT: client, ExecutorKind.PROMPT: PromptExecutor(api)}
+        executors: dict[ExecutorKind, StepExecutor] = {
+            ExecutorKind.CLIENT: client,
+            ExecutorKind.PROMPT: PromptExecutor(api),
+        }
         caller = Engine(store, executors, EngineConfig())
         with anyio.fail_after(10):
             await caller.complete_step(run.id, "swarm[caller:aggregate~hub]", output="done by me")
