@@ -17,6 +17,10 @@ from tutti_mcp.memory import errors as memory_errors
 # Exceptions allowed outside the root, each with why. Private classes here never leave the
 # module that raises them: they are control flow, caught and turned into a TuttiError there.
 OUTSIDE_THE_ROOT: dict[str, str] = {
+    "tutti_mcp.engine.modes.swarm.controller._Pending": (
+        "control flow inside the swarm's conductor: carries the turns a phase must add first; "
+        "caught in Conductor.next, never leaves engine/modes/swarm/controller.py"
+    ),
     "tutti_mcp.engine.spec_source._BadNumber": (
         "json.loads' number hooks raise it; _parse_json turns it into a SpecError"
     ),
