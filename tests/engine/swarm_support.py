@@ -103,5 +103,6 @@ async def run_swarm(
             EngineConfig(rand=lambda: 0.0, models=ModelTable()),
         )
         with anyio.fail_after(20):
-            run = await engine.run(spec, inputs=inputs or {"task": "Review the service."})
+            given = {"task": "Review the service."} if inputs is None else inputs
+            run = await engine.run(spec, inputs=given)
     return run, agents

@@ -355,3 +355,40 @@ async def test_a_token_budget_stops_the_swarm_between_turns_keeping_what_committ
     assert "budget" in (run.error or "")
     assert agents.asked == [("coordinator", "plan")]  # no turn starts once it is spent
     assert run.steps["swarm[coordinator:plan]"].status is StepStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("coordination", "sees_task", "sees_context", "hears"),
+    [
+        ({}, False, True, False),  # hierarchical state sharing, event driven
+        ({"state_sharing": "shared"}, True, True, False),
+        ({"state_sharing": "isolated"}, False, False, False),
+        ({"communication": "broadcast"}, False, True, True),
+    ],
+)
+async def test_what_a_specialist_sees_follows_the_coordination_settings(
+    fake: FakeAnthropic,
+    coordination: dict[str, str],
+    sees_task: bool,
+    sees_context: bool,
+    hears: bool,
+) -> None:
+    seen: dict[str, str] = {}
+
+    def answer(agent: str, phase: str, prompt: str) -> Any:
+        if phase == "plan":
+            return {"subtasks": [{"agent": "a", "task": "part", "context": "CTX-FOR-A"}]}
+        if phase == "work":
+            seen["work"] = prompt
+            return "a's result"
+        return {"result": "r", "conflicts": []}
+
+    spec = swarm(
+        "hierarchical", roles("coordinator", "a"), task="TASK-TEXT", coordination=coordination
+    )
+    run, _ = await run_swarm(fake, spec, answer, inputs={})
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    said = seen["work"]
+    assert ("TASK-TEXT" in said) is sees_task
+    assert ("CTX-FOR-A" in said) is sees_context
+    assert ("What the swarm has said so far" in said) is hears

@@ -107,9 +107,15 @@ class Conductor:
         lead = self.spec.lead
         plan = self._one("plan", lead, "plan", prompt=T.plan_prompt(self.spec))
         subtasks = self._subtasks(plan)
+        sharing = self.spec.coordination.state_sharing
         work = self._all(
             [
-                (f"work#{i}", st["agent"], "work", {"prompt": T.work_prompt(st), "subtask": st})
+                (
+                    f"work#{i}",
+                    st["agent"],
+                    "work",
+                    {"prompt": T.work_prompt(st, sharing), "subtask": st},
+                )
                 for i, st in enumerate(subtasks, 1)
             ]
         )

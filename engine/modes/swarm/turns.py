@@ -138,9 +138,11 @@ def plan_prompt(spec: SwarmSpec) -> str:
     )
 
 
-def work_prompt(subtask: dict[str, Any]) -> str:
+def work_prompt(subtask: dict[str, Any], sharing: StateSharing) -> str:
+    """A specialist's request: its subtask, and the coordinator's context for it unless the
+    swarm keeps its agents isolated."""
     text = f"Your subtask from the coordinator:\n{subtask['task']}"
-    if subtask.get("context"):
+    if subtask.get("context") and sharing is not StateSharing.ISOLATED:
         text += f"\n\nContext from the coordinator:\n{subtask['context']}"
     return text + "\n\nDo it, and report your result."
 
