@@ -392,3 +392,24 @@ async def test_what_a_specialist_sees_follows_the_coordination_settings(
     assert ("TASK-TEXT" in said) is sees_task
     assert ("CTX-FOR-A" in said) is sees_context
     assert ("What the swarm has said so far" in said) is hears
+
+
+async def test_an_agent_that_failed_is_not_asked_again_its_backup_keeps_its_place(
+    fake: FakeAnthropic,
+) -> None:
+    def answer(agent: str, phase: str, prompt: str) -> Any:
+        if agent == "ann":
+            return fails()
+        k = 1 if "The board" not in prompt else 2
+        return {"answer": f"{agent} r{k}", "position": f"p{k}" if k == 2 else agent}
+
+    spec = swarm("mesh", roles("ann", "bob", "cy", ann={"backup": "bob"}), max_rounds=3)
+    run, agents = await run_swarm(fake, spec, answer)
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert agents.asked.count(("ann", "draft")) == 1  # down after its one failure
+    assert "swarm[bob:draft#2~ann]" in run.steps  # bob keeps ann's place in round 2
+    actions = [(r["turn"], r["action"]) for r in run.steps["swarm"].output["recovery"]]
+    assert actions == [
+        ("swarm[ann:draft#1]", "backup"),
+        ("draft#2@ann", "backup"),
+    ]

@@ -323,28 +323,43 @@ class Conductor:
         new: list[NewTurn] = []
         for slot, agent, phase, extra in asks:
             taken = self.slots.get(slot)
-            if not taken:
-                new.append(self._turn(slot, agent, phase, extra))
-                continue
-            last = taken[-1]
-            if last.status.has_output:
-                out[slot] = _Slot(last)
-            elif last.status is StepStatus.FAILED:
-                got = self._recover(slot, last, phase, extra)
-                if isinstance(got, NewTurn):
-                    new.append(got)
-                else:
-                    out[slot] = _Slot(None, got)
+            got: NewTurn | _Slot
+            if not taken and agent in self.down:  # it failed an earlier turn: not asked again
+                why = "it failed an earlier turn"
+                got = self._recover(slot, agent, agent, slot, why, phase, extra)
+            elif not taken:
+                got = self._turn(slot, agent, phase, extra)
+            elif taken[-1].status.has_output:
+                got = _Slot(taken[-1])
+            elif taken[-1].status is StepStatus.FAILED:
+                last = taken[-1]
+                who, stand_in = last.scope["agent"], last.scope.get("as", last.scope["agent"])
+                got = self._recover(slot, who, stand_in, last.id, last.error, phase, extra)
             else:
+                last = taken[-1]
                 raise StepError(
                     f"turn {last.id} is {last.status.value}, not settled", retryable=False
                 )
+            if isinstance(got, NewTurn):
+                new.append(got)
+            else:
+                out[slot] = got
         if new:
             raise _Pending(new)
         return out
 
-    def _recover(self, slot: str, failed: Turn, phase: str, extra: dict[str, Any]) -> NewTurn | str:
-        agent = failed.scope["agent"]
+    def _recover(
+        self,
+        slot: str,
+        agent: str,
+        stand_in: str,
+        turn: str,
+        error: str | None,
+        phase: str,
+        extra: dict[str, Any],
+    ) -> NewTurn | _Slot:
+        """Slot `slot`, which `agent` (doing `stand_in`'s part) could not fill: another
+        turn, or the slot given up."""
         needs = []
         st = extra.get("subtask")
         if isinstance(st, dict) and st.get("capability"):
@@ -352,23 +367,21 @@ class Conductor:
         elif agent in self.spec.agents and phase == "refine":
             needs = list(self.spec.agents[agent].capabilities)
         d = decide(self.spec, agent, phase, needs, self.down, self.load)
-        record = d.record(failed.scope.get("as", agent), failed.id, failed.error)
+        record = d.record(stand_in, turn, error)
         if d.action == "degrade":
             self.recovery.append(record)
-            return f"{failed.id}: {failed.error or 'failed'} ({d.reason})"
+            return _Slot(None, f"{turn}: {error or 'failed'} ({d.reason})")
         if agent == CALLER:
             raise StepError(
-                f"turn {failed.id} was escalated to the caller, who could not do it: "
-                f"{failed.error}",
+                f"turn {turn} was escalated to the caller, who could not do it: {error}",
                 retryable=False,
             )
         to = CALLER if d.action == "escalate" else d.to
         assert to is not None
-        stand_in = failed.scope.get("as", agent)
         scope = {**extra, "as": stand_in, "recovery": record}
         if d.action == "escalate":
             scope["prompt"] = extra.get("prompt", "") + T.escalation_note(
-                stand_in, failed.error or "failed"
+                stand_in, error or "failed"
             )
         return self._turn(slot, to, phase, scope)
 
