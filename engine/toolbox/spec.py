@@ -81,16 +81,6 @@ class ToolSet:
         """The argv prefixes the limited bash grants allow (`("npm", "audit")`)."""
         return tuple(g.prefix for g in self.grants if g.program is not None)
 
-    def grant_for(self, argv: Sequence[str]) -> ToolGrant | None:
-        """The bash grant that covers `argv`, or None (the plain grant covers every argv;
-        the engine's policy still decides)."""
-        for g in self.grants:
-            if g.name is not ToolName.BASH:
-                continue
-            if g.program is None or tuple(argv[: len(g.prefix)]) == g.prefix:
-                return g
-        return None
-
 
 def parse_grant(entry: object) -> ToolGrant:
     """One `tools:` entry in its parsed form; ValueError naming the entry and the forms."""
