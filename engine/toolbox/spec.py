@@ -170,3 +170,25 @@ def tools_problem(step_id: str, kind: ExecutorKind, swarm: bool, entries: list[s
             "`tools` is for model steps (prompt, client, sampling)"
         )
     return None
+
+
+def client_lines(grants: ToolSet) -> str:
+    """What a client step's handoff says about its tools: the calling agent uses its own
+    tools, only those the step grants, for what each grants."""
+    parts = []
+    files = [n.value for n in grants.names if n in (ToolName.READ, ToolName.GREP, ToolName.GLOB)]
+    if files:
+        parts.append(f"you may {'/'.join(files)} the workspace (read only: change no files)")
+    if grants.bash_unlimited:
+        parts.append("you may run programs in the workspace (argv, no shell pipelines)")
+    elif grants.has(ToolName.BASH):
+        allowed = ", ".join(shlex.join(p) for p in grants.bash_prefixes)
+        parts.append(f"you may run only: {allowed} (with further arguments after them)")
+    if grants.has(ToolName.MEMORY):
+        parts.append("you may use tutti's memory (see Memory below)")
+    if not parts:
+        return ""
+    return (
+        "Tools: this step grants " + ", ".join(str(g) for g in grants.grants) + ". With your "
+        "own tools, " + "; ".join(parts) + ". Use no other tool for this step."
+    )
