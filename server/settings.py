@@ -191,9 +191,7 @@ def build_engine(
         # the agents' bash tool: the shell steps' policy; under the CLI (every program
         # allowed for its user's own steps) only the programs the file's grants name
         access = ShellAccess(shell.policy if shell else None, named_only=shell_allow_all)
-        executors[ExecutorKind.PROMPT] = PromptExecutor(
-            client, models, memory=memory, shell=access
-        )
+        executors[ExecutorKind.PROMPT] = PromptExecutor(client, models, memory=memory, shell=access)
         catalog = model_catalog(settings, models, store, client)
     executors.update(extra_executors or {})
     config = EngineConfig(

@@ -166,9 +166,7 @@ class PromptExecutor:
             )
         except StepError as exc:
             if exc.usage is None and any(usage.values()):
-                spent: dict[str, Any] = {**usage, "cost_usd": model.cost_usd(usage)}
-                if toolbox is not None:
-                    spent["tool_calls"] = toolbox.transcript
+                spent = {**usage, "cost_usd": model.cost_usd(usage)}
                 raise StepError(
                     str(exc), retryable=exc.retryable, kind=exc.kind, usage=spent
                 ) from None
@@ -248,8 +246,7 @@ class PromptExecutor:
         cost: float | None,
     ) -> StepOutcome:
         """The step's outcome by the model's stop reason."""
-        spent = {k: result[k] for k in (*USAGE_KEYS, "tool_calls") if k in result}
-        spent["cost_usd"] = cost
+        spent = {k: result[k] for k in USAGE_KEYS} | {"cost_usd": cost}
         if message.stop_reason == "refusal":
             said = f": {text.strip()[:300]}" if text.strip() else ""
             raise StepError(
