@@ -7,7 +7,7 @@ starts with PROGRAM ARGS.
 
 `tutti run` on its user's own file lets shell steps run any program, but the model is not
 that user: there the bash tool may run only the programs the file names for it
-(`bash:PROGRAM` grants), unless TUTTI_ALLOW_SHELL names programs for it too.
+(`bash:PROGRAM` grants); a plain `bash` grant adds nothing.
 """
 
 from __future__ import annotations
