@@ -8,10 +8,12 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from tutti_mcp.engine.errors import TuttiError
+
 OUTPUT_CAP = 64 * 1024  # bytes of text one tool call returns at most
 
 
-class ToolUseError(Exception):
+class ToolUseError(TuttiError):
     """A tool call that did not do what the model asked: the message says why and what to
     do instead, for the model to read."""
 
