@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,19 @@ async def test_read_of_one_enormous_line_returns_a_capped_part_of_it(ws: Path) -
     assert len(text.encode()) <= OUTPUT_CAP + 100
     assert text.endswith("[cut at 65536 bytes: continue with offset=1]")
     assert await run(ReadTool(ws), {"path": "one.txt", "offset": 2}) == "     2\tsecond"
+
+
+async def test_read_holds_at_most_a_capped_part_of_a_huge_line_in_memory(ws: Path) -> None:
+    (ws / "huge.txt").write_bytes(b"z" * (24 << 20))
+    tracemalloc.start()
+    try:
+        text = await run(ReadTool(ws), {"path": "huge.txt"})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert text.endswith("[cut at 65536 bytes: continue with offset=1]")
+    assert peak < 4 << 20
 
 
 async def test_a_tools_input_is_checked_and_the_error_names_the_field(ws: Path) -> None:
