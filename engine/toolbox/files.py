@@ -5,37 +5,35 @@ and returns, and does its file work in a worker thread so the event loop stays f
 
 from __future__ import annotations
 
-import fnmatch
-import os
+import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 
 import anyio
 from pydantic import Field
 
 from tutti_mcp.engine.errors import StepError
+from tutti_mcp.engine.executors.shell import _kill_group
 from tutti_mcp.engine.groups import workspace_glob, workspace_path
+from tutti_mcp.engine.toolbox import grep_scan
 from tutti_mcp.engine.toolbox.base import (
     OUTPUT_CAP,
     ToolInput,
     ToolUseError,
-    capped,
     custom_tool,
     parse_input,
 )
+from tutti_mcp.engine.toolbox.grep_scan import GREP_FILE_MAX, GREP_MATCHES_MAX, SKIP_DIRS
 
 SNIFF_BYTES = 8192  # a NUL byte in a file's start marks it binary, as git and grep decide
 READ_SCAN_MAX = 16 << 20  # bytes of one file `read` goes through to reach `offset`
-GREP_FILE_MAX = 1 << 20  # larger files are skipped by grep
-GREP_TOTAL_MAX = 32 << 20  # bytes grep reads per call
-GREP_FILES_MAX = 5000  # files grep opens per call
-GREP_MATCHES_MAX = 200
-GREP_LINE_CHARS = 300  # of a matching line, shown
+GREP_TIMEOUT_S = 10.0  # CPU a grep call may use, in its own process
 GLOB_MAX = 500
-SKIP_DIRS = frozenset({".git"})
 
 
 def _inside(workspace: Path, rel: str, what: str) -> Path:
@@ -140,6 +138,7 @@ class GrepInput(ToolInput):
 class GrepTool:
     workspace: Path
     name: str = "grep"
+    timeout_s: float = GREP_TIMEOUT_S
 
     def definition(self) -> dict[str, object]:
         return custom_tool(
@@ -160,68 +159,48 @@ class GrepTool:
         start = _inside(self.workspace, args.path, "grep: path")
         if not start.exists():
             raise ToolUseError(f"{args.path!r} does not exist in the workspace")
-        root = self.workspace.resolve()
-        return await anyio.to_thread.run_sync(_grep, root, start, regex, args.glob)
+        request = {
+            "root": str(self.workspace.resolve()),
+            "start": str(start),
+            "pattern": regex.pattern,
+            "ignore_case": args.ignore_case,
+            "glob": args.glob,
+        }
+        return await _scan(request, self.timeout_s)
 
 
-def _grep(root: Path, start: Path, regex: re.Pattern[str], glob: str | None) -> str:
-    hits: list[str] = []
-    files = total = 0
-    notes: list[str] = []
-    for path in _files(root, start):
-        rel = path.relative_to(root).as_posix()
-        if glob and not _matches(rel, glob):
-            continue
-        if files >= GREP_FILES_MAX or total >= GREP_TOTAL_MAX:
-            notes.append(
-                f"stopped after {files} files / {total >> 20} MiB: narrow `path` or `glob`"
-            )
-            break
-        real = path.resolve()
-        if not real.is_relative_to(root) or not real.is_file():
-            continue  # a symlink out of the workspace, or to no file
-        try:
-            with real.open("rb") as f:
-                data = f.read(GREP_FILE_MAX + 1)
-        except OSError as exc:
-            notes.append(f"skipped {rel}: {exc.strerror}")
-            continue
-        files += 1
-        total += len(data)
-        if len(data) > GREP_FILE_MAX:
-            notes.append(f"skipped {rel}: over {GREP_FILE_MAX >> 20} MiB")
-            continue
-        if _binary(data):
-            continue
-        for n, line in enumerate(data.decode(errors="replace").splitlines(), start=1):
-            if regex.search(line):
-                hits.append(f"{rel}:{n}:{line[:GREP_LINE_CHARS]}")
-                if len(hits) >= GREP_MATCHES_MAX:
-                    notes.append(f"stopped at {GREP_MATCHES_MAX} matches: narrow the search")
-                    return _grep_text(hits, notes)
-    return _grep_text(hits, notes) if hits or notes else "no matches"
-
-
-def _grep_text(hits: list[str], notes: list[str]) -> str:
-    return capped("\n".join([*hits, *(f"[{n}]" for n in notes[:5])]))
-
-
-def _files(root: Path, start: Path) -> Iterator[Path]:
-    """Files under `start` in name order, never into .git, never through a directory
-    symlink (os.walk does not follow them)."""
-    if start.is_file():
-        yield start
-        return
-    for top, dirs, names in os.walk(start):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-        for name in sorted(names):
-            yield Path(top, name)
-
-
-def _matches(rel: str, glob: str) -> bool:
-    if "/" in glob:
-        return PurePosixPath(rel).match(glob)
-    return fnmatch.fnmatchcase(rel.rsplit("/", 1)[-1], glob)
+async def _scan(request: dict[str, object], timeout_s: float) -> str:
+    """grep_scan in a child process, killed after `timeout_s`; its answer is capped
+    already, and what is read of it is capped here too."""
+    process = await anyio.open_process(
+        [sys.executable, "-I", "-S", str(Path(grep_scan.__file__))],
+        stdin=subprocess.PIPE,
+        start_new_session=True,
+    )
+    out = bytearray()
+    try:
+        with anyio.move_on_after(timeout_s) as scope:
+            assert process.stdin is not None and process.stdout is not None
+            await process.stdin.send(json.dumps(request).encode())
+            await process.stdin.aclose()
+            async for chunk in process.stdout:
+                out += chunk[: max(0, 2 * OUTPUT_CAP - len(out))]
+            await process.wait()
+    finally:
+        if process.returncode is None:
+            with anyio.CancelScope(shield=True):
+                await _kill_group(process)
+        else:
+            await process.aclose()
+    if scope.cancelled_caught:
+        raise ToolUseError(
+            f"grep did not finish within {timeout_s:g}s and was stopped: a pattern "
+            "that backtracks (nested repeats such as (a+)+), or too much to search; "
+            "simplify the pattern or narrow `path` or `glob`"
+        )
+    if process.returncode != 0:
+        raise ToolUseError(f"grep failed (exit code {process.returncode})")
+    return out.decode(errors="replace")
 
 
 # -- glob ---------------------------------------------------------------------------------

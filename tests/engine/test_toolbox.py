@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,8 @@ from tutti_mcp.engine.executors.shell_policy import ShellPolicy
 from tutti_mcp.engine.spec import ExecutorKind, Step, parse_spec
 from tutti_mcp.engine.toolbox.base import OUTPUT_CAP, ToolUseError
 from tutti_mcp.engine.toolbox.bash import BashTool, ShellAccess
-from tutti_mcp.engine.toolbox.files import (
-    GLOB_MAX,
-    GREP_FILE_MAX,
-    GREP_MATCHES_MAX,
-    GlobTool,
-    GrepTool,
-    ReadTool,
-)
+from tutti_mcp.engine.toolbox.files import GLOB_MAX, GlobTool, GrepTool, ReadTool
+from tutti_mcp.engine.toolbox.grep_scan import GREP_FILE_MAX, GREP_MATCHES_MAX
 from tutti_mcp.engine.toolbox.spec import ToolGrant, ToolName, client_lines, toolset
 
 pytestmark = pytest.mark.anyio
@@ -173,6 +168,29 @@ async def test_grep_stops_at_its_match_cap_and_skips_oversized_files(ws: Path) -
         f"[stopped at {GREP_MATCHES_MAX} matches: narrow the search]",
     ]
     assert len([x for x in lines if x.startswith("many.txt:")]) == GREP_MATCHES_MAX
+
+
+async def test_a_backtracking_pattern_is_stopped_at_the_timeout_and_the_loop_stays_free(
+    ws: Path,
+) -> None:
+    (ws / "trap.txt").write_text("a" * 60 + "b\n")
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while True:
+            await anyio.sleep(0.01)
+            now = time.perf_counter()
+            lags.append(now - last)
+            last = now
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        says = await refused(GrepTool(ws, timeout_s=1.0), {"pattern": "(a+)+$"})
+        tg.cancel_scope.cancel()
+
+    assert says.startswith("grep did not finish within 1s and was stopped: a pattern that ")
+    assert max(lags) < 0.5  # re holds the GIL: in a thread of this process it would be ~1 s
 
 
 # -- glob ------------------------------------------------------------------------------------
