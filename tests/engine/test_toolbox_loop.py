@@ -30,6 +30,7 @@ from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
 from tutti_mcp.memory.runs.records import RunRecord
 from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
 from tutti_mcp.server.cli_output import run_json
+from tutti_mcp.server.settings import Settings, build_engine
 
 pytestmark = pytest.mark.anyio
 
@@ -280,6 +281,33 @@ async def test_a_bash_grant_the_server_does_not_allow_is_refused_before_the_run(
         info.value
     )
     assert fake_anthropic.requests == []
+
+
+@pytest.mark.parametrize(
+    ("allow", "cli", "policy", "named_only"),
+    [
+        (frozenset(), False, None, False),  # the server without TUTTI_ALLOW_SHELL: shell off
+        (frozenset({"git", "wc"}), False, frozenset({"git", "wc"}), False),
+        (frozenset(), True, None, True),  # `tutti run`: only what the file's grants name
+    ],
+)
+async def test_build_engine_gives_the_bash_tool_the_shell_steps_policy(
+    store: SqliteRunStore,
+    tmp_path: Path,
+    allow: frozenset[str],
+    cli: bool,
+    policy: frozenset[str] | None,
+    named_only: bool,
+) -> None:
+    settings = Settings(db_path=tmp_path / "x.db", api_key="test", allow_shell=allow)
+
+    engine = build_engine(settings, store, shell_allow_all=cli)
+
+    prompt = engine.executors[ExecutorKind.PROMPT]
+    assert isinstance(prompt, PromptExecutor)
+    access = prompt.shell
+    assert (access.policy and access.policy.allow, access.named_only) == (policy, named_only)
+    assert (access.policy is None) == (not allow and not cli)
 
 
 # -- the fake is as strict as the API ------------------------------------------------------------
