@@ -23,10 +23,10 @@ from anyio.abc import ByteReceiveStream, Process
 from pydantic import Field
 
 from tutti_mcp.engine.errors import StepError
-from tutti_mcp.engine.executors.shell import _kill_group
 from tutti_mcp.engine.executors.shell_policy import ShellPolicy
 from tutti_mcp.engine.toolbox.base import OUTPUT_CAP, ToolInput, ToolUseError, custom_tool
 from tutti_mcp.engine.toolbox.base import parse_input as parse
+from tutti_mcp.engine.toolbox.process import reaped
 from tutti_mcp.engine.toolbox.spec import ToolSet
 
 BASH_TIMEOUT_S = 120.0
@@ -151,18 +151,12 @@ class BashTool:
     async def _wait(self, process: Process, program: str) -> str:
         out, err = bytearray(), bytearray()
         started = time.monotonic()
-        try:
+        async with reaped(process):
             with anyio.move_on_after(self.access.timeout_s) as scope:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._pump, process.stdout, out)
                     tg.start_soon(self._pump, process.stderr, err)
                 await process.wait()
-        finally:
-            if process.returncode is None:
-                with anyio.CancelScope(shield=True):
-                    await _kill_group(process)
-            else:
-                await process.aclose()
         if scope.cancelled_caught:
             raise ToolUseError(
                 f"{program} did not finish within {self.access.timeout_s:g}s and was killed "

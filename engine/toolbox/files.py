@@ -18,7 +18,6 @@ import anyio
 from pydantic import Field
 
 from tutti_mcp.engine.errors import StepError
-from tutti_mcp.engine.executors.shell import _kill_group
 from tutti_mcp.engine.groups import workspace_glob, workspace_path
 from tutti_mcp.engine.toolbox import grep_scan
 from tutti_mcp.engine.toolbox.base import (
@@ -29,6 +28,7 @@ from tutti_mcp.engine.toolbox.base import (
     parse_input,
 )
 from tutti_mcp.engine.toolbox.grep_scan import GREP_FILE_MAX, GREP_MATCHES_MAX, SKIP_DIRS
+from tutti_mcp.engine.toolbox.process import reaped
 
 SNIFF_BYTES = 8192  # a NUL byte in a file's start marks it binary, as git and grep decide
 READ_SCAN_MAX = 16 << 20  # bytes of one file `read` goes through to reach `offset`
@@ -178,7 +178,7 @@ async def _scan(request: dict[str, object], timeout_s: float) -> str:
         start_new_session=True,
     )
     out = bytearray()
-    try:
+    async with reaped(process):
         with anyio.move_on_after(timeout_s) as scope:
             assert process.stdin is not None and process.stdout is not None
             await process.stdin.send(json.dumps(request).encode())
@@ -186,12 +186,6 @@ async def _scan(request: dict[str, object], timeout_s: float) -> str:
             async for chunk in process.stdout:
                 out += chunk[: max(0, 2 * OUTPUT_CAP - len(out))]
             await process.wait()
-    finally:
-        if process.returncode is None:
-            with anyio.CancelScope(shield=True):
-                await _kill_group(process)
-        else:
-            await process.aclose()
     if scope.cancelled_caught:
         raise ToolUseError(
             f"grep did not finish within {timeout_s:g}s and was stopped: a pattern "
