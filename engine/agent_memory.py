@@ -3,13 +3,13 @@ on tutti's memory store, in the scope the step's `memory:` field names.
 
 A step's `memory` is a keyword resolved per run ("workflow" -> `workflow:<name>`,
 "project" -> `project:<the run's workspace>`, "global") or an explicit scope. `prompt`
-steps get the tool itself (engine.executors.prompt runs the tool-use loop); `client` steps
+steps get the tool itself (in their toolbox: engine.toolbox); `client` steps
 are told to use tutti's `memory` MCP tool in that scope.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,22 +75,9 @@ class AgentMemory:
     ) -> AgentMemory:
         return cls(store, resolve_scope(memory, workflow, workspace), step_author(run_id, step_id))
 
-    async def answer(self, tool_uses: Iterable[Any]) -> list[dict[str, Any]]:
-        """A `tool_result` block for every `tool_use` block, in order: the memory tool's text,
-        or its error (for the model to act on) with `is_error`."""
-        results = []
-        for use in tool_uses:
-            try:
-                text = await self._carry_out(use.name, use.input)
-            except MemoryFileError as exc:
-                results.append(tool_result(use.id, str(exc), is_error=True))
-            else:
-                results.append(tool_result(use.id, text))
-        return results
-
-    async def _carry_out(self, name: str, command: object) -> str:
-        if name != TOOL_NAME:
-            raise MemoryFileError(f"unknown tool {name!r}: the only tool here is `{TOOL_NAME}`")
+    async def carry_out(self, command: object) -> str:
+        """One memory tool command on the store; MemoryFileError (for the model to act on)
+        when it cannot be done."""
         if not isinstance(command, Mapping):
             raise MemoryFileError('the memory tool\'s input is an object: {"command": ...}')
         return await self.store.execute(command, scope=self.scope, author=self.author)

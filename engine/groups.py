@@ -95,7 +95,7 @@ async def foreach_items(
     """The items of a `foreach` step, read now (from the run's context or the workspace).
     Raises StepError saying what was wrong with the source."""
     if fe.glob is not None:
-        items: list[Any] = _glob(fe.glob, workspace)
+        items: list[Any] = workspace_glob(fe.glob, workspace)
     elif fe.lines is not None:
         items = _lines(await _render(fe.lines, context, "foreach.lines"), workspace)
     else:
@@ -181,21 +181,43 @@ def _confined(workspace: Path, rel: str, what: str) -> Path:
     return root
 
 
-def _glob(pattern: str, workspace: Path) -> list[str]:
-    root = _confined(workspace, pattern, "foreach.glob")
+def workspace_glob(
+    pattern: str,
+    workspace: Path,
+    *,
+    what: str = "foreach.glob",
+    limit: int | None = None,
+    skip: frozenset[str] = frozenset(),
+) -> list[str]:
+    """The workspace files matching `pattern` (relative, without ..), as sorted relative
+    paths; a symlink that leads outside is left out, and so are paths through a directory
+    named in `skip`. With `limit`, the scan stops at that many matches. StepError names
+    `what` when the pattern is not confined."""
+    root = _confined(workspace, pattern, what)
     found: list[str] = []
     for path in root.glob(pattern):
+        if skip and not skip.isdisjoint(path.relative_to(root).parts[:-1]):
+            continue
         real = path.resolve()
         if real.is_file() and real.is_relative_to(root):  # a symlink may point outside
             found.append(path.relative_to(root).as_posix())
+            if limit is not None and len(found) >= limit:
+                break
     return sorted(found)
 
 
-def _lines(rel: str, workspace: Path) -> list[str]:
-    root = _confined(workspace, rel, "foreach.lines")
+def workspace_path(workspace: Path, rel: str, what: str) -> Path:
+    """`rel` (relative, without ..) resolved in the workspace; StepError naming `what` when
+    it, or a symlink on the way, leads outside."""
+    root = _confined(workspace, rel, what)
     path = (root / rel).resolve()
     if not path.is_relative_to(root):
-        raise StepError(f"foreach.lines {rel!r} leads outside the workspace", retryable=False)
+        raise StepError(f"{what} {rel!r} leads outside the workspace", retryable=False)
+    return path
+
+
+def _lines(rel: str, workspace: Path) -> list[str]:
+    path = workspace_path(workspace, rel, "foreach.lines")
     try:
         with path.open("rb") as f:
             data = f.read(LINES_MAX_BYTES + 1)

@@ -1,5 +1,6 @@
 """Before anything runs: every step's executor is available here and can do the step (a
-program allowed, a model that fits its thinking setting, a price under a cost budget)."""
+program allowed, a model that fits its thinking setting, a price under a cost budget, tools
+where the model can be given them)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,14 @@ def _problems(
         else:
             problems.append(
                 f"steps {names} need the {kind.value} executor, which is not available here"
+            )
+    for sid in wf.order:
+        step = wf.steps[sid]
+        if wf.executors[sid] is ExecutorKind.SAMPLING and step.tools:
+            problems.append(
+                f"step {sid!r} has tools ({', '.join(step.tools)}), but MCP sampling offers the "
+                "model no tools: set `run: prompt` (with ANTHROPIC_API_KEY) to give it the "
+                "toolbox, or `run: client` to hand the step to the calling agent"
             )
     for sid in wf.order:  # what each executor cannot do (a program not allowed, memory)
         checker = getattr(executors.get(wf.executors[sid]), "check_step", None)

@@ -40,6 +40,7 @@ from tutti_mcp.engine.spec_strings import (
     split_keeping_templates,
     strings_in,
 )
+from tutti_mcp.engine.toolbox.spec import TOOLS_HELP, parse_tools, tools_problem, with_memory_tool
 
 STEP_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Names templates read as something else (`${self}` is jinja2's template object).
@@ -108,6 +109,7 @@ class Step(_Model):
         None, description="run `loop.steps` again and again until `loop.until` holds"
     )
     swarm: SwarmSpec | None = Field(None, description="agents in a topology (swarm mode)")
+    tools: list[str] = Field(default_factory=list, description=TOOLS_HELP)
     workflow: str | WorkflowSpec | None = Field(
         None, description="run a workflow (a spec file in the workspace, or inline) as a child run"
     )
@@ -171,8 +173,20 @@ class Step(_Model):
     def _memory_form(cls, v: Any) -> str | None:
         return memory_form(v)
 
+    @field_validator("tools")
+    @classmethod
+    def _tool_forms(cls, v: list[str]) -> list[str]:
+        return parse_tools(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _memory_tool(cls, data: Any) -> Any:
+        return with_memory_tool(data)  # `tools: [memory]` alone means `memory: workflow`
+
     @model_validator(mode="after")
     def _memory_on_model_steps(self) -> Step:
+        if problem := tools_problem(self.id, self.executor, self.swarm is not None, self.tools):
+            raise ValueError(problem)
         if self.memory and self.executor not in MODEL_KINDS:
             raise ValueError(
                 f"step {self.id!r} runs on {self.executor.value}, which has no model to give "

@@ -41,6 +41,7 @@ def run_json(run: RunRecord, cmd: str = "tutti") -> dict[str, Any]:
                 "duration_s": None if s.duration_s is None else round(s.duration_s, 4),
                 "output": s.output,
                 "error": s.error,
+                **({"usage": s.usage} if s.usage else {}),  # tokens, cost, tool_calls
                 **({"detail": s.detail} if s.detail else {}),
             }
             for s in run.steps.values()

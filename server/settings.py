@@ -175,17 +175,23 @@ def build_engine(
         ExecutorKind.CLIENT: ClientExecutor(),
         ExecutorKind.GATE: GateExecutor(),  # asks by elicitation where the server adds one
     }
+    shell = None
     if shell_allow_all or settings.allow_shell:
         allow = None if shell_allow_all else settings.allow_shell
-        executors[ExecutorKind.SHELL] = ShellExecutor(allow, settings.shell_max_output)
+        shell = ShellExecutor(allow, settings.shell_max_output)
+        executors[ExecutorKind.SHELL] = shell
     catalog = None
     if settings.api_key:
         from tutti_mcp.engine.executors.prompt import PromptExecutor
+        from tutti_mcp.engine.toolbox.bash import ShellAccess
         from tutti_mcp.server.api_client import AnthropicOnDemand
 
         # the SDK is loaded when a prompt step or the Models API first needs it
         client = AnthropicOnDemand(settings.api_key, settings.base_url, settings.api_retries)
-        executors[ExecutorKind.PROMPT] = PromptExecutor(client, models, memory=memory)
+        # the agents' bash tool: the shell steps' policy; under the CLI (every program
+        # allowed for its user's own steps) only the programs the file's grants name
+        access = ShellAccess(shell.policy if shell else None, named_only=shell_allow_all)
+        executors[ExecutorKind.PROMPT] = PromptExecutor(client, models, memory=memory, shell=access)
         catalog = model_catalog(settings, models, store, client)
     executors.update(extra_executors or {})
     config = EngineConfig(

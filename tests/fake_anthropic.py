@@ -21,6 +21,7 @@ Replies with `usage=None` (`estimated`) report that accounting; scripted usage i
 from __future__ import annotations
 
 import json
+import re
 import threading
 import urllib.parse
 from collections import deque
@@ -299,9 +300,12 @@ class FakeAnthropic:
 
     # -- what the real API checks (tests/fake_models.py) -------------------------------
     def _check(self, req: Request) -> tuple[int, dict[str, str], dict[str, Any]] | None:
-        """The real API's refusal of a request its model does not accept (recorded, and no
-        scripted reply is used up), or None."""
+        """The real API's refusal of a request its model does not accept, or whose tools or
+        tool turns it rejects (recorded, and no scripted reply is used up), or None."""
         problem = fake_models.check_request(self.models, req.body)
+        if problem is None and isinstance(req.body, dict):
+            bad = tool_problem(req.body)
+            problem = None if bad is None else (400, "invalid_request_error", bad)
         if problem is None:
             return None
         with self._lock:
@@ -322,6 +326,55 @@ class FakeAnthropic:
             return 200, {}, self.models[model_id].info(model_id)
         err = {"type": "not_found_error", "message": f"model: {model_id or url.path}"}
         return 404, {}, {"type": "error", "error": err}
+
+
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def tool_problem(body: dict[str, Any]) -> str | None:
+    """What the real API rejects (400) in a request's tools and tool turns: a custom tool
+    without a name or an object input_schema; tool blocks without tools defined; a
+    `tool_use` not answered by a `tool_result` in the next user message (results first), a
+    `tool_result` answering no `tool_use` of the previous turn, an empty error result."""
+    tools = body.get("tools") or []
+    for i, tool in enumerate(tools):
+        if "type" in tool and tool["type"] != "custom":
+            continue  # a server or Anthropic-defined tool (memory_20250818)
+        if not TOOL_NAME.match(str(tool.get("name", ""))):
+            return f"tools.{i}.custom.name: String should match pattern '{TOOL_NAME.pattern}'"
+        schema = tool.get("input_schema")
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            return f"tools.{i}.custom.input_schema: an object schema with type 'object' required"
+    messages = body.get("messages") or []
+    previous: list[str] = []
+    for i, msg in enumerate(messages):
+        content = msg.get("content")
+        blocks = content if isinstance(content, list) else []
+        kinds = [b.get("type") for b in blocks]
+        if ("tool_use" in kinds or "tool_result" in kinds) and not tools:
+            return "Requests which include `tool_use` or `tool_result` blocks must define tools."
+        results = [b for b in blocks if b.get("type") == "tool_result"]
+        if previous:
+            answered = [b.get("tool_use_id") for b in results]
+            missing = [t for t in previous if t not in answered]
+            first = kinds[: len(results)] == ["tool_result"] * len(results)
+            if msg.get("role") != "user" or missing or not first:
+                return (
+                    f"messages.{i - 1}: `tool_use` ids were found without `tool_result` blocks "
+                    f"immediately after: {', '.join(missing or previous)}. Each `tool_use` block "
+                    "must have a corresponding `tool_result` block in the next message."
+                )
+        for j, b in enumerate(results):
+            if b.get("tool_use_id") not in previous:
+                return (
+                    f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` "
+                    f"blocks: {b.get('tool_use_id')}. Each `tool_result` block must have a "
+                    "corresponding `tool_use` block in the previous message."
+                )
+            if b.get("is_error") and not b.get("content"):
+                return f"messages.{i}.content.{j}: content cannot be empty if `is_error` is true"
+        previous = [b["id"] for b in blocks if b.get("type") == "tool_use"]
+    return None
 
 
 def _handler_class(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:

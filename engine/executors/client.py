@@ -6,6 +6,7 @@ from __future__ import annotations
 from tutti_mcp.engine.agent_memory import client_instructions, resolve_scope
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.step_prompts import system_prompt, user_prompt_template
+from tutti_mcp.engine.toolbox.spec import client_lines, toolset
 from tutti_mcp.memory.runs.records import ClientRequest
 
 
@@ -14,6 +15,9 @@ class ClientExecutor:
         step = call.step
         instructions = call.render(user_prompt_template(step))
         scope = resolve_scope(step.memory, call.workflow, call.workspace) if step.memory else None
+        tools = client_lines(toolset(step.tools))
+        if tools:  # the calling agent has its own tools: it is told which this step allows
+            instructions += "\n\n" + tools
         if scope is not None:
             # In the instructions, since they are what reaches the calling model.
             instructions += "\n\n" + client_instructions(scope)

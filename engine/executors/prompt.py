@@ -5,9 +5,11 @@ cost are recorded from the response. Rate limits and overload (429, 529) are ret
 the SDK with backoff; what is left over fails the attempt and the step's retry policy
 takes over.
 
-A step with `memory` gets Anthropic's memory tool, carried out on tutti's memory store
-(engine.agent_memory): while the model stops for tool use, its memory commands are carried
-out and answered, for at most `max_turns` model turns; usage and cost are summed over them.
+A step with `tools` (or `memory`) gets its toolbox (engine.toolbox): read, grep, glob,
+bash under the shell policy, and Anthropic's memory tool on tutti's memory store. While the
+model stops for tool use, every tool call of the turn is carried out and answered, for at
+most `max_turns` model turns and `max_loop_tokens` tokens; usage and cost are summed over
+them, and each call is recorded in the step's usage as `tool_calls`.
 
 Stop reasons: `refusal` fails the step (not retried). `max_tokens` (or a full context
 window) marks the result `truncated`; it fails the step unless the step says
@@ -25,7 +27,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from tutti_mcp.engine.agent_memory import MEMORY_TOOL, SYSTEM_LINE, AgentMemory
+from tutti_mcp.engine.agent_memory import AgentMemory
 from tutti_mcp.engine.errors import ConfigurationError, StepError, StepErrorKind
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.executors.prompt_cache import WarmOrder, cached_system
@@ -33,6 +35,9 @@ from tutti_mcp.engine.models import ModelInfo, ModelTable
 from tutti_mcp.engine.spec import Step, ThinkingMode, TruncationPolicy
 from tutti_mcp.engine.step_prompts import system_parts, user_prompt_template
 from tutti_mcp.engine.thinking import api_params
+from tutti_mcp.engine.toolbox.bash import ShellAccess
+from tutti_mcp.engine.toolbox.loop import Toolbox
+from tutti_mcp.engine.toolbox.spec import ToolName, toolset
 from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
 
 if TYPE_CHECKING:  # the SDK takes about a second to import: it is loaded with the client
@@ -47,6 +52,7 @@ ClientSource: TypeAlias = (
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 MAX_TURNS = 25
+MAX_LOOP_TOKENS = 2_000_000  # tokens (all kinds) a step's tool-use turns may use together
 USAGE_KEYS = (
     "input_tokens",
     "output_tokens",
@@ -73,16 +79,17 @@ def structured(step: Step, model: ModelInfo) -> bool:
 
 
 def request_params(
-    call: StepCall, model: ModelInfo, *, cache: bool = True
+    call: StepCall, model: ModelInfo, *, cache: bool = True, toolbox: Toolbox | None = None
 ) -> tuple[dict[str, Any], str | None]:
     """The keyword arguments of `messages.create` for this step, and the key of its cached
     prompt prefix (None when nothing is cached)."""
     step = call.step
     mode = call.thinking.mode if call.thinking else ThinkingMode.STANDARD
     shared, own = system_parts(step, structured=structured(step, model)).rendered(call.render)
-    tools = [MEMORY_TOOL] if step.memory else []
-    if step.memory:
-        own = f"{own}\n\n{SYSTEM_LINE}" if own else SYSTEM_LINE
+    tools = toolbox.definitions() if toolbox else []
+    if toolbox:
+        line = toolbox.system_lines()
+        own = f"{own}\n\n{line}" if own else line
     system: str | list[dict[str, Any]] = "\n\n".join(p for p in (shared, own) if p)
     key = None
     if cache and step.cache:
@@ -121,11 +128,14 @@ class PromptExecutor:
         *,
         memory: AsyncMemoryFiles | None = None,
         max_turns: int = MAX_TURNS,
+        max_loop_tokens: int = MAX_LOOP_TOKENS,
         cache: bool = True,
         warm_cache: bool = True,
+        shell: ShellAccess | None = None,
     ) -> None:
         """`cache`: send long shared prompt prefixes as cacheable blocks; `warm_cache`: send
-        the first call for such a prefix alone, the rest once it is cached."""
+        the first call for such a prefix alone, the rest once it is cached. `shell`: what
+        the `bash` tool may run (default: nothing)."""
         if max_turns < 1:
             raise ValueError("max_turns must be at least 1")
         self._client_source = client
@@ -133,20 +143,27 @@ class PromptExecutor:
         self.models = models or ModelTable()
         self.memory = memory
         self.max_turns = max_turns
+        self.max_loop_tokens = max_loop_tokens
+        self.shell = shell or ShellAccess()
         self.cache = cache
         self.warm = WarmOrder() if warm_cache else None
 
     def check_step(self, step: Step) -> str | None:
         """Why this executor cannot run `step`, said before the run starts."""
-        return NO_MEMORY_STORE if step.memory and self.memory is None else None
+        if step.memory and self.memory is None:
+            return NO_MEMORY_STORE
+        grants = toolset(step.tools)
+        return self.shell.problem(grants) if grants.has(ToolName.BASH) else None
 
     async def execute(self, call: StepCall) -> StepOutcome:
         model = call.model or self.models.resolve(call.step.model)
-        params, cache_key = request_params(call, model, cache=self.cache)
-        agent = self._agent_memory(call)
+        toolbox = self._toolbox(call)
+        params, cache_key = request_params(call, model, cache=self.cache, toolbox=toolbox)
         usage = dict.fromkeys(USAGE_KEYS, 0)
         try:
-            message, turns, paused = await self._turns(params, model, call, agent, usage, cache_key)
+            message, turns, paused = await self._turns(
+                params, model, call, toolbox, usage, cache_key
+            )
         except StepError as exc:
             if exc.usage is None and any(usage.values()):
                 spent = {**usage, "cost_usd": model.cost_usd(usage)}
@@ -160,8 +177,9 @@ class PromptExecutor:
             "model": message.model,
             "stop_reason": message.stop_reason,
         }
-        if agent is not None:
+        if toolbox is not None:
             result["turns"] = turns
+            result["tool_calls"] = toolbox.transcript
         text = paused + "".join(b.text for b in message.content if b.type == "text")
         return self._outcome(call.step, model, params, message, text, result, cost)
 
@@ -170,11 +188,11 @@ class PromptExecutor:
         params: dict[str, Any],
         model: ModelInfo,
         call: StepCall,
-        agent: AgentMemory | None,
+        toolbox: Toolbox | None,
         usage: dict[str, int],
         cache_key: str | None,
     ) -> tuple[Message, int, str]:
-        """The model's turns until it stops for something other than the memory tool or a
+        """The model's turns until it stops for something other than its tools or a
         pause, and the text of the paused turns that the last one continues. `usage` is
         summed in place, so it holds what was spent if a turn fails."""
         messages: list[Any] = params["messages"]
@@ -189,12 +207,21 @@ class PromptExecutor:
                 usage[key] += n
             uses = [b for b in message.content if b.type == "tool_use"]
             paused = message.stop_reason == "pause_turn"
-            if not paused and (agent is None or message.stop_reason != "tool_use" or not uses):
+            if not paused and (toolbox is None or message.stop_reason != "tool_use" or not uses):
                 return message, turn, paused_text
             if turn == self.max_turns:
                 raise StepError(
-                    f"{model.id} was still using the memory tool after {self.max_turns} turns; "
-                    "ask for less in the prompt, or split the step",
+                    f"{model.id} was still using {_tools_word(toolbox)} after {self.max_turns} "
+                    "turns; ask for less in the prompt, or split the step",
+                    retryable=False,
+                    kind=StepErrorKind.TOOL_TURNS,
+                )
+            spent = sum(usage.values()) - usage["thinking_tokens"]  # thinking is in output
+            if spent > self.max_loop_tokens:
+                raise StepError(
+                    f"{model.id} had used {spent} tokens over {turn} turns of tool use, more "
+                    f"than the {self.max_loop_tokens} a step's tool use may; ask for less in "
+                    "the prompt, or split the step",
                     retryable=False,
                     kind=StepErrorKind.TOOL_TURNS,
                 )
@@ -203,9 +230,9 @@ class PromptExecutor:
             if paused:  # continued as it stands: the next answer goes on from its text
                 paused_text += "".join(b.text for b in message.content if b.type == "text")
             else:
-                assert agent is not None
+                assert toolbox is not None
                 paused_text = ""
-                messages.append({"role": "user", "content": await agent.answer(uses)})
+                messages.append({"role": "user", "content": await toolbox.answer(uses, turn)})
         raise AssertionError("unreachable: the last turn returns or raises")
 
     def _outcome(
@@ -251,6 +278,24 @@ class PromptExecutor:
             )
         warning = f"truncated: {why} (accepted: `on_truncation: accept`)"
         return StepOutcome(text, usage=result, cost_usd=cost, warning=warning)
+
+    def _toolbox(self, call: StepCall) -> Toolbox | None:
+        grants = toolset(call.step.tools)
+        if not grants and not call.step.memory:
+            return None
+        own_env = {
+            "TUTTI_RUN_ID": call.run_id,
+            "TUTTI_STEP_ID": call.step.id,
+            "TUTTI_ATTEMPT": str(call.attempt),
+            "TUTTI_IDEMPOTENCY_KEY": call.idempotency_key,
+        }
+        return Toolbox.for_step(
+            grants,
+            workspace=call.workspace,
+            memory=self._agent_memory(call),
+            access=self.shell,
+            own_env=own_env,
+        )
 
     def _agent_memory(self, call: StepCall) -> AgentMemory | None:
         if not call.step.memory:
@@ -313,3 +358,10 @@ def _api_message(exc: anthropic.APIStatusError) -> str:
         if isinstance(err, dict) and err.get("message"):
             return str(err["message"])
     return exc.message
+
+
+def _tools_word(toolbox: Toolbox | None) -> str:
+    names = list(toolbox.tools) if toolbox else []
+    if len(names) == 1:
+        return f"the {names[0]} tool"
+    return "its tools (" + ", ".join(names) + ")"

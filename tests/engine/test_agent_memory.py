@@ -179,7 +179,25 @@ async def test_a_memory_step_views_creates_and_edits_a_file_then_answers(
     ]
 
     cost = ((100 + 200 + 300 + 400) * 1 + 50 * 0.1 + (10 + 20 + 30 + 40) * 5) / 1e6
-    assert step.usage == pytest.approx(
+    usage = dict(step.usage or {})
+    calls = usage.pop("tool_calls")
+    assert [(c["turn"], c["tool"], c["input"], c["is_error"]) for c in calls] == [
+        (1, "memory", '{"command": "view", "path": "/memories"}', False),
+        (
+            2,
+            "memory",
+            '{"command": "create", "path": "/memories/notes.md", "file_text": "v1: shipped\\n"}',
+            False,
+        ),
+        (
+            3,
+            "memory",
+            '{"command": "str_replace", "path": "/memories/notes.md", "old_str": '
+            '"shipped", "new_str": "shipped on time"}',
+            False,
+        ),
+    ]
+    assert usage == pytest.approx(
         {
             "input_tokens": 1000,
             "output_tokens": 100,

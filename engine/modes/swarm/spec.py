@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from tutti_mcp.engine.spec_parts import ExecutorKind, SpecModel, ThinkingMode
+from tutti_mcp.engine.toolbox.spec import parse_tools
 
 AGENT_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 DEFAULT_TASK = "${inputs.task}"
@@ -68,6 +69,11 @@ class Agent(SpecModel):
         None, description="prompt, client or sampling; default: where model steps run"
     )
     max_tokens: int | None = Field(None, ge=1, le=128_000)
+
+    @field_validator("tools")
+    @classmethod
+    def _tool_forms(cls, v: list[str]) -> list[str]:
+        return parse_tools(v)
 
     @field_validator("run")
     @classmethod
