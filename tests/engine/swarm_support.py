@@ -15,12 +15,17 @@ import pytest
 from tests.fake_anthropic import FakeAnthropic, Reply, error, estimated, message
 from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.executors.prompt import PromptExecutor
+from tutti_mcp.engine.executors.shell_policy import ShellPolicy
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind
+from tutti_mcp.engine.toolbox.bash import ShellAccess
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
 from tutti_mcp.memory.runs.records import RunRecord
 
+# what the seed's agents' `/bash security-scan` and `/bash profiler` need, as
+# TUTTI_ALLOW_SHELL=security-scan,profiler gives it (no test here runs them)
+SEED_SHELL = ShellAccess(ShellPolicy({"security-scan", "profiler"}))
 PHASES = {
     "Decompose the task": "plan",
     "Your subtask from the coordinator": "work",
@@ -99,7 +104,10 @@ async def run_swarm(
     ) as client:
         engine = Engine(
             store or InMemoryRunStore(),
-            {ExecutorKind.PROMPT: PromptExecutor(client, ModelTable()), **(extra or {})},
+            {
+                ExecutorKind.PROMPT: PromptExecutor(client, ModelTable(), shell=SEED_SHELL),
+                **(extra or {}),
+            },
             EngineConfig(rand=lambda: 0.0, models=ModelTable()),
         )
         with anyio.fail_after(20):

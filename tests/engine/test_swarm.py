@@ -9,7 +9,7 @@ import anthropic
 import anyio
 import pytest
 
-from tests.engine.swarm_support import fails, fake, run_swarm
+from tests.engine.swarm_support import fails, fake, run_swarm, who
 from tests.fake_anthropic import FakeAnthropic
 from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.executors.base import StepExecutor
@@ -91,6 +91,12 @@ async def test_the_seeds_hierarchical_swarm_plans_works_in_parallel_and_synthesi
     assert "coordinator -->|1| security_specialist" in out["mermaid"]
     models = {b["model"] for b in fake.bodies}
     assert len(models) == 2  # claude-4-opus and claude-4-sonnet, resolved through the aliases
+    tools = {who(b)[0]: sorted(t["name"] for t in b.get("tools", [])) for b in fake.bodies}
+    assert tools == {  # each agent's toolbox: the seed's /grep, /glob and /bash forms
+        "coordinator": [],
+        "security_specialist": ["bash", "grep"],
+        "performance_specialist": ["bash", "glob"],
+    }
 
 
 def swarm(topology: str, agents: dict[str, Any], **more: Any) -> dict[str, Any]:

@@ -15,7 +15,12 @@ from tutti_mcp.engine.modes.swarm.controller import Finished
 from tutti_mcp.engine.modes.swarm.spec import SwarmSpec, Topology
 from tutti_mcp.memory.runs.records import StepRecord
 
-TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_read_input_tokens")
+TOKEN_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
 
 
 def _name(agent: str) -> str:
