@@ -77,6 +77,7 @@ SPECIALISTS = (
 PHASES = 3  # plan, the specialists' work, synthesis: the ideal is PHASES x latency
 VARIANTS = ("ref", "mem", "sqlite")
 TARGET = 1.03
+WHERE = ("lead_in_s", "send_s", "answer_s", "gaps_s", "tail_s")
 USAGE_KEYS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
 
@@ -127,11 +128,17 @@ PLAN = {
 SYNTHESIS = {"result": "Ready for release once the findings are fixed.", "conflicts": []}
 
 
-def responder(latency_s: float) -> Any:
-    """The scripted agents: every turn answered after `latency_s`."""
+class Agents:
+    """The scripted agents: every turn answered after `latency_s`. Records when each
+    (agent, phase) request reached the fake (time.time, the engine's clock)."""
 
-    def answer(body: Any) -> Reply:
+    def __init__(self, latency_s: float) -> None:
+        self.latency_s = latency_s
+        self.arrived: dict[tuple[str, str], float] = {}
+
+    def __call__(self, body: Any) -> Reply:
         agent, phase, _ = who(body)
+        self.arrived[agent, phase] = time.time()
         if phase == "plan":
             text = json.dumps(PLAN)
         elif phase == "work":
@@ -140,35 +147,56 @@ def responder(latency_s: float) -> Any:
             text = json.dumps(SYNTHESIS)
         else:
             raise AssertionError(f"the benchmark's swarm took an unexpected turn: {agent}/{phase}")
-        return estimated(text, output_tokens=40, delay_s=latency_s)
-
-    return answer
+        return estimated(text, output_tokens=40, delay_s=self.latency_s)
 
 
-def start_fake(args: argparse.Namespace) -> FakeAnthropic:
+def split_batches(
+    batches: list[list[tuple[float, ...]]], start: float, end: float, latency: float
+) -> dict[str, float]:
+    """The timed wall cut into parts, from each call's (start, arrival at the fake, end), the
+    calls grouped by phase (a swarm's batch): before the first call starts; in each phase,
+    from its first call's start to its last request's arrival at the fake (`send`: prompt
+    building, the SDK, the connection, the fake reading the body) and from the last answer
+    due (that arrival + latency) to the phase's last call's end (`answer`: the fake writing,
+    the SDK parsing, the engine committing the turn); between phases (`gaps`: the engine
+    reading a phase and adding the next); after the last call ends."""
+    spans = sorted(
+        (min(c[0] for c in b), max(c[1] for c in b), max(c[2] for c in b)) for b in batches
+    )
+    return {
+        "lead_in_s": spans[0][0] - start,
+        "send_s": sum(arrived - began for began, arrived, _ in spans),
+        "answer_s": sum(ended - arrived - latency for _, arrived, ended in spans),
+        "gaps_s": sum(nxt[0] - prev[2] for prev, nxt in itertools.pairwise(spans)),
+        "tail_s": end - spans[-1][2],
+    }
+
+
+def start_fake(args: argparse.Namespace) -> tuple[FakeAnthropic, Agents]:
     fake = FakeAnthropic(default=message("?"))
     if not args.close:
         # Keep-alive, as the real API: the SDK reuses its connections (the fake speaks
-        # HTTP/1.0 by default, one connection per request).
+        # HTTP/1.0 by default: one connection per request).
         fake._server.RequestHandlerClass.protocol_version = "HTTP/1.1"  # type: ignore[attr-defined]
-    fake.responder = responder(args.latency)
-    return fake.start()
+    agents = Agents(args.latency)
+    fake.responder = agents
+    return fake.start(), agents
 
 
 # -- the reference: plain asyncio ----------------------------------------------------------
-async def reference(client: anthropic.AsyncAnthropic, task: str, latency: float) -> dict[str, Any]:
+async def reference(client: anthropic.AsyncAnthropic, task: str, agents: Agents) -> dict[str, Any]:
     """The same three phases with nothing around them: the same prompts' shape (a cached
     task block first, then the agent's role), the same fake. Each phase's span is timed
     like a swarm's batch."""
 
-    async def call(agent: str, prompt: str, role: str) -> tuple[str, float, float]:
+    async def call(agent: str, phase: str, prompt: str) -> tuple[str, tuple[float, ...]]:
         system = [
             {
                 "type": "text",
                 "text": f"<task>\n{task}\n</task>",
                 "cache_control": {"type": "ephemeral"},
             },
-            {"type": "text", "text": f"You are {agent}, one of 9 agents. Your role: {role}"},
+            {"type": "text", "text": f"You are {agent}, one of 9 agents. Your role: {phase}"},
         ]
         t = time.time()
         msg = await client.messages.create(
@@ -177,23 +205,23 @@ async def reference(client: anthropic.AsyncAnthropic, task: str, latency: float)
             system=system,  # type: ignore[arg-type]
             messages=[{"role": "user", "content": prompt}],
         )
-        return "".join(b.text for b in msg.content if b.type == "text"), t, time.time()
+        text = "".join(b.text for b in msg.content if b.type == "text")
+        return text, (t, agents.arrived[agent, phase], time.time())
 
     gc.collect()
     t0, w0 = time.perf_counter(), time.time()
-    plan, a, b = await call("coordinator", "Decompose the task into subtasks", "plan")
+    plan, planned = await call("coordinator", "plan", "Decompose the task into subtasks")
     work = await asyncio.gather(
         *(
-            call(st["agent"], f"Your subtask from the coordinator:\n{st['task']}", st["agent"])
+            call(st["agent"], "work", f"Your subtask from the coordinator:\n{st['task']}")
             for st in json.loads(plan)["subtasks"]
         )
     )
-    _, c, d = await call(
-        "coordinator", "Synthesise them:\n" + "\n".join(w[0] for w in work), "synthesis"
-    )
+    results = "\n".join(w[0] for w in work)
+    _, synthesised = await call("coordinator", "synthesis", f"Synthesise them:\n{results}")
     wall, w1 = time.perf_counter() - t0, time.time()
-    spans = [(a, b), (min(w[1] for w in work), max(w[2] for w in work)), (c, d)]
-    return {"wall_s": wall, "where": split_wall(spans, w0, w1, latency)}
+    batches = [[planned], [w[1] for w in work], [synthesised]]
+    return {"wall_s": wall, "where": split_batches(batches, w0, w1, agents.latency_s)}
 
 
 # -- tutti ---------------------------------------------------------------------------------
@@ -216,7 +244,7 @@ async def tutti_swarm(
     variant: str,
     task: str,
     tmpdir: str,
-    latency: float,
+    agents: Agents,
     profiler: Any = None,
 ) -> dict[str, Any]:
     store = await open_store(variant, tmpdir)
@@ -246,7 +274,7 @@ async def tutti_swarm(
     from_agents = {k: sum(int(a.get(k) or 0) for a in out["agents"].values()) for k in USAGE_KEYS}
     return {
         "wall_s": wall,
-        "where": where_time_goes(turns, w0, w1, latency),
+        "where": where_time_goes(turns, agents, w0, w1),
         "turns": len(turns),
         "figures": out["figures"],
         "usage": usage,
@@ -255,29 +283,13 @@ async def tutti_swarm(
     }
 
 
-def where_time_goes(turns: list[Any], start: float, end: float, latency: float) -> dict[str, float]:
-    """The timed wall cut into: before the first turn starts, the batches (each from its
-    first turn's start to its last turn's end), the gaps between batches (the engine
-    committing a phase and adding the next), and after the last turn ends. A batch's time
-    over `latency` is the API round trip (SDK + fake) and the turn's own prompt building."""
-    batches: dict[int, list[Any]] = {}
+def where_time_goes(turns: list[Any], agents: Agents, start: float, end: float) -> dict[str, float]:
+    batches: dict[int, list[tuple[float, ...]]] = {}
     for r in turns:
-        batches.setdefault((r.scope or {}).get("batch", 0), []).append(r)
-    spans = sorted(
-        (min(r.started_at for r in rs), max(r.finished_at for r in rs)) for rs in batches.values()
-    )
-    return split_wall(spans, start, end, latency)
-
-
-def split_wall(
-    spans: list[tuple[float, float]], start: float, end: float, latency: float
-) -> dict[str, float]:
-    return {
-        "lead_in_s": spans[0][0] - start,
-        "batches_over_latency_s": sum(b - a - latency for a, b in spans),
-        "gaps_s": sum(nxt[0] - prev[1] for prev, nxt in itertools.pairwise(spans)),
-        "tail_s": end - spans[-1][1],
-    }
+        scope = r.scope or {}
+        arrived = agents.arrived[scope["agent"], scope["phase"]]
+        batches.setdefault(scope.get("batch", 0), []).append((r.started_at, arrived, r.finished_at))
+    return split_batches(list(batches.values()), start, end, agents.latency_s)
 
 
 def cache_share(usage: dict[str, int]) -> float:
@@ -303,29 +315,29 @@ async def one_request_ms(client: anthropic.AsyncAnthropic, fake: FakeAnthropic) 
 
 async def bench(args: argparse.Namespace, rec: Recorder, tmpdir: str) -> None:
     task = task_text(args.task_tokens)
-    fake = start_fake(args)
+    fake, agents = start_fake(args)
     try:
         async with anthropic.AsyncAnthropic(
             api_key="bench", base_url=fake.base_url, max_retries=0
         ) as client:
             rec.add({"section": "fake", "one_request_ms": await one_request_ms(client, fake)})
             for variant in VARIANTS:  # warm-up: imports, compile caches, the SDK's pool
-                await measure(client, variant, task, tmpdir, args.latency)
+                await measure(client, variant, task, tmpdir, agents)
             for i in range(args.repeats):
                 for variant in VARIANTS:
                     fake.cache.ready.clear()  # every run starts with a cold cache
-                    m = await measure(client, variant, task, tmpdir, args.latency)
+                    m = await measure(client, variant, task, tmpdir, agents)
                     rec.add({"section": "run", "variant": variant, "repeat": i, **m})
     finally:
         fake.stop()
 
 
 async def measure(
-    client: anthropic.AsyncAnthropic, variant: str, task: str, tmpdir: str, latency: float
+    client: anthropic.AsyncAnthropic, variant: str, task: str, tmpdir: str, agents: Agents
 ) -> dict[str, Any]:
     if variant == "ref":
-        return await reference(client, task, latency)
-    return await tutti_swarm(client, variant, task, tmpdir, latency)
+        return await reference(client, task, agents)
+    return await tutti_swarm(client, variant, task, tmpdir, agents)
 
 
 def table(rec: Recorder, args: argparse.Namespace) -> str:
@@ -337,8 +349,9 @@ def table(rec: Recorder, args: argparse.Namespace) -> str:
         f"shared task; {args.repeats} repeats (median, min); ideal {ideal:g} s; target "
         f"<= {TARGET}",
         f"fake API, one request with no delay: {fake_ms:.2f} ms (median of 20)",
-        f"{'variant':<8} {'wall/ideal':>10} {'min':>7} {'wall s':>7} {'lead ms':>7} "
-        f"{'turns ms':>8} {'gaps':>6} {'tail':>6} {'swarm wall/crit':>15} "
+        f"{'variant':<8} {'wall/ideal':>10} {'min':>7} {'wall s':>7}"
+        + "".join(f" {k.removesuffix('_s'):>6}" for k in WHERE)
+        + f" {'swarm wall/crit':>15} "
         f"{'parallelism':>11} {'cache-read share':>16} {'turns':>5}",
     ]
     for variant in VARIANTS:
@@ -349,10 +362,7 @@ def table(rec: Recorder, args: argparse.Namespace) -> str:
             f"{statistics.median(r['wall_s'] for r in rows):>7.3f}"
         )
         w = {k: statistics.median(r["where"][k] for r in rows) * 1000 for k in rows[0]["where"]}
-        line += (
-            f" {w['lead_in_s']:>7.1f} {w['batches_over_latency_s']:>8.1f} {w['gaps_s']:>6.1f}"
-            f" {w['tail_s']:>6.1f}"
-        )
+        line += "".join(f" {w[k]:>6.1f}" for k in WHERE)
         if variant != "ref":
             figs = [r["figures"] for r in rows]
             line += (
@@ -373,11 +383,8 @@ def table(rec: Recorder, args: argparse.Namespace) -> str:
             f"{a['cache_read_input_tokens']:,}"
         )
     out.append(
-        "  lead / turns / gaps / tail (ms, medians): from the clock's start to the first "
-        "request; the phases' spans (first request's start to last answer's end) summed, "
-        "less 3 x latency: the API round trips (SDK + fake) and each turn's own work; "
-        "between one phase's last answer and the next phase's first request; after the "
-        "last answer"
+        "  lead_in / send / answer / gaps / tail: where the wall over 3 x latency goes, ms "
+        "(medians; see split_batches)"
     )
     out.append(
         "  wall/ideal: engine.execute (ref: the whole script) / (3 x latency); swarm "
@@ -393,17 +400,17 @@ def profile(args: argparse.Namespace, variant: str) -> None:
 
     async def go() -> None:
         task = task_text(args.task_tokens)
-        fake = start_fake(args)
+        fake, agents = start_fake(args)
         try:
             async with anthropic.AsyncAnthropic(
                 api_key="bench", base_url=fake.base_url, max_retries=0
             ) as client:
                 with tempfile.TemporaryDirectory() as tmp:
                     for _ in range(2):
-                        await tutti_swarm(client, variant, task, tmp, args.latency)
+                        await tutti_swarm(client, variant, task, tmp, agents)
                     fake.cache.ready.clear()
                     prof = cProfile.Profile()
-                    got = await tutti_swarm(client, variant, task, tmp, args.latency, prof)
+                    got = await tutti_swarm(client, variant, task, tmp, agents, prof)
         finally:
             fake.stop()
         print(f"wall {got['wall_s']:.3f} s ({got['wall_s'] / (PHASES * args.latency):.3f} x ideal)")
