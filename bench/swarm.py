@@ -95,10 +95,11 @@ def task_text(tokens: int) -> str:
     return "".join(lines)[: tokens * 4]
 
 
-def spec() -> dict[str, Any]:
+def spec(coordinator_model: str = MODEL) -> dict[str, Any]:
     agents: dict[str, Any] = {
         "coordinator": {
             "role": "Task decomposition and synthesis",
+            "model": coordinator_model,
             "capabilities": ["planning", "synthesis"],
         }
     }
@@ -132,8 +133,9 @@ class Agents:
     """The scripted agents: every turn answered after `latency_s`. Records when each
     (agent, phase) request reached the fake (time.time, the engine's clock)."""
 
-    def __init__(self, latency_s: float) -> None:
+    def __init__(self, latency_s: float, coordinator_model: str = MODEL) -> None:
         self.latency_s = latency_s
+        self.coordinator_model = coordinator_model
         self.arrived: dict[tuple[str, str], float] = {}
 
     def __call__(self, body: Any) -> Reply:
@@ -178,7 +180,7 @@ def start_fake(args: argparse.Namespace) -> tuple[FakeAnthropic, Agents]:
         # Keep-alive, as the real API: the SDK reuses its connections (the fake speaks
         # HTTP/1.0 by default: one connection per request).
         fake._server.RequestHandlerClass.protocol_version = "HTTP/1.1"  # type: ignore[attr-defined]
-    agents = Agents(args.latency)
+    agents = Agents(args.latency, args.coordinator_model)
     fake.responder = agents
     return fake.start(), agents
 
@@ -255,7 +257,7 @@ async def tutti_swarm(
             {ExecutorKind.PROMPT: PromptExecutor(client, models)},
             EngineConfig(models=models),
         )
-        prepared = await engine.create(spec(), {"task": task})
+        prepared = await engine.create(spec(agents.coordinator_model), {"task": task})
         gc.collect()
         if profiler is not None:
             profiler.enable()
@@ -344,7 +346,8 @@ def table(rec: Recorder, args: argparse.Namespace) -> str:
     ideal = PHASES * args.latency
     fake_ms = rec.get(section="fake")[0]["one_request_ms"]
     out = [
-        f"SWARM: hierarchical, 1 coordinator + {len(SPECIALISTS)} specialists, {MODEL}, "
+        f"SWARM: hierarchical, 1 coordinator ({args.coordinator_model}) + "
+        f"{len(SPECIALISTS)} specialists ({MODEL}), "
         f"{args.latency * 1000:g} ms per turn on the fake API, a {args.task_tokens:,}-token "
         f"shared task; {args.repeats} repeats (median, min); ideal {ideal:g} s; target "
         f"<= {TARGET}",
@@ -426,6 +429,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--latency", type=float, default=0.2, help="seconds per turn on the fake")
     ap.add_argument("--task-tokens", type=int, default=4000)
+    ap.add_argument(
+        "--coordinator-model",
+        default=MODEL,
+        help=f"the coordinator's model (the specialists': {MODEL}); another model has its "
+        "own prompt cache, so the specialists' first call writes theirs",
+    )
     ap.add_argument(
         "--close", action="store_true", help="the fake closes each connection (HTTP/1.0)"
     )
