@@ -10,9 +10,9 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
 from tests.server.mcp_support import connect
+from tutti_mcp.engine.modes.swarm.spec import ConflictResolution, Topology
 from tutti_mcp.engine.spec import ExecutorKind, parse_spec
 from tutti_mcp.engine.workflow import compile_workflow
-from tutti_mcp.engine.modes.swarm.spec import ConflictResolution, Topology
 from tutti_mcp.server.prompts import (
     FLOW_EXAMPLE,
     GATE_EXAMPLE,
