@@ -254,7 +254,8 @@ def register(server: MCPServer[Any]) -> None:
 
 {request}
 
-Use {agents} agents besides the coordinator or hub (a mesh or a pipeline has none).
+Use {agents} specialists besides the coordinator (in a star: {agents} spokes besides the
+hub; in a mesh or a pipeline: {agents} agents, none of them a coordinator).
 {SWARM_SHAPE}
 
 {SWARM_DRIVE}"""
