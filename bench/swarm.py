@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import itertools
 import json
@@ -52,6 +51,7 @@ sys.path[:0] = [str(BENCH), str(ROOT)]
 
 import anthropic  # noqa: E402
 from common import Recorder  # noqa: E402
+from run import close_store, open_store  # noqa: E402  (a fresh SQLite file per run)
 
 from tests.engine.swarm_support import who  # noqa: E402
 from tests.fake_anthropic import FakeAnthropic, Reply, estimated, message  # noqa: E402
@@ -60,8 +60,6 @@ from tutti_mcp.engine.executors.prompt import PromptExecutor  # noqa: E402
 from tutti_mcp.engine.models import ModelTable  # noqa: E402
 from tutti_mcp.engine.service import Engine  # noqa: E402
 from tutti_mcp.engine.spec import ExecutorKind  # noqa: E402
-from tutti_mcp.memory.runs.mem_store import InMemoryRunStore  # noqa: E402
-from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore  # noqa: E402
 
 MODEL = "claude-sonnet-5-5"
 SPECIALISTS = (
@@ -227,20 +225,6 @@ async def reference(client: anthropic.AsyncAnthropic, task: str, agents: Agents)
 
 
 # -- tutti ---------------------------------------------------------------------------------
-async def open_store(variant: str, tmpdir: str) -> Any:
-    if variant == "mem":
-        return InMemoryRunStore()
-    return await SqliteRunStore.open(os.path.join(tmpdir, f"swarm-{time.monotonic_ns()}.db"))
-
-
-async def close_store(store: Any) -> None:
-    if isinstance(store, SqliteRunStore):
-        await store.close()
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(store.path + suffix)
-
-
 async def tutti_swarm(
     client: anthropic.AsyncAnthropic,
     variant: str,
