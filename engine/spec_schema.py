@@ -2,7 +2,9 @@
 (`# yaml-language-server: $schema=...`) and `tutti schema`.
 
 pydantic sees the fields' types; what a `mode="before"` validator or a field validator
-accepts or refuses is code it cannot see. Those forms are added here from the same
+accepts or refuses is code it cannot see, and neither does it see the top-level swarm form
+(`type: swarm` with `agents` and no `steps`, which engine.modes.sugar turns into a workflow
+of one `swarm` step before the models read it). Those forms are added here from the same
 constants the validators use, so the schema accepts every spec the models accept (and
 flags a malformed step id or an unknown command as the models do). Whole-workflow checks
 (unknown references, cycles) are `tutti plan`'s: a schema cannot express them.
@@ -18,17 +20,23 @@ from typing import Any
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import CoreSchema
 
-from tutti_mcp.engine.spec import KNOWN_COMMANDS, STEP_ID_RE, WorkflowSpec
+from tutti_mcp.engine.modes.sugar import TOP_LEVEL
+from tutti_mcp.engine.modes.swarm.spec import AGENT_RUNS, Topology
+from tutti_mcp.engine.spec import KNOWN_COMMANDS, STEP_ID_RE, Mode, WorkflowSpec
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 TITLE = "tutti workflow spec"
 DESCRIPTION = (
-    "A tutti workflow (JSON or YAML): its steps, how each runs and what it depends on. "
-    "Generated from tutti's models by `tutti schema`. Unknown references and dependency "
+    "A tutti workflow (JSON or YAML): its steps, how each runs and what it depends on; or a "
+    "swarm written at the top level (`type: swarm`, `agents`, `topology`, `coordination`, "
+    "`task`), which is a workflow of that one swarm step. Generated from tutti's models by `tutti schema`. Unknown references and dependency "
     "cycles are checked by `tutti plan` and `workflow_plan`, not by this schema."
 )
 SCHEMA_PATH = "schema/tutti-spec.schema.json"  # the shipped copy, relative to the repository
 REFRESH = f"uv run tutti schema --output {SCHEMA_PATH}"
+SWARM_KEYS = sorted(TOP_LEVEL[Mode.SWARM.value][1])  # the top-level swarm form's own fields
+# SwarmSpec._roster: these topologies need a lead (coordinator, hub) and one agent more
+LEAD_TOPOLOGIES = (Topology.HIERARCHICAL, Topology.STAR)
 
 
 class _Generator(GenerateJsonSchema):
@@ -85,12 +93,55 @@ def spec_json_schema() -> dict[str, Any]:
     for choice in command["anyOf"]:
         if choice.get("type") == "string":
             choice["pattern"] = _command_pattern()
+    # an agent runs on a model (Agent._model_run)
+    run = _prop(body, "Agent", "run")
+    run["anyOf"] = [{"enum": [k.value for k in AGENT_RUNS]}, {"type": "null"}]
+    swarm = body["$defs"]["SwarmSpec"]
+    swarm["anyOf"] = _lead_and_others()
     ref = body.pop("$ref", None)
     if ref is not None:  # the root is the spec itself (its $def stays, for child specs)
         body = {**copy.deepcopy(body["$defs"][ref.rsplit("/", 1)[1]]), **body}
     body.pop("title", None)
     body.pop("description", None)
+    _top_level_swarm(body, swarm)
     return {"$schema": DIALECT, "title": TITLE, "description": DESCRIPTION, **body}
+
+
+def _lead_and_others() -> list[dict[str, Any]]:
+    """A hierarchical or star swarm (the default topology is hierarchical) has two agents at
+    least; a mesh or pipeline may have one."""
+    others = [t.value for t in Topology if t not in LEAD_TOPOLOGIES]
+    return [
+        {"required": ["topology"], "properties": {"topology": {"enum": others}}},
+        {"properties": {"agents": {"minProperties": 2}}},
+    ]
+
+
+def _top_level_swarm(root: dict[str, Any], swarm: dict[str, Any]) -> None:
+    """The root accepts a workflow (`steps`, none of the swarm's fields) or the top-level
+    swarm form (`type: swarm` and `agents`, no `steps`; engine.modes.sugar). The fields of
+    both stay in the root's `properties`, so an editor completes and checks each at its
+    place; only which fields are required differs."""
+    for key, prop in swarm["properties"].items():
+        if key in SWARM_KEYS:
+            root["properties"][key] = copy.deepcopy(prop)
+    if root.pop("required", None) != ["steps"]:
+        raise KeyError(
+            "engine.spec_schema expects WorkflowSpec to require `steps` alone, and it no "
+            "longer does: update _top_level_swarm in engine/spec_schema.py"
+        )
+    root["anyOf"] = [
+        {
+            "required": ["steps"],
+            "not": {"anyOf": [{"required": [key]} for key in SWARM_KEYS]},
+        },
+        {
+            "required": ["type", "agents"],
+            "properties": {"type": {"enum": [Mode.SWARM.value]}},
+            "not": {"required": ["steps"]},
+            "anyOf": _lead_and_others(),
+        },
+    ]
 
 
 def schema_text() -> str:

@@ -1,6 +1,6 @@
 """Prompts (Claude Code offers them as slash commands): each turns the user's words into a
-spec and drives the tools. Swarm and pipeline shapes are written as chains, `foreach`
-steps and loops until their dedicated modes exist."""
+spec and drives the tools. A swarm is written in swarm mode (`type: swarm`); pipeline
+shapes are written as `foreach` steps until their dedicated mode exists."""
 
 from __future__ import annotations
 
@@ -89,6 +89,71 @@ FLOW_EXAMPLE = """\
       else:
         - {id: reply, prompt: "Draft a friendly reply: ${inputs.report}"}
     - {id: log, prompt: "Note what was done: ${route.output}"}  # the branch's output"""
+
+# The swarm prompt's example (tests compile it): the top-level swarm form, task as an input.
+SWARM_EXAMPLE = """\
+name: service-review
+type: swarm
+topology: hierarchical               # or mesh, pipeline, star: see above
+inputs: {task: {type: string, required: true}}
+task: "${inputs.task}"               # or the request itself, as text
+agents:                              # name -> its role (the agent's instructions), and
+  coordinator:                       #   optionally model (opus, sonnet, haiku or an id),
+    role: Split the task between the specialists, then synthesise their results
+    capabilities: [planning, synthesis]
+  security:
+    role: Find security flaws; name the file and the fix for each
+    capabilities: [security]         # what it can do: failed work goes to an agent with it
+    backup: reliability              # takes over this agent's turn if it fails
+  reliability:
+    role: Find failure modes (timeouts, retries, partial writes) and how to handle each
+    capabilities: [reliability]
+  performance:
+    role: Find slow paths and estimate what each fix saves
+    thinking: extended               # instant | standard | extended | auto
+coordination:
+  communication: event_driven        # broadcast: every turn also sees the turns before it
+  state_sharing: hierarchical        # specialists see their subtask; shared: the whole task
+  conflict_resolution: consensus     # ballots decide disagreements; or vote, or coordinator
+max_subtasks: 6"""
+
+SWARM_SHAPE = (
+    """\
+Choose the topology from the request:
+- hierarchical: the work splits into parts for different specialists. The agent named
+  `coordinator` plans subtasks for them, they work in parallel, it synthesises.
+- mesh: the agents should converge on one answer by reading and revising each other's
+  drafts, round after round (`max_rounds`, default 3); a vote settles what is left.
+- pipeline: each agent refines the previous one's output, in the order written.
+- star: independent answers to the same question, in parallel; the agent named `hub`
+  aggregates them.
+Give every agent a role that says what it does and what it reports. Disagreements are
+settled by `conflict_resolution`: consensus or vote (each agent casts a ballot; add
+`rule: majority | supermajority | unanimity | weighted` to choose the rule) or coordinator;
+a tie goes to the coordinator. A failed agent's turn goes to its `backup`, else to an
+agent with the capability the work needs, else the result is marked partial.
+
+Write the spec in swarm mode, like this:
+"""
+    + SWARM_EXAMPLE
+    + """
+
+A swarm can also be one step of a chain, reading earlier steps in its task:
+  steps: [{id: find, ...}, {id: review, swarm: {agents: {...}, task: "${find.output}"}}]"""
+)
+
+SWARM_DRIVE = """\
+Then:
+1. Call workflow_plan with the spec; fix any error it names (it names the exact field).
+2. Call workflow_start with the spec and inputs {task: <the request, in full>} (wait_s=20).
+3. Follow the `next` field of each answer. Without an API key each agent's turn is a
+   client task for you: its `system` is the agent's role; do the turn in that role only,
+   in the shape it asks for (JSON for a plan, a synthesis, a draft or a ballot), and
+   report it with step_complete. Turns listed together are independent: do them in
+   parallel where you can. Otherwise call workflow_status with wait_s until the run is done.
+4. Call workflow_result and give the user the swarm's `result`, then what the agents
+   disagreed on and how it was decided (`consensus`), any recovery and `missing` parts,
+   and the figures (turns, parallelism, tokens, cost)."""
 
 DRIVE = """\
 Then:
@@ -183,16 +248,17 @@ def register(server: MCPServer[Any]) -> None:
 
     @prompt
     def swarm(request: str, agents: str = "3") -> str:
-        """Run several agents on one problem: a coordinator, specialists in parallel, a synthesis."""
-        return _prompt(
-            "swarm",
-            f"Shape it as a hierarchical swarm written as a chain: a `plan` step that splits the "
-            f"problem for {agents} specialists (output: json), {agents} specialist steps that each "
-            "depend only on `plan` and read their part (${plan.output.parts[0]}, ...), each with "
-            "its role in `system`, and a `synthesis` step that depends on all specialists and "
-            "reconciles their answers, saying where they disagreed.",
-            request,
-        )
+        """Run several agents with roles on one problem, in a topology (hierarchical, mesh,
+        pipeline, star), with recorded consensus and recovery."""
+        return f"""Build a tutti swarm for this request and run it:
+
+{request}
+
+Use {agents} specialists besides the coordinator (in a star: {agents} spokes besides the
+hub; in a mesh or a pipeline: {agents} agents, none of them a coordinator).
+{SWARM_SHAPE}
+
+{SWARM_DRIVE}"""
 
     @prompt
     def pipeline(request: str, items: str = "") -> str:

@@ -379,6 +379,10 @@ def tool_problem(body: dict[str, Any]) -> str | None:
 
 def _handler_class(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        # Headers and body go out in two writes: with Nagle on, the body waits for the
+        # client's (delayed) ACK of the headers, ~40 ms per response on a reused connection.
+        disable_nagle_algorithm = True
+
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("content-length") or 0))
             try:

@@ -49,12 +49,43 @@ def models_accept(data: Any) -> bool:
 
 
 def readme_specs() -> Iterator[Any]:
-    """Every JSON or YAML block of the README that is a spec (a mapping with `steps`)."""
+    """Every JSON or YAML block of the README that is a spec (a mapping with `steps`, or a
+    swarm written at the top level)."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     for block in re.findall(r"^```(?:json|yaml)\n(.*?)^```$", text, re.DOTALL | re.MULTILINE):
         data = parse_spec_text(block, "README.md", DEFAULT_LIMITS)
-        if isinstance(data, dict) and "steps" in data:
+        if isinstance(data, dict) and ("steps" in data or data.get("type") == "swarm"):
             yield data
+
+
+# The seed's swarm example, as written there ("Swarm Workflow"): the top-level swarm form.
+SEED_SWARM: dict[str, Any] = {
+    "type": "swarm",
+    "topology": "hierarchical",
+    "agents": {
+        "coordinator": {
+            "role": "Task decomposition and synthesis",
+            "model": "claude-4-opus",
+            "capabilities": ["planning", "coordination", "synthesis"],
+        },
+        "security_specialist": {
+            "role": "Security analysis",
+            "model": "claude-4-sonnet",
+            "tools": ["/grep", "/bash security-scan"],
+        },
+        "performance_specialist": {
+            "role": "Performance optimization",
+            "model": "claude-4-sonnet",
+            "tools": ["/bash profiler", "/glob"],
+        },
+    },
+    "coordination": {
+        "communication": "event_driven",
+        "state_sharing": "hierarchical",
+        "conflict_resolution": "consensus",
+    },
+}
+ONE_AGENT = {"solo": {"role": "Does it all"}}
 
 
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.suffix in (".json", ".yaml"))
@@ -78,6 +109,28 @@ ACCEPTED: dict[str, Any] = {
             {"id": "c", "prompt": "x", "memory": "project:/home/me/repo"},
         ]
     },
+    "the seed's swarm example": SEED_SWARM,
+    "a top-level swarm with its task as text and the workflow's fields": {
+        "name": "review",
+        "type": "swarm",
+        "topology": "star",
+        "agents": {"hub": {"role": "Aggregates"}, "a": {"role": "Answers", "run": "client"}},
+        "coordination": {"conflict_resolution": "vote", "rule": "weighted"},
+        "task": "Review ${inputs.path}",
+        "inputs": {"path": "."},
+        "max_rounds": 2,
+        "budget": {"max_cost_usd": 1},
+    },
+    "a one-agent pipeline or mesh": {"type": "swarm", "topology": "pipeline", "agents": ONE_AGENT},
+    "a swarm step in a chain": {
+        "steps": [
+            {"id": "find", "prompt": "List the risks"},
+            {
+                "id": "review",
+                "swarm": {"topology": "mesh", "agents": ONE_AGENT, "task": "${find.output}"},
+            },
+        ]
+    },
     "every command, with and without arguments": {
         "steps": [
             {"id": "q", "command": "/query", "args": "x"},
@@ -99,18 +152,26 @@ REJECTED: dict[str, Any] = {
     "a negative retry count": {"steps": [{"id": "a", "retry": {"attempts": 0}}]},
     "an unknown input type": {"inputs": {"n": {"type": "int"}}, "steps": [{"id": "a"}]},
     "not a mapping": ["steps"],
-    # the seed's swarm example, as written there: not (yet) a spec tutti's models accept
-    "the seed's swarm example": {
+    "a hierarchical swarm of one agent": {
         "type": "swarm",
-        "topology": "hierarchical",
-        "agents": {
-            "coordinator": {
-                "role": "Task decomposition and synthesis",
-                "model": "claude-4-opus",
-                "capabilities": ["planning", "coordination", "synthesis"],
-            }
-        },
-        "coordination": {"communication": "event_driven", "conflict_resolution": "consensus"},
+        "agents": {"coordinator": SEED_SWARM["agents"]["coordinator"]},
+    },
+    "a star swarm step with only its hub": {
+        "steps": [{"id": "s", "swarm": {"topology": "star", "agents": {"hub": {"role": "x"}}}}]
+    },
+    "an unknown topology": {**SEED_SWARM, "topology": "ring"},
+    "a swarm without agents": {"type": "swarm", "topology": "mesh"},
+    "swarm fields in a workflow with steps": {**SEED_SWARM, "steps": [{"id": "a"}]},
+    "swarm fields in a chain": {**SEED_SWARM, "type": "chain"},
+    "an agent that runs a shell": {
+        "steps": [
+            {"id": "s", "swarm": {"agents": {"a": {"role": "x", "run": "shell"}, **ONE_AGENT}}}
+        ]
+    },
+    "an unknown field of an agent": {
+        "type": "swarm",
+        "topology": "mesh",
+        "agents": {"a": {"role": "x", "modle": "opus"}},
     },
 }
 
@@ -127,7 +188,8 @@ def test_the_schema_is_a_valid_json_schema_that_names_its_dialect_and_format() -
     Draft7Validator.check_schema(SCHEMA)
     assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert SCHEMA["title"] == "tutti workflow spec"
-    assert SCHEMA["required"] == ["steps"]
+    # a workflow needs steps; the top-level swarm form needs `type: swarm` and agents instead
+    assert [form["required"] for form in SCHEMA["anyOf"]] == [["steps"], ["type", "agents"]]
     # descriptions the models carry reach the editor
     timeout = SCHEMA["$defs"]["Step"]["properties"]["timeout"]
     assert timeout["description"] == "seconds per attempt"
@@ -177,8 +239,14 @@ def test_an_empty_command_is_a_problem_of_the_spec_not_a_crash() -> None:
 
 def test_the_examples_and_the_readme_are_all_checked() -> None:
     """The parametrisation above sees every example file and the README's specs."""
-    assert {p.name for p in EXAMPLES} >= {"seed-chain.json", "repo-stats.yaml", "triage.yaml"}
+    assert {p.name for p in EXAMPLES} >= {
+        "seed-chain.json",
+        "repo-stats.yaml",
+        "triage.yaml",
+        "swarm-review.yaml",
+    }
     assert len(list(readme_specs())) >= 3
+    assert any("agents" in data for data in readme_specs())  # the README's swarm
 
 
 def test_the_schema_text_is_indented_json_ending_with_a_newline() -> None:

@@ -10,9 +10,16 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
 from tests.server.mcp_support import connect
+from tutti_mcp.engine.modes.swarm.spec import ConflictResolution, Topology
 from tutti_mcp.engine.spec import ExecutorKind, parse_spec
 from tutti_mcp.engine.workflow import compile_workflow
-from tutti_mcp.server.prompts import FLOW_EXAMPLE, GATE_EXAMPLE, GROWING, SPEC_FORMAT
+from tutti_mcp.server.prompts import (
+    FLOW_EXAMPLE,
+    GATE_EXAMPLE,
+    GROWING,
+    SPEC_FORMAT,
+    SWARM_EXAMPLE,
+)
 
 
 def test_the_spec_example_in_the_prompts_compiles() -> None:
@@ -73,3 +80,27 @@ async def test_the_flow_prompt_teaches_an_if_block_with_an_example_that_compiles
         async with connect(mode) as c:
             got = await c.get_prompt("flow", {"request": "triage this bug report"})
     assert FLOW_EXAMPLE in "\n".join(getattr(m.content, "text", "") for m in got.messages)
+
+
+@pytest.mark.anyio
+async def test_the_swarm_prompt_teaches_swarm_mode_with_an_example_that_compiles(
+    mode: str,
+) -> None:
+    spec = parse_spec(yaml.safe_load(SWARM_EXAMPLE))
+    wf = compile_workflow(spec)
+    swarm = wf.steps["swarm"].swarm
+    assert swarm is not None and wf.order == ["swarm"]  # the top-level form: one swarm step
+    assert (swarm.topology, swarm.lead, swarm.workers) == (
+        Topology.HIERARCHICAL,
+        "coordinator",
+        ["security", "reliability", "performance"],
+    )
+    assert swarm.coordination.conflict_resolution is ConflictResolution.CONSENSUS
+    assert swarm.agents["security"].backup == "reliability"
+    assert spec.inputs["task"].required and swarm.task == "${inputs.task}"
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            got = await c.get_prompt("swarm", {"request": "review the payment service"})
+    text = "\n".join(getattr(m.content, "text", "") for m in got.messages)
+    assert SWARM_EXAMPLE in text and "review the payment service" in text
+    assert "depends_on" not in text  # a swarm, not a chain that imitates one
