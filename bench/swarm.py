@@ -38,6 +38,7 @@ import itertools
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -183,8 +184,83 @@ def start_fake(args: argparse.Namespace) -> tuple[FakeAnthropic, Agents]:
     return fake.start(), agents
 
 
+class Fake:
+    """The fake API as the benchmark drives it: in this process (`--in-process-fake`: its
+    threads then share the GIL with the SDK and the engine, as a 17 KB body is parsed while
+    the next is sent), or in a child process, as the real API is elsewhere. Either way it
+    can be reset (a cold cache, no arrivals), switched to answering at once (`quick`), and
+    asked when each (agent, phase) request arrived."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.latency_s = args.latency
+        self.coordinator_model = args.coordinator_model
+        self.local: tuple[FakeAnthropic, Agents] | None = None
+        self.child: subprocess.Popen[str] | None = None
+        if args.in_process_fake:
+            self.local = start_fake(args)
+            self.base_url = self.local[0].base_url
+            return
+        cmd = [sys.executable, __file__, "--serve-fake", "--latency", str(args.latency)]
+        cmd += ["--coordinator-model", args.coordinator_model] + (["--close"] if args.close else [])
+        self.child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.base_url = self._ask("url")
+
+    def _ask(self, command: str) -> str:
+        assert self.child is not None and self.child.stdin and self.child.stdout
+        self.child.stdin.write(command + "\n")
+        self.child.stdin.flush()
+        return self.child.stdout.readline().strip()
+
+    def reset(self) -> None:
+        if self.local is not None:
+            self.local[0].cache.ready.clear()
+            self.local[1].arrived.clear()
+        else:
+            self._ask("reset")
+
+    def quick(self, on: bool) -> None:
+        if self.local is not None:
+            fake, agents = self.local
+            fake.responder = (lambda body: message("ok")) if on else agents
+        else:
+            self._ask("quick" if on else "scripted")
+
+    def arrivals(self) -> dict[tuple[str, str], float]:
+        if self.local is not None:
+            return dict(self.local[1].arrived)
+        return {(a, p): t for a, p, t in json.loads(self._ask("arrivals"))}
+
+    def stop(self) -> None:
+        if self.local is not None:
+            self.local[0].stop()
+        elif self.child is not None:
+            self._ask("stop")
+            self.child.wait(timeout=10)
+
+
+def serve_fake(args: argparse.Namespace) -> None:
+    """The child's side of `Fake`: the fake API, driven by commands on stdin."""
+    fake, agents = start_fake(args)
+    for line in sys.stdin:
+        command = line.strip()
+        answer = "ok"
+        if command == "url":
+            answer = fake.base_url
+        elif command == "reset":
+            fake.cache.ready.clear()
+            agents.arrived.clear()
+        elif command in ("quick", "scripted"):
+            fake.responder = (lambda body: message("ok")) if command == "quick" else agents
+        elif command == "arrivals":
+            answer = json.dumps([[a, p, t] for (a, p), t in agents.arrived.items()])
+        print(answer, flush=True)
+        if command == "stop":
+            break
+    fake.stop()
+
+
 # -- the reference: plain asyncio ----------------------------------------------------------
-async def reference(client: anthropic.AsyncAnthropic, task: str, agents: Agents) -> dict[str, Any]:
+async def reference(client: anthropic.AsyncAnthropic, task: str, agents: Fake) -> dict[str, Any]:
     """The same three phases with nothing around them: the same prompts' shape (a cached
     task block first, then the agent's role), the same fake. Each phase's span is timed
     like a swarm's batch."""
@@ -206,7 +282,7 @@ async def reference(client: anthropic.AsyncAnthropic, task: str, agents: Agents)
             messages=[{"role": "user", "content": prompt}],
         )
         text = "".join(b.text for b in msg.content if b.type == "text")
-        return text, (t, agents.arrived[agent, phase], time.time())
+        return text, (t, agent, phase, time.time())
 
     gc.collect()
     t0, w0 = time.perf_counter(), time.time()
@@ -220,7 +296,11 @@ async def reference(client: anthropic.AsyncAnthropic, task: str, agents: Agents)
     results = "\n".join(w[0] for w in work)
     _, synthesised = await call("coordinator", "synthesis", f"Synthesise them:\n{results}")
     wall, w1 = time.perf_counter() - t0, time.time()
-    batches = [[planned], [w[1] for w in work], [synthesised]]
+    arrived = agents.arrivals()
+    batches = [
+        [(c[0], arrived[c[1], c[2]], c[3]) for c in b]
+        for b in ([planned], [w[1] for w in work], [synthesised])
+    ]
     return {"wall_s": wall, "where": split_batches(batches, w0, w1, agents.latency_s)}
 
 
@@ -230,7 +310,7 @@ async def tutti_swarm(
     variant: str,
     task: str,
     tmpdir: str,
-    agents: Agents,
+    agents: Fake,
     profiler: Any = None,
 ) -> dict[str, Any]:
     store = await open_store(variant, tmpdir)
@@ -269,11 +349,12 @@ async def tutti_swarm(
     }
 
 
-def where_time_goes(turns: list[Any], agents: Agents, start: float, end: float) -> dict[str, float]:
+def where_time_goes(turns: list[Any], agents: Fake, start: float, end: float) -> dict[str, float]:
     batches: dict[int, list[tuple[float, ...]]] = {}
+    arrivals = agents.arrivals()
     for r in turns:
         scope = r.scope or {}
-        arrived = agents.arrived[scope["agent"], scope["phase"]]
+        arrived = arrivals[scope["agent"], scope["phase"]]
         batches.setdefault(scope.get("batch", 0), []).append((r.started_at, arrived, r.finished_at))
     return split_batches(list(batches.values()), start, end, agents.latency_s)
 
@@ -283,9 +364,9 @@ def cache_share(usage: dict[str, int]) -> float:
     return usage.get("cache_read_input_tokens", 0) / total if total else 0.0
 
 
-async def one_request_ms(client: anthropic.AsyncAnthropic, fake: FakeAnthropic) -> float:
+async def one_request_ms(client: anthropic.AsyncAnthropic, fake: Fake) -> float:
     """The fake's latency for one request with no scripted delay (median of 20)."""
-    saved, fake.responder = fake.responder, lambda body: message("ok")
+    fake.quick(True)
     try:
         times = []
         for _ in range(22):
@@ -295,13 +376,13 @@ async def one_request_ms(client: anthropic.AsyncAnthropic, fake: FakeAnthropic) 
             )
             times.append(time.perf_counter() - t)
     finally:
-        fake.responder = saved
+        fake.quick(False)
     return statistics.median(times[2:]) * 1000
 
 
 async def bench(args: argparse.Namespace, rec: Recorder, tmpdir: str) -> None:
     task = task_text(args.task_tokens)
-    fake, agents = start_fake(args)
+    fake = agents = Fake(args)
     try:
         async with anthropic.AsyncAnthropic(
             api_key="bench", base_url=fake.base_url, max_retries=0
@@ -311,7 +392,7 @@ async def bench(args: argparse.Namespace, rec: Recorder, tmpdir: str) -> None:
                 await measure(client, variant, task, tmpdir, agents)
             for i in range(args.repeats):
                 for variant in VARIANTS:
-                    fake.cache.ready.clear()  # every run starts with a cold cache
+                    fake.reset()  # every run starts with a cold cache
                     m = await measure(client, variant, task, tmpdir, agents)
                     rec.add({"section": "run", "variant": variant, "repeat": i, **m})
     finally:
@@ -319,7 +400,7 @@ async def bench(args: argparse.Namespace, rec: Recorder, tmpdir: str) -> None:
 
 
 async def measure(
-    client: anthropic.AsyncAnthropic, variant: str, task: str, tmpdir: str, agents: Agents
+    client: anthropic.AsyncAnthropic, variant: str, task: str, tmpdir: str, agents: Fake
 ) -> dict[str, Any]:
     if variant == "ref":
         return await reference(client, task, agents)
@@ -387,7 +468,7 @@ def profile(args: argparse.Namespace, variant: str) -> None:
 
     async def go() -> None:
         task = task_text(args.task_tokens)
-        fake, agents = start_fake(args)
+        fake = agents = Fake(args)
         try:
             async with anthropic.AsyncAnthropic(
                 api_key="bench", base_url=fake.base_url, max_retries=0
@@ -395,7 +476,7 @@ def profile(args: argparse.Namespace, variant: str) -> None:
                 with tempfile.TemporaryDirectory() as tmp:
                     for _ in range(2):
                         await tutti_swarm(client, variant, task, tmp, agents)
-                    fake.cache.ready.clear()
+                    fake.reset()
                     prof = cProfile.Profile()
                     got = await tutti_swarm(client, variant, task, tmp, agents, prof)
         finally:
@@ -422,9 +503,18 @@ def main() -> None:
     ap.add_argument(
         "--close", action="store_true", help="the fake closes each connection (HTTP/1.0)"
     )
+    ap.add_argument(
+        "--in-process-fake",
+        action="store_true",
+        help="run the fake API in this process (its threads share the GIL with the engine)",
+    )
+    ap.add_argument("--serve-fake", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--profile", choices=("mem", "sqlite"), help="cProfile one swarm's execute")
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
+    if args.serve_fake:
+        serve_fake(args)
+        return
     if args.profile:
         profile(args, args.profile)
         return
