@@ -1,5 +1,6 @@
-"""The seed document's chain example, exactly as it is written there: it must validate
-and run. `examples/seed-chain.json` holds the same workflow."""
+"""The seed document's examples, exactly as they are written there: they must validate
+and run. `examples/seed-chain.json` holds the chain; `examples/swarm-review.yaml` is the
+swarm with its task as an input."""
 
 from __future__ import annotations
 
@@ -31,5 +32,34 @@ SEED_CHAIN: dict[str, Any] = {
         "parallel_where_possible": True,
         "adaptive_thinking": True,
         "state_persistence": True,
+    },
+}
+
+
+# The seed's swarm example, as written there ("Swarm Workflow"): the top-level swarm form.
+SEED_SWARM: dict[str, Any] = {
+    "type": "swarm",
+    "topology": "hierarchical",
+    "agents": {
+        "coordinator": {
+            "role": "Task decomposition and synthesis",
+            "model": "claude-4-opus",
+            "capabilities": ["planning", "coordination", "synthesis"],
+        },
+        "security_specialist": {
+            "role": "Security analysis",
+            "model": "claude-4-sonnet",
+            "tools": ["/grep", "/bash security-scan"],
+        },
+        "performance_specialist": {
+            "role": "Performance optimization",
+            "model": "claude-4-sonnet",
+            "tools": ["/bash profiler", "/glob"],
+        },
+    },
+    "coordination": {
+        "communication": "event_driven",
+        "state_sharing": "hierarchical",
+        "conflict_resolution": "consensus",
     },
 }

@@ -15,7 +15,7 @@ import pytest
 from jsonschema import Draft7Validator, Draft202012Validator
 
 from tests.engine.test_spec import SEED_CHAIN_YAML
-from tests.seed import SEED_CHAIN
+from tests.seed import SEED_CHAIN, SEED_SWARM
 from tutti_mcp.engine.errors import SpecError
 from tutti_mcp.engine.spec import parse_spec
 from tutti_mcp.engine.spec_schema import REFRESH, SCHEMA_PATH, schema_text, spec_json_schema
@@ -58,33 +58,6 @@ def readme_specs() -> Iterator[Any]:
             yield data
 
 
-# The seed's swarm example, as written there ("Swarm Workflow"): the top-level swarm form.
-SEED_SWARM: dict[str, Any] = {
-    "type": "swarm",
-    "topology": "hierarchical",
-    "agents": {
-        "coordinator": {
-            "role": "Task decomposition and synthesis",
-            "model": "claude-4-opus",
-            "capabilities": ["planning", "coordination", "synthesis"],
-        },
-        "security_specialist": {
-            "role": "Security analysis",
-            "model": "claude-4-sonnet",
-            "tools": ["/grep", "/bash security-scan"],
-        },
-        "performance_specialist": {
-            "role": "Performance optimization",
-            "model": "claude-4-sonnet",
-            "tools": ["/bash profiler", "/glob"],
-        },
-    },
-    "coordination": {
-        "communication": "event_driven",
-        "state_sharing": "hierarchical",
-        "conflict_resolution": "consensus",
-    },
-}
 ONE_AGENT = {"solo": {"role": "Does it all"}}
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from tests.engine.swarm_support import fails, fake, run_swarm, who
 from tests.fake_anthropic import FakeAnthropic
+from tests.seed import SEED_SWARM
 from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.executors.base import StepExecutor
 from tutti_mcp.engine.executors.client import ClientExecutor
@@ -24,32 +25,7 @@ from tutti_mcp.memory.runs.records import RunStatus, StepStatus
 __all__ = ["fake"]
 pytestmark = pytest.mark.anyio
 
-SEED: dict[str, Any] = {
-    "type": "swarm",
-    "topology": "hierarchical",
-    "agents": {
-        "coordinator": {
-            "role": "Task decomposition and synthesis",
-            "model": "claude-4-opus",
-            "capabilities": ["planning", "coordination", "synthesis"],
-        },
-        "security_specialist": {
-            "role": "Security analysis",
-            "model": "claude-4-sonnet",
-            "tools": ["/grep", "/bash security-scan"],
-        },
-        "performance_specialist": {
-            "role": "Performance optimization",
-            "model": "claude-4-sonnet",
-            "tools": ["/bash profiler", "/glob"],
-        },
-    },
-    "coordination": {
-        "communication": "event_driven",
-        "state_sharing": "hierarchical",
-        "conflict_resolution": "consensus",
-    },
-}
+SEED = SEED_SWARM
 
 
 def hierarchical(agent: str, phase: str, prompt: str) -> Any:

@@ -9,67 +9,26 @@ from typing import Any
 
 from tutti_mcp.engine.modes.swarm.spec import StateSharing, SwarmSpec, Topology
 
-PLAN_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "subtasks": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "agent": {"type": "string"},
-                    "task": {"type": "string"},
-                    "context": {"type": "string"},
-                    "capability": {"type": "string"},
-                },
-                "required": ["agent", "task"],
-                "additionalProperties": False,
-            },
-        }
-    },
-    "required": ["subtasks"],
-    "additionalProperties": False,
-}
-CONFLICTS: dict[str, Any] = {
-    "type": "array",
-    "items": {
+
+def _object(required: tuple[str, ...] | None = None, **props: Any) -> dict[str, Any]:
+    """A JSON Schema object of these properties, all required unless named, no others (as
+    the API's structured outputs require)."""
+    return {
         "type": "object",
-        "properties": {
-            "question": {"type": "string"},
-            "options": {"type": "array", "items": {"type": "string"}},
-        },
-        "required": ["question", "options"],
+        "properties": props,
+        "required": list(props if required is None else required),
         "additionalProperties": False,
-    },
-}
-SYNTHESIS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"result": {"type": "string"}, "conflicts": CONFLICTS},
-    "required": ["result", "conflicts"],
-    "additionalProperties": False,
-}
-POSITION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"answer": {"type": "string"}, "position": {"type": "string"}},
-    "required": ["answer", "position"],
-    "additionalProperties": False,
-}
-BALLOT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "choice": {"type": "integer"},
-        "rationale": {"type": "string"},
-        "confidence": {"type": "number"},
-    },
-    "required": ["choice", "rationale", "confidence"],
-    "additionalProperties": False,
-}
-DECISION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"choice": {"type": "integer"}, "reason": {"type": "string"}},
-    "required": ["choice", "reason"],
-    "additionalProperties": False,
-}
+    }
+
+
+TEXT: dict[str, Any] = {"type": "string"}
+SUBTASK = _object(("agent", "task"), agent=TEXT, task=TEXT, context=TEXT, capability=TEXT)
+PLAN_SCHEMA = _object(subtasks={"type": "array", "items": SUBTASK})
+CONFLICT = _object(question=TEXT, options={"type": "array", "items": TEXT})
+SYNTHESIS_SCHEMA = _object(result=TEXT, conflicts={"type": "array", "items": CONFLICT})
+POSITION_SCHEMA = _object(answer=TEXT, position=TEXT)
+BALLOT_SCHEMA = _object(choice={"type": "integer"}, rationale=TEXT, confidence={"type": "number"})
+DECISION_SCHEMA = _object(choice={"type": "integer"}, reason=TEXT)
 SCHEMAS = {
     "plan": PLAN_SCHEMA,
     "synthesis": SYNTHESIS_SCHEMA,
