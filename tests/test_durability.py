@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,38 @@ def cli_env() -> dict[str, str]:
 
 def tutti_cmd(db: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "tutti_mcp", "--db", str(db), *args]
+
+
+def kill_when(
+    args: list[str],
+    log: Path,
+    ready: Callable[[], bool],
+    what: str,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    after: Callable[[], None] | None = None,
+) -> None:
+    """Run `args` (a `tutti` command) in a subprocess and SIGKILL it as soon as `ready()`
+    holds (checked every 10 ms: polling another process's database or files); fails if it
+    ends first or `what` does not happen within `timeout`. `after` runs once it is dead."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env=env or cli_env(), stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None, f"tutti ended before the kill:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"{what}: not in {timeout:g} s"
+            time.sleep(0.01)  # polling another process's state
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        if after is not None:
+            after()
+    assert proc.returncode == -signal.SIGKILL
 
 
 def tutti(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -129,31 +162,13 @@ def run_and_kill(tmp_path: Path) -> Killed:
     marks = tmp_path / "marks"
     marks.mkdir()
     db = tmp_path / "killed.db"
-    log = tmp_path / "run.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            tutti_cmd(db, "run", str(spec), "--json", "--input", f"marks={marks}"),
-            cwd=ROOT,
-            env=cli_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            state = read_state(db)
-            if state and len(state.checkpointed) >= 2 and "running" in state.steps.values():
-                break
-            assert proc.poll() is None, f"tutti run ended before the kill:\n{log.read_text()}"
-            assert time.monotonic() < deadline, (
-                f"no checkpoint with a running step in time: {state}"
-            )
-            time.sleep(0.01)  # polling another process's database
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+
+    def ready() -> bool:
+        state = read_state(db)
+        return bool(state and len(state.checkpointed) >= 2 and "running" in state.steps.values())
+
+    args = tutti_cmd(db, "run", str(spec), "--json", "--input", f"marks={marks}")
+    kill_when(args, tmp_path / "run.log", ready, "a checkpoint with a running step")
     after = read_state(db)
     assert after is not None
     assert after.run_status == "running"  # nobody has looked yet: the row still says running

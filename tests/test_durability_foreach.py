@@ -8,17 +8,14 @@ of times it ran."""
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
-import subprocess
 import sys
-import time
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from tests.test_durability import ROOT, cli_env, tutti, tutti_cmd
+from tests.test_durability import kill_when, tutti, tutti_cmd
 
 N = 1000
 SCRIPT = 'echo run >> "$MARK/$I"; echo "done $I"'
@@ -67,26 +64,9 @@ def test_a_fan_out_killed_mid_flight_resumes_without_rerunning_committed_instanc
     marks = tmp_path / "marks"
     marks.mkdir()
     db = tmp_path / "fanout.db"
-    log = tmp_path / "run.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            tutti_cmd(db, "run", str(spec), "--json", "--input", f"marks={marks}"),
-            cwd=ROOT,
-            env=cli_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while len(committed_instances(db) or ()) < 100:
-            assert proc.poll() is None, f"tutti run ended before the kill:\n{log.read_text()}"
-            assert time.monotonic() < deadline, "no 100 instances committed in time"
-            time.sleep(0.01)  # polling another process's database
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    args = tutti_cmd(db, "run", str(spec), "--json", "--input", f"marks={marks}")
+    ready = lambda: len(committed_instances(db) or ()) >= 100  # noqa: E731
+    kill_when(args, tmp_path / "run.log", ready, "100 instances committed", timeout=90)
     committed = committed_instances(db)
     assert committed is not None and 100 <= len(committed) < N
     before = runs_of(marks)

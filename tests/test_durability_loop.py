@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from contextlib import closing
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_durability import ROOT, cli_env, tutti, tutti_cmd
+from tests.test_durability import kill_when, tutti, tutti_cmd
 
 # iteration 3 waits the first time (the marker file did not exist yet): it is killed there
 SCRIPT = (
@@ -63,27 +62,14 @@ def test_a_loop_killed_in_iteration_3_resumes_in_iteration_3(tmp_path: Path) -> 
     marks = tmp_path / "marks"
     marks.mkdir()
     db = tmp_path / "loop.db"
-    log = tmp_path / "run.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            tutti_cmd(db, "run", str(spec), "--json", "--input", f"marks={marks}"),
-            cwd=ROOT,
-            env=cli_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while not (marks / "waiting").exists():  # iteration 3's step has started (and waits)
-            assert proc.poll() is None, f"tutti run ended before the kill:\n{log.read_text()}"
-            assert time.monotonic() < deadline, "iteration 3 did not start in time"
-            time.sleep(0.01)  # polling another process's side effects
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-        _stop_orphan(marks / "waiting")
-    assert proc.returncode == -signal.SIGKILL
+    args = tutti_cmd(db, "run", str(spec), "--json", "--input", f"marks={marks}")
+    kill_when(  # once iteration 3's step has started (and waits)
+        args,
+        tmp_path / "run.log",
+        (marks / "waiting").exists,
+        "iteration 3 started",
+        after=lambda: _stop_orphan(marks / "waiting"),
+    )
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         (run_id,) = conn.execute("SELECT id FROM runs").fetchone()
         committed = {r[0] for r in conn.execute("SELECT step_id FROM checkpoints")}

@@ -6,11 +6,9 @@ specialists) are not asked again; the two that had not are; the synthesis runs o
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from contextlib import closing
 from pathlib import Path
@@ -20,7 +18,7 @@ import pytest
 
 from tests.engine.swarm_support import Agents
 from tests.fake_anthropic import FakeAnthropic, delay, estimated
-from tests.test_durability import ROOT, cli_env, tutti_cmd
+from tests.test_durability import ROOT, cli_env, kill_when, tutti_cmd
 
 SPECIALISTS = ("w1", "w2", "w3", "w4")
 SPEC = {
@@ -71,26 +69,14 @@ def test_a_swarm_killed_during_its_specialists_resumes_asking_only_the_uncommitt
     try:
         before = Agents(answer(hang=True))
         fake.responder = before
-        with open(log, "w") as out:
-            proc = subprocess.Popen(
-                tutti_cmd(db, "run", str(spec), "--json"),
-                cwd=ROOT,
-                env=env(fake),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            deadline = time.monotonic() + 60
-            want = {"swarm[w1:work#1]", "swarm[w2:work#2]"}
-            while not want <= committed(db) or len(before.asked) < 5:
-                assert proc.poll() is None, f"tutti run ended before the kill:\n{log.read_text()}"
-                assert time.monotonic() < deadline, f"not committed in time: {committed(db)}"
-                time.sleep(0.01)  # polling another process's database
-            proc.send_signal(signal.SIGKILL)
-        finally:
-            proc.kill()
-            proc.wait(timeout=30)
-        assert proc.returncode == -signal.SIGKILL
+        want = {"swarm[w1:work#1]", "swarm[w2:work#2]"}
+        kill_when(
+            tutti_cmd(db, "run", str(spec), "--json"),
+            log,
+            lambda: want <= committed(db) and len(before.asked) >= 5,
+            "two specialists committed, the other two asked",
+            env=env(fake),
+        )
         assert "swarm[w3:work#3]" not in committed(db)
 
         after = Agents(answer(hang=False))
