@@ -19,6 +19,8 @@ TOKEN_KEYS = (
     "thinking_tokens",
 )
 EARLIER = "earlier_attempts"
+TOOL_CALLS = "tool_calls"
+MAX_TOOL_CALLS = 200  # of failed attempts, kept in a step's record
 
 
 def add_usage(
@@ -37,6 +39,9 @@ def add_usage(
         out["cost_usd"] = round(float(out["cost_usd"]) + float(more["cost_usd"]), 6)
     else:
         out["cost_usd"] = None
+    calls = list(out.get(TOOL_CALLS) or []) + list(more.get(TOOL_CALLS) or [])
+    if calls:  # the failed attempts' tool calls: their transcript, the latest kept
+        out[TOOL_CALLS] = calls[-MAX_TOOL_CALLS:]
     return out
 
 

@@ -166,7 +166,9 @@ class PromptExecutor:
             )
         except StepError as exc:
             if exc.usage is None and any(usage.values()):
-                spent = {**usage, "cost_usd": model.cost_usd(usage)}
+                spent: dict[str, Any] = {**usage, "cost_usd": model.cost_usd(usage)}
+                if toolbox is not None and toolbox.transcript:  # kept with the failure
+                    spent["tool_calls"] = toolbox.transcript
                 raise StepError(
                     str(exc), retryable=exc.retryable, kind=exc.kind, usage=spent
                 ) from None
