@@ -19,6 +19,7 @@ from tutti_mcp.engine.gate_spec import reject_target
 from tutti_mcp.engine.graph_checks import cycle_problems, fallback_problems, reject_problems
 from tutti_mcp.engine.groups import item_ref_problems, loop_ref_problems, outputs_ref_problems
 from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.modes.pipeline.checks import pipeline_problems, pipeline_ref_problems
 from tutti_mcp.engine.nested import child_workflow, loop_body
 from tutti_mcp.engine.spec import (
     MODEL_KINDS,
@@ -34,7 +35,7 @@ from tutti_mcp.engine.templating import STEP_FIELDS, Reference, references, unwr
 if TYPE_CHECKING:
     import networkx as nx
 
-SUPPORTED_MODES = frozenset({Mode.AUTO, Mode.CHAIN, Mode.FLOW})
+SUPPORTED_MODES = frozenset({Mode.AUTO, Mode.CHAIN, Mode.FLOW, Mode.PIPELINE})
 
 
 @dataclass
@@ -216,6 +217,8 @@ def compile_workflow(
     for i, s in enumerate(flat.steps):
         where = flat.where(i)
         problems += _step_problems(s, where)
+        if s.pipeline is not None:
+            problems += pipeline_problems(s.pipeline, where, ids)
         for j, d in enumerate(s.depends_on):
             if d == s.id:
                 problems.append(
@@ -258,6 +261,9 @@ def compile_workflow(
                 problems.append(Problem(f"{where}.{fname}", str(exc)))
                 continue
             for ref in refs:
+                if s.pipeline is not None and ref.name in s.pipeline.names:
+                    problems += pipeline_ref_problems(s.pipeline, ref, fname, f"{where}.{fname}")
+                    continue
                 if ref.name in ITEM_NAMES:
                     problems += item_ref_problems(s, f"{where}.{fname}", fname)
                     continue
