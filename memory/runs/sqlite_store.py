@@ -19,15 +19,10 @@ from typing import Any
 import anyio
 
 from tutti_mcp.memory.connection import Database, Ticket
-from tutti_mcp.memory.runs import history, ownership
+from tutti_mcp.memory.runs import history, ownership, pipeline_sql
 from tutti_mcp.memory.runs.history import HistoryEntry, HistoryWriteError, WorkflowHistory
 from tutti_mcp.memory.runs.owner import owner_alive
-from tutti_mcp.memory.runs.pipeline_rows import (
-    ItemRow,
-    ItemState,
-    PipelineMark,
-    PipelineSnapshot,
-)
+from tutti_mcp.memory.runs.pipeline_rows import ItemRow, PipelineMark, PipelineSnapshot
 from tutti_mcp.memory.runs.records import (
     Checkpoint,
     Claim,
@@ -45,10 +40,6 @@ _JSON_FIELDS = frozenset({"metrics", "inputs", "spec", "detail"})
 _CHECKPOINT = (
     "INSERT OR REPLACE INTO checkpoints (run_id, step_id, seq, status, output, attempts, "
     "started_at, finished_at, usage, executor, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-)
-_PIPELINE_ITEM = (
-    "INSERT OR REPLACE INTO pipeline_items (run_id, step_id, item, stage, state, value, error, "
-    "attempts, pos) VALUES (?,?,?,?,?,?,?,?,?)"
 )
 _NEXT_CHECKPOINT = (
     "INSERT OR REPLACE INTO checkpoints (run_id, step_id, seq, status, output, attempts, "
@@ -355,72 +346,11 @@ class SqliteRunStore:
         mark: PipelineMark,
         prune_before: int = 0,
     ) -> None:
-        ops: list[Op] = [
-            (
-                _PIPELINE_ITEM,
-                (
-                    run_id,
-                    step_id,
-                    r.item,
-                    r.stage,
-                    r.state.value,
-                    None if r.value is None else dump(r.value),
-                    r.error,
-                    r.attempts,
-                    r.pos,
-                ),
-            )
-            for r in rows
-        ]
-        if prune_before > 0:
-            ops.append(
-                (
-                    "DELETE FROM pipeline_items WHERE run_id = ? AND step_id = ? AND item < ? "
-                    "AND state = ?",
-                    (run_id, step_id, prune_before, ItemState.SUNK.value),
-                )
-            )
-        ops.append(
-            (
-                "INSERT OR REPLACE INTO pipeline_marks (run_id, step_id, frontier, sink_offset, "
-                "sunk, dead, stats) VALUES (?,?,?,?,?,?,?)",
-                (
-                    run_id,
-                    step_id,
-                    mark.frontier,
-                    mark.sink_offset,
-                    mark.sunk,
-                    mark.dead,
-                    dump(mark.stats),
-                ),
-            )
-        )
-        await self._write(ops)
+        await self._write(pipeline_sql.commit_ops(run_id, step_id, rows, mark, prune_before))
 
     async def load_pipeline(self, run_id: str, step_id: str) -> PipelineSnapshot:
         await self.flush()
-        marks = await self.db.fetchall(
-            "SELECT frontier, sink_offset, sunk, dead, stats FROM pipeline_marks "
-            "WHERE run_id = ? AND step_id = ?",
-            (run_id, step_id),
-        )
-        mark = PipelineMark()
-        if marks:
-            m = marks[0]
-            mark = PipelineMark(m[0], m[1], m[2], m[3], load(m[4]) or {})
-        rows = await self.db.fetchall(
-            "SELECT item, stage, state, value, error, attempts, pos FROM pipeline_items "
-            "WHERE run_id = ? AND step_id = ? ORDER BY item",
-            (run_id, step_id),
-            large=True,
-        )
-        return PipelineSnapshot(
-            mark,
-            {
-                r[0]: ItemRow(r[0], r[1], ItemState(r[2]), load(r[3]), r[4], r[5], r[6])
-                for r in rows
-            },
-        )
+        return await pipeline_sql.read(self.db, run_id, step_id)
 
     async def checkpoints(self, run_id: str) -> list[Checkpoint]:
         await self.flush()

@@ -32,6 +32,7 @@ RESERVED = frozenset(
 MAX_BUFFER = 100_000
 MAX_CONCURRENCY = 256
 MAX_BATCH = 1_000
+MAX_STAGES = 64
 
 
 class Source(SpecModel):
@@ -181,7 +182,7 @@ class Stage(SpecModel):
 
 class PipelineSpec(SpecModel):
     source: Source
-    stages: list[Stage] = Field(min_length=1, max_length=64)
+    stages: list[Stage] = Field(min_length=1, description="what each item goes through, in order")
     buffer: int = Field(
         100, ge=1, le=MAX_BUFFER, description="items waiting between two stages, at most"
     )
@@ -200,6 +201,8 @@ class PipelineSpec(SpecModel):
 
     @model_validator(mode="after")
     def _unique_stages(self) -> PipelineSpec:
+        if len(self.stages) > MAX_STAGES:
+            raise ValueError(f"a pipeline has at most {MAX_STAGES} stages; got {len(self.stages)}")
         seen: set[str] = set()
         for i, stage in enumerate(self.stages):
             if stage.id in seen:
