@@ -261,8 +261,9 @@ def compile_workflow(
                 problems.append(Problem(f"{where}.{fname}", str(exc)))
                 continue
             for ref in refs:
-                if s.pipeline is not None and ref.name in s.pipeline.names:
-                    problems += pipeline_ref_problems(s.pipeline, ref, fname, f"{where}.{fname}")
+                own = pipeline_ref_problems(s.pipeline, ref, fname, f"{where}.{fname}")
+                if own is not None:  # a name of the pipeline's own (its item, its stages)
+                    problems += own
                     continue
                 if ref.name in ITEM_NAMES:
                     problems += item_ref_problems(s, f"{where}.{fname}", fname)

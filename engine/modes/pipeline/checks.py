@@ -56,9 +56,14 @@ def pipeline_problems(p: PipelineSpec, where: str, step_ids: list[str]) -> list[
     return out
 
 
-def pipeline_ref_problems(p: PipelineSpec, ref: Reference, field: str, where: str) -> list[Problem]:
-    """A name of the pipeline's own (`item`, `item_index`, a stage id) read in `field`."""
+def pipeline_ref_problems(
+    p: PipelineSpec | None, ref: Reference, field: str, where: str
+) -> list[Problem] | None:
+    """What is wrong with a name of the pipeline's own (`item`, `item_index`, a stage id
+    in a stage) read in `field`; None when the name is not the pipeline's."""
     m = _STAGE_FIELD.match(field)
+    if p is None or ref.name not in (p.names if m else ITEM_WORDS):
+        return None
     if m is None:  # the source, the sink, or the pipeline step's `when`
         what = "the source of the items" if ".source." in field else "this field"
         if field.startswith("pipeline.sink"):

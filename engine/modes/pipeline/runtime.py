@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
+from tutti_mcp.engine.errors import ConfigurationError, StepError, TemplateError
 from tutti_mcp.engine.modes.pipeline.items import Work
 from tutti_mcp.engine.modes.pipeline.journal import Journal, resumed_work
 from tutti_mcp.engine.modes.pipeline.stages import StageRunner
@@ -106,6 +107,8 @@ class Runtime:
                 for send, recv in pairs:
                     send.close()
                     recv.close()
+        except BaseExceptionGroup as group:
+            raise _one_error(group) from None
         finally:
             with anyio.CancelScope(shield=True):  # what finished before a stop stays done
                 await self.journal.commit()
@@ -224,3 +227,18 @@ class Runtime:
                     await self.journal.commit()
                 if self.progress is not None:
                     self.progress(self.stats.snapshot())
+
+
+def _one_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that stopped the pipeline (a bad source, say), out of its task group, when
+    it is one of ours; else the group as it is."""
+    flat: list[BaseException] = []
+    todo: list[BaseException] = [group]
+    while todo:
+        e = todo.pop()
+        if isinstance(e, BaseExceptionGroup):
+            todo.extend(e.exceptions)
+        else:
+            flat.append(e)
+    ours = [e for e in flat if isinstance(e, StepError | TemplateError | ConfigurationError)]
+    return ours[0] if len(ours) == len(flat) == 1 else group

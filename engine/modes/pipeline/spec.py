@@ -199,16 +199,17 @@ class PipelineSpec(SpecModel):
     def _sink_shorthand(cls, v: Any) -> Any:
         return {"output": True} if v == "output" else v
 
-    @model_validator(mode="after")
-    def _unique_stages(self) -> PipelineSpec:
-        if len(self.stages) > MAX_STAGES:
-            raise ValueError(f"a pipeline has at most {MAX_STAGES} stages; got {len(self.stages)}")
+    @field_validator("stages")
+    @classmethod
+    def _unique_stages(cls, stages: list[Stage]) -> list[Stage]:
+        if len(stages) > MAX_STAGES:
+            raise ValueError(f"a pipeline has at most {MAX_STAGES} stages; got {len(stages)}")
         seen: set[str] = set()
-        for i, stage in enumerate(self.stages):
+        for i, stage in enumerate(stages):
             if stage.id in seen:
                 raise ValueError(f"stages[{i}]: duplicate stage id {stage.id!r}")
             seen.add(stage.id)
-        return self
+        return stages
 
     @property
     def stage_ids(self) -> list[str]:

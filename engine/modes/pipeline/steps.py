@@ -111,7 +111,9 @@ class PipelineSteps:
         ]
         if sink.keeps_outputs:
             sunk = [r for r in after.rows.values() if r.state is ItemState.SUNK]
-            output: Any = [r.value for r in sorted(sunk, key=lambda r: r.pos or 0)]
+            if not p.ordered:  # as they reached the sink (a resume's items after the others)
+                sunk.sort(key=lambda r: r.pos or 0)
+            output: Any = [r.value for r in sunk]
         else:
             output = {**sink.summary(), "items": after.mark.sunk, "dead": len(dead)}
         self.ledger.emit(EventKind.PIPELINE_PROGRESS, sid, stats.snapshot())
