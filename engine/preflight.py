@@ -9,6 +9,7 @@ from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import ConfigurationError
 from tutti_mcp.engine.executors.base import StepExecutor
 from tutti_mcp.engine.model_checks import api_step_problems
+from tutti_mcp.engine.modes.pipeline.preflight import pipeline_problems
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.engine.workflow import Workflow
 
@@ -56,6 +57,10 @@ def _problems(
         if msg:
             problems.append(f"step {sid!r}: {msg}")
     problems += api_step_problems(wf, config.models)
+    for sid in wf.order:  # a pipeline's stages, source and sink
+        pipeline = wf.steps[sid].pipeline
+        if pipeline is not None:
+            problems += pipeline_problems(sid, pipeline, wf.spec, executors, config)
     for loop, body in wf.bodies.items():
         problems += [f"in loop {loop!r}: {p}" for p in _problems(body, executors, config)]
     for sid, child in wf.children.items():

@@ -146,13 +146,14 @@ class InMemoryRunStore:
                     del snap.rows[item]
         snap.mark = dataclasses.replace(mark, stats=dict(mark.stats))
 
-    async def load_pipeline(self, run_id: str, step_id: str) -> PipelineSnapshot:
+    async def load_pipeline(self, run_id: str, step_id: str, rows: bool = True) -> PipelineSnapshot:
         snap = self._pipelines.get((run_id, step_id))
         if snap is None:
             return PipelineSnapshot(PipelineMark(), {})
-        rows = {i: dataclasses.replace(snap.rows[i]) for i in sorted(snap.rows)}
+        keys = sorted(snap.rows) if rows else []
+        found = {i: dataclasses.replace(snap.rows[i]) for i in keys}
         mark = dataclasses.replace(snap.mark, stats=dict(snap.mark.stats))
-        return PipelineSnapshot(mark, rows)
+        return PipelineSnapshot(mark, found)
 
     async def checkpoints(self, run_id: str) -> list[Checkpoint]:
         return sorted(self._checkpoints[run_id].values(), key=lambda c: c.seq)

@@ -53,7 +53,7 @@ def commit_ops(
     return ops
 
 
-async def read(db: Database, run_id: str, step_id: str) -> PipelineSnapshot:
+async def read(db: Database, run_id: str, step_id: str, rows: bool) -> PipelineSnapshot:
     marks = await db.fetchall(
         "SELECT frontier, sink_offset, sunk, dead, stats FROM pipeline_marks "
         "WHERE run_id = ? AND step_id = ?",
@@ -63,7 +63,9 @@ async def read(db: Database, run_id: str, step_id: str) -> PipelineSnapshot:
     if marks:
         m = marks[0]
         mark = PipelineMark(m[0], m[1], m[2], m[3], load(m[4]) or {})
-    rows = await db.fetchall(
+    if not rows:
+        return PipelineSnapshot(mark, {})
+    found = await db.fetchall(
         "SELECT item, stage, state, value, error, attempts, pos FROM pipeline_items "
         "WHERE run_id = ? AND step_id = ? ORDER BY item",
         (run_id, step_id),
@@ -71,5 +73,5 @@ async def read(db: Database, run_id: str, step_id: str) -> PipelineSnapshot:
     )
     return PipelineSnapshot(
         mark,
-        {r[0]: ItemRow(r[0], r[1], ItemState(r[2]), load(r[3]), r[4], r[5], r[6]) for r in rows},
+        {r[0]: ItemRow(r[0], r[1], ItemState(r[2]), load(r[3]), r[4], r[5], r[6]) for r in found},
     )

@@ -348,9 +348,10 @@ class SqliteRunStore:
     ) -> None:
         await self._write(pipeline_sql.commit_ops(run_id, step_id, rows, mark, prune_before))
 
-    async def load_pipeline(self, run_id: str, step_id: str) -> PipelineSnapshot:
+    async def load_pipeline(self, run_id: str, step_id: str, rows: bool = True) -> PipelineSnapshot:
+        """The step's mark, and its rows unless `rows` is false."""
         await self.flush()
-        return await pipeline_sql.read(self.db, run_id, step_id)
+        return await pipeline_sql.read(self.db, run_id, step_id, rows)
 
     async def checkpoints(self, run_id: str) -> list[Checkpoint]:
         await self.flush()

@@ -13,10 +13,11 @@ import anyio
 import pytest
 
 from tutti_mcp.engine.config import EngineConfig
-from tutti_mcp.engine.errors import SpecError, StepError
+from tutti_mcp.engine.errors import ConfigurationError, SpecError, StepError
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.executors.shell import ShellExecutor
+from tutti_mcp.engine.modes.pipeline.report import pipeline_figures
 from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind, parse_spec
 from tutti_mcp.engine.workflow import compile_workflow
@@ -370,3 +371,45 @@ async def test_a_file_sink_keeps_only_recent_rows_of_finished_items(tmp_path: Pa
     assert (snap.mark.frontier, snap.mark.sunk) == (3_000, 3_000)
     assert len(snap.rows) <= 10 + 500  # the kept ones, and at most one batch more
     assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 3_000
+
+
+async def test_status_figures_count_each_stage_and_the_result_lists_the_dead_letters() -> None:
+    stages = Stages()
+    stages.fail = {("work", 1): 99}
+    store = InMemoryRunStore()
+    spec = pipeline(
+        ["a", "b", "c"],
+        [{"id": "work", "argv": ["work"]}, {"id": "tag", "args": "<${work.output}>"}],
+    )
+    with anyio.fail_after(10):
+        run = await engine_on(store, stages).run(spec)
+    figures = await pipeline_figures(store, run, dead_letters=True)
+    p = figures["pipeline"]
+    assert (p["items"], p["dead"], p["in_flight"]) == (2, 1, 0)
+    assert {sid: (s["done"], s["dead"], s["in_flight"]) for sid, s in p["stages"].items()} == {
+        "work": (2, 1, 0),
+        "tag": (2, 0, 0),
+    }
+    assert p["stages"]["work"]["latency"]["p50_ms"] is not None
+    assert p["dead_letters"] == [
+        {
+            "item_index": 1,
+            "stage": "work",
+            "error": "work broke on item 1",
+            "attempts": 1,
+            "item": "b",
+        }
+    ]
+
+
+async def test_a_stage_whose_executor_is_off_here_is_refused_before_the_run_starts() -> None:
+    engine = Engine(InMemoryRunStore(), {ExecutorKind.BUILTIN: BuiltinExecutor()}, EngineConfig())
+    spec = pipeline(
+        [1],
+        [{"id": "count", "argv": ["wc"]}, {"id": "ask", "prompt": "${item}", "run": "client"}],
+    )
+    with pytest.raises(ConfigurationError) as exc:
+        await engine.create(spec)
+    text = str(exc.value)
+    assert "step 'pipeline', stage 'count' runs a shell command, and shell commands are off" in text
+    assert "stage 'ask' runs on the client, which pipelines cannot hand items to" in text
