@@ -17,9 +17,10 @@ from tutti_mcp.engine.errors import ConfigurationError, SpecError, StepError
 from tutti_mcp.engine.executors.base import StepCall, StepOutcome
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.executors.shell import ShellExecutor
+from tutti_mcp.engine.modes.pipeline import stages as stages_module
 from tutti_mcp.engine.modes.pipeline.report import pipeline_figures
 from tutti_mcp.engine.service import Engine
-from tutti_mcp.engine.spec import ExecutorKind, parse_spec
+from tutti_mcp.engine.spec import ExecutorKind, load_spec_file, parse_spec
 from tutti_mcp.engine.workflow import compile_workflow
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
 from tutti_mcp.memory.runs.pipeline_rows import ItemState
@@ -413,3 +414,45 @@ async def test_a_stage_whose_executor_is_off_here_is_refused_before_the_run_star
     text = str(exc.value)
     assert "step 'pipeline', stage 'count' runs a shell command, and shell commands are off" in text
     assert "stage 'ask' runs on the client, which pipelines cannot hand items to" in text
+
+
+async def test_the_files_example_runs_without_an_api_key() -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    engine = engine_on(InMemoryRunStore(), workspace=examples)
+    with anyio.fail_after(30):
+        run = await engine.run(load_spec_file(examples / "pipeline-files.yaml"))
+    assert run.status.value == "succeeded", run.error
+    out = run.steps["pipeline"].output
+    files = sorted(p.name for p in examples.glob("*.yaml"))
+    assert [x["file"] for x in out] == files
+    for x in out:
+        lines = len((examples / x["file"]).read_text().splitlines())
+        assert (x["lines"], x.get("long", False)) == (lines, lines > 30)
+
+
+async def test_a_stage_told_429_backs_off_as_a_whole_and_the_items_are_not_spent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stages_module, "BACKOFF_S", (0.01, 1.0))
+    stages = Stages()
+    arrived: list[int] = []
+    all_in = anyio.Event()
+
+    async def crowd(index: int) -> None:
+        arrived.append(index)
+        if len(arrived) == 4:
+            all_in.set()
+        if len(arrived) <= 4:  # the first four calls are made at once, and all told 429
+            await all_in.wait()
+            raise StepError("Anthropic API error 429 from m: rate limited", retryable=True)
+
+    stages.hooks["ask"] = crowd
+    store = InMemoryRunStore()
+    spec = pipeline(list(range(8)), [{"id": "ask", "argv": ["ask"], "concurrency": 4}])
+    with anyio.fail_after(10):
+        run = await engine_on(store, stages).run(spec)
+    assert run.status.value == "succeeded", run.error
+    assert run.steps["pipeline"].output == [f"ask({i})" for i in range(8)]
+    figures = (await pipeline_figures(store, run))["pipeline"]["stages"]["ask"]
+    assert (figures["backoffs"], figures["retries"], figures["dead"]) == (1, 0, 0)
+    assert len(arrived) == 12  # the four told 429 once more each, after the pause
