@@ -12,7 +12,13 @@ from mcp_types import INVALID_PARAMS
 from tests.server.mcp_support import connect
 from tutti_mcp.engine.spec import ExecutorKind, parse_spec
 from tutti_mcp.engine.workflow import compile_workflow
-from tutti_mcp.server.prompts import FLOW_EXAMPLE, GATE_EXAMPLE, GROWING, SPEC_FORMAT
+from tutti_mcp.server.prompts import (
+    FLOW_EXAMPLE,
+    GATE_EXAMPLE,
+    GROWING,
+    PIPELINE_EXAMPLE,
+    SPEC_FORMAT,
+)
 
 
 def test_the_spec_example_in_the_prompts_compiles() -> None:
@@ -73,3 +79,21 @@ async def test_the_flow_prompt_teaches_an_if_block_with_an_example_that_compiles
         async with connect(mode) as c:
             got = await c.get_prompt("flow", {"request": "triage this bug report"})
     assert FLOW_EXAMPLE in "\n".join(getattr(m.content, "text", "") for m in got.messages)
+
+
+def test_the_pipeline_prompt_teaches_a_pipeline_spec_that_compiles() -> None:
+    wf = compile_workflow(parse_spec(yaml.safe_load(PIPELINE_EXAMPLE)))
+    step = wf.steps["pipeline"]
+    assert step.pipeline is not None
+    assert step.pipeline.stage_ids == ["read", "summary", "row"]
+    assert step.pipeline.stages[1].executor is ExecutorKind.PROMPT
+    assert step.pipeline.sink.jsonl == "summaries.jsonl"
+
+
+@pytest.mark.anyio
+async def test_the_pipeline_prompt_carries_its_example(mode: str) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            got = await c.get_prompt("pipeline", {"request": "summarise my notes"})
+    text = "\n".join(getattr(m.content, "text", "") for m in got.messages)
+    assert "type: pipeline" in text and PIPELINE_EXAMPLE in text
