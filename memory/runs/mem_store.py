@@ -138,8 +138,8 @@ class InMemoryRunStore:
     ) -> None:
         self._run(run_id)  # as SQLite's foreign key refuses rows of an unknown run
         snap = self._pipelines.setdefault((run_id, step_id), PipelineSnapshot(mark, {}))
-        for r in rows:  # copies: the caller keeps its own
-            snap.rows[r.item] = dataclasses.replace(r)
+        for r in rows:  # handed over: the caller makes new rows for each commit
+            snap.rows[r.item] = r
         if prune_before > 0:
             for item in [i for i, r in snap.rows.items() if i < prune_before]:
                 if snap.rows[item].state is ItemState.SUNK:

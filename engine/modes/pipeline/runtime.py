@@ -184,9 +184,10 @@ class Runtime:
                 later = runner.run_fast(chunk) if runner.fast else chunk
                 for w in later:
                     await runner.run_one(w)
-                for w in chunk:
-                    if w.error is None and len(w.outs) == i + 1:
-                        journal.moved(w)
+                if not runner.fast:  # a transform is not worth a row: it is redone instead
+                    for w in chunk:
+                        if w.error is None and len(w.outs) == i + 1:
+                            journal.moved(w)
                 st.in_flight -= len(chunk)
                 await self._put(send, chunk, i + 1)
 
