@@ -87,7 +87,9 @@ async def plain(n: int) -> float:
     return n / (time.perf_counter() - t)
 
 
-async def tutti(n: int, store: Any, stages: list[dict[str, Any]], buffer: int = 100) -> tuple[float, dict[str, Any], Any]:
+async def tutti(
+    n: int, store: Any, stages: list[dict[str, Any]], buffer: int = 100
+) -> tuple[float, dict[str, Any], Any]:
     root = workspace(n)
     engine = Engine(store, {ExecutorKind.BUILTIN: BuiltinExecutor()}, EngineConfig(workspace=root))
     t = time.perf_counter()

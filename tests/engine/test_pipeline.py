@@ -456,3 +456,14 @@ async def test_a_stage_told_429_backs_off_as_a_whole_and_the_items_are_not_spent
     figures = (await pipeline_figures(store, run))["pipeline"]["stages"]["ask"]
     assert (figures["backoffs"], figures["retries"], figures["dead"]) == (1, 0, 0)
     assert len(arrived) == 12  # the four told 429 once more each, after the pause
+
+
+async def test_where_model_stages_run_is_stored_with_the_run_so_a_resume_runs_them_there() -> None:
+    executors: dict[ExecutorKind, Any] = {
+        ExecutorKind.BUILTIN: BuiltinExecutor(),
+        ExecutorKind.SAMPLING: Stages(),
+    }
+    config = EngineConfig(model_executor=ExecutorKind.SAMPLING)
+    engine = Engine(InMemoryRunStore(), executors, config)
+    prepared = await engine.create(pipeline([1], [{"id": "ask", "prompt": "${item}?"}]))
+    assert prepared.run.spec["defaults"] == {"model_executor": "sampling"}
