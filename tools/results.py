@@ -57,9 +57,7 @@ class RunResult(BaseModel):
     )
     metrics: dict[str, Any] | None = None
     recovery: dict[str, Any] | None = None
-    pipelines: dict[str, Any] = Field(
-        default_factory=dict, description="per pipeline step: figures per stage, dead letters"
-    )
+    pipelines: dict[str, Any] = Field(default_factory=dict)  # figures per stage, dead letters
     parent_run_id: str | None = None
     next: str
 

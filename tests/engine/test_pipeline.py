@@ -422,12 +422,14 @@ async def test_the_files_example_runs_without_an_api_key() -> None:
     with anyio.fail_after(30):
         run = await engine.run(load_spec_file(examples / "pipeline-files.yaml"))
     assert run.status.value == "succeeded", run.error
-    out = run.steps["pipeline"].output
+    out = run.steps["files"].output
     files = sorted(p.name for p in examples.glob("*.yaml"))
     assert [x["file"] for x in out] == files
     for x in out:
         lines = len((examples / x["file"]).read_text().splitlines())
         assert (x["lines"], x.get("long", False)) == (lines, lines > 30)
+    long = sum(1 for x in out if x.get("long"))
+    assert run.steps["summary"].output == f"{len(files)} files, {long} long"
 
 
 async def test_a_stage_told_429_backs_off_as_a_whole_and_the_items_are_not_spent(
