@@ -33,6 +33,7 @@ class EngineConfig:
     workspace: Path = field(default_factory=Path.cwd)
     client_poll_s: float = 1.0
     max_foreach_items: int = 10_000  # instances one `foreach` step may add to a run
+    pipeline_keep: int = 1_000  # rows of finished items a pipeline step keeps (TUTTI_PIPELINE_KEEP)
     clock: Callable[[], float] = time.time
     rand: Callable[[], float] = random.random
     # Said when a model step has no executor: how to configure one.

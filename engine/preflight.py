@@ -10,6 +10,7 @@ from tutti_mcp.engine.config import EngineConfig
 from tutti_mcp.engine.errors import ConfigurationError
 from tutti_mcp.engine.executors.base import StepExecutor
 from tutti_mcp.engine.model_checks import api_step_problems
+from tutti_mcp.engine.modes.pipeline.preflight import pipeline_problems
 from tutti_mcp.engine.modes.swarm.compile import CALLER
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.engine.workflow import Workflow
@@ -66,6 +67,10 @@ def _problems(
         if msg:
             problems.append(f"step {sid!r}: {msg}")
     problems += api_step_problems(wf, config.models)
+    for sid in wf.order:  # a pipeline's stages, source and sink
+        pipeline = wf.steps[sid].pipeline
+        if pipeline is not None:
+            problems += pipeline_problems(sid, pipeline, wf.spec, executors, config)
     for loop, body in wf.bodies.items():
         what = "swarm" if wf.steps[loop].swarm is not None else "loop"
         problems += [f"in {what} {loop!r}: {p}" for p in _problems(body, executors, config)]

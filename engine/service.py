@@ -202,8 +202,10 @@ class Engine:
         return cached[1]
 
     def _spec_as_stored(self, spec: WorkflowSpec) -> dict[str, Any]:
+        steps = list(every_step(spec.steps))  # and pipelines' stages: they run as steps
+        steps += [st.step for s in steps if s.pipeline is not None for st in s.pipeline.stages]
         if spec.defaults.model_executor is None and any(
-            s.run is None and s.executor is ExecutorKind.PROMPT for s in every_step(spec.steps)
+            s.run is None and s.executor is ExecutorKind.PROMPT for s in steps
         ):
             defaults = spec.defaults.model_copy(
                 update={"model_executor": self.config.model_executor}

@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 
 from tutti_mcp.engine.errors import Problem, SpecError
 from tutti_mcp.engine.gate_spec import gate_field_problem
+from tutti_mcp.engine.modes.pipeline.spec import PipelineSpec
 from tutti_mcp.engine.modes.sugar import sugared_loc, unsugar
 from tutti_mcp.engine.modes.swarm.spec import SwarmSpec
 from tutti_mcp.engine.spec_files import decode_spec_bytes, read_spec_bytes
@@ -110,6 +111,7 @@ class Step(_Model):
     )
     swarm: SwarmSpec | None = Field(None, description="agents in a topology (swarm mode)")
     tools: list[str] = Field(default_factory=list, description=TOOLS_HELP)
+    pipeline: PipelineSpec | None = Field(None, description="items streamed through stages")
     workflow: str | WorkflowSpec | None = Field(
         None, description="run a workflow (a spec file in the workspace, or inline) as a child run"
     )
@@ -225,25 +227,24 @@ class Step(_Model):
             raise ValueError("`inputs` are what a `workflow` step gives its child; add `workflow`")
         what = "loop" if self.loop is not None else "workflow" if self.workflow else None
         what = "swarm" if self.swarm is not None else what
+        what = "pipeline" if self.pipeline is not None else what
         if what is None:
             return self
         own = [f for f in LOOP_EXCLUDES if getattr(self, f) not in (None, [], {})]
         if what == "workflow":  # one child run per item is a fan-out of workflows
             own = [f for f in own if f != "foreach"] + (["loop"] if self.loop else [])
-        if what == "swarm":  # its agents' turns: what they run is the swarm's
-            own = [f for f in (*own, "loop", "workflow", "memory") if getattr(self, f)]
+        if what in ("swarm", "pipeline"):  # what runs is its agents' turns, its stages
+            mode = ("swarm",) if what == "pipeline" else ()
+            own = [f for f in (*own, "loop", "workflow", "memory", *mode) if getattr(self, f)]
             own += ["system"] if self.system else []
         if own:
             runs = {"loop": "its `loop.steps`", "swarm": "its agents' turns"}.get(
-                what, "its child workflow"
+                what, "its stages" if what == "pipeline" else "its child workflow"
             )
+            whose = {"swarm": "its agents", "pipeline": "its stages"}.get(what)
             raise ValueError(
                 f"a {what} step runs {runs}; it cannot have {', '.join(own)} of its own "
-                + (
-                    "(give them to its agents)"
-                    if what == "swarm"
-                    else f"(move them into a step of the {what})"
-                )
+                + (f"(give them to {whose})" if whose else f"(move them into a step of the {what})")
             )
         return self
 
@@ -279,6 +280,8 @@ class Step(_Model):
             return ExecutorKind.GATE
         if self.swarm is not None:  # its agents' turns are model steps
             return self.run or ExecutorKind.PROMPT
+        if self.pipeline is not None:  # its stages run on theirs (engine.modes.pipeline)
+            return ExecutorKind.BUILTIN
         if self.run is not None:
             return self.run
         if self.command:
@@ -335,6 +338,7 @@ class Step(_Model):
         out += [(f"inputs.{k}{p}", t) for k, v in self.inputs.items() for p, t in strings_in(v, "")]
         if self.swarm is not None:
             out.append(("swarm.task", self.swarm.task))
+        out += self.pipeline.templated_strings() if self.pipeline is not None else []
         return out
 
 

@@ -19,6 +19,7 @@ from tutti_mcp.engine.gate_spec import reject_target
 from tutti_mcp.engine.graph_checks import cycle_problems, fallback_problems, reject_problems
 from tutti_mcp.engine.groups import item_ref_problems, loop_ref_problems, outputs_ref_problems
 from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.modes.pipeline.checks import pipeline_problems, pipeline_ref_problems
 from tutti_mcp.engine.modes.swarm.compile import body_spec
 from tutti_mcp.engine.modes.swarm.turns import turn_fields
 from tutti_mcp.engine.nested import child_workflow, loop_body
@@ -36,11 +37,19 @@ from tutti_mcp.engine.templating import STEP_FIELDS, Reference, references, unwr
 if TYPE_CHECKING:
     import networkx as nx
 
-SUPPORTED_MODES = frozenset({Mode.AUTO, Mode.CHAIN, Mode.FLOW, Mode.SWARM})
-SWARM_WITHOUT_AGENTS = (
-    "a swarm needs agents: give `agents` (and `topology`) at the top of the spec instead of "
-    "`steps`, or make one of the steps a swarm (`swarm: {agents: ...}`)"
-)
+# a spec of a mode with a step kind of its own names it: the mode's step, or what to give
+WITHOUT_ITS_STEP = {
+    Mode.SWARM: (
+        "swarm",
+        "a swarm needs agents: give `agents` (and `topology`) at the top of the spec instead "
+        "of `steps`, or make one of the steps a swarm (`swarm: {agents: ...}`)",
+    ),
+    Mode.PIPELINE: (
+        "pipeline",
+        "a pipeline needs a source and stages: give `source` and `stages` at the top of the "
+        "spec instead of `steps`, or make one of the steps a pipeline (`pipeline: {...}`)",
+    ),
+}
 
 
 @dataclass
@@ -194,16 +203,9 @@ def compile_workflow(
     bodies: dict[str, Workflow] = {}
     children: dict[str, Workflow] = {}
     how: dict[str, Any] = {"model_executor": model_executor, "models": models}
-    if spec.type not in SUPPORTED_MODES:
-        problems.append(
-            Problem(
-                "type",
-                f"mode {spec.type.value!r} is not available in this version of tutti; "
-                "use chain, flow, swarm or auto",
-            )
-        )
-    elif spec.type is Mode.SWARM and not any(s.swarm for s in spec.steps):
-        problems.append(Problem("type", SWARM_WITHOUT_AGENTS))
+    kind = WITHOUT_ITS_STEP.get(spec.type)
+    if kind is not None and not any(getattr(s, kind[0]) is not None for s in spec.steps):
+        problems.append(Problem("type", kind[1]))
     flat = flatten(spec)
     problems += flat.problems
     ids = [s.id for s in flat.steps]
@@ -224,6 +226,8 @@ def compile_workflow(
     for i, s in enumerate(flat.steps):
         where = flat.where(i)
         problems += _step_problems(s, where)
+        if s.pipeline is not None:
+            problems += pipeline_problems(s.pipeline, where, ids)
         for j, d in enumerate(s.depends_on):
             if d == s.id:
                 problems.append(
@@ -268,6 +272,10 @@ def compile_workflow(
                 problems.append(Problem(f"{where}.{fname}", str(exc)))
                 continue
             for ref in refs:
+                own = pipeline_ref_problems(s.pipeline, ref, fname, f"{where}.{fname}")
+                if own is not None:  # a name of the pipeline's own (its item, its stages)
+                    problems += own
+                    continue
                 if ref.name in ITEM_NAMES:
                     problems += item_ref_problems(s, f"{where}.{fname}", fname)
                     continue

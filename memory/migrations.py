@@ -168,6 +168,35 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE steps ADD COLUMN scope TEXT;
         """,
     ),
+    (
+        # Pipeline steps (memory/runs/pipeline_rows.py): each item's latest stage completed,
+        # or its dead letter, committed in batches; and where each pipeline step stands.
+        "0006_pipeline_items",
+        """
+        CREATE TABLE pipeline_items (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            step_id TEXT NOT NULL,
+            item INTEGER NOT NULL,
+            stage INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            value TEXT,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            pos INTEGER,
+            PRIMARY KEY (run_id, step_id, item)
+        ) WITHOUT ROWID;
+        CREATE TABLE pipeline_marks (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            step_id TEXT NOT NULL,
+            frontier INTEGER NOT NULL,
+            sink_offset INTEGER NOT NULL,
+            sunk INTEGER NOT NULL,
+            dead INTEGER NOT NULL,
+            stats TEXT,
+            PRIMARY KEY (run_id, step_id)
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
 
 

@@ -27,6 +27,7 @@ class TerminalProgress:
         self.task: Any = None
         self.running: set[str] = set()
         self.added: dict[str, int] = {}  # step -> the steps it added so far
+        self.streams: dict[str, Any] = {}  # pipeline step -> its bar's task
 
     def __enter__(self) -> TerminalProgress:
         if self.enabled and self.console.is_terminal:
@@ -59,6 +60,9 @@ class TerminalProgress:
         if kind == "step_started" and self.bar is not None and self.task is not None:
             self.running.add(step_id or "")
             self.bar.update(self.task, description="running " + ", ".join(sorted(self.running)[:3]))
+            return
+        if kind == "pipeline_progress":
+            self._pipeline(step_id or "", data)
             return
         if kind == "step_expanded":  # steps added at run time: the bar grows
             added = int(data.get("steps", 0))
@@ -94,6 +98,27 @@ class TerminalProgress:
                 f"{data['attempt']} failed: {data['error']}",
                 markup=True,
             )
+
+    def _pipeline(self, step_id: str, data: dict[str, Any]) -> None:
+        """A pipeline's figures: a line of its own on the bar (items through, in flight,
+        dead, items/s, and the busiest stage's queue)."""
+        if self.bar is None:
+            return
+        stages = data.get("stages") or []
+        busiest = max(stages, key=lambda s: s.get("queued", 0), default=None)
+        queue = f", {busiest['id']} queue {busiest['queued']}" if busiest else ""
+        rate = data.get("items_per_s")
+        text = (
+            f"{step_id}: {data.get('in_flight', 0)} in flight, {data.get('dead', 0)} dead"
+            + (f", {rate:,.0f}/s" if rate else "")
+            + queue
+        )
+        done = int(data.get("sunk", 0)) + int(data.get("restored", 0))
+        task = self.streams.get(step_id)
+        if task is None:
+            self.streams[step_id] = self.bar.add_task(text, total=None, completed=done)
+        else:
+            self.bar.update(task, description=text, completed=done)
 
 
 def _added(step_id: str | None) -> bool:

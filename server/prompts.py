@@ -1,6 +1,6 @@
 """Prompts (Claude Code offers them as slash commands): each turns the user's words into a
-spec and drives the tools. A swarm is written in swarm mode (`type: swarm`); pipeline
-shapes are written as `foreach` steps until their dedicated mode exists."""
+spec and drives the tools. A swarm is written in swarm mode (`type: swarm`), a pipeline in
+pipeline mode (`type: pipeline`)."""
 
 from __future__ import annotations
 
@@ -76,6 +76,26 @@ steps:
 """
 
 # The flow prompt's example (tests compile it): an if block chooses a branch at run time.
+PIPELINE_EXAMPLE = """\
+name: summarise-notes
+type: pipeline
+source: {glob: "notes/*.md"}
+stages:
+  - id: read
+    argv: [head, -c, "4000", "${item}"]
+    concurrency: 4
+  - id: summary
+    prompt: "Summarise this note in two sentences:\\n\\n${read.output}"
+    concurrency: 4
+    retries: 2
+  - id: row
+    op: json
+    value: {file: "${item}", summary: "${summary.output}"}
+buffer: 20
+ordered: true
+sink: {jsonl: summaries.jsonl}
+"""
+
 FLOW_EXAMPLE = """\
   inputs: {report: {type: string, required: true}}
   steps:
@@ -262,14 +282,19 @@ hub; in a mesh or a pipeline: {agents} agents, none of them a coordinator).
 
     @prompt
     def pipeline(request: str, items: str = "") -> str:
-        """Process a list of items through the same stages, items in parallel."""
+        """Stream items through stages with bounded buffers, retries and dead letters."""
         listed = f" The items: {items}." if items else ""
         return _prompt(
             "pipeline",
-            "Shape it as one `foreach` step per stage over the items (the first stage's "
-            "`foreach` is the list; a later stage's is the previous stage's outputs, "
-            "`${extract.outputs}`), and finish with a step that collects them. Use "
-            f"`on_failure: continue` on item stages so one bad item does not stop the rest.{listed}",
+            "Shape it as a pipeline (`type: pipeline`): a `source` (`items:` a list or "
+            "${inputs.x}, `glob:`, `lines:` or `jsonl:` a workspace file, `command:` an "
+            "argv), `stages` written like steps that read `${item}`, `${item_index}` and "
+            "earlier stages' `${STAGE.output}`, each with `concurrency`, `retries`, `timeout` "
+            "and an optional `when`; a bounded `buffer`; `ordered`; and a `sink` (the step's "
+            "output by default, or `{jsonl: PATH}` for many items). Items that still fail "
+            "after their retries become dead letters: the run fails naming them, and "
+            "workflow_resume runs them again after a fix, without redoing finished items. "
+            f"For example:\n{PIPELINE_EXAMPLE}{listed}",
             request,
         )
 

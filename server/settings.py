@@ -10,6 +10,7 @@
 | TUTTI_MODELS_REFRESH_HOURS | age after which a model's cached Models API answer is asked again | 24 |
 | TUTTI_MAX_CONCURRENCY | global cap on steps running at once | 64 |
 | TUTTI_MAX_FOREACH_ITEMS | most instances one `foreach` step may add to a run | 10000 |
+| TUTTI_PIPELINE_KEEP | rows of finished items a pipeline step with a file sink keeps in the database | 1000 |
 | TUTTI_API_RETRIES | SDK retries per model call on 429/529/5xx | 2 |
 | TUTTI_SHELL_MAX_OUTPUT | bytes a shell step may print | 1000000 |
 | TUTTI_MODEL_EXECUTOR | where model steps run when the spec does not say: prompt, client or sampling | prompt with an API key, else client (`tutti serve`) |
@@ -65,6 +66,13 @@ def _positive(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _keep(env: Mapping[str, str]) -> int:
+    value = _int(env, "TUTTI_PIPELINE_KEEP", 1_000)
+    if value < 0:
+        raise ConfigurationError(f"TUTTI_PIPELINE_KEEP must be 0 or more rows, got {value}")
+    return value
+
+
 def _hours(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if not raw:
@@ -102,6 +110,7 @@ class Settings:
     models_refresh_hours: float = 24.0
     max_concurrency: int = 64
     max_foreach_items: int = 10_000
+    pipeline_keep: int = 1_000
     api_retries: int = 2
     shell_max_output: int = DEFAULT_MAX_OUTPUT
     model_executor: ExecutorKind | None = None
@@ -124,6 +133,7 @@ class Settings:
             models_refresh_hours=_hours(env, "TUTTI_MODELS_REFRESH_HOURS", 24.0),
             max_concurrency=_int(env, "TUTTI_MAX_CONCURRENCY", 64),
             max_foreach_items=_int(env, "TUTTI_MAX_FOREACH_ITEMS", 10_000),
+            pipeline_keep=_keep(env),
             api_retries=_int(env, "TUTTI_API_RETRIES", 2),
             shell_max_output=_int(env, "TUTTI_SHELL_MAX_OUTPUT", DEFAULT_MAX_OUTPUT),
             model_executor=_executor(env.get("TUTTI_MODEL_EXECUTOR")),
@@ -200,6 +210,7 @@ def build_engine(
         model_executor=model_executor or ExecutorKind.PROMPT,
         max_concurrency=settings.max_concurrency,
         max_foreach_items=settings.max_foreach_items,
+        pipeline_keep=settings.pipeline_keep,
         workspace=workspace or Path.cwd(),
     )
     return Engine(store, executors, config)

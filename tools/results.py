@@ -32,6 +32,8 @@ class RunState(BaseModel):
     # the step that added them; `steps` lists those not yet succeeded. A comment, not a
     # description: RunState is the output schema of four tools, all in the client's context.
     added: dict[str, dict[str, int]] = Field(default_factory=dict)
+    # pipeline steps: items done, in flight and dead per stage, throughput, latency
+    pipelines: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     next: str
 
@@ -55,6 +57,7 @@ class RunResult(BaseModel):
     )
     metrics: dict[str, Any] | None = None
     recovery: dict[str, Any] | None = None
+    pipelines: dict[str, Any] = Field(default_factory=dict)  # figures per stage, dead letters
     parent_run_id: str | None = None
     next: str
 

@@ -17,6 +17,7 @@ from tutti_mcp.engine.errors import (
     StepResultMissing,
     UnknownRunStatus,
 )
+from tutti_mcp.engine.modes.pipeline.report import pipeline_figures
 from tutti_mcp.engine.plan import estimate_source
 from tutti_mcp.engine.report import recovery_plan
 from tutti_mcp.engine.spec import (
@@ -276,7 +277,8 @@ async def status(
     run = await sup.wait(
         run_id, _needs_caller(state, run_id), min(wait_s, MAX_WAIT_S), progress, any_change=True
     )
-    return run_state(state, run, sampled)
+    figures = await pipeline_figures(sup.engine.store, run)
+    return run_state(state, run, sampled, pipelines=figures)
 
 
 async def result(state: ToolState, run_id: str) -> RunResult:
@@ -307,6 +309,7 @@ async def result(state: ToolState, run_id: str) -> RunResult:
         },
         metrics=run.metrics,
         recovery=recovery,
+        pipelines=await pipeline_figures(state.supervisor.engine.store, run, dead_letters=True),
         parent_run_id=run.parent_run_id,
         next=next_step(run, client_tasks(run), len(state.broker.pending(run_id)), error),
     )

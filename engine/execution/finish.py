@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tutti_mcp.engine.core import RunCore
+from tutti_mcp.engine.report import Segments
 from tutti_mcp.engine.workflow import Workflow
 from tutti_mcp.memory.runs.history import DecisionEntry, HistoryEntry, entry_from_run, ran_here
 from tutti_mcp.memory.runs.records import RunRecord, RunStatus
@@ -51,3 +52,8 @@ def history_entry(
         decisions=[taken[sid] for sid in wf.order if sid in taken],
         restored=restored,
     )
+
+
+def segments_of(earlier: Segments | None, started: float, now: float) -> Segments:
+    """The run's execution segments: earlier executions' and this one's."""
+    return Segments.first(started, now) if earlier is None else earlier.then(started, now)

@@ -23,11 +23,12 @@ from tutti_mcp.engine.execution.client_steps import ClientSteps, client_failure
 from tutti_mcp.engine.execution.conditions import decide
 from tutti_mcp.engine.execution.context import EventSink, PreparedRun, RunContext
 from tutti_mcp.engine.execution.dispatch import Dispatch, DispatchStats
-from tutti_mcp.engine.execution.finish import history_entry, resting_status
+from tutti_mcp.engine.execution.finish import history_entry, resting_status, segments_of
 from tutti_mcp.engine.execution.gate_steps import GateSteps
 from tutti_mcp.engine.execution.growth import Growth
 from tutti_mcp.engine.execution.ledger import RunLedger
 from tutti_mcp.engine.gates import GateRejected
+from tutti_mcp.engine.modes.pipeline.steps import PipelineSteps
 from tutti_mcp.engine.report import Segments, earlier_segments, run_metrics
 from tutti_mcp.engine.spec import Step
 from tutti_mcp.memory.runs.owner import current_owner
@@ -80,6 +81,7 @@ class RunExecution:
             ctx.children, self.ledger, cfg.clock, workspace, wf.spec.defaults.model_executor
         )
         self.gates = GateSteps(ctx, self.ledger, self.core, self.client, wf.spec, workspace)
+        self.pipelines = PipelineSteps(ctx, self.ledger, wf.spec, workspace)
         self.prepared = prepared
         self._setups: dict[tuple[str | None, str], StepSetup] = {}
         self._workers = 0  # tasks running steps
@@ -230,9 +232,11 @@ class RunExecution:
             raise
 
     async def _attempt(self, sid: str, step: Step) -> None:
-        attempts: Attempts | GateSteps | ChildSteps = self.attempts
+        attempts: Attempts | GateSteps | ChildSteps | PipelineSteps = self.attempts
         if step.approve is not None or step.workflow is not None:  # asked, or a child run
             attempts = self.gates if step.approve is not None else self.children
+        elif step.pipeline is not None:  # items streamed through stages
+            attempts = self.pipelines
         result = await attempts.run(
             step,
             self._setup(sid),
@@ -433,12 +437,7 @@ class RunExecution:
         finished = now if status.finished else None
         run = self.run
         run.status, run.error, run.finished_at, run.owner = status, error, finished, None
-        segments = (
-            Segments.first(self._started, now)
-            if self.earlier is None
-            else self.earlier.then(self._started, now)
-        )
-        run.metrics = run_metrics(run, self.wf, segments)
+        run.metrics = run_metrics(run, self.wf, segments_of(self.earlier, self._started, now))
         history = (
             history_entry(run, self.prepared.workflow, self.ledger.decisions, self._restored)
             if status.finished

@@ -1,6 +1,7 @@
 """`type: auto`: which of the four modes a spec's shape is, and why.
 
-- pipeline: items flow through stages: a `foreach` step whose items are an earlier
+- pipeline: a `pipeline` step (items streamed through stages), or items flowing
+  through stages written as steps: a `foreach` step whose items are an earlier
   `foreach` step's outputs;
 - swarm: one step hands work to several model steps that need nothing else (the
   specialists), and one model step brings all of them together (the synthesis);
@@ -24,6 +25,9 @@ def choose_mode(wf: Workflow) -> tuple[Mode, str]:
     spec = wf.spec
     if spec.type is not Mode.AUTO:
         return spec.type, f"the spec asks for {spec.type.value}"
+    streams = [sid for sid in wf.order if wf.steps[sid].pipeline is not None]
+    if streams:
+        return Mode.PIPELINE, f"pipeline: {', '.join(streams)} stream items through stages"
     declared = [sid for sid in wf.order if wf.steps[sid].swarm is not None]
     if declared:
         sw = wf.steps[declared[0]].swarm

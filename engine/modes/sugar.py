@@ -15,6 +15,7 @@ TOP_LEVEL: dict[str, tuple[str, frozenset[str]]] = {
         "swarm",
         frozenset({"topology", "agents", "coordination", "task", "max_rounds", "max_subtasks"}),
     ),
+    "pipeline": ("pipeline", frozenset({"source", "stages", "buffer", "ordered", "sink"})),
 }
 TASK_INPUT = {"type": "string", "required": True, "description": "what the swarm is to do"}
 

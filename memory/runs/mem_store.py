@@ -10,6 +10,12 @@ from typing import Any
 
 from tutti_mcp.memory.runs import history
 from tutti_mcp.memory.runs.history import HistoryEntry, WorkflowHistory, summarize
+from tutti_mcp.memory.runs.pipeline_rows import (
+    ItemRow,
+    ItemState,
+    PipelineMark,
+    PipelineSnapshot,
+)
 from tutti_mcp.memory.runs.records import (
     Checkpoint,
     Claim,
@@ -30,6 +36,7 @@ class InMemoryRunStore:
         self._events: dict[str, list[tuple[int, float, Event]]] = {}
         self._next_event = 0
         self._history: dict[str, HistoryEntry] = {}  # by run id
+        self._pipelines: dict[tuple[str, str], PipelineSnapshot] = {}
 
     def _run(self, run_id: str) -> RunRecord:
         try:
@@ -120,6 +127,33 @@ class InMemoryRunStore:
         for sid in step_ids:
             rec = self._runs[run_id].steps[sid]
             rec.status, rec.finished_at = StepStatus.PENDING, None
+
+    async def commit_pipeline(
+        self,
+        run_id: str,
+        step_id: str,
+        rows: Sequence[ItemRow],
+        mark: PipelineMark,
+        prune_before: int = 0,
+    ) -> None:
+        self._run(run_id)  # as SQLite's foreign key refuses rows of an unknown run
+        snap = self._pipelines.setdefault((run_id, step_id), PipelineSnapshot(mark, {}))
+        for r in rows:  # handed over: the caller makes new rows for each commit
+            snap.rows[r.item] = r
+        if prune_before > 0:
+            for item in [i for i, r in snap.rows.items() if i < prune_before]:
+                if snap.rows[item].state is ItemState.SUNK:
+                    del snap.rows[item]
+        snap.mark = dataclasses.replace(mark, stats=dict(mark.stats))
+
+    async def load_pipeline(self, run_id: str, step_id: str, rows: bool = True) -> PipelineSnapshot:
+        snap = self._pipelines.get((run_id, step_id))
+        if snap is None:
+            return PipelineSnapshot(PipelineMark(), {})
+        keys = sorted(snap.rows) if rows else []
+        found = {i: dataclasses.replace(snap.rows[i]) for i in keys}
+        mark = dataclasses.replace(snap.mark, stats=dict(snap.mark.stats))
+        return PipelineSnapshot(mark, found)
 
     async def checkpoints(self, run_id: str) -> list[Checkpoint]:
         return sorted(self._checkpoints[run_id].values(), key=lambda c: c.seq)

@@ -83,6 +83,7 @@ class EventKind(StrEnum):
     STEP_INTERRUPTED = "step_interrupted"
     CONDITION = "condition"  # a step's `when` was evaluated
     STEP_EXPANDED = "step_expanded"  # a step added steps to the run (foreach instances)
+    PIPELINE_PROGRESS = "pipeline_progress"  # a pipeline step's figures (told, not stored)
 
     @classmethod
     def of_run(cls, status: RunStatus) -> EventKind:

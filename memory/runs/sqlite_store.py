@@ -19,9 +19,10 @@ from typing import Any
 import anyio
 
 from tutti_mcp.memory.connection import Database, Ticket
-from tutti_mcp.memory.runs import history, ownership
+from tutti_mcp.memory.runs import history, ownership, pipeline_sql
 from tutti_mcp.memory.runs.history import HistoryEntry, HistoryWriteError, WorkflowHistory
 from tutti_mcp.memory.runs.owner import owner_alive
+from tutti_mcp.memory.runs.pipeline_rows import ItemRow, PipelineMark, PipelineSnapshot
 from tutti_mcp.memory.runs.records import (
     Checkpoint,
     Claim,
@@ -335,6 +336,22 @@ class SqliteRunStore:
                 for sid in step_ids
             ]
         )
+
+    # -- pipeline steps (memory/runs/pipeline_rows.py) -------------------------------------
+    async def commit_pipeline(
+        self,
+        run_id: str,
+        step_id: str,
+        rows: Sequence[ItemRow],
+        mark: PipelineMark,
+        prune_before: int = 0,
+    ) -> None:
+        await self._write(pipeline_sql.commit_ops(run_id, step_id, rows, mark, prune_before))
+
+    async def load_pipeline(self, run_id: str, step_id: str, rows: bool = True) -> PipelineSnapshot:
+        """The step's mark, and its rows unless `rows` is false."""
+        await self.flush()
+        return await pipeline_sql.read(self.db, run_id, step_id, rows)
 
     async def checkpoints(self, run_id: str) -> list[Checkpoint]:
         await self.flush()

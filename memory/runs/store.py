@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from tutti_mcp.memory.errors import TuttiError
 from tutti_mcp.memory.runs.history import HISTORY_WINDOW, HistoryEntry, WorkflowHistory
+from tutti_mcp.memory.runs.pipeline_rows import ItemRow, PipelineMark, PipelineSnapshot
 from tutti_mcp.memory.runs.records import (
     Checkpoint,
     Claim,
@@ -66,6 +67,19 @@ class RunStore(Protocol):
     async def add_steps(
         self, run_id: str, parent: str, steps: Sequence[tuple[str, dict[str, Any]]], start: int = 0
     ) -> None: ...
+    # Pipeline steps (memory/runs/pipeline_rows.py): a batch of item rows and the step's
+    # mark in one durable write; rows of sunk items before `prune_before` are deleted in it.
+    async def commit_pipeline(
+        self,
+        run_id: str,
+        step_id: str,
+        rows: Sequence[ItemRow],
+        mark: PipelineMark,
+        prune_before: int = 0,
+    ) -> None: ...
+    async def load_pipeline(
+        self, run_id: str, step_id: str, rows: bool = True
+    ) -> PipelineSnapshot: ...
     async def checkpoints(self, run_id: str) -> list[Checkpoint]: ...
     async def list_runs(
         self, status: RunStatus | None = None, limit: int = 50

@@ -14,6 +14,7 @@ import pytest
 
 from tutti_mcp.memory.runs.history import HistoryEntry, StepEntry
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.pipeline_rows import ItemRow, ItemState, PipelineMark, PipelineSnapshot
 from tutti_mcp.memory.runs.records import (
     Checkpoint,
     Claim,
@@ -389,3 +390,46 @@ async def test_history_counts_each_run_once_newest_first_per_workflow(store: Run
     assert (newest.runs, newest.last_status) == (1, RunStatus.SUCCEEDED)
     assert (await store.workflow_history("other")).runs == 1
     assert (await store.workflow_history("never-ran")).runs == 0
+
+
+# -- pipeline steps ------------------------------------------------------------------------
+
+
+async def test_pipeline_rows_and_mark_load_back_as_committed_and_later_rows_replace_earlier(
+    store: RunStore,
+) -> None:
+    await created(store, new_run("r1"))
+    assert await store.load_pipeline("r1", "a") == PipelineSnapshot(PipelineMark(), {})
+    moving = {"item": "x", "out": ["X"], "skipped": 0}
+    await store.commit_pipeline(
+        "r1",
+        "a",
+        [ItemRow(0, 1, ItemState.MOVING, moving), ItemRow(1, 0, ItemState.DEAD, moving, "no", 3)],
+        PipelineMark(frontier=0, sink_offset=0, sunk=0, dead=1, stats={"read": 2}),
+    )
+    await store.commit_pipeline(
+        "r1",
+        "a",
+        [ItemRow(0, 2, ItemState.SUNK, "X!", pos=1)],
+        PipelineMark(frontier=2, sink_offset=10, sunk=1, dead=1, stats={"read": 2}),
+    )
+    assert await store.load_pipeline("r1", "a") == PipelineSnapshot(
+        PipelineMark(2, 10, 1, 1, {"read": 2}),
+        {
+            0: ItemRow(0, 2, ItemState.SUNK, "X!", pos=1),
+            1: ItemRow(1, 0, ItemState.DEAD, moving, "no", 3),
+        },
+    )
+    mark_only = await store.load_pipeline("r1", "a", rows=False)
+    assert mark_only == PipelineSnapshot(PipelineMark(2, 10, 1, 1, {"read": 2}), {})
+    assert await store.load_pipeline("r1", "b") == PipelineSnapshot(PipelineMark(), {})
+
+
+async def test_pruning_drops_only_sunk_rows_before_the_point_given(store: RunStore) -> None:
+    await created(store, new_run("r1"))
+    rows = [ItemRow(i, 1, ItemState.SUNK, None, pos=i + 1) for i in range(6)]
+    rows[2] = ItemRow(2, 0, ItemState.DEAD, {"item": 2, "out": []}, "boom", 1)
+    await store.commit_pipeline("r1", "a", rows, PipelineMark(frontier=6, sunk=5, dead=1))
+    await store.commit_pipeline("r1", "a", [], PipelineMark(frontier=6, sunk=5, dead=1), 4)
+    snap = await store.load_pipeline("r1", "a")
+    assert sorted(snap.rows) == [2, 4, 5]

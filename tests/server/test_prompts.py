@@ -17,6 +17,7 @@ from tutti_mcp.server.prompts import (
     FLOW_EXAMPLE,
     GATE_EXAMPLE,
     GROWING,
+    PIPELINE_EXAMPLE,
     SPEC_FORMAT,
     SWARM_EXAMPLE,
 )
@@ -104,3 +105,21 @@ async def test_the_swarm_prompt_teaches_swarm_mode_with_an_example_that_compiles
     text = "\n".join(getattr(m.content, "text", "") for m in got.messages)
     assert SWARM_EXAMPLE in text and "review the payment service" in text
     assert "depends_on" not in text  # a swarm, not a chain that imitates one
+
+
+def test_the_pipeline_prompt_teaches_a_pipeline_spec_that_compiles() -> None:
+    wf = compile_workflow(parse_spec(yaml.safe_load(PIPELINE_EXAMPLE)))
+    step = wf.steps["pipeline"]
+    assert step.pipeline is not None
+    assert step.pipeline.stage_ids == ["read", "summary", "row"]
+    assert step.pipeline.stages[1].executor is ExecutorKind.PROMPT
+    assert step.pipeline.sink.jsonl == "summaries.jsonl"
+
+
+@pytest.mark.anyio
+async def test_the_pipeline_prompt_carries_its_example(mode: str) -> None:
+    with anyio.fail_after(20):
+        async with connect(mode) as c:
+            got = await c.get_prompt("pipeline", {"request": "summarise my notes"})
+    text = "\n".join(getattr(m.content, "text", "") for m in got.messages)
+    assert "type: pipeline" in text and PIPELINE_EXAMPLE in text

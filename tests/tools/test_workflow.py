@@ -217,6 +217,7 @@ async def test_the_run_state_answer_reads_every_step_status_outputs_errors_and_o
         # a failed run takes no results until it is resumed: it hands out no tasks
         "client_tasks": [t.model_dump() for t in tasks] if status is RunStatus.RUNNING else [],
         "added": {},  # nothing was added at run time
+        "pipelines": {},  # it has no pipeline step
         "error": run.error,
         "next": wfl.next_step(run, tasks if status is RunStatus.RUNNING else [], 0, run.error),
     }
