@@ -174,7 +174,7 @@ async def test_a_model_that_keeps_calling_tools_stops_at_the_turn_bound_with_its
     assert dict(step.detail or {}).get("error_kind") == "tool_turns"
     assert len(fake_anthropic.requests) == 3
     # the failed attempt keeps its transcript: the two calls answered before the bound
-    calls = dict(step.detail or {})["usage"]["tool_calls"]
+    calls = step.failure.get("usage", {})["tool_calls"]
     assert [(c["tool"], c["is_error"]) for c in calls] == [("read", False), ("read", False)]
 
 
