@@ -1,5 +1,6 @@
 // CI: drive `tutti serve` over stdio with the official TypeScript MCP SDK, as a new user's
 // client would: list the tools, plan a bad spec, run a foreach of client steps to the end,
+// run the seed's swarm with the client doing each agent's turn,
 // answer an approval gate by elicitation, and the same gate as a client task from a client
 // without elicitation. The SDK validates every structured answer against the tool's output
 // schema (after listTools), so a schema it cannot use fails here too.
@@ -99,6 +100,34 @@ async function settled(client, run) {
   return run;
 }
 
+// The seed's swarm example, as written there (tests/seed.py: SEED_SWARM).
+const SEED_SWARM = {
+  type: "swarm",
+  topology: "hierarchical",
+  agents: {
+    coordinator: {
+      role: "Task decomposition and synthesis",
+      model: "claude-4-opus",
+      capabilities: ["planning", "coordination", "synthesis"],
+    },
+    security_specialist: {
+      role: "Security analysis",
+      model: "claude-4-sonnet",
+      tools: ["/grep", "/bash security-scan"],
+    },
+    performance_specialist: {
+      role: "Performance optimization",
+      model: "claude-4-sonnet",
+      tools: ["/bash profiler", "/glob"],
+    },
+  },
+  coordination: {
+    communication: "event_driven",
+    state_sharing: "hierarchical",
+    conflict_resolution: "consensus",
+  },
+};
+
 const GATE = {
   name: "ts-gate",
   steps: [
@@ -177,6 +206,43 @@ async function main() {
     `the foreach run does not count 3 succeeded instances under each and ask: ` +
       JSON.stringify(run.added),
   );
+
+  console.log("ts-client-check: the seed's swarm, verbatim, its turns done by the client");
+  run = await ok(client, "workflow_start", {
+    spec: SEED_SWARM,
+    inputs: { task: "Review the login service" },
+    wait_s: 5,
+  });
+  const done = [];
+  for (let round = 0; round < 6 && run.client_tasks?.length; round++) {
+    for (const task of run.client_tasks) {
+      let output;
+      if (task.step_id.endsWith(":plan]")) {
+        output = {
+          subtasks: [
+            { agent: "security_specialist", task: "Audit the password reset flow" },
+            { agent: "performance_specialist", task: "Profile the login endpoint" },
+          ],
+        };
+      } else if (task.step_id.includes(":work#")) {
+        output = `${task.step_id}: two findings`;
+      } else {
+        expect(task.step_id === "swarm[coordinator:synthesis]", `an unexpected turn ${task.step_id}`);
+        expect(task.instructions.includes(": two findings"), "the synthesis does not see the work");
+        output = { result: "fix the reset flow first", conflicts: [] };
+      }
+      run = await ok(client, "step_complete", { run_id: run.run_id, step_id: task.step_id, output });
+      done.push(task.step_id);
+    }
+    run = await settled(client, run);
+  }
+  expect(run.status === "succeeded", `the swarm ended ${run.status}, not succeeded: ${run.error}`);
+  const swarm = (await ok(client, "workflow_result", { run_id: run.run_id })).outputs.swarm;
+  expect(
+    swarm?.result === "fix the reset flow first" && swarm?.agents?.coordinator?.turns === 2,
+    `the swarm's output is ${JSON.stringify(swarm)}`,
+  );
+  expect(done.length === 4, `the client did ${done.length} turns, not 4: ${done}`);
 
   console.log("ts-client-check: an approval gate answered by elicitation");
   run = await settled(client, await ok(client, "workflow_start", { spec: GATE, wait_s: 10 }));
