@@ -14,7 +14,7 @@ from tutti_mcp.engine.errors import Problem, SpecError
 from tutti_mcp.engine.spec import Step, WorkflowSpec
 
 W = TypeVar("W")
-NOT_IN_LOOPS = ("foreach", "loop", "workflow")
+NOT_IN_LOOPS = ("foreach", "loop", "workflow", "swarm", "pipeline")
 
 
 def loop_body(

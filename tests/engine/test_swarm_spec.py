@@ -113,3 +113,12 @@ def test_auto_mode_names_a_declared_swarm() -> None:
     plan = make_plan(compile_workflow(parse_spec({**spec, "inputs": {"task": "x"}})))
     assert plan.mode.value == "swarm"
     assert plan.mode_reason == "swarm: panel is a mesh swarm of 3 agents"
+
+
+def test_a_swarm_inside_a_loop_is_refused_naming_the_step() -> None:
+    swarm = {"id": "s", "swarm": {"agents": SEED["agents"], "task": "x"}}
+    loop = {"max_iterations": 2, "until": "true", "steps": [swarm]}
+    assert problems({"steps": [{"id": "l", "loop": loop}]}) == [
+        "steps[0] (l).loop.steps[0] (s): `swarm` is not supported inside a loop yet; make it a "
+        "step of its own before or after the loop"
+    ]
