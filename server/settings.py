@@ -17,6 +17,8 @@
 | TUTTI_MAX_SPEC_BYTES | largest spec file or text accepted, in bytes (also caps values after YAML aliases) | 1048576 |
 | TUTTI_MAX_SPEC_DEPTH | deepest nesting of mappings and lists a spec may have | 64 |
 | TUTTI_WORKSPACE | the directory shell steps run in and spec paths are relative to (`tutti serve`) | the current directory |
+| TUTTI_TASK_TTL_S | the most seconds an MCP task is kept (a client may ask for less; 0: as long as its run) | 86400 |
+| TUTTI_TASK_POLL_MS | the polling interval MCP tasks suggest to clients, in milliseconds | 500 |
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ def _positive(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _nonnegative(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 0:
+        raise ConfigurationError(f"{name} must be an integer >= 0, got {value}")
+    return value
+
+
 def _hours(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if not raw:
@@ -108,6 +117,8 @@ class Settings:
     workspace: Path | None = None
     max_spec_bytes: int = DEFAULT_MAX_SPEC_BYTES
     max_spec_depth: int = DEFAULT_MAX_SPEC_DEPTH
+    task_ttl_s: int = 86_400
+    task_poll_ms: int = 500
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, db: str | None = None) -> Settings:
@@ -132,6 +143,8 @@ class Settings:
             else None,
             max_spec_bytes=_positive(env, "TUTTI_MAX_SPEC_BYTES", DEFAULT_MAX_SPEC_BYTES),
             max_spec_depth=_positive(env, "TUTTI_MAX_SPEC_DEPTH", DEFAULT_MAX_SPEC_DEPTH),
+            task_ttl_s=_nonnegative(env, "TUTTI_TASK_TTL_S", 86_400),
+            task_poll_ms=_positive(env, "TUTTI_TASK_POLL_MS", 500),
         )
 
     @property
