@@ -49,8 +49,10 @@ from tutti_mcp.memory.runs.tasks import TaskStore
 from tutti_mcp.server.tasks_wire import (
     IMMEDIATE_RESPONSE,
     RELATED_TASK,
+    RUN_ID,
     created_v2,
     detailed_v2,
+    run_meta,
     task_v1,
 )
 from tutti_mcp.tools import tasks as tsk
@@ -149,8 +151,8 @@ class TasksExtension(Extension):
         except TuttiError as exc:
             raise _refusal(exc) from None
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
-            return detailed_v2(v, self.config.poll_ms)
-        return task_v1(v, self.config.poll_ms)
+            return {**detailed_v2(v, self.config.poll_ms), **run_meta(v)}
+        return {**task_v1(v, self.config.poll_ms), **run_meta(v)}
 
     async def cancel(
         self, ctx: ServerRequestContext[Any, Any], params: GetTaskRequestParams
@@ -159,10 +161,10 @@ class TasksExtension(Extension):
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
         try:
             v = await tsk.cancel(state, store, params.task_id)
-        except tsk.TaskFinished:
+        except tsk.TaskFinished as exc:
             if modern:  # cancellation is cooperative there: a finished task is acknowledged
                 return {}
-            raise
+            raise _refusal(exc) from None
         except TuttiError as exc:
             raise _refusal(exc) from None
         return {} if modern else task_v1(v, self.config.poll_ms)
@@ -297,10 +299,15 @@ class LegacyTasks:
         task = await tsk.create(store, str(name), answer, ttl)
         v = await tsk.view(state, store, task.id)
         # 2025-11-25: a task begins `working`, whatever tasks/get says next
-        v = replace(v, status=tsk.TaskStatus.WORKING, message=f"started; poll tasks/get. {v.message}")
+        v = replace(
+            v, status=tsk.TaskStatus.WORKING, message=f"started; poll tasks/get. {v.message}"
+        )
         return {
             "task": task_v1(v, self.ext.config.poll_ms),
-            "_meta": {IMMEDIATE_RESPONSE: f"Task {task.id} follows it: {v.message}"},
+            "_meta": {
+                IMMEDIATE_RESPONSE: f"Task {task.id} follows it: {v.message}",
+                **({RUN_ID: task.run_id} if task.run_id else {}),
+            },
         }
 
 

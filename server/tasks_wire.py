@@ -16,6 +16,7 @@ from tutti_mcp.tools.tasks import Ask, TaskStatus, TaskView
 
 RELATED_TASK = "io.modelcontextprotocol/related-task"
 IMMEDIATE_RESPONSE = "io.modelcontextprotocol/model-immediate-response"
+RUN_ID = "tutti/runId"  # the run a task follows: workflow_status and the rest take it
 
 # A client step asked by elicitation: its result as text (JSON text where the step wants
 # JSON), or why it could not be done. MCP forms hold only flat, primitive fields.
@@ -59,9 +60,13 @@ def task_v1(v: TaskView, poll_ms: int) -> dict[str, Any]:
 
 
 # -- 2026-07-28 ------------------------------------------------------------------------------
+def run_meta(v: TaskView) -> dict[str, Any]:
+    return {} if v.task.run_id is None else {"_meta": {RUN_ID: v.task.run_id}}
+
+
 def created_v2(v: TaskView, poll_ms: int) -> dict[str, Any]:
     """The `CreateTaskResult` a tools/call answers with."""
-    return {"resultType": "task", **_task_v2(v, poll_ms)}
+    return {"resultType": "task", **_task_v2(v, poll_ms), **run_meta(v)}
 
 
 def _task_v2(v: TaskView, poll_ms: int) -> dict[str, Any]:
@@ -108,9 +113,8 @@ def input_request(ask: Ask) -> dict[str, Any]:
     else:
         system = req.get("system")
         wants = req.get("output") or "text"
-        message = (
-            f"Step {ask.step_id} (answer in {wants}):\n{req.get('instructions', '')}"
-            + (f"\n\nSystem: {system}" if system else "")
+        message = f"Step {ask.step_id} (answer in {wants}):\n{req.get('instructions', '')}" + (
+            f"\n\nSystem: {system}" if system else ""
         )
         schema = STEP_SCHEMA
     return {
