@@ -91,7 +91,7 @@ def detailed_v2(v: TaskView, poll_ms: int) -> dict[str, Any]:
     if status is TaskStatus.INPUT_REQUIRED:
         out["inputRequests"] = {a.key: input_request(a) for a in v.asks}
     elif status is TaskStatus.COMPLETED:
-        out["result"] = v.result
+        out["result"] = {**(v.result or {}), "resultType": "complete"}  # a 2026-07-28 result
     elif status is TaskStatus.FAILED:
         out["error"] = {"code": INTERNAL_ERROR, "message": v.error or v.message}
     return out
