@@ -151,6 +151,7 @@ class TasksExtension(Extension):
         except TuttiError as exc:
             raise _refusal(exc) from None
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            v = await tsk.with_result(state, v)  # a finished task carries its result here
             return {**detailed_v2(v, self.config.poll_ms), **run_meta(v)}
         return {**task_v1(v, self.config.poll_ms), **run_meta(v)}
 
@@ -178,9 +179,7 @@ class TasksExtension(Extension):
             v = await tsk.wait_finished(
                 state, store, params.task_id, RESULT_WAIT_S, ctx.session.report_progress
             )
-            result = v.result
-            if v.status is tsk.TaskStatus.CANCELLED and v.task.run_id is not None:
-                result = tsk.result_of(await wfl.result(state, v.task.run_id), failed=True)
+            result = (await tsk.with_result(state, v)).result
         except TuttiError as exc:
             raise _refusal(exc) from None
         if not v.status.terminal:

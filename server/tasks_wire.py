@@ -79,13 +79,14 @@ def _task_v2(v: TaskView, poll_ms: int) -> dict[str, Any]:
 def _status_v2(v: TaskView) -> TaskStatus:
     # The extension keeps `failed` for JSON-RPC errors: a run that failed is a tool result
     # with isError, so its task is `completed` (2025-11-25 calls that `failed`).
-    if v.status is TaskStatus.FAILED and v.result is not None:
+    if v.status is TaskStatus.FAILED and v.error is None:
         return TaskStatus.COMPLETED
     return v.status
 
 
 def detailed_v2(v: TaskView, poll_ms: int) -> dict[str, Any]:
-    """A `DetailedTask` (tasks/get): with its input requests, result or error."""
+    """A `DetailedTask` (tasks/get): with its input requests, result (a finished task's view
+    comes `with_result`) or error."""
     out = _task_v2(v, poll_ms)
     status = _status_v2(v)
     if status is TaskStatus.INPUT_REQUIRED:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -214,12 +214,14 @@ async def _of_run(state: wfl.ToolState, task: TaskRecord, run: RunRecord, note: 
     status = run.status
     if final is TaskStatus.CANCELLED or (final is None and status is RunStatus.CANCELLED):
         return TaskView(task, TaskStatus.CANCELLED, f"run {rid} was cancelled", updated)
-    if final is not None or status.finished:
+    if final is not None or status.finished:  # its result: with_result
         failed = final is TaskStatus.FAILED or (final is None and status is RunStatus.FAILED)
-        answer = await wfl.result(state, rid)
+        message = wfl.next_step(run, [], 0, None)
+        error = run.error or state.supervisor.failure(rid)
+        if failed and error:
+            message = f"{error}. {message}"
         kind = TaskStatus.FAILED if failed else TaskStatus.COMPLETED
-        message = (answer.error or answer.next) if failed else answer.next
-        return TaskView(task, kind, message, updated, result_of(answer, failed))
+        return TaskView(task, kind, message, updated)
     asks = asks_of(state, run)
     done = sum(1 for s in run.steps.values() if s.status.terminal)
     progress = f"run {rid}: {done}/{len(run.steps)} steps done. "
@@ -234,6 +236,15 @@ async def _of_run(state: wfl.ToolState, task: TaskRecord, run: RunRecord, note: 
         hint = f"run {rid} is {status.value}: workflow_resume('{rid}') continues it"
         return TaskView(task, TaskStatus.WORKING, note + progress + hint, updated)
     return TaskView(task, TaskStatus.WORKING, note + progress.rstrip(), updated)
+
+
+async def with_result(state: wfl.ToolState, v: TaskView) -> TaskView:
+    """The view with the tool result of its finished run (`workflow_result`'s answer; an
+    error result unless the run succeeded). Built on demand: for a long run it is large."""
+    if v.result is not None or v.task.run_id is None or not v.status.terminal:
+        return v
+    answer = await wfl.result(state, v.task.run_id)
+    return replace(v, result=result_of(answer, failed=v.status is not TaskStatus.COMPLETED))
 
 
 async def _seal(tasks: TaskStore, v: TaskView) -> TaskView:
@@ -272,9 +283,7 @@ async def wait_finished(
         if left <= 0:
             break
         run_id = current.task.run_id
-        await state.supervisor.wait(
-            run_id, lambda r: r.status.finished, left, progress, any_change=True
-        )
+        await state.supervisor.wait(run_id, lambda r: r.status.finished, left, progress)
         before = current
         current = await view(state, tasks, task_id)
         if current.status == before.status and not _here(state.supervisor, run_id):
