@@ -228,6 +228,7 @@ async def test_a_client_declaring_the_extension_answers_a_client_step_by_tasks_u
     assert ack["resultType"] == "complete" and again["resultType"] == "complete"
     assert done["status"] == "completed" and "pollIntervalMs" not in done
     assert done["result"]["structuredContent"] == expected
+    assert done["result"]["resultType"] == "complete"  # a 2026-07-28 CallToolResult
     assert expected["outputs"] == {"ask": "7"}  # the second answer was to a closed request
 
 
