@@ -295,3 +295,31 @@ async def test_each_generation_serves_only_its_own_tasks_methods() -> None:
                 await request(c, "tasks/list")
     assert update.value.error.code == -32601
     assert listing.value.error.code == -32601
+
+
+async def test_a_parked_sampling_step_is_an_input_request_answered_by_tasks_update() -> None:
+    """2026-07-28 has no back-channel: a sampling step's request waits for the client. As a
+    task, it is among the task's input requests, without a workflow_status call."""
+    asked: list[Any] = []
+
+    async def model(context: Any, params: Any) -> Any:  # never used: tasks/update answers
+        asked.append(params)
+        raise AssertionError("the sampling request went around the task")
+
+    spec = {"name": "sampled", "steps": [{"id": "owl", "prompt": "Say owl.", "run": "sampling"}]}
+    with anyio.fail_after(10):
+        async with connect("auto", extensions=[TasksClaim()], sampling_callback=model) as c:
+            created = await start_task_v2(c, "workflow_start", {"spec": spec})
+            rid = created.meta and created.meta[RUN_ID]
+            waiting: dict[str, Any] = {}
+            while waiting.get("status") != "input_required":  # until the step has parked
+                await anyio.wait_all_tasks_blocked()
+                waiting = await request(c, "tasks/get", taskId=created.task_id)
+            ((key, ask),) = waiting["inputRequests"].items()
+            reply = {"role": "assistant", "content": {"type": "text", "text": "owl"}, "model": "m"}
+            await request(c, "tasks/update", taskId=created.task_id, inputResponses={key: reply})
+            result = await call(c, "workflow_status", run_id=rid, wait_s=5)
+    assert ask["method"] == "sampling/createMessage"
+    assert ask["params"]["messages"][0]["content"]["text"] == "Say owl."
+    assert result["status"] == "succeeded" and result["outputs"] == {"owl": "owl"}
+    assert asked == []
