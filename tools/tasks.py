@@ -178,16 +178,17 @@ async def view(
     task_id: str,
     *,
     bind: Callable[[str], None] | None = None,
+    resume: bool = True,
 ) -> TaskView:
     """The task now. A task whose run was interrupted resumes it here first (`bind`: the
-    client the resumed run's sampling steps and gates ask)."""
+    client the resumed run's sampling steps and gates ask), unless `resume` is False."""
     task = await load(tasks, task_id)
     if task.run_id is None:  # failed before it had a run: its answer is all there is
         return TaskView(task, TaskStatus.FAILED, _text(task.result), task.created_at, task.result)
     sup = state.supervisor
     run = await sup.snapshot(task.run_id)
     note = ""
-    if task.final is None and _stopped_elsewhere(sup, run):
+    if resume and task.final is None and _stopped_elsewhere(sup, run):
         try:
             await sup.resume(run.id, before=bind)
             note = "resumed after its server stopped; committed steps are kept. "
@@ -263,9 +264,10 @@ def _text(result: Mapping[str, Any] | None) -> str:
 async def page(
     state: wfl.ToolState, tasks: TaskStore, limit: int, before: tuple[float, str] | None
 ) -> list[TaskView]:
-    """A page of tasks, newest first (expired ones are dropped first)."""
+    """A page of tasks, newest first (expired ones are dropped first). Listing resumes no
+    run: a task asked about on its own does."""
     await tasks.drop_expired(time.time())
-    return [await view(state, tasks, t.id) for t in await tasks.page(limit, before)]
+    return [await view(state, tasks, t.id, resume=False) for t in await tasks.page(limit, before)]
 
 
 async def wait_finished(

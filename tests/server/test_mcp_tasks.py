@@ -186,11 +186,14 @@ async def test_a_task_survives_its_server_and_the_next_server_resumes_its_run(
             created = await start_task_v1(c, "workflow_start", {"spec": ONE_CLIENT_STEP})
             tid, rid = created["task"]["taskId"], created["_meta"][RUN_ID]
         async with connect("legacy", config) as c:
+            listed = await raw(c, "tasks/list", {})  # lists it, resumes nothing
+            still = await call(c, "workflow_status", run_id=rid)
             got = await raw(c, "tasks/get", {"taskId": tid})  # resumes the run
             run = await call(c, "workflow_status", run_id=rid, wait_s=5)
             asked = await raw(c, "tasks/get", {"taskId": tid})
             await call(c, "step_complete", run_id=rid, step_id="ask", output="13")
             result = await raw(c, "tasks/result", {"taskId": tid})
+    assert [t["taskId"] for t in listed["tasks"]] == [tid] and still["status"] == "interrupted"
     assert got["status"] in ("working", "input_required")  # as far as the resumed run got
     assert got["statusMessage"].startswith("resumed after its server stopped")
     assert run["status"] == "running" and run["client_tasks"][0]["step_id"] == "ask"
