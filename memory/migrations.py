@@ -197,6 +197,27 @@ MIGRATIONS: list[tuple[str, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        # MCP tasks (server/tasks_ext.py): a task is a run seen through the tasks protocol,
+        # so it outlives the server process. `final` seals a status the client may have seen
+        # as terminal (tasks never leave one); `result` is the tool's answer for a task that
+        # failed before it had a run.
+        "0007_mcp_tasks",
+        """
+        CREATE TABLE tasks (
+            id TEXT PRIMARY KEY,
+            run_id TEXT REFERENCES runs(id) ON DELETE CASCADE,
+            tool TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            ttl_ms INTEGER,
+            final TEXT,
+            final_at REAL,
+            result TEXT
+        ) WITHOUT ROWID;
+        CREATE INDEX tasks_by_created ON tasks(created_at);
+        CREATE INDEX tasks_by_run ON tasks(run_id);
+        """,
+    ),
 ]
 
 

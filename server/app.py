@@ -27,14 +27,17 @@ from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.engine.supervisor import RunSupervisor
 from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
 from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.tasks import TaskStore
 from tutti_mcp.server import prompts
 from tutti_mcp.server.settings import Settings, build_engine
+from tutti_mcp.server.tasks_ext import LegacyTasks, TasksExtension
 from tutti_mcp.tools import memory_mcp
 from tutti_mcp.tools import workflow as wfl
 from tutti_mcp.tools.elicitation import GateAsker
 from tutti_mcp.tools.errors import resource_errors
 from tutti_mcp.tools.sampling import SamplingBroker
 from tutti_mcp.tools.schema import compact_tools
+from tutti_mcp.tools.tasks import TaskSettings
 from tutti_mcp.tools.workflow_mcp import register, state_of
 
 log = logging.getLogger("tutti.server")
@@ -92,6 +95,7 @@ def create_server(settings: Settings | None = None, workspace: Path | None = Non
                     memory_files,
                     spec_limits=settings.spec_limits,
                     asker=asker,
+                    tasks=TaskStore(store.db),
                 )
                 live.append(state)
                 try:
@@ -104,8 +108,16 @@ def create_server(settings: Settings | None = None, workspace: Path | None = Non
                 await store.close()
 
     live: list[wfl.ToolState] = []  # the lifespan's state, for handlers without a Context
+    tasks = TasksExtension(
+        TaskSettings(ttl_ms=settings.task_ttl_s * 1000 or None, poll_ms=settings.task_poll_ms)
+    )
     server: MCPServer[Any] = MCPServer(
-        "tutti", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan
+        "tutti",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        extensions=[tasks],  # 2026-07-28 tasks (SEP-2663)
+        middleware=[LegacyTasks(tasks)],  # 2025-11-25 core tasks
     )
     register(server)
     memory_mcp.register(server)

@@ -18,6 +18,8 @@
 | TUTTI_MAX_SPEC_BYTES | largest spec file or text accepted, in bytes (also caps values after YAML aliases) | 1048576 |
 | TUTTI_MAX_SPEC_DEPTH | deepest nesting of mappings and lists a spec may have | 64 |
 | TUTTI_WORKSPACE | the directory shell steps run in and spec paths are relative to (`tutti serve`) | the current directory |
+| TUTTI_TASK_TTL_S | the most seconds an MCP task is kept (a client may ask for less; 0: as long as its run) | 86400 |
+| TUTTI_TASK_POLL_MS | the polling interval MCP tasks suggest to clients, in milliseconds | 500 |
 """
 
 from __future__ import annotations
@@ -66,10 +68,10 @@ def _positive(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def _keep(env: Mapping[str, str]) -> int:
-    value = _int(env, "TUTTI_PIPELINE_KEEP", 1_000)
+def _nonnegative(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
     if value < 0:
-        raise ConfigurationError(f"TUTTI_PIPELINE_KEEP must be 0 or more rows, got {value}")
+        raise ConfigurationError(f"{name} must be an integer >= 0, got {value}")
     return value
 
 
@@ -117,6 +119,8 @@ class Settings:
     workspace: Path | None = None
     max_spec_bytes: int = DEFAULT_MAX_SPEC_BYTES
     max_spec_depth: int = DEFAULT_MAX_SPEC_DEPTH
+    task_ttl_s: int = 86_400
+    task_poll_ms: int = 500
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, db: str | None = None) -> Settings:
@@ -133,7 +137,7 @@ class Settings:
             models_refresh_hours=_hours(env, "TUTTI_MODELS_REFRESH_HOURS", 24.0),
             max_concurrency=_int(env, "TUTTI_MAX_CONCURRENCY", 64),
             max_foreach_items=_int(env, "TUTTI_MAX_FOREACH_ITEMS", 10_000),
-            pipeline_keep=_keep(env),
+            pipeline_keep=_nonnegative(env, "TUTTI_PIPELINE_KEEP", 1_000),
             api_retries=_int(env, "TUTTI_API_RETRIES", 2),
             shell_max_output=_int(env, "TUTTI_SHELL_MAX_OUTPUT", DEFAULT_MAX_OUTPUT),
             model_executor=_executor(env.get("TUTTI_MODEL_EXECUTOR")),
@@ -142,6 +146,8 @@ class Settings:
             else None,
             max_spec_bytes=_positive(env, "TUTTI_MAX_SPEC_BYTES", DEFAULT_MAX_SPEC_BYTES),
             max_spec_depth=_positive(env, "TUTTI_MAX_SPEC_DEPTH", DEFAULT_MAX_SPEC_DEPTH),
+            task_ttl_s=_nonnegative(env, "TUTTI_TASK_TTL_S", 86_400),
+            task_poll_ms=_positive(env, "TUTTI_TASK_POLL_MS", 500),
         )
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from tutti_mcp.engine.spec_source import DEFAULT_LIMITS, SpecLimits, check_data
 from tutti_mcp.engine.supervisor import TAKES_RESULTS, ReportProgress, RunSupervisor
 from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
 from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepRecord, StepStatus
+from tutti_mcp.memory.runs.tasks import TaskStore
 from tutti_mcp.tools.elicitation import GateAsker
 from tutti_mcp.tools.results import (
     Cancelled,
@@ -49,6 +51,15 @@ COMPLETE_WAIT_S = 10.0  # step_complete waits this long for the run to need the 
 PREVIEW_CHARS = 600
 _TERMINAL = frozenset(s for s in StepStatus if s.terminal)
 _HAS_OUTPUT = frozenset(s for s in StepStatus if s.has_output)
+# Set while a tool call is answered with an MCP task (server/tasks_ext.py): the task is
+# the handle to wait on, so the call itself waits for nothing.
+AS_TASK: ContextVar[bool] = ContextVar("tutti_as_task", default=False)
+
+
+def waited(wait_s: float) -> float:
+    """How long a tool call waits for its run: what it asked, within MAX_WAIT_S; nothing
+    when it is answered with a task."""
+    return 0.0 if AS_TASK.get() else min(wait_s, MAX_WAIT_S)
 
 
 @dataclass
@@ -61,6 +72,7 @@ class ToolState:
     memory: AsyncMemoryFiles | None = None  # the memory tools' store (None: no memory tools)
     spec_limits: SpecLimits = DEFAULT_LIMITS  # TUTTI_MAX_SPEC_BYTES, TUTTI_MAX_SPEC_DEPTH
     asker: GateAsker | None = None  # asks approval gates by elicitation (None: client tasks)
+    tasks: TaskStore | None = None  # MCP tasks (None: tool calls are never answered with one)
 
 
 # -- specs -----------------------------------------------------------------------------------
@@ -261,7 +273,7 @@ async def start(
     if needs and not can_sample:
         raise ClientCannotSample(needs, NO_SAMPLING)
     run_id = await sup.start(wf, inputs, before=bind)
-    run = await sup.wait(run_id, _needs_caller(state, run_id), min(wait_s, MAX_WAIT_S), progress)
+    run = await sup.wait(run_id, _needs_caller(state, run_id), waited(wait_s), progress)
     return run_state(state, run)
 
 
@@ -345,7 +357,7 @@ async def resume(
         check_inputs(state, inputs)
         new_id, kept = await sup.fork(run_id, from_step, inputs, before=bind)
         forked_from = run_id
-    run = await sup.wait(new_id, _needs_caller(state, new_id), min(wait_s, MAX_WAIT_S), progress)
+    run = await sup.wait(new_id, _needs_caller(state, new_id), waited(wait_s), progress)
     return run_state(  # type: ignore[return-value]
         state,
         run,
@@ -372,7 +384,7 @@ async def complete(
         raise StepResultMissing(step_id)
     sup = state.supervisor
     await sup.complete(run_id, step_id, output, error, before=bind)
-    run = await sup.wait(run_id, _needs_caller(state, run_id), COMPLETE_WAIT_S, progress)
+    run = await sup.wait(run_id, _needs_caller(state, run_id), waited(COMPLETE_WAIT_S), progress)
     return run_state(state, run)
 
 
