@@ -73,6 +73,9 @@ class Sink(SpecModel):
     output: bool = Field(False, description="the items' outputs become the step's output")
     jsonl: str | None = Field(None, description="a workspace file: one JSON line per item")
     memory: str | None = Field(None, description="a memory file: one JSON line per item")
+    scope: str = Field(
+        "global", description="the memory file's scope: global, project, workflow, or a scope"
+    )
 
     @model_validator(mode="after")
     def _one(self) -> Sink:
