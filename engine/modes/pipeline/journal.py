@@ -139,7 +139,11 @@ class MemorySink(Sink):
     async def _put(self) -> None:
         try:
             await self.files.run(
-                MemoryFiles.put, self.path, self.text, scope=self.scope, author=self.author,
+                MemoryFiles.put,
+                self.path,
+                self.text,
+                scope=self.scope,
+                author=self.author,
                 op="pipeline",
             )
         except MemoryFileError as exc:

@@ -210,7 +210,11 @@ class Runtime:
         next_seq = 0
         async with recv:
             async for chunk in recv:
-                if self.ordered:
+                for w in chunk:
+                    if w.error is not None:  # a dead letter has no place in the order
+                        journal.dead_item(w)
+                        stats.dead += 1
+                if self.ordered:  # (it keeps its credit until its turn: memory stays bounded)
                     for w in chunk:
                         waiting[w.seq] = w
                     ready = []
@@ -223,9 +227,6 @@ class Runtime:
                     if w.error is None:
                         journal.sunk_item(w)
                         stats.sunk += 1
-                    else:
-                        journal.dead_item(w)
-                        stats.dead += 1
                 stats.in_flight -= len(ready)
                 credits.give(len(ready))
                 if journal.due:

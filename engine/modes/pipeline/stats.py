@@ -84,7 +84,6 @@ class StageStats:
             "queue_depths": [[round(t, 2), d] for t, d in self.depths],
         }
 
-
     def carry(self, before: Mapping[str, Any], *, dead: bool) -> None:
         """Count on from an earlier execution's figures (the last committed): the step
         runs again after each client batch, and its figures are the step's, not the

@@ -220,7 +220,9 @@ class PipelineSteps:
         (ordered output waits for it), its `batch` earliest items, committed where they
         stand so the answer (and a resume) finds them there."""
         parked = runtime.parked
-        i = min((i for i in parked if parked[i]), key=lambda i: min(t.work.index for t in parked[i]))
+        i = min(
+            (i for i in parked if parked[i]), key=lambda i: min(t.work.index for t in parked[i])
+        )
         waiting = sorted(parked[i], key=lambda t: t.work.index)
         batch = waiting[: runtime.runners[i].batch]
         for t in batch:
