@@ -6,6 +6,7 @@ follow, only by a resume after the step failed."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
@@ -13,12 +14,19 @@ import pytest
 
 from tests.engine.test_pipeline import Stages
 from tutti_mcp.engine.config import EngineConfig
-from tutti_mcp.engine.errors import SpecError, StepNotWaiting, StepOutputRejected
+from tutti_mcp.engine.errors import (
+    ConfigurationError,
+    SpecError,
+    StepNotWaiting,
+    StepOutputRejected,
+)
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.executors.client import ClientExecutor
 from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind, parse_spec
 from tutti_mcp.engine.workflow import compile_workflow
+from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
+from tutti_mcp.memory.files.store import MemoryFiles
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
 from tutti_mcp.memory.runs.records import RunRecord, RunStatus
 from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
@@ -144,3 +152,59 @@ def test_a_client_batch_is_capped_and_an_api_stage_takes_no_batch() -> None:
             "`batch` hands several items to one client task",
         ),
     ]
+
+
+# -- the memory sink -----------------------------------------------------------------------
+
+
+async def test_a_memory_sink_has_one_line_per_item_once_even_across_a_resume() -> None:
+    store = await SqliteRunStore.open(":memory:")
+    files = AsyncMemoryFiles.of(store)
+    stages = Stages()
+    stages.fail = {("work", 2): 99}
+    engine = engine_on(store, stages)
+    engine.config.memory = files
+    path = "/memories/out/${inputs.name}.jsonl"
+    pipeline = {
+        **spec(5, [{"id": "work", "argv": ["work"]}]),
+        "inputs": {"name": "results"},
+        "sink": {"memory": path, "scope": "workflow"},
+    }
+    scope = "workflow:p"
+    read = MemoryFiles.read
+    try:
+        with anyio.fail_after(20):
+            run = await engine.run(pipeline)
+            assert run.status is RunStatus.FAILED  # item 2 is a dead letter
+            first = await files.run(read, "/memories/out/results.jsonl", scope=scope)
+            # as if the process died after writing a line and before committing it
+            await files.run(
+                MemoryFiles.put, "/memories/out/results.jsonl", first + "{}\n", scope=scope
+            )
+            stages.fail = {}
+            run = await engine.resume(run.id)
+            text = await files.run(read, "/memories/out/results.jsonl", scope=scope)
+            history = await files.run(
+                MemoryFiles.history, "/memories/out/results.jsonl", scope=scope
+            )
+    finally:
+        await store.close()
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert run.steps["pipeline"].output == {
+        "sink": "memory",
+        "path": "/memories/out/results.jsonl",
+        "scope": scope,
+        "items": 5,
+        "dead": 0,
+    }
+    lines = [json.loads(x) for x in text.splitlines()]
+    assert [x["item_index"] for x in lines] == [0, 1, 3, 4, 2]
+    assert lines[0] == {"item_index": 0, "item": 0, "output": "work(0)"}
+    assert f"run:{run.id}/step:pipeline" in {r.author for r in history}
+
+
+async def test_a_memory_sink_without_a_memory_store_is_refused_before_the_run() -> None:
+    engine = engine_on(InMemoryRunStore())
+    pipeline = {**spec(1, [{"id": "s", "op": "pass"}]), "sink": {"memory": "/memories/x"}}
+    with pytest.raises(ConfigurationError, match="sink `memory` writes to the memory store"):
+        await engine.create(pipeline)
