@@ -42,9 +42,17 @@ async def test_a_client_stage_of_25_items_in_batches_of_10_is_three_client_tasks
     mode: str,
 ) -> None:
     handed: list[list[int]] = []
+    told: list[list[tuple[float, float | None, str | None]]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        told[-1].append((progress, total, message))
+
     with anyio.fail_after(30):
         async with connect(mode) as c:
-            run = await call(c, "workflow_start", spec=client_pipeline(25, 10), wait_s=10)
+            told.append([])
+            run = await call(
+                c, "workflow_start", on_progress, spec=client_pipeline(25, 10), wait_s=10
+            )
             rid = run["run_id"]
             while run["status"] != "succeeded":
                 assert run["status"] == "running", run
@@ -54,8 +62,14 @@ async def test_a_client_stage_of_25_items_in_batches_of_10_is_three_client_tasks
                 for it in task["inputs"]["items"]:  # each item, with its index and prompt
                     i = it["item_index"]
                     assert f"## Item {i}\nGreet n{i}." in task["instructions"]
+                told.append([])
                 run = await call(
-                    c, "step_complete", run_id=rid, step_id="pipeline", output=answers(task)
+                    c,
+                    "step_complete",
+                    on_progress,
+                    run_id=rid,
+                    step_id="pipeline",
+                    output=answers(task),
                 )
             result = await call(c, "workflow_result", run_id=rid)
     assert handed == [list(range(10)), list(range(10, 20)), list(range(20, 25))]
@@ -63,6 +77,15 @@ async def test_a_client_stage_of_25_items_in_batches_of_10_is_three_client_tasks
     figures = result["pipelines"]["pipeline"]
     assert (figures["items"], figures["dead"]) == (25, 0)
     assert figures["stages"]["ask"]["done"] == 25
+    # each call's progress notifications carry the pipeline's figures, counting up
+    for call_told in told:
+        assert [p for p, _, _ in call_told] == sorted(p for p, _, _ in call_told)
+        assert all(total is not None and total >= p for p, total, _ in call_told)
+    messages = [m or "" for call_told in told for _, _, m in call_told]
+    for done, waiting in ((0, 25), (10, 15), (20, 5)):  # when each batch was handed
+        figures_then = f"pipeline: {done} item(s) done, 0 dead, 0 in flight, {waiting} waiting"
+        assert any(figures_then in m for m in messages), messages
+    assert any("done by stage: name 25, ask 10, tag 10" in m for m in messages), messages
 
 
 async def test_a_wrong_answer_is_refused_with_the_shape_expected_and_loses_nothing(

@@ -217,18 +217,20 @@ class PipelineSteps:
         self, sid: str, p: PipelineSpec, runtime: Runtime, journal: Journal
     ) -> ClientRequest:
         """The client task of the next batch: at the stage that holds the earliest item
-        (ordered output waits for it), its `batch` earliest items, committed where they
-        stand so the answer (and a resume) finds them there."""
+        (ordered output waits for it), its `batch` earliest items. Every waiting item is
+        committed where it stands: the answer (and a resume) finds the batch there, and
+        the next execution does not redo the stages before for the others."""
         parked = runtime.parked
         i = min(
             (i for i in parked if parked[i]), key=lambda i: min(t.work.index for t in parked[i])
         )
         waiting = sorted(parked[i], key=lambda t: t.work.index)
         batch = waiting[: runtime.runners[i].batch]
-        for t in batch:
-            journal.moved(t.work)
+        for held in parked.values():
+            for t in held:
+                journal.moved(t.work)
         st = runtime.stats.stages[i]
-        st.waiting, st.queued = len(batch), len(waiting) - len(batch)
+        st.waiting, st.queued = len(waiting), 0  # handed now, or in a later batch
         await journal.commit()
         return batch_request(self.ledger.run_id, sid, p, i, batch)
 
