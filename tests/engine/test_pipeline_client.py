@@ -7,6 +7,7 @@ follow, only by a resume after the step failed."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,7 +24,7 @@ from tutti_mcp.engine.errors import (
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.executors.client import ClientExecutor
 from tutti_mcp.engine.service import Engine
-from tutti_mcp.engine.spec import ExecutorKind, parse_spec
+from tutti_mcp.engine.spec import ExecutorKind, load_spec_file, parse_spec
 from tutti_mcp.engine.workflow import compile_workflow
 from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
 from tutti_mcp.memory.files.store import MemoryFiles
@@ -208,3 +209,32 @@ async def test_a_memory_sink_without_a_memory_store_is_refused_before_the_run() 
     pipeline = {**spec(1, [{"id": "s", "op": "pass"}]), "sink": {"memory": "/memories/x"}}
     with pytest.raises(ConfigurationError, match="sink `memory` writes to the memory store"):
         await engine.create(pipeline)
+
+
+async def test_the_client_example_runs_without_an_api_key_or_a_shell() -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    store = await SqliteRunStore.open(":memory:")
+    engine = engine_on(store)
+    engine.config.workspace = examples
+    engine.config.memory = files = AsyncMemoryFiles.of(store)
+    tasks = 0
+    try:
+        with anyio.fail_after(30):
+            run = await engine.run(load_spec_file(examples / "pipeline-client.yaml"))
+            while run.status is RunStatus.WAITING:
+                tasks += 1
+                request = run.steps["pipeline"].request
+                out = [f"about {i['item_index']}" for i in request["inputs"]["items"]]
+                assert "Read the workflow spec " in request["instructions"]
+                await engine.complete_step(run.id, "pipeline", output=out)
+                run = await engine.resume(run.id)
+            scope = f"project:{examples}"
+            path = "/memories/pipeline-client/specs.jsonl"
+            text = await files.run(MemoryFiles.read, path, scope=scope)
+    finally:
+        await store.close()
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    names = sorted(p.name for p in examples.glob("*.yaml"))
+    assert tasks == -(-len(names) // 10)
+    rows = [json.loads(line)["output"] for line in text.splitlines()]
+    assert rows == [{"file": n, "about": f"about {i}"} for i, n in enumerate(names)]

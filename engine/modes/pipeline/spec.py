@@ -42,7 +42,9 @@ class Source(SpecModel):
     items: Any = Field(None, description="a list, or a template whose value is a list")
     lines: str | None = Field(None, description="a workspace file: each non-blank line is an item")
     jsonl: str | None = Field(None, description="a workspace file of JSON values, one a line")
-    glob: str | None = Field(None, description="workspace files matching this pattern, sorted")
+    glob: str | None = Field(
+        None, description="workspace files matching this pattern (a template), sorted"
+    )
     command: list[str] | None = Field(
         None,
         min_length=1,
@@ -227,7 +229,8 @@ class PipelineSpec(SpecModel):
         """(field, text) of every template the pipeline renders at run time."""
         src = self.source
         out = [(f"pipeline.source.items{p}", s) for p, s in strings_in(src.items, "")]
-        out += [(f"pipeline.source.{n}", t) for n in ("lines", "jsonl") if (t := getattr(src, n))]
+        names = ("lines", "jsonl", "glob")
+        out += [(f"pipeline.source.{n}", t) for n in names if (t := getattr(src, n))]
         out += [(f"pipeline.source.command[{i}]", a) for i, a in enumerate(src.command or [])]
         sink = self.sink
         out += [(f"pipeline.sink.{n}", t) for n in ("jsonl", "memory") if (t := getattr(sink, n))]
