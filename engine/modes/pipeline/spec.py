@@ -86,6 +86,8 @@ class Sink(SpecModel):
             raise ValueError(f"a pipeline `sink` is one of output, jsonl, memory; got {given}")
         if self.memory is not None and not self.memory.startswith("/memories/"):
             raise ValueError(f"sink.memory {self.memory!r} must be a path under /memories/")
+        if self.memory is None and "scope" in self.model_fields_set:
+            raise ValueError("sink `scope` is a memory file's scope: give it with `memory`")
         return self
 
     @property
