@@ -13,6 +13,7 @@ from pathlib import Path
 from tutti_mcp.engine.model_catalog import ModelCatalog
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.spec import ExecutorKind
+from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
 
 
 @dataclass
@@ -34,6 +35,7 @@ class EngineConfig:
     client_poll_s: float = 1.0
     max_foreach_items: int = 10_000  # instances one `foreach` step may add to a run
     pipeline_keep: int = 1_000  # rows of finished items a pipeline step keeps (TUTTI_PIPELINE_KEEP)
+    memory: AsyncMemoryFiles | None = None  # the memory store (pipeline memory sinks write to)
     clock: Callable[[], float] = time.time
     rand: Callable[[], float] = random.random
     # Said when a model step has no executor: how to configure one.

@@ -201,6 +201,13 @@ class RunCore:
     def waiting(self, sid: str) -> None:
         self.status[sid] = StepStatus.WAITING
 
+    def again(self, sid: str) -> None:
+        """A waiting step is ready to run again (a pipeline whose batch the client answered:
+        its items go on)."""
+        self.status[sid] = StepStatus.PENDING
+        self._queued.discard(sid)
+        self._push(sid)
+
     def stop(self, reason: str) -> None:
         """Start no more steps (a budget ran out, say); the run fails with `reason`."""
         self.stop_reason = reason

@@ -29,6 +29,7 @@ from tutti_mcp.engine.execution.runner import RunExecution
 from tutti_mcp.engine.executors.base import StepExecutor
 from tutti_mcp.engine.gates import gate_answer, record_answer
 from tutti_mcp.engine.inputs import coerce_inputs
+from tutti_mcp.engine.modes.pipeline.client_batches import answer_stored
 from tutti_mcp.engine.outputs import shape_output
 from tutti_mcp.engine.plan import Plan, make_plan
 from tutti_mcp.engine.preflight import preflight
@@ -382,6 +383,9 @@ class Engine:
         step = wf.definition(step_id, rec.parent, rec.scope)
         if step.workflow is not None:
             raise StepRunsAChild(run_id, step_id, child_run_id(run_id, step_id))
+        if step.pipeline is not None:  # a batch of a pipeline's items: they go on at resume
+            await answer_stored(self.store, run_id, rec, step.pipeline, output, error)
+            return run.status
         if step.approve is not None:  # an approval gate: yes or no
             await record_answer(self.store, run_id, rec, gate_answer(step_id, output, error))
             return run.status

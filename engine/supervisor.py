@@ -76,6 +76,8 @@ class _Watch:
     finished: bool = False
     changed: anyio.Event = field(default_factory=anyio.Event)
     executing: anyio.Event = field(default_factory=anyio.Event)  # set once live, or finished
+    changes: int = 0  # bumps so far: a wake-up without one brought pipeline figures only
+    figures: dict[str, dict[str, Any]] = field(default_factory=dict)  # pipeline step: latest
 
     def on_event(self, kind: EventKind, step_id: str | None, data: dict[str, Any]) -> None:
         if kind is EventKind.RUN_STARTED:
@@ -83,10 +85,35 @@ class _Watch:
         if kind in _CHANGES:
             self.last = f"{step_id} {kind[5:]}" if step_id else f"run {kind[4:]}"
             self.bump()
+        elif kind is EventKind.PIPELINE_PROGRESS and step_id is not None:
+            self.figures[step_id] = data  # told to progress listeners; not a change
+            self._wake()
 
     def bump(self) -> None:
+        self.changes += 1
+        self._wake()
+
+    def _wake(self) -> None:
         self.changed.set()
         self.changed = anyio.Event()
+
+    def progress(self, run: RunRecord, message: str) -> tuple[int, int, str]:
+        """Progress as (done, total so far, message): settled steps, and the items the
+        run's pipelines finished (total: and those in flight or waiting for the client);
+        the message adds each pipeline's figures."""
+        done, total = _settled(run), len(run.steps)
+        told = [message] if message else []
+        for sid, f in self.figures.items():
+            finished = int(f.get("items", 0)) + int(f.get("items_dead", 0))
+            outstanding = int(f.get("in_flight", 0)) + int(f.get("waiting", 0))
+            done, total = done + finished, total + finished + outstanding
+            stages = ", ".join(f"{s['id']} {s.get('done', 0)}" for s in f.get("stages", []))
+            told.append(
+                f"{sid}: {f.get('items', 0)} item(s) done, {f.get('items_dead', 0)} dead, "
+                f"{f.get('in_flight', 0)} in flight, {f.get('waiting', 0)} waiting for the "
+                f"client (done by stage: {stages})"
+            )
+        return done, total, "; ".join(told)
 
 
 def _settled(run: RunRecord) -> int:
@@ -300,17 +327,26 @@ class RunSupervisor:
             return run
         reported = 0.0
         seen = fingerprint(run)
+        told = 0  # the progress last reported: never less after it
         with anyio.move_on_after(timeout_s):
             while True:
                 watch = self.watches.get(run_id)
                 if watch is not None and (self.live(run_id) or not watch.finished):
                     # Look again after taking the event: a change made while this waiter was
                     # busy (reporting progress, say) bumped an event it was not waiting on.
-                    changed = watch.changed
+                    changed, changes = watch.changed, watch.changes
                     run = await self.snapshot(run_id)
                     if until(run) or (any_change and fingerprint(run) != seen):
                         break
                     await changed.wait()
+                    if watch.changes == changes:  # a pipeline's figures: told, waited on
+                        now = time.monotonic()
+                        if progress is not None and now - reported >= PROGRESS_EVERY_S:
+                            reported = now
+                            done, total, text = watch.progress(run, "")
+                            told = max(told, done)
+                            await progress(told, max(total, told), text)
+                        continue
                     message = watch.last
                 elif run.status is RunStatus.RUNNING and owner_alive(run.owner):
                     before = fingerprint(run)
@@ -325,7 +361,14 @@ class RunSupervisor:
                 now = time.monotonic()
                 if progress is not None and (done or now - reported >= PROGRESS_EVERY_S):
                     reported = now
-                    await progress(_settled(run), len(run.steps), message)
+                    watch = self.watches.get(run_id)
+                    count, total, text = (
+                        watch.progress(run, message)
+                        if watch is not None
+                        else (_settled(run), len(run.steps), message)
+                    )
+                    told = max(told, count)
+                    await progress(told, max(total, told), text)
                 if done:
                     break
         return await self.snapshot(run_id)

@@ -217,6 +217,7 @@ def build_engine(
         max_concurrency=settings.max_concurrency,
         max_foreach_items=settings.max_foreach_items,
         pipeline_keep=settings.pipeline_keep,
+        memory=memory,
         workspace=workspace or Path.cwd(),
     )
     return Engine(store, executors, config)

@@ -16,10 +16,19 @@ from tutti_mcp.engine.errors import (
     StepOutputRejected,
     UnknownStep,
 )
+from tutti_mcp.engine.execution.attempts import HandedOff
+from tutti_mcp.engine.execution.ledger import RunLedger
 from tutti_mcp.engine.gates import GateRejected, gate_answer, rejection_of, timed_out
+from tutti_mcp.engine.modes.pipeline.client_batches import check_answer
 from tutti_mcp.engine.outputs import shape_output
 from tutti_mcp.engine.workflow import Workflow
-from tutti_mcp.memory.runs.records import FailureDetail, RunRecord, StepRecord, StepStatus
+from tutti_mcp.memory.runs.records import (
+    EventKind,
+    FailureDetail,
+    RunRecord,
+    StepRecord,
+    StepStatus,
+)
 from tutti_mcp.memory.runs.store import RunStore
 
 
@@ -43,6 +52,9 @@ class ClientSteps:
             raise UnknownStep(self.run_id, sid, self.wf.order)
         if sid not in self.waiting:
             raise StepNotWaiting(self.run_id, sid, self.run.steps[sid].status.value)
+        p = self.wf.steps[sid].pipeline
+        if p is not None:  # a batch of a pipeline's items: an answer per item
+            return check_answer(sid, p, self.run.steps[sid].request, output, error)
         if self.wf.steps[sid].approve is not None:  # an approval gate: yes, or a rejection
             answer = gate_answer(sid, output, error)
             return answer if answer["approved"] else GateRejected(sid, answer)
@@ -116,6 +128,21 @@ class ClientSteps:
         if rec.status is StepStatus.FAILED:
             return False
         return None
+
+    def answered_elsewhere(self, rec: StepRecord) -> bool:
+        """A pipeline's batch answered by another process (its items committed there, the
+        step set back to pending): it waits no more, and runs on."""
+        step = self.wf.steps.get(rec.step_id)
+        if rec.status is not StepStatus.PENDING or step is None or step.pipeline is None:
+            return False
+        self.waiting.discard(rec.step_id)
+        return True
+
+    async def hand_off(self, sid: str, handed: HandedOff, ledger: RunLedger) -> None:
+        """The step waits for the client, durably, with what it is asked."""
+        await ledger.hand_off(sid, handed.attempt, handed.started, handed.request)
+        self.waiting.add(sid)
+        ledger.emit(EventKind.STEP_WAITING, sid, {"request": handed.request})
 
 
 def client_failure(rec: StepRecord) -> StepError:

@@ -246,10 +246,8 @@ class RunExecution:
             context=None if self.growth is None else self.growth.context(sid),
         )
         if isinstance(result, HandedOff):
-            await self.ledger.hand_off(sid, result.attempt, result.started, result.request)
+            await self.client.hand_off(sid, result, self.ledger)
             self.core.waiting(sid)
-            self.client.waiting.add(sid)
-            self.ledger.emit(EventKind.STEP_WAITING, sid, {"request": result.request})
         elif isinstance(result, Failed):
             await self._fail(sid, result.error, result.attempt, result.started, result.spent)
         else:
@@ -384,7 +382,9 @@ class RunExecution:
         # the attempt and start time are those of the handoff: the client's time counts
         rec = self.run.steps[sid]
         with self.dispatch.held():
-            if isinstance(value, GateRejected):
+            if self.wf.steps[sid].pipeline is not None:  # a batch answered: its items go on
+                await self.pipelines.answer(self.wf.steps[sid], value, self.core)
+            elif isinstance(value, GateRejected):
                 await self._fail(sid, value, rec.attempts, rec.started_at)
             elif error is None:
                 await self._commit(
@@ -412,6 +412,8 @@ class RunExecution:
                     self.ledger.emit(EventKind.STEP_SUCCEEDED, sid, {"by": "another process"})
                 elif settled is False:
                     await self._fail(sid, client_failure(rec), rec.attempts, rec.started_at)
+                elif self.client.answered_elsewhere(rec):
+                    self.core.again(sid)
         self._dispatch()
         self._check_rest()
 

@@ -413,7 +413,7 @@ async def test_a_stage_whose_executor_is_off_here_is_refused_before_the_run_star
         await engine.create(spec)
     text = str(exc.value)
     assert "step 'pipeline', stage 'count' runs a shell command, and shell commands are off" in text
-    assert "stage 'ask' runs on the client, which pipelines cannot hand items to" in text
+    assert "stage 'ask' needs the client executor, which is not available here" in text
 
 
 async def test_the_files_example_runs_without_an_api_key() -> None:

@@ -17,6 +17,7 @@ from jsonschema import Draft7Validator, Draft202012Validator
 from tests.engine.test_spec import SEED_CHAIN_YAML
 from tests.seed import SEED_CHAIN, SEED_SWARM
 from tutti_mcp.engine.errors import SpecError
+from tutti_mcp.engine.modes.sugar import TOP_LEVEL
 from tutti_mcp.engine.spec import parse_spec
 from tutti_mcp.engine.spec_schema import REFRESH, SCHEMA_PATH, schema_text, spec_json_schema
 from tutti_mcp.engine.spec_source import DEFAULT_LIMITS, parse_spec_text
@@ -54,11 +55,16 @@ def readme_specs() -> Iterator[Any]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     for block in re.findall(r"^```(?:json|yaml)\n(.*?)^```$", text, re.DOTALL | re.MULTILINE):
         data = parse_spec_text(block, "README.md", DEFAULT_LIMITS)
-        if isinstance(data, dict) and ("steps" in data or data.get("type") == "swarm"):
+        if isinstance(data, dict) and ("steps" in data or data.get("type") in TOP_LEVEL):
             yield data
 
 
 ONE_AGENT = {"solo": {"role": "Does it all"}}
+
+
+def pipeline_step(source: Any, stages: list[dict[str, Any]], **more: Any) -> dict[str, Any]:
+    """A chain whose one step is a pipeline (the root's own checks say nothing of it)."""
+    return {"steps": [{"id": "p", "pipeline": {"source": source, "stages": stages, **more}}]}
 
 
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.suffix in (".json", ".yaml"))
@@ -104,6 +110,33 @@ ACCEPTED: dict[str, Any] = {
             },
         ]
     },
+    "a top-level pipeline with the workflow's fields": {
+        "name": "files",
+        "type": "pipeline",
+        "inputs": {"pattern": "*.md"},
+        "source": {"glob": "${inputs.pattern}"},
+        "stages": [
+            {"id": "ask", "prompt": "Summarise ${item}", "batch": 10, "retries": 1},
+            {"id": "row", "op": "json", "value": {"file": "${item}", "about": "${ask.output}"}},
+        ],
+        "buffer": 16,
+        "ordered": False,
+        "sink": {"memory": "/memories/summaries.jsonl", "scope": "workflow"},
+    },
+    "a pipeline step with the source and sink shorthands": {
+        "steps": [
+            {"id": "pre", "value": [1, 2]},
+            {
+                "id": "p",
+                "pipeline": {
+                    "source": "${pre.output}",
+                    "stages": [{"id": "s", "op": "pass"}],
+                    "sink": "output",
+                },
+            },
+            {"id": "q", "pipeline": {"source": [3], "stages": [{"id": "s", "args": "x"}]}},
+        ]
+    },
     "every command, with and without arguments": {
         "steps": [
             {"id": "q", "command": "/query", "args": "x"},
@@ -141,6 +174,18 @@ REJECTED: dict[str, Any] = {
             {"id": "s", "swarm": {"agents": {"a": {"role": "x", "run": "shell"}, **ONE_AGENT}}}
         ]
     },
+    "a top-level pipeline without stages": {"type": "pipeline", "source": [1]},
+    "a top-level pipeline without `type`": {"source": [1], "stages": [{"id": "s", "args": "x"}]},
+    "pipeline fields in a workflow with steps": {
+        "steps": [{"id": "a"}],
+        "source": [1],
+        "stages": [{"id": "s", "args": "x"}],
+    },
+    "pipeline fields in a swarm": {**SEED_SWARM, "source": [1]},
+    "a pipeline source of no kind": pipeline_step({}, [{"id": "s", "args": "x"}]),
+    "a stage id with a dash": pipeline_step({"items": [1]}, [{"id": "my-stage", "args": "x"}]),
+    "a stage that is an approval gate": pipeline_step({"items": [1]}, [{"id": "s", "run": "gate"}]),
+    "an unknown sink": pipeline_step({"items": [1]}, [{"id": "s", "args": "x"}], sink="stdout"),
     "an unknown field of an agent": {
         "type": "swarm",
         "topology": "mesh",
@@ -161,8 +206,13 @@ def test_the_schema_is_a_valid_json_schema_that_names_its_dialect_and_format() -
     Draft7Validator.check_schema(SCHEMA)
     assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert SCHEMA["title"] == "tutti workflow spec"
-    # a workflow needs steps; the top-level swarm form needs `type: swarm` and agents instead
-    assert [form["required"] for form in SCHEMA["anyOf"]] == [["steps"], ["type", "agents"]]
+    # a workflow needs steps; the top-level swarm form needs `type: swarm` and agents instead,
+    # the top-level pipeline form `type: pipeline`, a source and stages
+    assert [form["required"] for form in SCHEMA["anyOf"]] == [
+        ["steps"],
+        ["type", "agents"],
+        ["type", "source", "stages"],
+    ]
     # descriptions the models carry reach the editor
     timeout = SCHEMA["$defs"]["Step"]["properties"]["timeout"]
     assert timeout["description"] == "seconds per attempt"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from tutti_mcp.engine.errors import Problem
+from tutti_mcp.engine.modes.pipeline.client_batches import MAX_CLIENT_BATCH
 from tutti_mcp.engine.modes.pipeline.spec import ITEM_WORDS, PipelineSpec
 from tutti_mcp.engine.spec_parts import BuiltinOp, ExecutorKind
 from tutti_mcp.engine.templating import Reference
@@ -45,12 +46,22 @@ def pipeline_problems(p: PipelineSpec, where: str, step_ids: list[str]) -> list[
         ):
             out.append(Problem(at, "builtin op 'json' needs `value`"))
         batched = stage.batch is not None and stage.batch > 1
-        if batched and kind not in (ExecutorKind.CLIENT, ExecutorKind.BUILTIN):
+        # a model stage without `run` goes where model steps go: the client, with no key
+        to_client = kind is ExecutorKind.CLIENT or (kind is ExecutorKind.PROMPT and not stage.run)
+        if batched and not to_client and kind is not ExecutorKind.BUILTIN:
             out.append(
                 Problem(
                     f"{at}.batch",
                     f"`batch` hands several items to one client task; a {kind.value} stage "
                     "works one item per call (use `concurrency` to run more at once)",
+                )
+            )
+        elif to_client and (stage.batch or 0) > MAX_CLIENT_BATCH:
+            out.append(
+                Problem(
+                    f"{at}.batch",
+                    f"a client task lists at most {MAX_CLIENT_BATCH} items (each with its "
+                    f"prompt); got batch {stage.batch}",
                 )
             )
     return out

@@ -92,7 +92,10 @@ async def read_source(
 ) -> AsyncIterator[Any]:
     """The source's items, in order. Raises StepError saying what is wrong with it."""
     if src.items is not None or src.glob is not None:
-        fe = ForEach(items=src.items) if src.glob is None else ForEach(glob=src.glob)
+        if src.glob is None:
+            fe = ForEach(items=src.items)
+        else:
+            fe = ForEach(glob=await _render(src.glob, ctx, "source.glob"))
         for item in await foreach_items(fe, ctx, workspace, sys.maxsize):
             yield item
     elif src.lines is not None or src.jsonl is not None:

@@ -11,6 +11,11 @@ from tutti_mcp.engine.modes.pipeline.spec import PipelineSpec
 from tutti_mcp.engine.spec import BuiltinOp, ExecutorKind, WorkflowSpec
 from tutti_mcp.engine.workflow import resolved_executor
 
+MEMORY_OFF = (
+    "pipeline sink `memory` writes to the memory store, and this engine has none (the "
+    "server and `tutti run` have one with their database); use `sink: {jsonl: PATH}` "
+    "(a workspace file) or the step's output"
+)
 SHELL_OFF = (
     "shell commands are off here: set TUTTI_ALLOW_SHELL to the programs to allow (e.g. "
     "TUTTI_ALLOW_SHELL=git,wc or '*')"
@@ -27,20 +32,12 @@ def pipeline_problems(
     out: list[str] = []
     if p.source.command is not None and ExecutorKind.SHELL not in executors:
         out.append(f"step {sid!r}: its source runs a command, and {SHELL_OFF}")
-    if p.sink.memory is not None:
-        out.append(
-            f"step {sid!r}: sink `memory` is not available in this version; use "
-            "`sink: {jsonl: PATH}` (a workspace file) or the step's output"
-        )
+    if p.sink.memory is not None and config.memory is None:
+        out.append(f"step {sid!r}: {MEMORY_OFF}")
     for stage in p.stages:
         kind = resolved_executor(stage.step, spec, config.model_executor)
         where = f"step {sid!r}, stage {stage.id!r}"
-        if kind is ExecutorKind.CLIENT:
-            out.append(
-                f"{where} runs on the client, which pipelines cannot hand items to in this "
-                "version; give it `run: prompt` (with ANTHROPIC_API_KEY) or `run: sampling`"
-            )
-        elif kind not in executors:
+        if kind not in executors:
             if kind is ExecutorKind.BUILTIN and stage.step.builtin_op is not BuiltinOp.WAIT:
                 continue  # transforms run without the executor
             why = {

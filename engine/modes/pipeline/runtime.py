@@ -4,7 +4,11 @@ bounded anyio memory object streams.
 Items move in chunks (a list per send and receive), since yielding to the event loop at
 each send is most of what a trivial stage costs: a builtin stage takes up to CHUNK items
 at a time, a stage that calls an executor takes one (so its `concurrency` workers share
-the items), a client stage its `batch`. Each buffer holds at most `buffer` items.
+the items). Each buffer holds at most `buffer` items.
+
+A client stage collects its items instead (client_batches): they wait there, out of the
+flow (their credits given back), and once one stage holds a full batch the source stops
+reading, the items in flight drain, and the run returns with what waits for the client.
 
 Backpressure: the source takes one credit per item it reads and the sink gives it back,
 so the items between source and sink never exceed the bound: `(stages + 1) * buffer` in
@@ -22,12 +26,12 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from tutti_mcp.engine.errors import ConfigurationError, StepError, TemplateError
+from tutti_mcp.engine.modes.pipeline.client_batches import Parked
 from tutti_mcp.engine.modes.pipeline.items import Work
 from tutti_mcp.engine.modes.pipeline.journal import Journal, resumed_work
 from tutti_mcp.engine.modes.pipeline.stages import StageRunner
 from tutti_mcp.engine.modes.pipeline.stats import PipelineStats
-from tutti_mcp.engine.spec import ExecutorKind
-from tutti_mcp.memory.runs.pipeline_rows import ItemState, PipelineSnapshot
+from tutti_mcp.memory.runs.pipeline_rows import PipelineSnapshot
 
 CHUNK = 128  # items a builtin stage takes at once
 TICK_S = 0.25  # how often queue depths are sampled, progress told and rows committed
@@ -57,8 +61,8 @@ class Credits:
 
 
 def chunk_size(runner: StageRunner, buffer: int) -> int:
-    if runner.kind is ExecutorKind.CLIENT:
-        return runner.stage.batch or 1
+    if runner.client:
+        return max(1, min(buffer, runner.batch))
     if runner.fast:
         return max(1, min(CHUNK, buffer, runner.stage.batch or CHUNK))
     return 1
@@ -86,6 +90,10 @@ class Runtime:
         self.sizes = [chunk_size(r, buffer) for r in runners] + [max(1, min(CHUNK, buffer))]
         self.credits = Credits(stats.limit)
         self._ticker = anyio.CancelScope()
+        # client stages: the items waiting at each (by stage), and the source's stop
+        self.parked: dict[int, list[Parked]] = {i: [] for i, r in enumerate(runners) if r.client}
+        self.stopping = False
+        self._reading: anyio.CancelScope | None = None
 
     async def run(self, items: AsyncIterator[Any], snap: PipelineSnapshot) -> None:
         """Every item of `items` (and those `snap` left unfinished) through the stages to
@@ -100,9 +108,10 @@ class Runtime:
                 tg.start_soon(self._tick)
                 tg.start_soon(self._source, items, snap, pairs[0][0].clone())
                 for i, runner in enumerate(self.runners):
-                    for _ in range(runner.stage.concurrency):
+                    for _ in range(1 if runner.client else runner.stage.concurrency):
                         recv, send = pairs[i][1].clone(), pairs[i + 1][0].clone()
-                        tg.start_soon(self._worker, i, recv, send)
+                        work = self._collect if runner.client else self._worker
+                        tg.start_soon(work, i, recv, send)
                 tg.start_soon(self._sink, pairs[n][1].clone())
                 for send, recv in pairs:
                     send.close()
@@ -118,17 +127,17 @@ class Runtime:
         self, items: AsyncIterator[Any], snap: PipelineSnapshot, send: ObjectSendStream[Chunk]
     ) -> None:
         rows, frontier = dict(snap.rows), snap.mark.frontier
-        stats = self.stats
+        stats, done = self.stats, self.journal.done_states
         size = self.sizes[0]
         chunk: Chunk = []
         seq = 0
         async with send:
             index = 0
-            async for item in items:
+            async for item in self._until_stopped(items) if self.parked else items:
                 row = rows.pop(index, None)
                 if row is None and index >= frontier:
                     work: Work | None = Work(index, item)
-                elif row is None or row.state is ItemState.SUNK:
+                elif row is None or row.state in done:
                     work = None  # finished by an earlier execution
                     stats.restored += 1
                 else:
@@ -141,8 +150,8 @@ class Runtime:
                         await self._send_in(send, chunk)
                         chunk = []
             # rows past the source's end now (it shrank since): their items go on too
-            for row in sorted(rows.values(), key=lambda r: r.item):
-                if row.state is not ItemState.SUNK:
+            for row in sorted(rows.values(), key=lambda r: r.item) if not self.stopping else ():
+                if row.state not in done:
                     work = resumed_work(row)
                     work.seq, seq = seq, seq + 1
                     chunk.append(work)
@@ -154,6 +163,10 @@ class Runtime:
         """Into the first buffer, as credits allow."""
         stats = self.stats
         while chunk:
+            if self.parked and self._starved():
+                self.stop()
+            if self.stopping:  # not sent: these items are read again by the next execution
+                return
             got = await self.credits.take(len(chunk))
             part, chunk = chunk[:got], chunk[got:]
             stats.read += got
@@ -197,7 +210,11 @@ class Runtime:
         next_seq = 0
         async with recv:
             async for chunk in recv:
-                if self.ordered:
+                for w in chunk:
+                    if w.error is not None:  # a dead letter has no place in the order
+                        journal.dead_item(w)
+                        stats.dead += 1
+                if self.ordered:  # (it keeps its credit until its turn: memory stays bounded)
                     for w in chunk:
                         waiting[w.seq] = w
                     ready = []
@@ -210,14 +227,66 @@ class Runtime:
                     if w.error is None:
                         journal.sunk_item(w)
                         stats.sunk += 1
-                    else:
-                        journal.dead_item(w)
-                        stats.dead += 1
                 stats.in_flight -= len(ready)
                 credits.give(len(ready))
                 if journal.due:
                     await journal.commit()
         self._ticker.cancel()
+
+    # -- client stages ----------------------------------------------------------------------
+    async def _collect(
+        self, i: int, recv: ObjectReceiveStream[Chunk], send: ObjectSendStream[Chunk]
+    ) -> None:
+        """A client stage's worker: its items wait here for the client (rendered), out of the
+        flow; those past it (answered), skipped by its `when` or dead pass on."""
+        runner, parked = self.runners[i], self.parked[i]
+        stats, st = self.stats, self.stats.stages[i]
+        async with recv, send:
+            async for chunk in recv:
+                st.queued -= len(chunk)
+                on: Chunk = []
+                for w in chunk:
+                    task = None
+                    if w.error is None and len(w.outs) == i:
+                        task = await runner.park(w)
+                    if task is None:
+                        on.append(w)
+                    else:
+                        parked.append(task)
+                waits = len(chunk) - len(on)
+                if waits:
+                    st.waiting += waits
+                    stats.in_flight -= waits
+                    self.credits.give(waits)
+                    if len(parked) >= runner.batch:
+                        self.stop()
+                if on:
+                    await self._put(send, on, i + 1)
+
+    def stop(self) -> None:
+        """Read no more items (a batch waits for the client): what is in flight drains."""
+        self.stopping = True
+        if self._reading is not None:
+            self._reading.cancel()
+
+    def _starved(self) -> bool:
+        """No credits left while items wait at a client stage: in ordered mode the sink may
+        hold every credit for items that come after a waiting one, so stop and hand over."""
+        return self.credits.free == 0 and any(self.parked.values())
+
+    async def _until_stopped(self, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """The source's items until `stop()`, which also ends a wait for the next one (a
+        command that prints nothing for a while keeps no batch from the client)."""
+        while not self.stopping:
+            with anyio.CancelScope() as self._reading:
+                try:
+                    item = await anext(items)
+                except StopAsyncIteration:
+                    return
+            self._reading = None
+            if self.stopping:
+                return
+            yield item
 
     async def _tick(self) -> None:
         with self._ticker:

@@ -42,7 +42,9 @@ class Source(SpecModel):
     items: Any = Field(None, description="a list, or a template whose value is a list")
     lines: str | None = Field(None, description="a workspace file: each non-blank line is an item")
     jsonl: str | None = Field(None, description="a workspace file of JSON values, one a line")
-    glob: str | None = Field(None, description="workspace files matching this pattern, sorted")
+    glob: str | None = Field(
+        None, description="workspace files matching this pattern (a template), sorted"
+    )
     command: list[str] | None = Field(
         None,
         min_length=1,
@@ -73,6 +75,9 @@ class Sink(SpecModel):
     output: bool = Field(False, description="the items' outputs become the step's output")
     jsonl: str | None = Field(None, description="a workspace file: one JSON line per item")
     memory: str | None = Field(None, description="a memory file: one JSON line per item")
+    scope: str = Field(
+        "global", description="the memory file's scope: global, project, workflow, or a scope"
+    )
 
     @model_validator(mode="after")
     def _one(self) -> Sink:
@@ -81,6 +86,8 @@ class Sink(SpecModel):
             raise ValueError(f"a pipeline `sink` is one of output, jsonl, memory; got {given}")
         if self.memory is not None and not self.memory.startswith("/memories/"):
             raise ValueError(f"sink.memory {self.memory!r} must be a path under /memories/")
+        if self.memory is None and "scope" in self.model_fields_set:
+            raise ValueError("sink `scope` is a memory file's scope: give it with `memory`")
         return self
 
     @property
@@ -224,7 +231,8 @@ class PipelineSpec(SpecModel):
         """(field, text) of every template the pipeline renders at run time."""
         src = self.source
         out = [(f"pipeline.source.items{p}", s) for p, s in strings_in(src.items, "")]
-        out += [(f"pipeline.source.{n}", t) for n in ("lines", "jsonl") if (t := getattr(src, n))]
+        names = ("lines", "jsonl", "glob")
+        out += [(f"pipeline.source.{n}", t) for n in names if (t := getattr(src, n))]
         out += [(f"pipeline.source.command[{i}]", a) for i, a in enumerate(src.command or [])]
         sink = self.sink
         out += [(f"pipeline.sink.{n}", t) for n in ("jsonl", "memory") if (t := getattr(sink, n))]

@@ -21,10 +21,11 @@ from typing import Any
 import anyio
 
 from tutti_mcp.engine import template_limits as lim
-from tutti_mcp.engine.errors import StepError, StepErrorKind, TemplateError
+from tutti_mcp.engine.errors import ConfigurationError, StepError, StepErrorKind, TemplateError
 from tutti_mcp.engine.execution.attempts import step_error
 from tutti_mcp.engine.executors.base import StepCall, StepExecutor
 from tutti_mcp.engine.models import ModelInfo
+from tutti_mcp.engine.modes.pipeline.client_batches import DEFAULT_BATCH, MAX_CLIENT_BATCH, Parked
 from tutti_mcp.engine.modes.pipeline.items import ItemContext, Work
 from tutti_mcp.engine.modes.pipeline.spec import Stage
 from tutti_mcp.engine.modes.pipeline.stats import StageStats
@@ -126,6 +127,8 @@ class StageRunner:
         self.usage: dict[str, Any] | None = None  # what its model calls spent
         self.fast = kind is ExecutorKind.BUILTIN and self.step.builtin_op in FAST_OPS
         self.when = None if stage.when is None else unwrap_condition(stage.when)
+        self.client = kind is ExecutorKind.CLIENT  # its items wait for the client, in batches
+        self.batch = min(stage.batch or DEFAULT_BATCH, MAX_CLIENT_BATCH)
 
     # -- builtin transforms, on the loop ---------------------------------------------------
     def run_fast(self, works: list[Work]) -> list[Work]:
@@ -244,8 +247,19 @@ class StageRunner:
                 partial(self._op, w, None), abandon_on_cancel=True, limiter=self.render_slot
             )
         assert self.executor is not None
+        with anyio.fail_after(self.timeout_s):
+            outcome = await self.executor.execute(self._call(w, attempt))
+        value = shaped(self.step, outcome)
+        usage = outcome.usage
+        if outcome.cost_usd is not None:
+            usage = {**(usage or {}), "cost_usd": outcome.cost_usd}
+        if usage:
+            self.usage = add_usage(self.usage, usage)
+        return value
+
+    def _call(self, w: Work, attempt: int) -> ItemCall:
         b = self.base
-        call = ItemCall(
+        return ItemCall(
             run_id=b.run_id,
             step=self.step,
             attempt=attempt,
@@ -258,19 +272,21 @@ class StageRunner:
             workflow=b.workflow,
             key=f"{b.run_id}:{b.step_id}.{self.stage.id}[{w.index}]",
         )
-        with anyio.fail_after(self.timeout_s):
-            outcome = await self.executor.execute(call)
-        if outcome.handoff is not None:
-            raise StepError(
-                f"stage {self.stage.id!r} runs on the client, which pipelines cannot hand "
-                "items to yet; give the stage `run: prompt` (with an API key) or `sampling`",
-                retryable=False,
-                kind=StepErrorKind.CONFIGURATION,
-            )
-        value = shaped(self.step, outcome)
-        usage = outcome.usage
-        if outcome.cost_usd is not None:
-            usage = {**(usage or {}), "cost_usd": outcome.cost_usd}
-        if usage:
-            self.usage = add_usage(self.usage, usage)
-        return value
+
+    # -- a client stage: its items wait for the client (client_batches) ---------------------
+    async def park(self, w: Work) -> Parked | None:
+        """The item's task for the client (its prompt rendered), or None when the item does
+        not wait: `when` skips it, or its task cannot be rendered (it is a dead letter)."""
+        assert self.executor is not None
+        attempt = w.attempts + 1
+        try:
+            if self.when is not None and not await self._holds_async(w):
+                self._skip(w)
+                return None
+            outcome = await self.executor.execute(self._call(w, attempt))
+        except (TemplateError, StepError, ConfigurationError) as exc:
+            self._dead(w, step_error(exc, self.timeout_s, attempt), attempt)
+            return None
+        req: Mapping[str, Any] = outcome.handoff or {}
+        hints = {k: req.get(k) for k in ("thinking", "model_hint")}
+        return Parked(w, str(req.get("instructions", "")), req.get("system"), hints)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,8 @@ class StageStats:
     in_flight: int = 0  # items its workers hold now
     queued: int = 0  # items waiting in its input buffer now
     backoffs: int = 0  # times the whole stage backed off (429 / overloaded)
+    waiting: int = 0  # items waiting for the client (a client stage)
+    base: int = 0  # items done by earlier executions (counted in `done`, not in the rate)
     latency: Histogram = field(default_factory=Histogram)
     depths: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=SAMPLES))
 
@@ -75,10 +78,21 @@ class StageStats:
             "in_flight": self.in_flight,
             "queued": self.queued,
             "backoffs": self.backoffs,
-            "items_per_s": round(self.done / elapsed, 1) if elapsed > 0 else None,
+            "waiting": self.waiting,
+            "items_per_s": round((self.done - self.base) / elapsed, 1) if elapsed > 0 else None,
             "latency": {k: None if v is None else round(v, 3) for k, v in ms.items()},
             "queue_depths": [[round(t, 2), d] for t, d in self.depths],
         }
+
+    def carry(self, before: Mapping[str, Any], *, dead: bool) -> None:
+        """Count on from an earlier execution's figures (the last committed): the step
+        runs again after each client batch, and its figures are the step's, not the
+        execution's. Dead letters are counted afresh when the resume re-drives them."""
+        for name in ("done", "skipped", "retries", "backoffs") + (("dead",) if dead else ()):
+            value = before.get(name)
+            if isinstance(value, int):
+                setattr(self, name, value)
+        self.base = self.done
 
 
 class PipelineStats:
@@ -91,6 +105,8 @@ class PipelineStats:
         self.in_flight = 0
         self.max_in_flight = 0
         self.restored = 0  # items found finished by an earlier execution
+        self.sunk_before = 0  # items sunk and dead letters kept from earlier executions
+        self.dead_before = 0
         self.started = time.monotonic()
 
     def sample(self) -> None:
@@ -110,5 +126,9 @@ class PipelineStats:
             "in_flight_bound": self.limit,
             "elapsed_s": round(elapsed, 3),
             "items_per_s": round(self.sunk / elapsed, 1) if elapsed > 0 else None,
+            # the step's, over its executions: what progress reports count
+            "items": self.sunk_before + self.sunk,
+            "items_dead": self.dead_before + self.dead,
+            "waiting": sum(s.waiting for s in self.stages),
             "stages": [s.snapshot(elapsed) for s in self.stages],
         }

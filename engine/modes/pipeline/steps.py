@@ -10,18 +10,34 @@ in; items committed before are not run again."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 
+from tutti_mcp.engine.agent_memory import resolve_scope
+from tutti_mcp.engine.core import RunCore
 from tutti_mcp.engine.errors import ConfigurationError, StepError, TemplateError
-from tutti_mcp.engine.execution.attempts import AttemptResult, Failed, StepSetup, Succeeded
+from tutti_mcp.engine.execution.attempts import (
+    AttemptResult,
+    Failed,
+    HandedOff,
+    StepSetup,
+    Succeeded,
+)
 from tutti_mcp.engine.execution.context import RunContext
 from tutti_mcp.engine.execution.ledger import RunLedger
 from tutti_mcp.engine.executors.base import StepOutcome
+from tutti_mcp.engine.modes.pipeline.client_batches import (
+    BatchAnswer,
+    batch_request,
+    is_pending,
+    record_answer,
+)
 from tutti_mcp.engine.modes.pipeline.items import read_source
-from tutti_mcp.engine.modes.pipeline.journal import Journal, JsonlSink, Sink
+from tutti_mcp.engine.modes.pipeline.journal import Journal, JsonlSink, MemorySink, Sink
+from tutti_mcp.engine.modes.pipeline.preflight import MEMORY_OFF
 from tutti_mcp.engine.modes.pipeline.runtime import Runtime, in_flight_bound
 from tutti_mcp.engine.modes.pipeline.spec import PipelineSpec
 from tutti_mcp.engine.modes.pipeline.stages import CallBase, StageRunner
@@ -31,10 +47,18 @@ from tutti_mcp.engine.templating import render_async
 from tutti_mcp.engine.thinking import choose
 from tutti_mcp.engine.usage import add_usage
 from tutti_mcp.engine.workflow import resolved_executor
-from tutti_mcp.memory.runs.pipeline_rows import ItemState
-from tutti_mcp.memory.runs.records import EventKind
+from tutti_mcp.memory.files.store import step_author
+from tutti_mcp.memory.runs.pipeline_rows import ItemState, PipelineSnapshot
+from tutti_mcp.memory.runs.records import ClientRequest, EventKind
 
 DEAD_SHOWN = 5  # dead letters named in the step's error
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What the pipeline gives back when a batch waits for the client."""
+
+    request: ClientRequest
 
 
 class PipelineSteps:
@@ -55,31 +79,55 @@ class PipelineSteps:
     ) -> AttemptResult:
         """Run (or resume) the pipeline to its end (as Attempts.run runs a step; its items
         retry as their stages say, so the step itself is not retried)."""
-        assert step.pipeline is not None
+        p = step.pipeline
+        assert p is not None
         sid, attempt = step.id, prior_attempts + 1
         started = self.ctx.config.clock()
+        # handed to the client before: the step runs on after a batch (or was interrupted
+        # while one waited), and its dead letters stay dead until the step has failed
+        asked = self.ledger.run.steps[sid].request
         self.ledger.step_started(sid, attempt, started, lasting=True)
         try:
+            snap = await self.ctx.store.load_pipeline(self.ledger.run_id, sid)
+            if asked and is_pending(p, asked, snap):  # the same batch, as it was handed
+                return HandedOff(asked, attempt, started)
             output, usage, dead = await self._run(
-                step.id, step.pipeline, context or self.ledger.ctx
+                sid, p, context or self.ledger.ctx, snap, redrive=not asked
             )
         except (StepError, TemplateError, ConfigurationError) as exc:
             err = exc if isinstance(exc, StepError) else StepError(str(exc), retryable=False)
             return Failed(err, attempt, started, spent)
+        if isinstance(output, Handoff):
+            return HandedOff(output.request, attempt, started)
         if dead:
             return Failed(dead_letters_error(dead), attempt, started, add_usage(spent, usage))
         return Succeeded(output, StepOutcome(output, usage, None), attempt, started, spent)
 
+    async def answer(self, step: Step, answer: BatchAnswer, core: RunCore) -> None:
+        """The client answered the step's batch (checked by ClientSteps.check): commit its
+        items' completions; the step is then ready to run on."""
+        assert step.pipeline is not None
+        await record_answer(self.ctx.store, self.ledger.run_id, step.id, step.pipeline, answer)
+        core.again(step.id)
+
     async def _run(
-        self, sid: str, p: PipelineSpec, run_ctx: Mapping[str, Any]
+        self,
+        sid: str,
+        p: PipelineSpec,
+        run_ctx: Mapping[str, Any],
+        snap: PipelineSnapshot,
+        *,
+        redrive: bool,
     ) -> tuple[Any, dict[str, Any] | None, list[dict[str, Any]]]:
         store, run_id = self.ctx.store, self.ledger.run_id
-        snap = await store.load_pipeline(run_id, sid)
         runners = self._runners(sid, p, run_ctx)
+        before = snap.mark.stats.get("stages") or []
+        for r, figures in zip(runners, before, strict=False):
+            r.stats.carry(figures, dead=not redrive)
         stats = PipelineStats([r.stats for r in runners], in_flight_bound(runners, p.buffer))
-        sink = await self._sink(p, run_ctx, snap.mark.sink_offset)
+        sink = await self._sink(sid, p, run_ctx, snap.mark.sink_offset)
         keep = self.ctx.config.pipeline_keep
-        journal = Journal(store, run_id, sid, snap, sink, stats, keep)
+        journal = Journal(store, run_id, sid, snap, sink, stats, keep, redrive=redrive)
         shell = self.ctx.executors.get(ExecutorKind.SHELL)
         items = read_source(p.source, run_ctx, self.workspace, getattr(shell, "policy", None))
         runtime = Runtime(
@@ -97,6 +145,10 @@ class PipelineSteps:
         usage = None
         for r in runners:
             usage = add_usage(usage, r.usage)
+        if any(runtime.parked.values()):  # items wait for the client: hand over a batch
+            request = await self._batch(sid, p, runtime, journal)
+            self.ledger.emit(EventKind.PIPELINE_PROGRESS, sid, stats.snapshot())
+            return Handoff(request), usage, []
         after = await store.load_pipeline(run_id, sid)
         dead = [
             {
@@ -161,7 +213,30 @@ class PipelineSteps:
             runners.append(runner)
         return runners
 
-    async def _sink(self, p: PipelineSpec, run_ctx: Mapping[str, Any], offset: int) -> Sink:
+    async def _batch(
+        self, sid: str, p: PipelineSpec, runtime: Runtime, journal: Journal
+    ) -> ClientRequest:
+        """The client task of the next batch: at the stage that holds the earliest item
+        (ordered output waits for it), its `batch` earliest items. Every waiting item is
+        committed where it stands: the answer (and a resume) finds the batch there, and
+        the next execution does not redo the stages before for the others."""
+        parked = runtime.parked
+        i = min(
+            (i for i in parked if parked[i]), key=lambda i: min(t.work.index for t in parked[i])
+        )
+        waiting = sorted(parked[i], key=lambda t: t.work.index)
+        batch = waiting[: runtime.runners[i].batch]
+        for held in parked.values():
+            for t in held:
+                journal.moved(t.work)
+        st = runtime.stats.stages[i]
+        st.waiting, st.queued = len(waiting), 0  # handed now, or in a later batch
+        await journal.commit()
+        return batch_request(self.ledger.run_id, sid, p, i, batch)
+
+    async def _sink(
+        self, sid: str, p: PipelineSpec, run_ctx: Mapping[str, Any], offset: int
+    ) -> Sink:
         if p.sink.jsonl is not None:
             try:
                 rel = await render_async(p.sink.jsonl, run_ctx)
@@ -169,10 +244,18 @@ class PipelineSteps:
                 raise StepError(f"pipeline.sink.jsonl: {exc}", retryable=False) from None
             return JsonlSink(rel, self.workspace, offset)
         if p.sink.memory is not None:
-            raise ConfigurationError(
-                "pipeline sink `memory` is not available in this version; use "
-                "`sink: {jsonl: PATH}` (a workspace file) or the step's output"
-            )
+            files = self.ctx.config.memory
+            if files is None:
+                raise ConfigurationError(MEMORY_OFF)
+            try:
+                path = await render_async(p.sink.memory, run_ctx)
+            except TemplateError as exc:
+                raise StepError(f"pipeline.sink.memory: {exc}", retryable=False) from None
+            scope = resolve_scope(p.sink.scope, self.spec.name, self.workspace)
+            author = step_author(self.ledger.run_id, sid)
+            sink = MemorySink(files, path, scope, author)
+            await sink.open(offset)
+            return sink
         return Sink()
 
 
