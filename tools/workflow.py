@@ -45,6 +45,7 @@ from tutti_mcp.tools.results import (
 )
 from tutti_mcp.tools.sampling import NO_SAMPLING, SamplingBroker
 from tutti_mcp.tools.spec_input import load_spec
+from tutti_mcp.tools.workspace import Workspace, choose
 
 MAX_WAIT_S = 45  # clients drop a call after about 60 s
 COMPLETE_WAIT_S = 10.0  # step_complete waits this long for the run to need the caller again
@@ -73,13 +74,28 @@ class ToolState:
     spec_limits: SpecLimits = DEFAULT_LIMITS  # TUTTI_MAX_SPEC_BYTES, TUTTI_MAX_SPEC_DEPTH
     asker: GateAsker | None = None  # asks approval gates by elicitation (None: client tasks)
     tasks: TaskStore | None = None  # MCP tasks (None: tool calls are never answered with one)
+    # why `workspace` is fixed (TUTTI_WORKSPACE, --workspace); None: a client's roots choose
+    # inside it (tools/workspace.py)
+    workspace_fixed: str | None = None
+
+
+def workspace_for(
+    state: ToolState, spec: Mapping[str, Any] | str, roots: Sequence[str] | None
+) -> Workspace:
+    """Where a run of `spec` works, for a client with these roots (None: it offers none)."""
+    return choose(spec, state.workspace, state.workspace_fixed, roots)
 
 
 # -- specs -----------------------------------------------------------------------------------
-async def load_spec_off_loop(state: ToolState, spec: Mapping[str, Any] | str) -> WorkflowSpec:
+async def load_spec_off_loop(
+    state: ToolState, spec: Mapping[str, Any] | str, where: Workspace | None = None
+) -> WorkflowSpec:
     """load_spec in a worker thread: YAML parsing runs at about 150 KB/s, and a spec at
     TUTTI_MAX_SPEC_BYTES would otherwise hold up every run and request for seconds."""
-    return await anyio.to_thread.run_sync(load_spec, spec, state.workspace, state.spec_limits)
+    found = None if where is None else where.spec_file
+    return await anyio.to_thread.run_sync(
+        load_spec, spec, state.workspace, state.spec_limits, found
+    )
 
 
 def check_inputs(state: ToolState, inputs: Mapping[str, Any] | None) -> None:
@@ -89,8 +105,11 @@ def check_inputs(state: ToolState, inputs: Mapping[str, Any] | None) -> None:
         check_data(dict(inputs), "inputs", state.spec_limits)
 
 
-async def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
-    planned = await state.supervisor.plan(await load_spec_off_loop(state, spec))
+async def plan(
+    state: ToolState, spec: Mapping[str, Any] | str, roots: Sequence[str] | None = None
+) -> PlanResult:
+    where = workspace_for(state, spec, roots)
+    planned = await state.supervisor.plan(await load_spec_off_loop(state, spec, where))
     wf, p, history = planned.workflow, planned.plan, planned.history
     d = p.to_dict()
     if planned.blocker is None:
@@ -123,6 +142,7 @@ async def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
         mermaid=d["mermaid"],
         cost=planned.cost,
         history=history.summary(),
+        workspace=where.as_dict(),
         next=ready,
     )
 
@@ -265,14 +285,16 @@ async def start(
     can_sample: bool,
     progress: ReportProgress | None = None,
     bind: Callable[[str], None] | None = None,
+    roots: Sequence[str] | None = None,
 ) -> RunState:
     sup = state.supervisor
-    wf = sup.compile(await load_spec_off_loop(state, spec))
+    where = workspace_for(state, spec, roots)
+    wf = sup.compile(await load_spec_off_loop(state, spec, where))
     check_inputs(state, inputs)
     needs = wf.on(ExecutorKind.SAMPLING)
     if needs and not can_sample:
         raise ClientCannotSample(needs, NO_SAMPLING)
-    run_id = await sup.start(wf, inputs, before=bind)
+    run_id = await sup.start(wf, inputs, before=bind, workspace=str(where.path))
     run = await sup.wait(run_id, _needs_caller(state, run_id), waited(wait_s), progress)
     return run_state(state, run)
 

@@ -9,8 +9,14 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar, cast
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.resolve import Resolve, Sample
-from mcp_types import CallToolResult, CreateMessageResult, TextContent, ToolAnnotations
+from mcp.server.mcpserver.resolve import ListRoots, Resolve, Sample
+from mcp_types import (
+    CallToolResult,
+    CreateMessageResult,
+    ListRootsResult,
+    TextContent,
+    ToolAnnotations,
+)
 from pydantic import BaseModel, Field
 
 from tutti_mcp.engine.executors.sampling import SamplingRequest
@@ -97,27 +103,44 @@ Req = [Annotated[SamplingRequest | None, Resolve(p)] for p, _ in _SLOTS]
 Reply = [Annotated[CreateMessageResult | None, Resolve(a)] for _, a in _SLOTS]
 
 
+def _ask_roots(ctx: Context) -> ListRoots | None:
+    """The client's roots choose the workspace where it offers them and the server's
+    workspace is not fixed (tools/workspace.py); asked on both protocol generations."""
+    caps = ctx.client_capabilities
+    if caps is None or caps.roots is None or state_of(ctx).workspace_fixed is not None:
+        return None
+    return ListRoots()
+
+
+Roots = Annotated[ListRootsResult | None, Resolve(_ask_roots)]
+
+
+def root_uris(roots: ListRootsResult | None) -> list[str] | None:
+    return None if roots is None else [str(r.uri) for r in roots.roots]
+
+
 def register(server: MCPServer[Any]) -> None:
     read_only = ToolAnnotations(read_only_hint=True)
 
     @server.tool(annotations=read_only)
-    async def workflow_plan(spec: SpecArg, ctx: Context) -> PlanResult:
+    async def workflow_plan(spec: SpecArg, ctx: Context, roots: Roots) -> PlanResult:
         """Check a workflow spec without running it: mode and why, DAG as Mermaid, parallel
         groups, critical path, speedup, thinking per step, cost range. Spec: {name, inputs?,
         steps: [{id, prompt|command|argv|op, depends_on?, when?, run?, thinking?, output?}]};
         templates: ${inputs.x}, ${step_id.output}."""
         with tool_errors():
-            return reply(await wfl.plan(state_of(ctx), spec))
+            return reply(await wfl.plan(state_of(ctx), spec, root_uris(roots)))
 
     @server.tool()
     async def workflow_start(
         spec: SpecArg,
         ctx: Context,
+        roots: Roots,
         inputs: Inputs = None,
         wait_s: Wait = 0,
     ) -> RunState:
-        """Start a run: returns its run_id at once, or after up to wait_s. Independent steps
-        run in parallel. client_tasks are for you: do them, report with step_complete."""
+        """Start a run: returns its run_id at once, or after up to wait_s. client_tasks are
+        for you: do them, report with step_complete."""
         state = state_of(ctx)
         with tool_errors():
             out = await wfl.start(
@@ -128,6 +151,7 @@ def register(server: MCPServer[Any]) -> None:
                 can_sample=client_can_sample(ctx),
                 progress=progress_of(ctx),
                 bind=binder(state, ctx),
+                roots=root_uris(roots),
             )
             return reply(out)
 
