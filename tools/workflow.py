@@ -43,7 +43,7 @@ from tutti_mcp.tools.results import (
     RunState,
     RunSummary,
 )
-from tutti_mcp.tools.sampling import NO_SAMPLING, SamplingBroker
+from tutti_mcp.tools.sampling import NO_SAMPLING, SAMPLING_ALTERNATIVES, SamplingBroker
 from tutti_mcp.tools.spec_input import load_spec
 from tutti_mcp.tools.workspace import Workspace, choose
 
@@ -181,7 +181,15 @@ def client_tasks(run: RunRecord) -> list[ClientTask]:
     return [t for s in run.steps.values() if (t := _client_task(s)) is not None]
 
 
-def next_step(run: RunRecord, tasks: Sequence[ClientTask], sampling: int, error: str | None) -> str:
+def next_step(
+    run: RunRecord,
+    tasks: Sequence[ClientTask],
+    sampling: int,
+    error: str | None,
+    sampler: bool = True,
+) -> str:
+    """What to call next. `sampling`: requests parked for the client's model; `sampler`:
+    whether the caller offers MCP sampling."""
     rid = run.id
     if error and run.status is RunStatus.PENDING:
         return (
@@ -200,6 +208,13 @@ def next_step(run: RunRecord, tasks: Sequence[ClientTask], sampling: int, error:
             f"Do the client_tasks ({ids}); they are independent, so work on them in parallel. "
             f"Report each with step_complete('{rid}', step_id, output=...) (or error=... if it "
             "cannot be done); the run then moves on." + asks
+        )
+    if sampling and not sampler:
+        return (
+            f"{sampling} step(s) ask for a model through MCP sampling, and this client declared "
+            "no sampling capability, so they fail now (they would wait out their timeout). "
+            + SAMPLING_ALTERNATIVES
+            + f"; then workflow_resume('{rid}')."
         )
     if sampling:
         return (
@@ -225,6 +240,7 @@ def run_state(
     run: RunRecord,
     sampled: Sequence[str] = (),
     cls: type[RunState] = RunState,
+    sampler: bool = True,
     **extra: Any,
 ) -> RunState:
     # One pass over the steps: every step_complete answer is shaped from the whole run, so
@@ -253,6 +269,13 @@ def run_state(
             errors[s.step_id] = s.error
     error = run.error or state.supervisor.failure(run.id)
     pending = len(state.broker.pending(run.id))
+    hint = next_step(run, tasks, pending, error, sampler)
+    unsampled = [sid for sid, e in errors.items() if NO_SAMPLING in str(e)]
+    if unsampled and not sampler:
+        hint = (
+            f"{', '.join(unsampled)} failed at once: they ask for a model through MCP "
+            "sampling, and this client declared no sampling capability. " + hint
+        )
     return cls(
         run_id=run.id,
         status=run.status.value,
@@ -264,8 +287,7 @@ def run_state(
         client_tasks=tasks,
         added=added,
         error=error,
-        next=(f"Answered {', '.join(sampled)} with your model. " if sampled else "")
-        + next_step(run, tasks, pending, error),
+        next=(f"Answered {', '.join(sampled)} with your model. " if sampled else "") + hint,
         **extra,
     )
 
@@ -299,6 +321,15 @@ async def start(
     return run_state(state, run)
 
 
+async def wait_for_caller(
+    state: ToolState, run_id: str, wait_s: float, progress: ReportProgress | None = None
+) -> RunRecord:
+    """workflow_status's wait: until anything changes or the run needs the caller."""
+    return await state.supervisor.wait(
+        run_id, _needs_caller(state, run_id), min(wait_s, MAX_WAIT_S), progress, any_change=True
+    )
+
+
 async def status(
     state: ToolState,
     run_id: str,
@@ -306,13 +337,12 @@ async def status(
     *,
     progress: ReportProgress | None = None,
     sampled: Sequence[str] = (),
+    sampler: bool = True,
 ) -> RunState:
-    sup = state.supervisor
-    run = await sup.wait(
-        run_id, _needs_caller(state, run_id), min(wait_s, MAX_WAIT_S), progress, any_change=True
-    )
-    figures = await pipeline_figures(sup.engine.store, run)
-    return run_state(state, run, sampled, pipelines=figures)
+    """`sampler`: whether the caller offers MCP sampling (the `next` hint says so if not)."""
+    run = await wait_for_caller(state, run_id, wait_s, progress)
+    figures = await pipeline_figures(state.supervisor.engine.store, run)
+    return run_state(state, run, sampled, pipelines=figures, sampler=sampler)
 
 
 async def result(state: ToolState, run_id: str) -> RunResult:

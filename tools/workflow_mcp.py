@@ -85,8 +85,25 @@ def progress_of(ctx: Context[Any, Any]) -> ReportProgress:
 SLOTS = 4
 
 
+async def _long_poll(run_id: str, wait_s: float, ctx: Context) -> float:
+    """workflow_status's wait, done before the sampling slots are filled where the client
+    samples over a connection without a back-channel (2026-07-28): a request parked during
+    the wait then rides this very call's input round trip, rather than the next call's.
+    Returns how long the tool body may still wait: all of wait_s when requests are parked
+    (it waits again once they are answered), nothing when this wait ended otherwise."""
+    if wait_s <= 0 or not client_can_sample(ctx) or ctx.session.can_send_request:
+        return wait_s
+    state = state_of(ctx)
+    with tool_errors():
+        await wfl.wait_for_caller(state, run_id, wait_s, progress_of(ctx))
+    return wait_s if state.broker.pending(run_id) else 0.0
+
+
+Polled = Annotated[float, Resolve(_long_poll)]
+
+
 def _slot(i: int) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    def pending_request(run_id: str, ctx: Context) -> SamplingRequest | None:
+    def pending_request(run_id: str, ctx: Context, polled: Polled) -> SamplingRequest | None:
         if not client_can_sample(ctx):
             return None
         reqs = state_of(ctx).broker.pending(run_id)
@@ -167,6 +184,7 @@ def register(server: MCPServer[Any]) -> None:
         s2: Reply[2],  # type: ignore[valid-type]
         r3: Req[3],  # type: ignore[valid-type]
         s3: Reply[3],  # type: ignore[valid-type]
+        polled: Polled,
         wait_s: Wait = 0,
     ) -> RunState:
         """A run's progress: step statuses, output previews, client_tasks ready for you.
@@ -178,11 +196,18 @@ def register(server: MCPServer[Any]) -> None:
                 state.broker.answer(run_id, req.step_id, answer)
                 sampled.append(req.step_id)
         with tool_errors():
-            run = await wfl.status(
-                state, run_id, wait_s, progress=progress_of(ctx), sampled=sampled
-            )
-            if state.supervisor.live(run_id):  # its sampling steps and gates may ask this client
+            if state.supervisor.live(run_id):
+                # its sampling steps and gates ask this client from now on; one that cannot
+                # sample fails them at once (tools/sampling.py), not at their timeout
                 binder(state, ctx)(run_id)
+            run = await wfl.status(
+                state,
+                run_id,
+                polled,
+                progress=progress_of(ctx),
+                sampled=sampled,
+                sampler=client_can_sample(ctx),
+            )
             return reply(run)
 
     @server.tool(annotations=read_only)
