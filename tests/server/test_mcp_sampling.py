@@ -32,8 +32,8 @@ from tutti_mcp.engine.errors import StepError
 from tutti_mcp.engine.executors.sampling import SamplingRequest
 from tutti_mcp.engine.supervisor import RunSupervisor
 from tutti_mcp.memory.runs.records import RunRecord, RunStatus
+from tutti_mcp.tools.next_hint import next_step
 from tutti_mcp.tools.sampling import NO_SAMPLING, SamplingBroker
-from tutti_mcp.tools.workflow import next_step
 
 pytestmark = pytest.mark.anyio
 
