@@ -346,8 +346,10 @@ class Engine:
             and parent.steps[sid].status.has_output
             and parent.steps[sid].seq is not None
         ]
-        # executed from the store (with the kept checkpoints), not from what create returns
-        new_id = await self.create_run(parent.spec, new_inputs, parent_run_id=run_id)
+        # executed from the store (with the kept checkpoints) and where its parent worked
+        new_id = await self.create_run(
+            parent.spec, new_inputs, parent_run_id=run_id, workspace=parent.workspace
+        )
         kept = [c for c in await self.store.checkpoints(run_id) if c.step_id in keep]
         for n, cp in enumerate(kept, 1):
             await self.store.commit_checkpoint(new_id, replace(cp, seq=n))

@@ -145,8 +145,9 @@ class RunSupervisor:
         spec: Workflow | WorkflowSpec | Mapping[str, Any],
         inputs: Mapping[str, Any] | None = None,
         before: Callable[[str], None] | None = None,
+        workspace: str | None = None,  # where the run works (None: the engine's)
     ) -> str:
-        prepared = await self.engine.create(spec, inputs)
+        prepared = await self.engine.create(spec, inputs, workspace=workspace)
         self._launch(prepared, before)
         return prepared.run_id
 

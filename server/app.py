@@ -55,6 +55,8 @@ notes under /memories across sessions, with every change kept in memory_history.
 def create_server(settings: Settings | None = None, workspace: Path | None = None) -> MCPServer:
     settings = settings or Settings.from_env()
     root = (workspace or settings.workspace or Path.cwd()).resolve()
+    # set by the operator, the workspace is fixed; otherwise a client's roots choose in it
+    fixed = "--workspace" if workspace else "TUTTI_WORKSPACE" if settings.workspace else None
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[Any]) -> AsyncIterator[wfl.ToolState]:
@@ -96,6 +98,7 @@ def create_server(settings: Settings | None = None, workspace: Path | None = Non
                     spec_limits=settings.spec_limits,
                     asker=asker,
                     tasks=TaskStore(store.db),
+                    workspace_fixed=fixed,
                 )
                 live.append(state)
                 try:

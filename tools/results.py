@@ -78,6 +78,7 @@ class PlanResult(BaseModel):
     mermaid: str
     cost: dict[str, Any]
     history: dict[str, Any] | None = None  # recent runs of this workflow name
+    workspace: dict[str, str]  # {path, why}: where a run of it started now would work
     next: str
 
 

@@ -6,8 +6,13 @@ Two ways, by protocol generation:
   have a back-channel: the request goes to the client at once, while the run goes on in
   the background;
 - the 2026-07-28 protocol has no back-channel outside a call: the step's request is
-  parked, and the next `workflow_status` call asks the client for it (the SDK's
-  `Resolve(Sample)`, which rides the call's input-required round trip).
+  parked until the client can take it: in a `workflow_status` call (the SDK's
+  `Resolve(Sample)`, which rides the call's input-required round trip; a call already
+  long-polling takes a request parked during its wait), or, for a run that is an MCP
+  task, as one of the task's input requests (`tasks/get`, answered by `tasks/update`).
+
+A client that declared no sampling capability cannot answer: once it is the one connected
+to the run, the run's sampling requests fail at once, saying so.
 """
 
 from __future__ import annotations
@@ -33,11 +38,14 @@ from mcp_types import (
 from tutti_mcp.engine.errors import StepError, StepErrorKind
 from tutti_mcp.engine.executors.sampling import SamplingReply, SamplingRequest
 
-NO_SAMPLING = (
-    "the client connected to this run does not offer MCP sampling (Claude Code and Claude "
-    "Desktop do not). Alternatives: set `run: client` on the step (or "
+SAMPLING_ALTERNATIVES = (
+    "Alternatives: set `run: client` on the step (or "
     "`defaults.model_executor: client`) so the calling agent does it and reports with "
     "step_complete, or `run: prompt` with ANTHROPIC_API_KEY set for the server"
+)
+NO_SAMPLING = (
+    "the client connected to this run does not offer MCP sampling (Claude Code and Claude "
+    "Desktop do not). " + SAMPLING_ALTERNATIVES
 )
 
 
@@ -107,10 +115,19 @@ class SamplingBroker:
         self.on_parked: Callable[[str], None] = lambda run_id: None
 
     def bind(self, run_id: str, ctx: Context[Any, Any]) -> None:
-        """Remember the client of this call as the one to sample from, if it can."""
+        """The client of this call is now the one the run samples from. One that declared
+        no sampling capability cannot answer: the run's sampling requests fail at once,
+        the parked ones too, rather than wait out their step's timeout for a reply that
+        cannot come."""
         if client_can_sample(ctx):
             session = ctx.session
             self.bindings[run_id] = _Binding(session, bool(session.can_send_request))
+            return
+        self.bindings.pop(run_id, None)
+        for parked in self.parked.get(run_id, {}).values():
+            if not parked.done.is_set():
+                parked.error = NO_SAMPLING
+                parked.done.set()
 
     def forget(self, run_id: str) -> None:
         """The run stopped executing: drop its client (a resume binds one again)."""

@@ -29,17 +29,27 @@ def _names_a_file(text: str) -> bool:
     return ("/" in text or "\\" in text) and ": " not in text and not text.endswith(":")
 
 
-def confined_spec_path(given: str, workspace: Path) -> Path:
-    """The file a spec path names, resolved (`..` and symlinks) and inside the workspace;
-    otherwise a SpecError. Whether a file outside exists is not told."""
+def spec_path(spec: Mapping[str, Any] | str) -> str | None:
+    """The file path a spec names, when it is given as one (None: the spec itself)."""
+    if not isinstance(spec, str):
+        return None
+    text = spec.strip()
+    return text if _names_a_file(text) else None
+
+
+def confined_spec_path(given: str, workspace: Path, name: str | None = None) -> Path:
+    """The file a spec path names, resolved (`..` and symlinks) and inside the workspace
+    (`name` says which directory that is, when not the server's own); otherwise a
+    SpecError. Whether a file outside exists is not told."""
     root = workspace.resolve()
+    name = name or f"TUTTI_WORKSPACE={root}"
     target = (root / Path(given).expanduser()).resolve()
     if not target.is_relative_to(root):
         raise SpecError(
             [
                 Problem(
                     "spec",
-                    f"the path {given!r} is outside the workspace (TUTTI_WORKSPACE={root}): "
+                    f"the path {given!r} is outside the workspace ({name}): "
                     "pass the spec itself as an object, or move the file into the workspace",
                 )
             ]
@@ -68,15 +78,18 @@ def confined_spec_path(given: str, workspace: Path) -> Path:
 
 
 def load_spec(
-    spec: Mapping[str, Any] | str, workspace: Path, limits: SpecLimits = DEFAULT_LIMITS
+    spec: Mapping[str, Any] | str,
+    workspace: Path,
+    limits: SpecLimits = DEFAULT_LIMITS,
+    found: Path | None = None,
 ) -> WorkflowSpec:
     """A spec given as an object, as JSON/YAML text, or as the path of a spec file in the
-    workspace. The caller is a model: paths are confined to the workspace, and errors never
-    quote the spec's text."""
+    workspace (`found`: that file, already confined by tools/workspace.py). The caller is a
+    model: paths are confined to the workspace, and errors never quote the spec's text."""
     if not isinstance(spec, str):
         return parse_spec(dict(spec), limits)
     text = spec.strip()
     if _names_a_file(text):
-        path = confined_spec_path(text, workspace)
+        path = found or confined_spec_path(text, workspace)
         return load_spec_file(path, limits, source=text, follow_symlinks=False)
     return load_spec_text(text, "spec", limits)

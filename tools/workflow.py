@@ -31,6 +31,7 @@ from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
 from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepRecord, StepStatus
 from tutti_mcp.memory.runs.tasks import TaskStore
 from tutti_mcp.tools.elicitation import GateAsker
+from tutti_mcp.tools.next_hint import next_step as next_step  # re-exported
 from tutti_mcp.tools.results import (
     Cancelled,
     CheckpointInfo,
@@ -45,6 +46,7 @@ from tutti_mcp.tools.results import (
 )
 from tutti_mcp.tools.sampling import NO_SAMPLING, SamplingBroker
 from tutti_mcp.tools.spec_input import load_spec
+from tutti_mcp.tools.workspace import Workspace, choose
 
 MAX_WAIT_S = 45  # clients drop a call after about 60 s
 COMPLETE_WAIT_S = 10.0  # step_complete waits this long for the run to need the caller again
@@ -73,13 +75,28 @@ class ToolState:
     spec_limits: SpecLimits = DEFAULT_LIMITS  # TUTTI_MAX_SPEC_BYTES, TUTTI_MAX_SPEC_DEPTH
     asker: GateAsker | None = None  # asks approval gates by elicitation (None: client tasks)
     tasks: TaskStore | None = None  # MCP tasks (None: tool calls are never answered with one)
+    # why `workspace` is fixed (TUTTI_WORKSPACE, --workspace); None: a client's roots choose
+    # inside it (tools/workspace.py)
+    workspace_fixed: str | None = None
+
+
+def workspace_for(
+    state: ToolState, spec: Mapping[str, Any] | str, roots: Sequence[str] | None
+) -> Workspace:
+    """Where a run of `spec` works, for a client with these roots (None: it offers none)."""
+    return choose(spec, state.workspace, state.workspace_fixed, roots)
 
 
 # -- specs -----------------------------------------------------------------------------------
-async def load_spec_off_loop(state: ToolState, spec: Mapping[str, Any] | str) -> WorkflowSpec:
+async def load_spec_off_loop(
+    state: ToolState, spec: Mapping[str, Any] | str, where: Workspace | None = None
+) -> WorkflowSpec:
     """load_spec in a worker thread: YAML parsing runs at about 150 KB/s, and a spec at
     TUTTI_MAX_SPEC_BYTES would otherwise hold up every run and request for seconds."""
-    return await anyio.to_thread.run_sync(load_spec, spec, state.workspace, state.spec_limits)
+    found = None if where is None else where.spec_file
+    return await anyio.to_thread.run_sync(
+        load_spec, spec, state.workspace, state.spec_limits, found
+    )
 
 
 def check_inputs(state: ToolState, inputs: Mapping[str, Any] | None) -> None:
@@ -89,8 +106,11 @@ def check_inputs(state: ToolState, inputs: Mapping[str, Any] | None) -> None:
         check_data(dict(inputs), "inputs", state.spec_limits)
 
 
-async def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
-    planned = await state.supervisor.plan(await load_spec_off_loop(state, spec))
+async def plan(
+    state: ToolState, spec: Mapping[str, Any] | str, roots: Sequence[str] | None = None
+) -> PlanResult:
+    where = workspace_for(state, spec, roots)
+    planned = await state.supervisor.plan(await load_spec_off_loop(state, spec, where))
     wf, p, history = planned.workflow, planned.plan, planned.history
     d = p.to_dict()
     if planned.blocker is None:
@@ -123,6 +143,7 @@ async def plan(state: ToolState, spec: Mapping[str, Any] | str) -> PlanResult:
         mermaid=d["mermaid"],
         cost=planned.cost,
         history=history.summary(),
+        workspace=where.as_dict(),
         next=ready,
     )
 
@@ -161,50 +182,12 @@ def client_tasks(run: RunRecord) -> list[ClientTask]:
     return [t for s in run.steps.values() if (t := _client_task(s)) is not None]
 
 
-def next_step(run: RunRecord, tasks: Sequence[ClientTask], sampling: int, error: str | None) -> str:
-    rid = run.id
-    if error and run.status is RunStatus.PENDING:
-        return (
-            f"The run could not start: {error}. Fix the cause, then call workflow_resume('{rid}')."
-        )
-    if tasks:
-        ids = ", ".join(t.step_id for t in tasks)
-        gates = [t.step_id for t in tasks if run.steps[t.step_id].request.get("approval")]
-        asks = (
-            f" {', '.join(gates)} ask for approval: put each question to your user and report "
-            'their answer as output={"approve": true|false, "note": "..."}; never answer for them.'
-            if gates
-            else ""
-        )
-        return (
-            f"Do the client_tasks ({ids}); they are independent, so work on them in parallel. "
-            f"Report each with step_complete('{rid}', step_id, output=...) (or error=... if it "
-            "cannot be done); the run then moves on." + asks
-        )
-    if sampling:
-        return (
-            f"{sampling} step(s) wait for your model: call workflow_status('{rid}') to answer them."
-        )
-    if run.status is RunStatus.SUCCEEDED:
-        return f"Done. Call workflow_result('{rid}') for every output and the metrics."
-    if run.status is RunStatus.FAILED:
-        return (
-            f"The run failed. Call workflow_result('{rid}') for the error analysis and recovery plan; "
-            f"fix the cause, then workflow_resume('{rid}') re-runs only what did not finish."
-        )
-    if run.status in (RunStatus.INTERRUPTED, RunStatus.CANCELLED, RunStatus.WAITING):
-        return (
-            f"The run is {run.status.value}. workflow_resume('{rid}') continues it; committed steps "
-            "are not run again."
-        )
-    return f"The run is in progress: call workflow_status('{rid}', wait_s=30) to wait for progress."
-
-
 def run_state(
     state: ToolState,
     run: RunRecord,
     sampled: Sequence[str] = (),
     cls: type[RunState] = RunState,
+    sampler: bool = True,
     **extra: Any,
 ) -> RunState:
     # One pass over the steps: every step_complete answer is shaped from the whole run, so
@@ -233,6 +216,13 @@ def run_state(
             errors[s.step_id] = s.error
     error = run.error or state.supervisor.failure(run.id)
     pending = len(state.broker.pending(run.id))
+    hint = next_step(run, tasks, pending, error, sampler)
+    unsampled = [sid for sid, e in errors.items() if NO_SAMPLING in str(e)]
+    if unsampled and not sampler:
+        hint = (
+            f"{', '.join(unsampled)} failed at once: they ask for a model through MCP "
+            "sampling, and this client declared no sampling capability. " + hint
+        )
     return cls(
         run_id=run.id,
         status=run.status.value,
@@ -244,8 +234,7 @@ def run_state(
         client_tasks=tasks,
         added=added,
         error=error,
-        next=(f"Answered {', '.join(sampled)} with your model. " if sampled else "")
-        + next_step(run, tasks, pending, error),
+        next=(f"Answered {', '.join(sampled)} with your model. " if sampled else "") + hint,
         **extra,
     )
 
@@ -265,16 +254,27 @@ async def start(
     can_sample: bool,
     progress: ReportProgress | None = None,
     bind: Callable[[str], None] | None = None,
+    roots: Sequence[str] | None = None,
 ) -> RunState:
     sup = state.supervisor
-    wf = sup.compile(await load_spec_off_loop(state, spec))
+    where = workspace_for(state, spec, roots)
+    wf = sup.compile(await load_spec_off_loop(state, spec, where))
     check_inputs(state, inputs)
     needs = wf.on(ExecutorKind.SAMPLING)
     if needs and not can_sample:
         raise ClientCannotSample(needs, NO_SAMPLING)
-    run_id = await sup.start(wf, inputs, before=bind)
+    run_id = await sup.start(wf, inputs, before=bind, workspace=str(where.path))
     run = await sup.wait(run_id, _needs_caller(state, run_id), waited(wait_s), progress)
     return run_state(state, run)
+
+
+async def wait_for_caller(
+    state: ToolState, run_id: str, wait_s: float, progress: ReportProgress | None = None
+) -> RunRecord:
+    """workflow_status's wait: until anything changes or the run needs the caller."""
+    return await state.supervisor.wait(
+        run_id, _needs_caller(state, run_id), min(wait_s, MAX_WAIT_S), progress, any_change=True
+    )
 
 
 async def status(
@@ -284,13 +284,12 @@ async def status(
     *,
     progress: ReportProgress | None = None,
     sampled: Sequence[str] = (),
+    sampler: bool = True,
 ) -> RunState:
-    sup = state.supervisor
-    run = await sup.wait(
-        run_id, _needs_caller(state, run_id), min(wait_s, MAX_WAIT_S), progress, any_change=True
-    )
-    figures = await pipeline_figures(sup.engine.store, run)
-    return run_state(state, run, sampled, pipelines=figures)
+    """`sampler`: whether the caller offers MCP sampling (the `next` hint says so if not)."""
+    run = await wait_for_caller(state, run_id, wait_s, progress)
+    figures = await pipeline_figures(state.supervisor.engine.store, run)
+    return run_state(state, run, sampled, pipelines=figures, sampler=sampler)
 
 
 async def result(state: ToolState, run_id: str) -> RunResult:

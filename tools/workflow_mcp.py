@@ -9,8 +9,14 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar, cast
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.resolve import Resolve, Sample
-from mcp_types import CallToolResult, CreateMessageResult, TextContent, ToolAnnotations
+from mcp.server.mcpserver.resolve import ListRoots, Resolve, Sample
+from mcp_types import (
+    CallToolResult,
+    CreateMessageResult,
+    ListRootsResult,
+    TextContent,
+    ToolAnnotations,
+)
 from pydantic import BaseModel, Field
 
 from tutti_mcp.engine.executors.sampling import SamplingRequest
@@ -79,8 +85,25 @@ def progress_of(ctx: Context[Any, Any]) -> ReportProgress:
 SLOTS = 4
 
 
+async def _long_poll(run_id: str, wait_s: float, ctx: Context) -> float:
+    """workflow_status's wait, done before the sampling slots are filled where the client
+    samples over a connection without a back-channel (2026-07-28): a request parked during
+    the wait then rides this very call's input round trip, rather than the next call's.
+    Returns how long the tool body may still wait: all of wait_s when requests are parked
+    (it waits again once they are answered), nothing when this wait ended otherwise."""
+    if wait_s <= 0 or not client_can_sample(ctx) or ctx.session.can_send_request:
+        return wait_s
+    state = state_of(ctx)
+    with tool_errors():
+        await wfl.wait_for_caller(state, run_id, wait_s, progress_of(ctx))
+    return wait_s if state.broker.pending(run_id) else 0.0
+
+
+Polled = Annotated[float, Resolve(_long_poll)]
+
+
 def _slot(i: int) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    def pending_request(run_id: str, ctx: Context) -> SamplingRequest | None:
+    def pending_request(run_id: str, ctx: Context, polled: Polled) -> SamplingRequest | None:
         if not client_can_sample(ctx):
             return None
         reqs = state_of(ctx).broker.pending(run_id)
@@ -97,27 +120,44 @@ Req = [Annotated[SamplingRequest | None, Resolve(p)] for p, _ in _SLOTS]
 Reply = [Annotated[CreateMessageResult | None, Resolve(a)] for _, a in _SLOTS]
 
 
+def _ask_roots(ctx: Context) -> ListRoots | None:
+    """The client's roots choose the workspace where it offers them and the server's
+    workspace is not fixed (tools/workspace.py); asked on both protocol generations."""
+    caps = ctx.client_capabilities
+    if caps is None or caps.roots is None or state_of(ctx).workspace_fixed is not None:
+        return None
+    return ListRoots()
+
+
+Roots = Annotated[ListRootsResult | None, Resolve(_ask_roots)]
+
+
+def root_uris(roots: ListRootsResult | None) -> list[str] | None:
+    return None if roots is None else [str(r.uri) for r in roots.roots]
+
+
 def register(server: MCPServer[Any]) -> None:
     read_only = ToolAnnotations(read_only_hint=True)
 
     @server.tool(annotations=read_only)
-    async def workflow_plan(spec: SpecArg, ctx: Context) -> PlanResult:
+    async def workflow_plan(spec: SpecArg, ctx: Context, roots: Roots) -> PlanResult:
         """Check a workflow spec without running it: mode and why, DAG as Mermaid, parallel
         groups, critical path, speedup, thinking per step, cost range. Spec: {name, inputs?,
         steps: [{id, prompt|command|argv|op, depends_on?, when?, run?, thinking?, output?}]};
         templates: ${inputs.x}, ${step_id.output}."""
         with tool_errors():
-            return reply(await wfl.plan(state_of(ctx), spec))
+            return reply(await wfl.plan(state_of(ctx), spec, root_uris(roots)))
 
     @server.tool()
     async def workflow_start(
         spec: SpecArg,
         ctx: Context,
+        roots: Roots,
         inputs: Inputs = None,
         wait_s: Wait = 0,
     ) -> RunState:
-        """Start a run: returns its run_id at once, or after up to wait_s. Independent steps
-        run in parallel. client_tasks are for you: do them, report with step_complete."""
+        """Start a run: returns its run_id at once, or after up to wait_s. client_tasks are
+        for you: do them, report with step_complete."""
         state = state_of(ctx)
         with tool_errors():
             out = await wfl.start(
@@ -128,6 +168,7 @@ def register(server: MCPServer[Any]) -> None:
                 can_sample=client_can_sample(ctx),
                 progress=progress_of(ctx),
                 bind=binder(state, ctx),
+                roots=root_uris(roots),
             )
             return reply(out)
 
@@ -143,6 +184,7 @@ def register(server: MCPServer[Any]) -> None:
         s2: Reply[2],  # type: ignore[valid-type]
         r3: Req[3],  # type: ignore[valid-type]
         s3: Reply[3],  # type: ignore[valid-type]
+        polled: Polled,
         wait_s: Wait = 0,
     ) -> RunState:
         """A run's progress: step statuses, output previews, client_tasks ready for you.
@@ -154,11 +196,18 @@ def register(server: MCPServer[Any]) -> None:
                 state.broker.answer(run_id, req.step_id, answer)
                 sampled.append(req.step_id)
         with tool_errors():
-            run = await wfl.status(
-                state, run_id, wait_s, progress=progress_of(ctx), sampled=sampled
-            )
-            if state.supervisor.live(run_id):  # its sampling steps and gates may ask this client
+            if state.supervisor.live(run_id):
+                # its sampling steps and gates ask this client from now on; one that cannot
+                # sample fails them at once (tools/sampling.py), not at their timeout
                 binder(state, ctx)(run_id)
+            run = await wfl.status(
+                state,
+                run_id,
+                polled,
+                progress=progress_of(ctx),
+                sampled=sampled,
+                sampler=client_can_sample(ctx),
+            )
             return reply(run)
 
     @server.tool(annotations=read_only)

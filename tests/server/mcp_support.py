@@ -26,7 +26,7 @@ def settings(**kw: Any) -> Settings:
 
 @asynccontextmanager
 async def connect(
-    mode: str, config: Settings | None = None, *, workspace: Path = ROOT, **client_kw: Any
+    mode: str, config: Settings | None = None, *, workspace: Path | None = ROOT, **client_kw: Any
 ) -> AsyncIterator[Client]:
     """A fresh server on `config` (default: in-memory database, no API key, no shell) and a
     client connected to it in `mode`."""

@@ -6,12 +6,20 @@ each workflow_status call carries the run's parked requests to the client."""
 
 from __future__ import annotations
 
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import anyio
 import pytest
 from mcp.client.session import ClientRequestContext
-from mcp_types import CreateMessageRequestParams, CreateMessageResult, ImageContent, TextContent
+from mcp_types import (
+    ClientCapabilities,
+    CreateMessageRequestParams,
+    CreateMessageResult,
+    ImageContent,
+    SamplingCapability,
+    TextContent,
+)
 
 from tests.server.mcp_support import (
     MODES,
@@ -20,7 +28,12 @@ from tests.server.mcp_support import (
     fail,
     until_settled,
 )
-from tutti_mcp.tools.sampling import SamplingBroker
+from tutti_mcp.engine.errors import StepError
+from tutti_mcp.engine.executors.sampling import SamplingRequest
+from tutti_mcp.engine.supervisor import RunSupervisor
+from tutti_mcp.memory.runs.records import RunRecord, RunStatus
+from tutti_mcp.tools.next_hint import next_step
+from tutti_mcp.tools.sampling import NO_SAMPLING, SamplingBroker
 
 pytestmark = pytest.mark.anyio
 
@@ -256,3 +269,86 @@ async def test_a_start_waiting_on_the_run_returns_as_soon_as_a_request_is_parked
                 run = await call(c, "workflow_start", progress, spec=spec, wait_s=30)
     assert run["steps"] == {"a": "succeeded", "pic": "running"}
     assert "wait for your model" in run["next"]
+
+
+async def test_auto_a_status_call_already_waiting_answers_a_request_parked_during_its_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over 2026-07-28 a workflow_status call long-polling when a step parks its request
+    takes it in the same call (its input round trip), rather than returning so that the
+    next call takes it."""
+    gate = anyio.Event()
+    park, wait = SamplingBroker.__call__, RunSupervisor.wait
+
+    async def park_after_the_gate(self: SamplingBroker, request: Any) -> Any:
+        await gate.wait()
+        return await park(self, request)
+
+    async def open_the_gate_on_a_wait(self: RunSupervisor, *args: Any, **kw: Any) -> Any:
+        if args[2] > 0:  # a caller waits on the run: only now may pic park its request
+            gate.set()
+        return await wait(self, *args, **kw)
+
+    monkeypatch.setattr(SamplingBroker, "__call__", park_after_the_gate)
+    monkeypatch.setattr(RunSupervisor, "wait", open_the_gate_on_a_wait)
+    spec = {
+        "name": "owl",
+        "steps": [
+            {"id": "a", "op": "template", "args": "an owl"},
+            {"id": "pic", "prompt": "Draw ${a.output}.", "run": "sampling", "depends_on": ["a"]},
+        ],
+    }
+    model = Model()
+    with anyio.fail_after(20):
+        async with connect("auto", sampling_callback=model) as c:
+            run = await call(c, "workflow_start", spec=spec)
+            model.in_status = True
+            answer = await call(c, "workflow_status", run_id=run["run_id"], wait_s=30)
+    assert len(model.requests) == 1 and model.during_status == [True]
+    assert answer["next"].startswith("Answered pic with your model."), answer["next"]
+    assert answer["outputs"]["pic"] == "model says: Draw an owl.", answer
+
+
+async def test_a_client_without_sampling_connected_to_a_run_fails_its_parked_request_at_once() -> (
+    None
+):
+    """The broker, as a status call from a client without sampling leaves it: the parked
+    request fails now, saying why, instead of waiting out its step's timeout."""
+    sampler = cast(
+        Any,
+        SimpleNamespace(
+            client_capabilities=ClientCapabilities(sampling=SamplingCapability()),
+            session=SimpleNamespace(can_send_request=False),  # 2026-07-28: no back-channel
+        ),
+    )
+    other = cast(Any, SimpleNamespace(client_capabilities=ClientCapabilities(), session=None))
+    broker = SamplingBroker()
+    broker.bind("r1", sampler)
+    request = SamplingRequest("r1", "pic", "", "Draw.", 100, "instant", 0.5, 0.5, 0.5, None, 60.0)
+    failure: list[StepError] = []
+
+    async def sample() -> None:
+        with pytest.raises(StepError) as info:
+            await broker(request)
+        failure.append(info.value)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sample)
+            await anyio.wait_all_tasks_blocked()
+            assert broker.pending("r1") == [request]
+            broker.bind("r1", other)
+    assert str(failure[0]) == NO_SAMPLING and broker.pending("r1") == []
+    with pytest.raises(StepError, match="does not offer MCP sampling"):
+        await broker(request)  # and the next request fails before it is parked
+
+
+def test_the_next_hint_tells_a_client_without_sampling_what_to_do_instead() -> None:
+    run = RunRecord("r1", "owl", RunStatus.RUNNING, {}, {}, 0.0)
+    hint = next_step(run, [], 1, None, sampler=False)
+    assert hint.startswith(
+        "1 step(s) ask for a model through MCP sampling, and this client declared no "
+        "sampling capability, so they fail now"
+    )
+    assert "run: client" in hint and "workflow_resume('r1')" in hint
+    assert "call workflow_status('r1') to answer them" in next_step(run, [], 1, None)
