@@ -33,13 +33,13 @@ from tutti_mcp.engine.modes.pipeline.client_batches import answer_stored
 from tutti_mcp.engine.outputs import shape_output
 from tutti_mcp.engine.plan import Plan, make_plan
 from tutti_mcp.engine.preflight import preflight
+from tutti_mcp.engine.run_claims import lost_claim, running_elsewhere
 from tutti_mcp.engine.spec import ExecutorKind, WorkflowSpec, every_step, parse_spec
 from tutti_mcp.engine.workflow import Workflow, compile_workflow
 from tutti_mcp.memory.runs.history import WorkflowHistory
 from tutti_mcp.memory.runs.owner import current_owner, owner_alive
 from tutti_mcp.memory.runs.records import (
     Checkpoint,
-    Claim,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -266,7 +266,7 @@ class Engine:
             raise RunStateError(f"run {run_id} is already running in this process")
         if run.status is RunStatus.RUNNING:
             if owner_alive(run.owner):
-                raise _running_elsewhere(run_id, run.owner)
+                raise running_elsewhere(run_id, run.owner)
         elif not run.status.resumable:
             raise RunStateError(
                 f"run {run_id} is {run.status.value}; only failed, cancelled, interrupted or waiting "
@@ -303,7 +303,7 @@ class Engine:
         with anyio.CancelScope(shield=True):
             claim = await self.store.claim_run(run.id, owner, dead)
         if not claim.won:  # another process, or another task here, has it
-            raise _lost(run.id, claim)
+            raise lost_claim(run.id, claim)
         run.status, run.owner = RunStatus.RUNNING, owner
         self._claimed.add(run.id)
         return previous
@@ -432,21 +432,3 @@ def _spec_key(spec: WorkflowSpec | Mapping[str, Any]) -> str | None:
         return "data:" + json.dumps(spec, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError):
         return None
-
-
-def _running_elsewhere(run_id: str, owner: str | None) -> RunStateError:
-    return RunStateError(
-        f"run {run_id} is running in another process ({owner}); wait for it or stop it there"
-    )
-
-
-def _lost(run_id: str, claim: Claim) -> RunStateError:
-    """The error for a claim that another process (or task) won."""
-    if claim.status is RunStatus.RUNNING:
-        if claim.owner == current_owner():
-            return RunStateError(f"run {run_id} is already running in this process")
-        return _running_elsewhere(run_id, claim.owner)
-    return RunStateError(  # it changed between our look and our claim, and is not running
-        f"run {run_id} became {claim.status.value} while this process was resuming it; check it "
-        f"(workflow_status or `tutti show {run_id}`) before resuming it again"
-    )
