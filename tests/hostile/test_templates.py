@@ -272,6 +272,9 @@ async def _tool(client: Client, tool: str, **args: Any) -> dict[str, Any]:
     return result.structured_content
 
 
+HOGS = ("hog", "hog2", "hog3")
+
+
 @pytest.mark.anyio
 async def test_a_hostile_step_fails_while_the_server_keeps_answering(tmp_path: Path) -> None:
     # a real `tutti serve` process: a regression that blocks its event loop fails this
@@ -279,11 +282,11 @@ async def test_a_hostile_step_fails_while_the_server_keeps_answering(tmp_path: P
     spec = {
         "name": "hostile",
         "steps": [
-            # three hogs render at once (each up to its limits, about a second of CPU), so the
-            # run is still busy when the next call comes, however loaded the machine is
+            # three hogs, each rendering up to its limits (about a second of CPU); long
+            # renders run one at a time, off the event loop
             *(
                 {"id": hog, "op": "template", "args": ATTACKS["nested loops comparing"][0]}
-                for hog in ("hog", "hog2", "hog3")
+                for hog in HOGS
             ),
             {"id": "tower", "op": "template", "args": "${ 9**(9**9) }"},
             {"id": "gated", "op": "template", "args": "never", "when": "${ 9**(9**9) > 1 }"},
@@ -299,14 +302,24 @@ async def test_a_hostile_step_fails_while_the_server_keeps_answering(tmp_path: P
         async with Client(server, mode="auto") as c:
             run = await _tool(c, "workflow_start", spec=spec)
             listed = await _tool(c, "workflow_list")
-            now = await _tool(c, "workflow_status", run_id=run["run_id"])
-            # answered while the hostile renders still run: each needs about a second of
-            # CPU, so a server that rendered on its event loop would answer only after one
-            # had ended (and say so); no clock is read, so a loaded machine changes nothing
             assert [(r["run_id"], r["status"]) for r in listed["runs"]] == [
                 (run["run_id"], "running")
             ]
-            assert [now["steps"][h] for h in ("hog", "hog2", "hog3")] == ["running"] * 3
+            # The hogs render one after the other, each for about a second of CPU. A server
+            # that rendered on its event loop could answer only between two renders, so each
+            # answer would show one more hog finished than the last. Two answers in a row
+            # with the same hogs finished, and one still running, show that the server
+            # answered while a render went on. No clock is read: a loaded machine only makes
+            # each answer slower, and the hogs too.
+            seen: list[frozenset[str]] = []
+            for _ in range(40):
+                now = await _tool(c, "workflow_status", run_id=run["run_id"])
+                running = [h for h in HOGS if now["steps"][h] == "running"]
+                seen.append(frozenset(h for h in HOGS if h not in running))
+                if running and len(seen) > 1 and seen[-1] == seen[-2]:
+                    break
+            else:
+                raise AssertionError(f"no two answers during one render: {seen}")
             status = "running"
             while status == "running":  # each wait returns on any change of the run
                 done = await _tool(c, "workflow_status", run_id=run["run_id"], wait_s=20)
@@ -314,9 +327,14 @@ async def test_a_hostile_step_fails_while_the_server_keeps_answering(tmp_path: P
             assert status == "failed"
             result = await _tool(c, "workflow_result", run_id=run["run_id"])
     steps = result["steps"]
-    for hog in ("hog", "hog2", "hog3"):
+    for hog in HOGS:
         assert steps[hog]["status"] == "failed"
-        assert f"{TOO_MUCH_WORK} 1,000,000 operations" in steps[hog]["error"]
+        # whichever limit a hog reaches first: on a loaded machine its second of CPU can
+        # come before its millionth operation
+        error = steps[hog]["error"]
+        assert any(
+            f"{TOO_MUCH_WORK} {limit}" in error for limit in ("1,000,000 operations", "1 s of CPU")
+        ), error
     assert steps["tower"]["status"] == "failed"
     assert INT_CAP in steps["tower"]["error"]
     assert steps["gated"]["status"] == "skipped"
