@@ -19,17 +19,16 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 from mcp.client import Client
-from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
-from mcp_types import CallToolResult, Request, RequestParams, Result
-from pydantic import BaseModel, ConfigDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.mcp_overhead import chain
+from tests.server.tasks_support import TasksClaim, raw, start_task_v2
+from tests.server.tasks_support import request as v2_request
 from tutti_mcp.server.app import create_server
 from tutti_mcp.server.settings import Settings
 
@@ -38,45 +37,12 @@ ONE_CLIENT_STEP = {"name": "one", "steps": [{"id": "ask", "prompt": "Say hi.", "
 RUN_ID = "tutti/runId"
 
 
-# -- requests the SDK's client has no method for (as tests/server/tasks_support.py) ----------
-class _Created(Result):
-    model_config = ConfigDict(extra="allow")
-    result_type: Literal["task"] = "task"
-    task_id: str
-    status: str
-
-
-async def _unused(created: _Created, ctx: ClaimContext) -> CallToolResult:
-    raise AssertionError("the benchmark takes the task handle")
-
-
-class _Tasks(ClientExtension):
-    identifier = "io.modelcontextprotocol/tasks"
-
-    def claims(self) -> list[ResultClaim[Any]]:
-        return [ResultClaim(result_type="task", model=_Created, resolve=_unused)]
-
-
-class _Params(RequestParams):
-    model_config = ConfigDict(extra="allow")
-
-
-class _Request(Request[_Params, str]):
-    method: str
-    params: _Params
-
-
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
 async def request(c: Client, mode: str, method: str, **params: Any) -> dict[str, Any]:
-    if mode == "legacy":  # raw: the client validates tools/call answers as CallToolResults
-        return await c.session._dispatcher.send_raw_request(method, params, {})
-    answer = await c.session.send_request(
-        _Request(method=method, params=_Params(**params)), _Answer
-    )
-    return dict(answer.model_extra or {})
+    """A tasks/* request as the tests send it (tests/server/tasks_support.py): raw on
+    2025-11-25, where the client validates tools/call answers as CallToolResults."""
+    if mode == "legacy":
+        return await raw(c, method, params)
+    return await v2_request(c, method, **params)
 
 
 async def start_task(c: Client, mode: str, spec: dict[str, Any]) -> tuple[str, str]:
@@ -85,14 +51,14 @@ async def start_task(c: Client, mode: str, spec: dict[str, Any]) -> tuple[str, s
         args = {"name": "workflow_start", "arguments": {"spec": spec}, "task": {}}
         created = await request(c, mode, "tools/call", **args)
         return created["task"]["taskId"], created["_meta"][RUN_ID]
-    handle = await c.session.call_tool("workflow_start", {"spec": spec}, allow_claimed=True)
-    assert isinstance(handle, _Created) and handle.meta is not None, handle
+    handle = await start_task_v2(c, "workflow_start", {"spec": spec})
+    assert handle.meta is not None, handle
     return handle.task_id, handle.meta[RUN_ID]
 
 
 def connect(mode: str, poll_ms: int = 500, *, tasks: bool = True) -> Client:
     server = create_server(Settings(db_path=MEM, task_poll_ms=poll_ms))
-    extensions = [_Tasks()] if mode == "auto" and tasks else None
+    extensions = [TasksClaim()] if mode == "auto" and tasks else None
     return Client(server, mode=mode, extensions=extensions)  # type: ignore[arg-type]
 
 
