@@ -9,7 +9,9 @@ dict method.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -239,7 +241,15 @@ def _render_slot() -> anyio.CapacityLimiter:
         return slot
 
 
+# Set inside a durable workflow of another engine (engine/temporal/): renders stay on the
+# event loop, bounded by operations alone, so a replay renders (and refuses) exactly as the
+# first execution did; CPU time and threads would differ from one replay to the next.
+RENDER_INLINE: ContextVar[bool] = ContextVar("tutti_render_inline", default=False)
+
+
 async def _offloaded(fn: Any, *args: Any) -> Any:
+    if RENDER_INLINE.get():
+        return fn(*args, lim.Budget(lim.MAX_OPS, math.inf))
     inline = lim.Budget(INLINE_OPS, INLINE_CPU_SECONDS)
     try:
         return fn(*args, inline)

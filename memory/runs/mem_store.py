@@ -52,6 +52,14 @@ class InMemoryRunStore:
         self._events[run.id] = []
         self.append_event(Event(run.id, EventKind.RUN_CREATED))
 
+    def peek(self, run_id: str) -> RunRecord | None:
+        """The stored record itself, not a copy (None: no such run): for a reader that
+        cannot await and changes nothing (a Temporal query)."""
+        return self._runs.get(run_id)
+
+    def peek_events(self, run_id: str, after: int = 0) -> list[tuple[int, float, Event]]:
+        return [e for e in self._events.get(run_id, []) if e[0] > after]
+
     async def load_run(self, run_id: str) -> RunRecord:
         stored = self._run(run_id)
         # specs and inputs are never mutated after creation; step records are copied

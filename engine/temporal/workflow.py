@@ -1,0 +1,190 @@
+"""The one generic Temporal workflow a tutti run is: tutti's own Engine and runner, over an
+in-memory run store that lives in the workflow (rebuilt by replay from the event history),
+with each step's attempt an activity on a worker.
+
+Determinism: the runner reads time from the workflow's clock and randomness from its
+seeded random; templates render on the event loop bounded by operations only
+(RENDER_INLINE); nothing here touches files, threads or the network. Workers run with
+PYTHONHASHSEED=0 (`tutti worker` sees to it), so even the order of a set is the same on
+every worker that replays a run."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+from tutti_mcp.engine.config import EngineConfig
+from tutti_mcp.engine.errors import StepError, StepErrorKind, TuttiError
+from tutti_mcp.engine.executors.base import StepCall, StepExecutor, StepOutcome
+from tutti_mcp.engine.executors.client import ClientExecutor
+from tutti_mcp.engine.executors.gate import GateExecutor
+from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.service import Engine
+from tutti_mcp.engine.spec import ExecutorKind
+from tutti_mcp.engine.templating import RENDER_INLINE
+from tutti_mcp.engine.temporal.activities import STEP_ACTIVITY
+from tutti_mcp.engine.temporal.codec import (
+    STEP_ERROR,
+    call_to_json,
+    error_from_json,
+    outcome_from_json,
+    run_to_json,
+)
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
+
+RUN_WORKFLOW = "tutti.run"
+# Steps that run on workers; client steps and gates are handed to the caller from the
+# workflow itself, and answered by the `complete_step` update.
+WORKER_KINDS = (ExecutorKind.BUILTIN, ExecutorKind.SHELL, ExecutorKind.PROMPT)
+
+
+@dataclass
+class WorkflowSetup:
+    """What every run's workflow on this worker is built with (the worker's settings). Every
+    worker of a task queue must be set up alike: a replay elsewhere must decide the same."""
+
+    models: ModelTable = field(default_factory=ModelTable)
+    max_concurrency: int = 64
+    executor_limits: dict[ExecutorKind, int] | None = None
+    heartbeat_s: float = 30.0  # a worker silent this long is taken for dead
+    activity_attempts: int = 10  # tries of a step's attempt when its worker dies
+
+
+SETUP = WorkflowSetup()  # replaced by the worker before it polls
+
+
+class ActivityExecutor:
+    """A step's attempt as an activity, on whichever worker takes it."""
+
+    def __init__(self, kind: ExecutorKind, step_ids: set[str], setup: WorkflowSetup) -> None:
+        self.kind = kind
+        self.step_ids = step_ids
+        self.setup = setup
+
+    async def execute(self, call: StepCall) -> StepOutcome:
+        payload = {"kind": self.kind.value, "call": call_to_json(call, self.step_ids)}
+        try:
+            data = await workflow.execute_activity(
+                STEP_ACTIVITY,
+                payload,
+                # the runner's own timeout cancels it first; this is the backstop
+                start_to_close_timeout=timedelta(seconds=call.timeout_s + 60),
+                heartbeat_timeout=timedelta(seconds=self.setup.heartbeat_s),
+                retry_policy=RetryPolicy(
+                    maximum_attempts=self.setup.activity_attempts,
+                    non_retryable_error_types=[STEP_ERROR],
+                ),
+                summary=f"{call.step.id} #{call.attempt}",
+            )
+        except ActivityError as exc:
+            raise _step_error(exc, call) from None
+        return outcome_from_json(data)
+
+
+def _step_error(exc: ActivityError, call: StepCall) -> StepError:
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.type == STEP_ERROR and cause.details:
+        return error_from_json(cause.details[0])
+    if isinstance(cause, TimeoutError):
+        return StepError(
+            f"no worker finished step {call.step.id!r} (attempt {call.attempt}): "
+            f"{cause.type.name.lower() if cause.type else 'timeout'} after "
+            "Temporal's retries; check that `tutti worker` processes are running",
+            kind=StepErrorKind.TIMEOUT,
+        )
+    return StepError(f"step {call.step.id!r} failed on a worker: {cause or exc}")
+
+
+@workflow.defn(name=RUN_WORKFLOW, sandboxed=False)
+class TuttiRunWorkflow:
+    def __init__(self) -> None:
+        self._engine: Engine | None = None
+        self._store = InMemoryRunStore()
+        self._run_id = ""
+        self._final: dict[str, Any] | None = None
+
+    @workflow.run
+    async def run(self, args: dict[str, Any]) -> dict[str, Any]:
+        RENDER_INLINE.set(True)
+        setup = SETUP
+        self._run_id = args["run_id"]
+        step_ids: set[str] = set()
+        executors: dict[ExecutorKind, StepExecutor] = {
+            ExecutorKind.CLIENT: ClientExecutor(),
+            ExecutorKind.GATE: GateExecutor(),
+        }
+        for kind in WORKER_KINDS:
+            executors[kind] = ActivityExecutor(kind, step_ids, setup)
+        limits = dict(EngineConfig().executor_limits)
+        limits.update(setup.executor_limits or {})
+        config = EngineConfig(
+            models=setup.models,
+            model_executor=ExecutorKind(args.get("model_executor", "prompt")),
+            max_concurrency=setup.max_concurrency,
+            executor_limits=limits,
+            workspace=Path(args["workspace"]),
+            client_poll_s=86_400.0,  # answers come by update, not by polling a store
+            clock=lambda: workflow.now().timestamp(),
+            rand=workflow.random().random,
+        )
+        engine = Engine(self._store, executors, config)
+        try:
+            prepared = await engine.create(
+                args["spec"],
+                args.get("inputs") or {},
+                run_id=self._run_id,
+                workspace=args["workspace"],
+            )
+        except TuttiError as exc:  # checked before submission; a changed worker may differ
+            raise ApplicationError(str(exc), type="tutti.InvalidRun", non_retryable=True) from None
+        step_ids.update(prepared.workflow.steps)
+        self._engine = engine
+        running = asyncio.ensure_future(engine.execute(prepared, attached=True))
+        try:
+            record = await asyncio.shield(running)
+        except asyncio.CancelledError:  # the run was cancelled through Temporal
+            engine.cancel(self._run_id)
+            record = await running
+        self._final = run_to_json(record)
+        return self._final
+
+    @workflow.query(name="run")
+    def run_record(self, run_id: str | None = None) -> dict[str, Any] | None:
+        """The run's record as it stands (a `workflow` step's child run by its id)."""
+        wanted = run_id or self._run_id
+        if self._final is not None and wanted == self._run_id:
+            return self._final
+        engine = self._engine
+        if engine is not None and wanted in engine.live:
+            return run_to_json(engine.live[wanted].run)
+        record = self._store.peek(wanted)
+        return None if record is None else run_to_json(record)
+
+    @workflow.query(name="events")
+    def events(self, after: int = 0) -> list[dict[str, Any]]:
+        return [
+            {"seq": seq, "at": at, "kind": ev.kind.value, "step_id": ev.step_id, "data": ev.data}
+            for seq, at, ev in self._store.peek_events(self._run_id, after)
+        ]
+
+    @workflow.update(name="complete_step")
+    async def complete_step(self, args: Mapping[str, Any]) -> str:
+        """A client step's output or failure, or an approval gate's answer."""
+        await workflow.wait_condition(lambda: self._engine is not None)
+        assert self._engine is not None
+        run_id = args.get("run_id") or self._run_id
+        try:
+            status = await self._engine.complete_step(
+                run_id, args["step_id"], output=args.get("output"), error=args.get("error")
+            )
+        except TuttiError as exc:
+            raise ApplicationError(str(exc), type=type(exc).__name__) from None
+        return status.value
