@@ -144,7 +144,7 @@ class Engine:
             id=run_id or new_run_id(),
             name=wf.spec.name,
             status=RunStatus.PENDING,
-            spec=self._stored_spec(wf),
+            spec=self.stored_spec(wf),
             inputs=values,
             created_at=self.config.clock(),
             parent_run_id=parent_run_id,
@@ -191,7 +191,7 @@ class Engine:
             self._workspace = str(self.config.workspace.resolve())
         return self._workspace
 
-    def _stored_spec(self, wf: Workflow) -> dict[str, Any]:
+    def stored_spec(self, wf: Workflow) -> dict[str, Any]:
         """The spec as stored with the run, with where its model steps run made explicit, so
         a resume (in any process, with any settings) hands them to the same executor. Made
         once per compiled workflow and shared by its runs' records (never changed)."""

@@ -99,7 +99,7 @@ SUMMARY_FINALS = 3  # final outputs shown
 SUMMARY_LINES = 10  # lines of each final output
 
 
-def print_summary(run: RunRecord, *, cmd: str, db: Path | None) -> None:
+def print_summary(run: RunRecord, *, cmd: str, db: Path | str | None) -> None:
     """The run on one screen: status, steps, time, one line per step, tokens and cost, what
     to do next, the final outputs cut to a few lines; then where the run is stored (`db`;
     None: not stored) and the commands that show it again, in full."""

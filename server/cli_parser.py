@@ -45,6 +45,7 @@ def parser() -> argparse.ArgumentParser:
     _add_plan(sub)
     _add_schema(sub)
     _add_serve(sub)
+    _add_worker(sub)
     _add_models(sub)
     _add_memory(sub)
     return p
@@ -214,6 +215,23 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--workspace",
         help="directory shell steps run in and spec paths are relative to "
         "(default: TUTTI_WORKSPACE or the current directory)",
+    )
+
+
+def _add_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sp = _add(
+        sub,
+        "worker",
+        "tutti_mcp.server.cli_worker:cmd_worker",
+        "run steps of Temporal-backed runs (TUTTI_BACKEND=temporal), on any machine",
+    )
+    sp.add_argument(
+        "--task-queue", help="the Temporal task queue (default: TUTTI_TEMPORAL_TASK_QUEUE)"
+    )
+    sp.add_argument(
+        "--workspace",
+        help="directory shell steps run in on this machine (default: TUTTI_WORKSPACE, else "
+        "the directory the run was started in)",
     )
 
 

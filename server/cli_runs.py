@@ -83,9 +83,17 @@ async def finish_run(
     return exit_code(run)
 
 
+def _on_temporal(args: argparse.Namespace) -> bool:
+    return Settings.from_env(db=args.db).backend == "temporal"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args)
     inputs = _parse_inputs(args.input)
+    if _on_temporal(args):
+        from tutti_mcp.server import cli_temporal
+
+        return cli_temporal.run(args, spec, inputs)
 
     async def go(engine: Engine) -> int:
         run_id = await engine.create_run(spec, inputs)
@@ -107,6 +115,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    if _on_temporal(args):
+        from tutti_mcp.server import cli_temporal
+
+        return cli_temporal.resume(args)
+
     async def go(engine: Engine) -> int:
         if args.workspace:  # shell steps otherwise run where the run was started
             await engine.load(args.run_id)
@@ -117,35 +130,48 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    if _on_temporal(args):
+        from tutti_mcp.server import cli_temporal
+
+        return cli_temporal.list_runs(args, lambda runs: _print_runs(args, runs))
+
     async def go(engine: Engine) -> int:
         status = RunStatus(args.status) if args.status else None
-        runs = await engine.store.list_runs(status, args.limit)
-        if args.json:
-            out.print_json(
-                data=[
-                    {
-                        "run_id": r.id,
-                        "name": r.name,
-                        "status": r.status.value,
-                        "created_at": r.created_at,
-                        "error": r.error,
-                    }
-                    for r in runs
-                ]
-            )
-            return EXIT_OK
-        table = Table()
-        for col in ("run", "name", "status", "created", "error"):
-            table.add_column(col, overflow="fold")
-        for r in runs:
-            table.add_row(r.id, r.name, r.status.value, age(r.created_at), short(r.error, 60))
-        print_table(table)
-        return EXIT_OK
+        return _print_runs(args, await engine.store.list_runs(status, args.limit))
 
     return anyio.run(with_engine, args, go)
 
 
+def _print_runs(args: argparse.Namespace, runs: list[RunRecord]) -> int:
+    if args.json:
+        out.print_json(
+            data=[
+                {
+                    "run_id": r.id,
+                    "name": r.name,
+                    "status": r.status.value,
+                    "created_at": r.created_at,
+                    "error": r.error,
+                }
+                for r in runs
+            ]
+        )
+        return EXIT_OK
+    table = Table()
+    for col in ("run", "name", "status", "created", "error"):
+        table.add_column(col, overflow="fold")
+    for r in runs:
+        table.add_row(r.id, r.name, r.status.value, age(r.created_at), short(r.error, 60))
+    print_table(table)
+    return EXIT_OK
+
+
 def cmd_show(args: argparse.Namespace) -> int:
+    if _on_temporal(args):
+        from tutti_mcp.server import cli_temporal
+
+        return cli_temporal.show(args)
+
     async def go(engine: Engine) -> int:
         run = await engine.load(args.run_id)
         cmd = hint_command(args)
@@ -159,6 +185,18 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
+    if _on_temporal(args):
+        from tutti_mcp.server import cli_temporal
+
+        text = None
+        if args.error is None:
+            text = (
+                Path(args.output_file).read_text(encoding="utf-8")
+                if args.output_file
+                else args.output
+            )
+        return cli_temporal.complete(args, text)
+
     async def go(engine: Engine) -> int:
         if args.error is not None:
             await engine.complete_step(args.run_id, args.step_id, error=args.error)

@@ -20,6 +20,11 @@
 | TUTTI_WORKSPACE | the directory shell steps run in and spec paths are relative to (`tutti serve`) | the current directory |
 | TUTTI_TASK_TTL_S | the most seconds an MCP task is kept (a client may ask for less; 0: as long as its run) | 86400 |
 | TUTTI_TASK_POLL_MS | the polling interval MCP tasks suggest to clients, in milliseconds | 500 |
+| TUTTI_BACKEND | where runs execute: `embedded` (this process, SQLite) or `temporal` (a Temporal cluster and `tutti worker` processes) | embedded |
+| TUTTI_TEMPORAL_ADDRESS | the Temporal frontend (host:port) | 127.0.0.1:7233 |
+| TUTTI_TEMPORAL_NAMESPACE | the Temporal namespace runs live in | default |
+| TUTTI_TEMPORAL_TASK_QUEUE | the task queue the runs and their steps are put on | tutti |
+| TUTTI_TEMPORAL_HEARTBEAT_S | seconds a worker may be silent during a step before another worker takes the step over | 30 |
 """
 
 from __future__ import annotations
@@ -102,6 +107,26 @@ def _executor(raw: str | None) -> ExecutorKind | None:
     return kind
 
 
+BACKENDS = ("embedded", "temporal")
+
+
+def _backend(raw: str | None) -> str:
+    value = (raw or "embedded").strip().lower()
+    if value not in BACKENDS:
+        raise ConfigurationError(f"TUTTI_BACKEND must be embedded or temporal, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class TemporalSettings:
+    """Where the Temporal backend's runs live and which workers take their steps."""
+
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    task_queue: str = "tutti"
+    heartbeat_s: int = 30
+
+
 @dataclass(frozen=True)
 class Settings:
     db_path: Path
@@ -121,6 +146,8 @@ class Settings:
     max_spec_depth: int = DEFAULT_MAX_SPEC_DEPTH
     task_ttl_s: int = 86_400
     task_poll_ms: int = 500
+    backend: str = "embedded"
+    temporal: TemporalSettings = field(default_factory=lambda: TemporalSettings())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, db: str | None = None) -> Settings:
@@ -148,6 +175,13 @@ class Settings:
             max_spec_depth=_positive(env, "TUTTI_MAX_SPEC_DEPTH", DEFAULT_MAX_SPEC_DEPTH),
             task_ttl_s=_nonnegative(env, "TUTTI_TASK_TTL_S", 86_400),
             task_poll_ms=_positive(env, "TUTTI_TASK_POLL_MS", 500),
+            backend=_backend(env.get("TUTTI_BACKEND")),
+            temporal=TemporalSettings(
+                address=env.get("TUTTI_TEMPORAL_ADDRESS") or "127.0.0.1:7233",
+                namespace=env.get("TUTTI_TEMPORAL_NAMESPACE") or "default",
+                task_queue=env.get("TUTTI_TEMPORAL_TASK_QUEUE") or "tutti",
+                heartbeat_s=_positive(env, "TUTTI_TEMPORAL_HEARTBEAT_S", 30),
+            ),
         )
 
     @property

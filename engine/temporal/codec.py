@@ -119,6 +119,7 @@ def run_to_json(run: RunRecord) -> dict[str, Any]:
 
 def run_from_json(data: Mapping[str, Any]) -> RunRecord:
     fields = dict(data)
+    fields.pop("blocked_on_client", None)
     steps = {
         sid: StepRecord(**{**rec, "status": StepStatus(rec["status"])})
         for sid, rec in fields.pop("steps", {}).items()

@@ -164,7 +164,8 @@ class TuttiRunWorkflow:
             return self._final
         engine = self._engine
         if engine is not None and wanted in engine.live:
-            return run_to_json(engine.live[wanted].run)
+            execution = engine.live[wanted]
+            return {**run_to_json(execution.run), "blocked_on_client": execution.blocked_on_client}
         record = self._store.peek(wanted)
         return None if record is None else run_to_json(record)
 
