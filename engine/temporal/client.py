@@ -101,9 +101,7 @@ class TemporalRuns:
         values = coerce_inputs(wf.spec, inputs or {})
         run_id = new_run_id()
         executor = wf.spec.defaults.model_executor or engine.config.model_executor
-        await self.submit(
-            run_id, engine.stored_spec(wf), values, workspace, executor, wf.spec.name
-        )
+        await self.submit(run_id, engine.stored_spec(wf), values, workspace, executor, wf.spec.name)
         return run_id
 
     async def submit(
