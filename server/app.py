@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 from mcp.server.mcpserver import Context, MCPServer
 
 from tutti_mcp import __version__
 from tutti_mcp.engine.executors.gate import GateExecutor
 from tutti_mcp.engine.executors.sampling import SamplingExecutor
 from tutti_mcp.engine.report import markdown_report
+from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.engine.supervisor import RunSupervisor
 from tutti_mcp.memory.files.async_store import AsyncMemoryFiles
@@ -88,7 +90,7 @@ def create_server(settings: Settings | None = None, workspace: Path | None = Non
                 asker.forget(run_id)
 
             async with anyio.create_task_group() as tg:
-                supervisor = RunSupervisor(engine, tg, on_stopped=forget)
+                supervisor = await _supervisor(settings, engine, tg, forget)
                 broker.on_parked = supervisor.notify
                 state = wfl.ToolState(
                     supervisor,
@@ -128,6 +130,24 @@ def create_server(settings: Settings | None = None, workspace: Path | None = Non
     _resources(server, live)
     prompts.register(server)
     return server
+
+
+async def _supervisor(
+    settings: Settings, engine: Engine, tg: TaskGroup, forget: Callable[[str], None]
+) -> RunSupervisor:
+    """Where runs execute: in this process, or (TUTTI_BACKEND=temporal) on Temporal's
+    workers, read and steered from here."""
+    if settings.backend != "temporal":
+        return RunSupervisor(engine, tg, on_stopped=forget)
+    from tutti_mcp.engine.temporal import require_temporalio
+
+    require_temporalio()
+    from tutti_mcp.engine.temporal.client import TemporalRuns
+    from tutti_mcp.engine.temporal.supervisor import TemporalSupervisor
+
+    t = settings.temporal
+    runs = await TemporalRuns.connect(t.address, t.namespace, t.task_queue)
+    return TemporalSupervisor(engine, tg, runs)
 
 
 def _resources(server: MCPServer[Any], live: list[wfl.ToolState]) -> None:

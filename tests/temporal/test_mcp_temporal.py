@@ -1,0 +1,122 @@
+"""The MCP tools on the Temporal backend (TUTTI_BACKEND=temporal): a server whose runs are
+Temporal workflows, executed by a worker in this process, read and steered through the same
+tools as embedded runs. Each test has its own task queue on one dev server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import pytest
+from temporalio.client import Client as TemporalClient
+
+from tests.seed import SEED_CHAIN
+from tests.server.mcp_support import BUILTIN_CHAIN, call, connect, fail, settings, tasks_of
+from tests.temporal.devserver import DevServer
+from tutti_mcp.engine.executors.builtin import BuiltinExecutor
+from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.spec import ExecutorKind
+from tutti_mcp.engine.temporal.worker import new_worker
+from tutti_mcp.server.settings import Settings, TemporalSettings
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    server = DevServer(tmp_path_factory.mktemp("temporal") / "dev.db").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def backend(dev_server: DevServer) -> AsyncIterator[Settings]:
+    """Settings for a server on Temporal, and a worker for its queue while the test runs."""
+    queue = f"tutti-test-{uuid.uuid4().hex[:8]}"
+    client = await TemporalClient.connect(dev_server.address)
+    worker = new_worker(
+        client,
+        queue,
+        {ExecutorKind.BUILTIN: BuiltinExecutor()},
+        ModelTable(),
+        workspace=None,
+        max_concurrency=16,
+        heartbeat_s=5,
+    )
+    async with worker:
+        yield settings(
+            backend="temporal",
+            temporal=TemporalSettings(address=dev_server.address, task_queue=queue),
+        )
+
+
+async def test_seed_chain_with_client_steps_runs_on_temporal(backend: Settings) -> None:
+    answers = {
+        "analyze_codebase": "SQL injection in db.py line 12",
+        "fix_issues": "parameterised the query in db.py",
+        "validate_fixes": "bandit: no issues",
+    }
+    with anyio.fail_after(60):
+        async with connect("auto", backend) as c:
+            run = await call(c, "workflow_start", spec=SEED_CHAIN, wait_s=20)
+            rid = run["run_id"]
+            tasks = tasks_of(run)
+            seen = []
+            while tasks:
+                ((sid, task),) = tasks.items()
+                seen.append(sid)
+                if sid == "fix_issues":  # rendered in the workflow from the reported output
+                    assert (
+                        task["instructions"]
+                        == f"fix security issues: {answers['analyze_codebase']}"
+                    )
+                run = await call(c, "step_complete", run_id=rid, step_id=sid, output=answers[sid])
+                tasks = tasks_of(run)
+            assert seen == list(answers)
+            assert run["status"] == "succeeded"
+            result = await call(c, "workflow_result", run_id=rid)
+            listed = await call(c, "workflow_list")
+    assert result["outputs"] == answers
+    assert rid in {r["run_id"] for r in listed["runs"]}
+
+
+async def test_builtin_chain_runs_on_a_worker_and_reads_back(backend: Settings) -> None:
+    with anyio.fail_after(60):
+        async with connect("legacy", backend) as c:
+            run = await call(c, "workflow_start", spec=BUILTIN_CHAIN, wait_s=20)
+            assert run["status"] == "succeeded", run
+            cps = await call(c, "checkpoint_list", run_id=run["run_id"])
+    assert [cp["step_id"] for cp in cps["checkpoints"]] == ["a", "b", "c"]
+
+
+async def test_step_complete_for_a_step_not_waiting_says_so(backend: Settings) -> None:
+    with anyio.fail_after(60):
+        async with connect("auto", backend) as c:
+            run = await call(c, "workflow_start", spec=SEED_CHAIN, wait_s=20)
+            rid = run["run_id"]
+            text = await fail(c, "step_complete", run_id=rid, step_id="validate_fixes", output="x")
+            assert "validate_fixes" in text and "waiting" in text
+            cancelled = await call(c, "workflow_cancel", run_id=rid)
+    assert cancelled["status"] == "cancelled"
+
+
+async def test_a_pipeline_spec_is_refused_before_it_is_submitted(backend: Settings) -> None:
+    spec = {
+        "name": "p",
+        "steps": [
+            {
+                "id": "p",
+                "pipeline": {
+                    "source": {"items": [1, 2]},
+                    "stages": [{"id": "s", "value": "${item}"}],
+                },
+            }
+        ],
+    }
+    with anyio.fail_after(60):
+        async with connect("auto", backend) as c:
+            text = await fail(c, "workflow_start", spec=spec)
+    assert "pipeline steps run on the embedded backend only" in text
