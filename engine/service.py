@@ -48,6 +48,33 @@ from tutti_mcp.memory.runs.records import (
 from tutti_mcp.memory.runs.store import RunNotFound, RunStore
 
 
+def fork_plan(
+    wf: Workflow, parent: RunRecord, from_step: str | None, inputs: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], list[str]]:
+    """A fork's inputs, and the parent's steps it keeps: those committed, except
+    `from_step`, the steps that read a changed input, and everything downstream of those."""
+    if from_step is not None and from_step not in wf.steps:
+        raise UnknownStep(parent.id, from_step, wf.order)
+    merged = {**parent.inputs, **dict(inputs or {})}
+    new_inputs = coerce_inputs(wf.spec, merged)
+    changed = {k for k in new_inputs if new_inputs[k] != parent.inputs.get(k)}
+    redo = {from_step} if from_step else set()
+    redo |= {sid for sid in wf.order if wf.input_refs.get(sid, frozenset()) & changed}
+    import networkx as nx  # imported when needed: it is slow to import
+
+    graph = wf.graph
+    for sid in list(redo):
+        redo |= nx.descendants(graph, sid)
+    keep = [
+        sid
+        for sid in wf.order
+        if sid not in redo
+        and parent.steps[sid].status.has_output
+        and parent.steps[sid].seq is not None
+    ]
+    return new_inputs, keep
+
+
 def new_run_id() -> str:
     return "run_" + time.strftime("%Y%m%d") + "_" + secrets.token_hex(4)
 
@@ -327,25 +354,7 @@ class Engine:
         downstream of those. Returns the new run id and the steps kept."""
         parent = await self.load(run_id)
         wf = self.compile(parent.spec)
-        if from_step is not None and from_step not in wf.steps:
-            raise UnknownStep(run_id, from_step, wf.order)
-        merged = {**parent.inputs, **dict(inputs or {})}
-        new_inputs = coerce_inputs(wf.spec, merged)
-        changed = {k for k in new_inputs if new_inputs[k] != parent.inputs.get(k)}
-        redo = {from_step} if from_step else set()
-        redo |= {sid for sid in wf.order if wf.input_refs.get(sid, frozenset()) & changed}
-        import networkx as nx  # imported when needed: it is slow to import
-
-        graph = wf.graph
-        for sid in list(redo):
-            redo |= nx.descendants(graph, sid)
-        keep = [
-            sid
-            for sid in wf.order
-            if sid not in redo
-            and parent.steps[sid].status.has_output
-            and parent.steps[sid].seq is not None
-        ]
+        new_inputs, keep = fork_plan(wf, parent, from_step, inputs)
         # executed from the store (with the kept checkpoints) and where its parent worked
         new_id = await self.create_run(
             parent.spec, new_inputs, parent_run_id=run_id, workspace=parent.workspace

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from tutti_mcp.engine.errors import RunStateError
 from tutti_mcp.engine.spec import ExecutorKind, WorkflowSpec
 from tutti_mcp.engine.temporal import require_temporalio
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
@@ -98,15 +97,15 @@ def run(args: argparse.Namespace, spec: WorkflowSpec, inputs: dict[str, Any]) ->
 
 
 def resume(args: argparse.Namespace) -> int:
-    """A Temporal run never stops for a lost process: `resume` follows an open one."""
+    """An open run carries on by itself (`resume` follows it); a closed one that did not
+    succeed runs again under its id from the steps it committed."""
 
     async def go(runs: TemporalRuns) -> int:
+        from tutti_mcp.engine.temporal import reruns
+
         view = await runs.view(args.run_id)
         if not view.open:
-            raise RunStateError(
-                f"run {args.run_id} is {view.record.status.value}; runs on Temporal carry on "
-                "by themselves while open, and a closed one does not resume"
-            )
+            await reruns.resume(runs, args.run_id)
         progress = TerminalProgress(err, enabled=not args.json)
         with progress:
             record = await follow(runs, args.run_id, progress)

@@ -18,7 +18,7 @@ import anyio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from tutti_mcp.engine.errors import StepError
+from tutti_mcp.engine.errors import StepError, TuttiError
 from tutti_mcp.engine.execution.attempts import step_error
 from tutti_mcp.engine.executors.base import StepExecutor
 from tutti_mcp.engine.models import ModelTable
@@ -56,7 +56,12 @@ class StepActivities:
                 )
             )
         workspace = self.workspace or Path(call_data["workspace"])
-        call = call_from_json(call_data, self.models, workspace)
+        try:
+            call = call_from_json(call_data, self.models, workspace)
+        except (ValueError, KeyError, TuttiError) as exc:  # another tutti version's call
+            raise _failure(
+                StepError(f"this worker cannot read the step: {exc}", retryable=False)
+            ) from None
         beat = max(0.2, (activity.info().heartbeat_timeout or _DEFAULT_BEAT).total_seconds() / 3)
         try:
             async with anyio.create_task_group() as tg:

@@ -112,8 +112,10 @@ class TemporalRuns:
         workspace: str,
         model_executor: ExecutorKind,
         name: str,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
-        args = {
+        args: dict[str, Any] = {
+            **(extra or {}),
             "run_id": run_id,
             "spec": dict(spec),
             "inputs": dict(inputs),

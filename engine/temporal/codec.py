@@ -51,7 +51,7 @@ def call_from_json(data: Mapping[str, Any], models: ModelTable, workspace: Path)
     model = data.get("model")
     return StepCall(
         run_id=data["run_id"],
-        step=Step.model_validate(data["step"]),
+        step=_step(data["step"]),
         attempt=data["attempt"],
         context=data["context"],
         deps=tuple(data["deps"]),
@@ -68,6 +68,13 @@ def call_from_json(data: Mapping[str, Any], models: ModelTable, workspace: Path)
         model=None if model is None else models.resolve(model),
         workflow=data["workflow"],
     )
+
+
+def _step(data: Mapping[str, Any]) -> Step:
+    """The step as the workflow had it. An instance's id (`review[2]`, `draft#1`) is not
+    one a spec may write: validated under a stand-in, then given back its own."""
+    step = Step.model_validate({**data, "id": "instance"})
+    return step.model_copy(update={"id": data["id"]})
 
 
 def outcome_to_json(outcome: StepOutcome) -> dict[str, Any]:

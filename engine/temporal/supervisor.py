@@ -13,7 +13,6 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from tutti_mcp.engine.errors import RunStateError
 from tutti_mcp.engine.plan import estimate_cost
 from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import WorkflowSpec
@@ -24,6 +23,7 @@ from tutti_mcp.engine.supervisor import (
     RunSupervisor,
     fingerprint,
 )
+from tutti_mcp.engine.temporal import reruns
 from tutti_mcp.engine.temporal.client import TemporalRuns, refusals
 from tutti_mcp.engine.workflow import Workflow
 from tutti_mcp.memory.runs.records import Checkpoint, RunRecord, RunStatus
@@ -56,15 +56,17 @@ class TemporalSupervisor(RunSupervisor):
         return run_id
 
     async def resume(self, run_id: str, before: Callable[[str], None] | None = None) -> RunRecord:
+        """An open run carries on by itself on the workers; a closed one that did not
+        succeed runs again under its id from every step it committed."""
         view = await self.runs.view(run_id)
-        self._open[run_id] = view.open
-        if not view.open:
-            raise RunStateError(
-                f"run {run_id} is {view.record.status.value}; runs on Temporal carry on by "
-                "themselves while open, and a closed one does not resume: start the workflow "
-                "again with workflow_start"
-            )
-        return view.record  # executing on the workers already
+        if view.open:
+            self._open[run_id] = True
+            return view.record
+        record = await reruns.resume(self.runs, run_id)
+        self._open[run_id] = True
+        if before is not None:
+            before(run_id)
+        return record
 
     async def fork(
         self,
@@ -73,10 +75,11 @@ class TemporalSupervisor(RunSupervisor):
         inputs: Mapping[str, Any] | None,
         before: Callable[[str], None] | None = None,
     ) -> tuple[str, list[str]]:
-        raise RunStateError(
-            "fork is not available on the Temporal backend yet: start the workflow again "
-            "with workflow_start (new inputs there)"
-        )
+        new_id, kept = await reruns.fork(self.runs, self.engine, run_id, from_step, inputs)
+        self._open[new_id] = True
+        if before is not None:
+            before(new_id)
+        return new_id, kept
 
     async def complete(
         self,

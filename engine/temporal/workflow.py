@@ -38,6 +38,7 @@ from tutti_mcp.engine.temporal.codec import (
     outcome_from_json,
     run_to_json,
 )
+from tutti_mcp.engine.temporal.seeds import plant
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
 
 RUN_WORKFLOW = "tutti.run"
@@ -142,7 +143,11 @@ class TuttiRunWorkflow:
                 args.get("inputs") or {},
                 run_id=self._run_id,
                 workspace=args["workspace"],
+                parent_run_id=args.get("parent_run_id"),
             )
+            if args.get("seed"):  # a resume or a fork: the steps it starts from
+                await plant(self._store, self._run_id, args["seed"])
+                prepared.run = await self._store.load_run(self._run_id)
         except TuttiError as exc:  # checked before submission; a changed worker may differ
             raise ApplicationError(str(exc), type="tutti.InvalidRun", non_retryable=True) from None
         step_ids.update(prepared.workflow.steps)

@@ -53,15 +53,10 @@ class InMemoryRunStore:
         self.append_event(Event(run.id, EventKind.RUN_CREATED))
 
     def peek(self, run_id: str) -> RunRecord | None:
-        """The stored record itself, not a copy (None: no such run): for a reader that
-        cannot await and changes nothing (a Temporal query)."""
-        return self._runs.get(run_id)
-
-    def peek_events(self, run_id: str, after: int = 0) -> list[tuple[int, float, Event]]:
-        return [e for e in self._events.get(run_id, []) if e[0] > after]
-
-    async def load_run(self, run_id: str) -> RunRecord:
-        stored = self._run(run_id)
+        """`load_run` for a reader that cannot await (a Temporal query); None: no such run."""
+        stored = self._runs.get(run_id)
+        if stored is None:
+            return None
         # specs and inputs are never mutated after creation; step records are copied
         run = dataclasses.replace(
             stored, steps={k: dataclasses.replace(v) for k, v in stored.steps.items()}
@@ -69,6 +64,15 @@ class InMemoryRunStore:
         for cp in self._checkpoints[run_id].values():
             rec = run.steps[cp.step_id]
             rec.output, rec.usage, rec.seq = cp.output, cp.usage, cp.seq
+        return run
+
+    def peek_events(self, run_id: str, after: int = 0) -> list[tuple[int, float, Event]]:
+        return [e for e in self._events.get(run_id, []) if e[0] > after]
+
+    async def load_run(self, run_id: str) -> RunRecord:
+        run = self.peek(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
         return run
 
     async def set_run(self, run_id: str, **fields: Any) -> None:

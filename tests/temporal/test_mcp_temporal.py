@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -15,6 +17,7 @@ from tests.seed import SEED_CHAIN
 from tests.server.mcp_support import BUILTIN_CHAIN, call, connect, fail, settings, tasks_of
 from tests.temporal.devserver import DevServer
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
+from tutti_mcp.engine.executors.shell import ShellExecutor
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.spec import ExecutorKind
 from tutti_mcp.engine.temporal.worker import new_worker
@@ -40,7 +43,7 @@ async def backend(dev_server: DevServer) -> AsyncIterator[Settings]:
     worker = new_worker(
         client,
         queue,
-        {ExecutorKind.BUILTIN: BuiltinExecutor()},
+        {ExecutorKind.BUILTIN: BuiltinExecutor(), ExecutorKind.SHELL: ShellExecutor({"sh"})},
         ModelTable(),
         workspace=None,
         max_concurrency=16,
@@ -120,3 +123,66 @@ async def test_a_pipeline_spec_is_refused_before_it_is_submitted(backend: Settin
         async with connect("auto", backend) as c:
             text = await fail(c, "workflow_start", spec=spec)
     assert "pipeline steps run on the embedded backend only" in text
+
+
+# a foreach whose instances commit, then a shell step that fails until a file exists
+FLAKY = {
+    "name": "flaky",
+    "inputs": {"who": {"default": "x"}},
+    "steps": [
+        {"id": "names", "value": ["a", "b", "c"]},
+        {"id": "greet", "foreach": "${names.output}", "args": "hi ${item} ${inputs.who}"},
+        {
+            "id": "check",
+            "depends_on": ["greet"],
+            "argv": ["sh", "-c", "test -f ready && echo ready"],
+        },
+        {"id": "done", "args": "${check.output} after ${greet.output | length}"},
+    ],
+}
+
+
+def _finished(result: dict[str, Any]) -> dict[str, Any]:
+    return {sid: s.get("finished_at") for sid, s in result["steps"].items()}
+
+
+async def test_resume_of_a_failed_run_keeps_what_it_committed(
+    backend: Settings, tmp_path: Path
+) -> None:
+    """A closed run that failed runs again under its id, from every step it committed
+    (the foreach's instances too): only the failed step and what follows it run."""
+    with anyio.fail_after(90):
+        async with connect("auto", backend, workspace=tmp_path) as c:
+            run = await call(c, "workflow_start", spec=FLAKY, wait_s=30)
+            rid = run["run_id"]
+            assert run["status"] == "failed", run
+            before = await call(c, "workflow_result", run_id=rid)
+            (tmp_path / "ready").write_text("")
+            resumed = await call(c, "workflow_resume", run_id=rid, wait_s=30)
+            assert resumed["status"] == "succeeded", resumed
+            after = await call(c, "workflow_result", run_id=rid)
+    kept = ["names", "greet[0]", "greet[1]", "greet[2]"]
+    assert all(before["steps"][sid]["status"] == "succeeded" for sid in kept), before["steps"]
+    assert {sid: after["steps"][sid]["seconds"] for sid in kept} == {
+        sid: before["steps"][sid]["seconds"] for sid in kept
+    }
+    assert after["outputs"]["done"].startswith("ready")
+
+
+async def test_fork_with_new_inputs_keeps_the_steps_that_do_not_read_them(
+    backend: Settings, tmp_path: Path
+) -> None:
+    (tmp_path / "ready").write_text("")
+    with anyio.fail_after(90):
+        async with connect("auto", backend, workspace=tmp_path) as c:
+            run = await call(c, "workflow_start", spec=FLAKY, wait_s=30)
+            assert run["status"] == "succeeded", run
+            forked = await call(
+                c, "workflow_resume", run_id=run["run_id"], inputs={"who": "y"}, wait_s=30
+            )
+            assert forked["status"] == "succeeded", forked
+            result = await call(c, "workflow_result", run_id=forked["run_id"])
+    assert forked["run_id"] != run["run_id"]
+    assert forked["forked_from"] == run["run_id"]
+    assert "names" in forked["kept"] and "greet" not in forked["kept"]
+    assert result["outputs"]["done"] == "ready after 3"
