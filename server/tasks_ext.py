@@ -45,7 +45,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field, ValidationError
 
 from tutti_mcp.engine.errors import TuttiError
-from tutti_mcp.memory.runs.tasks import TaskStore
+from tutti_mcp.memory.runs.tasks import TaskStore, new_task_id
 from tutti_mcp.server.tasks_wire import (
     IMMEDIATE_RESPONSE,
     RELATED_TASK,
@@ -80,9 +80,9 @@ def _tasks_of(ctx: ServerRequestContext[Any, Any]) -> tuple[wfl.ToolState, TaskS
     return state, state.tasks
 
 
-def _bind(state: wfl.ToolState, ctx: ServerRequestContext[Any, Any]) -> Any:
-    """The run's sampling steps and gates ask this request's client."""
-    return binder(state, Context(request_context=ctx))
+def _bind(state: wfl.ToolState, ctx: ServerRequestContext[Any, Any], task_id: str) -> Any:
+    """The run's sampling steps and gates ask this request's client, on behalf of the task."""
+    return binder(state, Context(request_context=ctx), task_id)
 
 
 def _refusal(exc: TuttiError) -> MCPError:
@@ -130,7 +130,8 @@ class TasksExtension(Extension):
         ):
             return await call_next(ctx)
         state, store = _tasks_of(ctx)
-        token = wfl.AS_TASK.set(True)
+        task_id = new_task_id()  # before the run starts: its requests name the task
+        token = wfl.AS_TASK.set(task_id)
         try:
             result = await call_next(ctx)
         finally:
@@ -138,8 +139,9 @@ class TasksExtension(Extension):
         if not isinstance(result, CallToolResult) or result.is_error:
             return result  # refused before it made a run: the refusal is the answer
         answer = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-        task = await tsk.create(store, params.name, answer, self.config.ttl_ms)
-        return created_v2(await tsk.view(state, store, task.id), self.config.poll_ms)
+        task = await tsk.create(store, params.name, answer, self.config.ttl_ms, task_id)
+        v = await tsk.view(state, store, task.id, extension=True)
+        return created_v2(v, self.config.poll_ms)
 
     # -- the tasks/* methods ---------------------------------------------------------------
     async def get(
@@ -147,10 +149,12 @@ class TasksExtension(Extension):
     ) -> dict[str, Any]:
         state, store = _tasks_of(ctx)
         try:
-            v = await tsk.view(state, store, params.task_id, bind=_bind(state, ctx))
+            modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+            bind = _bind(state, ctx, params.task_id)
+            v = await tsk.view(state, store, params.task_id, bind=bind, extension=modern)
         except TuttiError as exc:
             raise _refusal(exc) from None
-        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        if modern:
             v = await tsk.with_result(state, v)  # a finished task carries its result here
             return {**detailed_v2(v, self.config.poll_ms), **run_meta(v)}
         return {**task_v1(v, self.config.poll_ms), **run_meta(v)}
@@ -232,7 +236,7 @@ class TasksExtension(Extension):
                 store,
                 params.task_id,
                 params.input_responses,
-                bind=_bind(state, ctx),
+                bind=_bind(state, ctx, params.task_id),
                 sample=sample,
             )
         except TuttiError as exc:
@@ -289,13 +293,14 @@ class LegacyTasks:
         except ValidationError as exc:
             raise MCPError(INVALID_PARAMS, f"params.task must be {{ttl?: ms}}: {exc}") from None
         state, store = _tasks_of(ctx)
-        token = wfl.AS_TASK.set(True)
+        task_id = new_task_id()  # before the run starts: its requests name the task
+        token = wfl.AS_TASK.set(task_id)
         try:
             answer = cast(dict[str, Any], await call_next(replace(ctx, params=params)))
         finally:
             wfl.AS_TASK.reset(token)
         ttl = tsk.granted_ttl(meta.ttl, self.ext.config.ttl_ms)
-        task = await tsk.create(store, str(name), answer, ttl)
+        task = await tsk.create(store, str(name), answer, ttl, task_id)
         v = await tsk.view(state, store, task.id)
         # 2025-11-25: a task begins `working`, whatever tasks/get says next
         v = replace(
