@@ -27,12 +27,12 @@ from mcp.server.mcpserver.resolve import Sample
 from mcp.shared.exceptions import MCPError, NoBackChannelError
 from mcp_types import (
     CreateMessageRequest,
-    RelatedTaskMetadata,
-    RequestParamsMeta,
     CreateMessageRequestParams,
     CreateMessageResult,
     ModelHint,
     ModelPreferences,
+    RelatedTaskMetadata,
+    RequestParamsMeta,
     SamplingMessage,
     TextContent,
 )
