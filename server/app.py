@@ -33,6 +33,7 @@ from tutti_mcp.memory.runs.tasks import TaskStore
 from tutti_mcp.server import prompts
 from tutti_mcp.server.settings import Settings, build_engine
 from tutti_mcp.server.tasks_ext import LegacyTasks, TasksExtension
+from tutti_mcp.server.tasks_notify import TaskListen
 from tutti_mcp.tools import memory_mcp
 from tutti_mcp.tools import workflow as wfl
 from tutti_mcp.tools.elicitation import GateAsker
@@ -122,7 +123,8 @@ def create_server(settings: Settings | None = None, workspace: Path | None = Non
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         extensions=[tasks],  # 2026-07-28 tasks (SEP-2663)
-        middleware=[LegacyTasks(tasks)],  # 2025-11-25 core tasks
+        # 2025-11-25 core tasks; 2026-07-28 task notifications on listen streams
+        middleware=[LegacyTasks(tasks), TaskListen(settings.task_poll_ms)],
     )
     register(server)
     memory_mcp.register(server)

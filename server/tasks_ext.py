@@ -28,7 +28,6 @@ from mcp.server.extension import Extension, MethodBinding
 from mcp.server.mcpserver import Context
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
-    CLIENT_CAPABILITIES_META_KEY,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
@@ -45,21 +44,24 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field, ValidationError
 
 from tutti_mcp.engine.errors import TuttiError
-from tutti_mcp.memory.runs.tasks import TaskStore
+from tutti_mcp.memory.runs.tasks import new_task_id
+from tutti_mcp.server.tasks_notify import follow_v1_in_background
 from tutti_mcp.server.tasks_wire import (
+    EXTENSION_ID,
     IMMEDIATE_RESPONSE,
-    RELATED_TASK,
     RUN_ID,
     created_v2,
+    declares_extension,
     detailed_v2,
     run_meta,
     task_v1,
+    tasks_of,
 )
 from tutti_mcp.tools import tasks as tsk
 from tutti_mcp.tools import workflow as wfl
+from tutti_mcp.tools.sampling import RELATED_TASK
 from tutti_mcp.tools.workflow_mcp import binder
 
-EXTENSION_ID = "io.modelcontextprotocol/tasks"
 TASKS_V1 = "2025-11-25"  # the one handshake version with core tasks
 PAGE = 50  # tasks per tasks/list page
 # Not past a client's request timeout (~60 s): tasks/result answers within this, finished
@@ -73,31 +75,15 @@ class UpdateTaskParams(RequestParams):
     input_responses: dict[str, dict[str, Any]] = Field(alias="inputResponses")
 
 
-def _tasks_of(ctx: ServerRequestContext[Any, Any]) -> tuple[wfl.ToolState, TaskStore]:
-    state = ctx.lifespan_context
-    if not isinstance(state, wfl.ToolState) or state.tasks is None:
-        raise MCPError(INTERNAL_ERROR, "this server keeps no tasks")
-    return state, state.tasks
-
-
-def _bind(state: wfl.ToolState, ctx: ServerRequestContext[Any, Any]) -> Any:
-    """The run's sampling steps and gates ask this request's client."""
-    return binder(state, Context(request_context=ctx))
+def _bind(state: wfl.ToolState, ctx: ServerRequestContext[Any, Any], task_id: str) -> Any:
+    """The run's sampling steps and gates ask this request's client, on behalf of the task."""
+    return binder(state, Context(request_context=ctx), task_id)
 
 
 def _refusal(exc: TuttiError) -> MCPError:
     if isinstance(exc, tsk.TaskNotFound | tsk.TaskFinished):
         return MCPError(INVALID_PARAMS, str(exc))
     return MCPError(INTERNAL_ERROR, str(exc))
-
-
-def declares_extension(ctx: ServerRequestContext[Any, Any]) -> bool:
-    """The request itself declares the tasks extension (SEP-2663 asks this of every request
-    a task may answer, whatever the client declared before)."""
-    meta = (ctx.params or {}).get("_meta")
-    caps = meta.get(CLIENT_CAPABILITIES_META_KEY) if isinstance(meta, Mapping) else None
-    ext = caps.get("extensions") if isinstance(caps, Mapping) else None
-    return isinstance(ext, Mapping) and EXTENSION_ID in ext
 
 
 class TasksExtension(Extension):
@@ -129,8 +115,9 @@ class TasksExtension(Extension):
             or not declares_extension(ctx)
         ):
             return await call_next(ctx)
-        state, store = _tasks_of(ctx)
-        token = wfl.AS_TASK.set(True)
+        state, store = tasks_of(ctx)
+        task_id = new_task_id()  # before the run starts: its requests name the task
+        token = wfl.AS_TASK.set(task_id)
         try:
             result = await call_next(ctx)
         finally:
@@ -138,19 +125,22 @@ class TasksExtension(Extension):
         if not isinstance(result, CallToolResult) or result.is_error:
             return result  # refused before it made a run: the refusal is the answer
         answer = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-        task = await tsk.create(store, params.name, answer, self.config.ttl_ms)
-        return created_v2(await tsk.view(state, store, task.id), self.config.poll_ms)
+        task = await tsk.create(store, params.name, answer, self.config.ttl_ms, task_id)
+        v = await tsk.view(state, store, task.id, extension=True)
+        return created_v2(v, self.config.poll_ms)
 
     # -- the tasks/* methods ---------------------------------------------------------------
     async def get(
         self, ctx: ServerRequestContext[Any, Any], params: GetTaskRequestParams
     ) -> dict[str, Any]:
-        state, store = _tasks_of(ctx)
+        state, store = tasks_of(ctx)
         try:
-            v = await tsk.view(state, store, params.task_id, bind=_bind(state, ctx))
+            modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+            bind = _bind(state, ctx, params.task_id)
+            v = await tsk.view(state, store, params.task_id, bind=bind, extension=modern)
         except TuttiError as exc:
             raise _refusal(exc) from None
-        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        if modern:
             v = await tsk.with_result(state, v)  # a finished task carries its result here
             return {**detailed_v2(v, self.config.poll_ms), **run_meta(v)}
         return {**task_v1(v, self.config.poll_ms), **run_meta(v)}
@@ -158,7 +148,7 @@ class TasksExtension(Extension):
     async def cancel(
         self, ctx: ServerRequestContext[Any, Any], params: GetTaskRequestParams
     ) -> dict[str, Any]:
-        state, store = _tasks_of(ctx)
+        state, store = tasks_of(ctx)
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
         try:
             v = await tsk.cancel(state, store, params.task_id)
@@ -174,7 +164,7 @@ class TasksExtension(Extension):
         self, ctx: ServerRequestContext[Any, Any], params: GetTaskPayloadRequestParams
     ) -> dict[str, Any]:
         """2025-11-25: the tool result once the task is finished (waiting for it, bounded)."""
-        state, store = _tasks_of(ctx)
+        state, store = tasks_of(ctx)
         try:
             v = await tsk.wait_finished(
                 state, store, params.task_id, RESULT_WAIT_S, ctx.session.report_progress
@@ -195,7 +185,7 @@ class TasksExtension(Extension):
     async def list(
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams
     ) -> dict[str, Any]:
-        state, store = _tasks_of(ctx)
+        state, store = tasks_of(ctx)
         views = await tsk.page(state, store, PAGE, _cursor(params.cursor))
         out: dict[str, Any] = {"tasks": [task_v1(v, self.config.poll_ms) for v in views]}
         if len(views) == PAGE:
@@ -207,7 +197,7 @@ class TasksExtension(Extension):
         self, ctx: ServerRequestContext[Any, Any], params: UpdateTaskParams
     ) -> dict[str, Any]:
         """2026-07-28: answers to the task's input requests."""
-        state, store = _tasks_of(ctx)
+        state, store = tasks_of(ctx)
         for key, response in params.input_responses.items():  # refuse malformed answers
             if key.startswith("sample:"):
                 try:
@@ -232,7 +222,7 @@ class TasksExtension(Extension):
                 store,
                 params.task_id,
                 params.input_responses,
-                bind=_bind(state, ctx),
+                bind=_bind(state, ctx, params.task_id),
                 sample=sample,
             )
         except TuttiError as exc:
@@ -288,15 +278,18 @@ class LegacyTasks:
             meta = TaskMetadata.model_validate(raw)
         except ValidationError as exc:
             raise MCPError(INVALID_PARAMS, f"params.task must be {{ttl?: ms}}: {exc}") from None
-        state, store = _tasks_of(ctx)
-        token = wfl.AS_TASK.set(True)
+        state, store = tasks_of(ctx)
+        task_id = new_task_id()  # before the run starts: its requests name the task
+        token = wfl.AS_TASK.set(task_id)
         try:
             answer = cast(dict[str, Any], await call_next(replace(ctx, params=params)))
         finally:
             wfl.AS_TASK.reset(token)
         ttl = tsk.granted_ttl(meta.ttl, self.ext.config.ttl_ms)
-        task = await tsk.create(store, str(name), answer, ttl)
+        task = await tsk.create(store, str(name), answer, ttl, task_id)
         v = await tsk.view(state, store, task.id)
+        if task.run_id is not None:  # its status changes are told on this connection
+            follow_v1_in_background(state, store, task.id, ctx.session, self.ext.config.poll_ms)
         # 2025-11-25: a task begins `working`, whatever tasks/get says next
         v = replace(
             v, status=tsk.TaskStatus.WORKING, message=f"started; poll tasks/get. {v.message}"

@@ -5,16 +5,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from mcp_types import INTERNAL_ERROR
+from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, INTERNAL_ERROR
 
+from tutti_mcp.memory.runs.tasks import TaskStore
+from tutti_mcp.tools import workflow as wfl
 from tutti_mcp.tools.elicitation import SCHEMA as GATE_SCHEMA
 from tutti_mcp.tools.sampling import sample_params
 from tutti_mcp.tools.tasks import Ask, TaskStatus, TaskView
 
-RELATED_TASK = "io.modelcontextprotocol/related-task"
+EXTENSION_ID = "io.modelcontextprotocol/tasks"
 IMMEDIATE_RESPONSE = "io.modelcontextprotocol/model-immediate-response"
 RUN_ID = "tutti/runId"  # the run a task follows: workflow_status and the rest take it
 
@@ -35,6 +40,22 @@ STEP_SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+def tasks_of(ctx: ServerRequestContext[Any, Any]) -> tuple[wfl.ToolState, TaskStore]:
+    state = ctx.lifespan_context
+    if not isinstance(state, wfl.ToolState) or state.tasks is None:
+        raise MCPError(INTERNAL_ERROR, "this server keeps no tasks")
+    return state, state.tasks
+
+
+def declares_extension(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """The request itself declares the tasks extension (SEP-2663 asks this of every request
+    a task may answer, whatever the client declared before)."""
+    meta = (ctx.params or {}).get("_meta")
+    caps = meta.get(CLIENT_CAPABILITIES_META_KEY) if isinstance(meta, Mapping) else None
+    ext = caps.get("extensions") if isinstance(caps, Mapping) else None
+    return isinstance(ext, Mapping) and EXTENSION_ID in ext
 
 
 def iso(t: float) -> str:

@@ -14,8 +14,10 @@ from typing import Any
 import anyio
 from mcp.server.mcpserver import Context
 from mcp.shared.exceptions import MCPError, NoBackChannelError
+from mcp_types import ElicitRequest, ElicitRequestFormParams, ElicitResult
 
 from tutti_mcp.engine.executors.gate import ApprovalAnswer, ApprovalQuestion
+from tutti_mcp.tools.sampling import related_task
 
 log = logging.getLogger("tutti.elicitation")
 
@@ -45,23 +47,35 @@ class GateAsker:
 
     def __init__(self) -> None:
         self.sessions: dict[str, Any] = {}  # run id -> the ServerSession to ask through
+        self.task_ids: dict[str, str | None] = {}  # run id -> the MCP task it follows, if any
 
-    def bind(self, run_id: str, ctx: Context[Any, Any]) -> None:
-        """Ask this call's client, if it can be asked."""
+    def bind(self, run_id: str, ctx: Context[Any, Any], task_id: str | None = None) -> None:
+        """Ask this call's client, if it can be asked (`task_id`: the MCP task the client
+        follows the run by, named in the question)."""
         if client_can_elicit(ctx) and ctx.session.can_send_request:
+            if task_id is None and self.sessions.get(run_id) is ctx.session:
+                task_id = self.task_ids.get(run_id)  # the same client, still following its task
             self.sessions[run_id] = ctx.session
+            self.task_ids[run_id] = task_id
         else:  # a newer client that cannot be asked: its gates wait as client tasks
             self.sessions.pop(run_id, None)
+            self.task_ids.pop(run_id, None)
 
     def forget(self, run_id: str) -> None:
         self.sessions.pop(run_id, None)
+        self.task_ids.pop(run_id, None)
 
     async def __call__(self, question: ApprovalQuestion) -> ApprovalAnswer | None:
         session = self.sessions.get(question.run_id)
         if session is None:
             return None
+        params = ElicitRequestFormParams(
+            message=message(question),
+            requested_schema=SCHEMA,
+            _meta=related_task(self.task_ids.get(question.run_id)),
+        )
         try:
-            result = await session.elicit_form(message(question), SCHEMA)
+            result = await session.send_request(ElicitRequest(params=params), ElicitResult)
         except (
             MCPError,
             NoBackChannelError,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -31,6 +31,8 @@ from mcp_types import (
     CreateMessageResult,
     ModelHint,
     ModelPreferences,
+    RelatedTaskMetadata,
+    RequestParamsMeta,
     SamplingMessage,
     TextContent,
 )
@@ -92,10 +94,22 @@ def reply_of(result: CreateMessageResult) -> SamplingReply:
     return SamplingReply(content.text, result.model, result.stop_reason)
 
 
+RELATED_TASK = "io.modelcontextprotocol/related-task"
+
+
+def related_task(task_id: str | None) -> RequestParamsMeta | None:
+    """The `_meta` of a request sent on behalf of an MCP task (2025-11-25)."""
+    if task_id is None:
+        return None
+    related = RelatedTaskMetadata(task_id=task_id).model_dump(by_alias=True)
+    return cast(RequestParamsMeta, {RELATED_TASK: related})
+
+
 @dataclass
 class _Binding:
     session: Any  # the ServerSession of the client's last call about the run
     back_channel: bool
+    task_id: str | None = None  # the MCP task the run follows for that client, if any
 
 
 @dataclass
@@ -110,18 +124,24 @@ class SamplingBroker:
     def __init__(self) -> None:
         self.bindings: dict[str, _Binding] = {}
         self.parked: dict[str, dict[str, _Parked]] = {}
+        self.sent: dict[str, int] = {}  # run id -> requests sent to its client, unanswered
+        # set (and replaced) when a request is sent or answered: a task's status follows it
+        # (tools/tasks.py); a workflow_status long-poll does not wake for it
+        self.moved = anyio.Event()
         # Told when a request is parked: a tool call waiting on the run must see it at once,
         # not at its next step event (there may be none until the request is answered).
         self.on_parked: Callable[[str], None] = lambda run_id: None
 
-    def bind(self, run_id: str, ctx: Context[Any, Any]) -> None:
-        """The client of this call is now the one the run samples from. One that declared
-        no sampling capability cannot answer: the run's sampling requests fail at once,
-        the parked ones too, rather than wait out their step's timeout for a reply that
-        cannot come."""
+    def bind(self, run_id: str, ctx: Context[Any, Any], task_id: str | None = None) -> None:
+        """The client of this call is now the one the run samples from (`task_id`: the MCP
+        task it follows the run by, named in the requests). One that declared no sampling
+        capability cannot answer: the run's sampling requests fail at once, the parked ones
+        too, rather than wait out their step's timeout for a reply that cannot come."""
         if client_can_sample(ctx):
-            session = ctx.session
-            self.bindings[run_id] = _Binding(session, bool(session.can_send_request))
+            session, before = ctx.session, self.bindings.get(run_id)
+            if task_id is None and before is not None and before.session is session:
+                task_id = before.task_id  # the same client, still following its task
+            self.bindings[run_id] = _Binding(session, bool(session.can_send_request), task_id)
             return
         self.bindings.pop(run_id, None)
         for parked in self.parked.get(run_id, {}).values():
@@ -135,6 +155,14 @@ class SamplingBroker:
 
     def pending(self, run_id: str) -> list[SamplingRequest]:
         return [p.request for p in self.parked.get(run_id, {}).values() if not p.done.is_set()]
+
+    def _moved(self) -> None:
+        self.moved.set()
+        self.moved = anyio.Event()
+
+    def asking(self, run_id: str) -> int:
+        """Requests sent to the run's client (back-channel) that it has not answered yet."""
+        return self.sent.get(run_id, 0)
 
     def answer(self, run_id: str, step_id: str, result: CreateMessageResult) -> None:
         parked = self.parked.get(run_id, {}).get(step_id)
@@ -166,7 +194,11 @@ class SamplingBroker:
         return parked.reply
 
     async def _send(self, binding: _Binding, req: SamplingRequest) -> SamplingReply:
-        request = CreateMessageRequest(params=sample_params(req))
+        params = sample_params(req)
+        params.meta = related_task(binding.task_id)
+        request = CreateMessageRequest(params=params)
+        self.sent[req.run_id] = self.sent.get(req.run_id, 0) + 1
+        self._moved()
         try:
             result = await binding.session.send_request(request, CreateMessageResult)
         except NoBackChannelError:
@@ -187,4 +219,9 @@ class SamplingBroker:
                 retryable=False,
                 kind=StepErrorKind.SAMPLING,
             ) from None
+        finally:
+            left = self.sent[req.run_id] = self.sent[req.run_id] - 1
+            if not left:
+                del self.sent[req.run_id]
+            self._moved()
         return reply_of(result)

@@ -11,7 +11,7 @@ task survives a restart.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -30,6 +30,7 @@ from tutti_mcp.tools.results import RunResult
 # The tools that start or carry on work, and so may answer with a task.
 TASK_TOOLS = frozenset({"workflow_start", "workflow_resume", "step_complete"})
 POLL_IDLE_S = 1.0  # how often a wait looks again at a run no process here executes
+WATCH_S = 30.0  # a watcher of a run executing here looks again at least this often
 
 
 class TaskStatus(StrEnum):
@@ -106,6 +107,7 @@ async def create(
     tool: str,
     answer: Mapping[str, Any],
     ttl_ms: int | None,
+    task_id: str | None = None,
 ) -> TaskRecord:
     """The task for a tool call that answered `answer` (its CallToolResult as JSON): the
     task of the run it started or carried on, or, when it failed before making a run, a
@@ -113,8 +115,10 @@ async def create(
     structured = answer.get("structuredContent")
     run_id = structured.get("run_id") if isinstance(structured, dict) else None
     if answer.get("isError") or not isinstance(run_id, str):
-        return await tasks.create(None, tool, ttl_ms, result=dict(answer), final="failed")
-    return await tasks.create(run_id, tool, ttl_ms)
+        return await tasks.create(
+            None, tool, ttl_ms, result=dict(answer), final="failed", task_id=task_id
+        )
+    return await tasks.create(run_id, tool, ttl_ms, task_id=task_id)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -179,9 +183,12 @@ async def view(
     *,
     bind: Callable[[str], None] | None = None,
     resume: bool = True,
+    extension: bool = False,
 ) -> TaskView:
     """The task now. A task whose run was interrupted resumes it here first (`bind`: the
-    client the resumed run's sampling steps and gates ask), unless `resume` is False."""
+    client the resumed run's sampling steps and gates ask), unless `resume` is False.
+    `extension`: for a client of the 2026-07-28 tasks extension (it answers parked requests
+    with tasks/update), else of 2025-11-25 core tasks (the server asks it by sampling)."""
     task = await load(tasks, task_id)
     if task.run_id is None:  # failed before it had a run: its answer is all there is
         return TaskView(task, TaskStatus.FAILED, _text(task.result), task.created_at, task.result)
@@ -206,10 +213,32 @@ async def view(
                 ),
             )
         run = await sup.snapshot(task.run_id)
-    return await _seal(tasks, await _of_run(state, task, run, note))
+    return await _seal(tasks, await _of_run(state, task, run, note, extension))
 
 
-async def _of_run(state: wfl.ToolState, task: TaskRecord, run: RunRecord, note: str) -> TaskView:
+def _sampling_hint(state: wfl.ToolState, run_id: str, parked: int, extension: bool) -> str:
+    """What a tasks client does about the run's steps that wait for its model."""
+    if parked and extension:
+        return (
+            f"{parked} step(s) wait for your model: their sampling requests are in this task's "
+            "inputRequests; answer them with tasks/update."
+        )
+    if parked:  # a 2025-11-25 client whose connection had no back-channel when it was bound
+        return (
+            f"{parked} step(s) wait for your model, and the server cannot ask your client over "
+            f"this connection: call workflow_status('{run_id}') to answer them."
+        )
+    asked = state.broker.asking(run_id)
+    return (
+        f"{asked} step(s) wait for your model: the server has asked your client by MCP "
+        "sampling (sampling/createMessage, with this task's id in its related-task _meta); "
+        "the task goes on once it answers."
+    )
+
+
+async def _of_run(
+    state: wfl.ToolState, task: TaskRecord, run: RunRecord, note: str, extension: bool
+) -> TaskView:
     rid, updated = run.id, _updated(run, task)
     final = TaskStatus(task.final) if task.final else None
     status = run.status
@@ -226,10 +255,16 @@ async def _of_run(state: wfl.ToolState, task: TaskRecord, run: RunRecord, note: 
     asks = asks_of(state, run)
     done = sum(1 for s in run.steps.values() if s.status.terminal)
     progress = f"run {rid}: {done}/{len(run.steps)} steps done. "
-    if asks:
+    parked, asked = len(state.broker.pending(rid)), state.broker.asking(rid)
+    if asks or asked:
+        # a request the server has sent its client by sampling is input the task waits on
+        # too (2025-11-25), though not one of its input requests
         waiting = wfl.client_tasks(run)
-        hint = wfl.next_step(run, waiting, len(state.broker.pending(rid)), None)
-        return TaskView(task, TaskStatus.INPUT_REQUIRED, note + progress + hint, updated, asks=asks)
+        hints = [wfl.next_step(run, waiting, 0, None)] if waiting else []
+        if parked or asked:
+            hints.append(_sampling_hint(state, rid, parked, extension))
+        message = note + progress + " ".join(hints)
+        return TaskView(task, TaskStatus.INPUT_REQUIRED, message, updated, asks=asks)
     if status in (RunStatus.WAITING, RunStatus.INTERRUPTED, RunStatus.PENDING) and not _here(
         state.supervisor, rid
     ):
@@ -293,6 +328,54 @@ async def wait_finished(
             # process): look again in a while
             await anyio.sleep(max(0.0, min(POLL_IDLE_S, deadline - time.monotonic())))
     return current
+
+
+def _state_of(v: TaskView) -> tuple[TaskStatus, tuple[str, ...]]:
+    return v.status, tuple(a.key for a in v.asks)
+
+
+async def _either(events: list[anyio.Event], timeout_s: float) -> None:
+    """Until one of `events` is set, or `timeout_s` has passed."""
+    with anyio.move_on_after(timeout_s):
+        async with anyio.create_task_group() as tg:
+
+            async def wake(event: anyio.Event) -> None:
+                await event.wait()
+                tg.cancel_scope.cancel()
+
+            for event in events:
+                tg.start_soon(wake, event)
+
+
+async def changes(
+    state: wfl.ToolState,
+    tasks: TaskStore,
+    task_id: str,
+    *,
+    extension: bool = False,
+    seen: tuple[TaskStatus, tuple[str, ...]] | None = None,
+) -> AsyncIterator[TaskView]:
+    """The task each time its status or what it asks of its client changes (`seen`: the
+    state the client knows already), until it is terminal. Resumes no run. Ends quietly
+    when the task expires."""
+    sup, last = state.supervisor, seen
+    while True:
+        try:
+            task = await load(tasks, task_id)
+        except TaskNotFound:
+            return
+        run_id = task.run_id or ""
+        # the events to wait on are taken before the look, so no change falls between them
+        watch = sup.watches.get(run_id)
+        events = [state.broker.moved] + ([watch.changed] if watch is not None else [])
+        v = await view(state, tasks, task_id, resume=False, extension=extension)
+        if _state_of(v) != last:
+            last = _state_of(v)
+            yield v
+        if v.status.terminal:
+            return
+        # a run nothing here executes changes in another process, or not until resumed
+        await _either(events, WATCH_S if _here(sup, run_id) else POLL_IDLE_S)
 
 
 # -- steering --------------------------------------------------------------------------------

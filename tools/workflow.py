@@ -53,9 +53,9 @@ COMPLETE_WAIT_S = 10.0  # step_complete waits this long for the run to need the 
 PREVIEW_CHARS = 600
 _TERMINAL = frozenset(s for s in StepStatus if s.terminal)
 _HAS_OUTPUT = frozenset(s for s in StepStatus if s.has_output)
-# Set while a tool call is answered with an MCP task (server/tasks_ext.py): the task is
-# the handle to wait on, so the call itself waits for nothing.
-AS_TASK: ContextVar[bool] = ContextVar("tutti_as_task", default=False)
+# The id of the MCP task a tool call is answered with, while it runs (server/tasks_ext.py):
+# the task is the handle to wait on, so the call itself waits for nothing.
+AS_TASK: ContextVar[str | None] = ContextVar("tutti_as_task", default=None)
 
 
 def waited(wait_s: float) -> float:

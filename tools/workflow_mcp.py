@@ -63,13 +63,18 @@ def state_of(ctx: Context[Any, Any]) -> wfl.ToolState:
     return state
 
 
-def binder(state: wfl.ToolState, ctx: Context[Any, Any]) -> Callable[[str], None]:
-    """Makes this call's client the one a run samples from and asks its gates' questions."""
+def binder(
+    state: wfl.ToolState, ctx: Context[Any, Any], task_id: str | None = None
+) -> Callable[[str], None]:
+    """Makes this call's client the one a run samples from and asks its gates' questions,
+    naming the MCP task it follows the run by (`task_id`, else the task this call is
+    answered with, if any) in those requests."""
+    task = task_id or wfl.AS_TASK.get()
 
     def bind(run_id: str) -> None:
-        state.broker.bind(run_id, ctx)
+        state.broker.bind(run_id, ctx, task)
         if state.asker is not None:
-            state.asker.bind(run_id, ctx)
+            state.asker.bind(run_id, ctx, task)
 
     return bind
 

@@ -53,11 +53,13 @@ class TaskStore:
         ttl_ms: int | None,
         result: dict[str, Any] | None = None,
         final: str | None = None,
+        task_id: str | None = None,
     ) -> TaskRecord:
-        """A new task, durable when this returns (a `tasks/get` for it must then work)."""
+        """A new task, durable when this returns (a `tasks/get` for it must then work).
+        `task_id`: one made by new_task_id() beforehand (default: a new one)."""
         now = time.time()
         task = TaskRecord(
-            new_task_id(), run_id, tool, now, ttl_ms, final, now if final else None, result
+            task_id or new_task_id(), run_id, tool, now, ttl_ms, final, now if final else None, result
         )
         await self.db.write(
             [
