@@ -218,6 +218,32 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX tasks_by_run ON tasks(run_id);
         """,
     ),
+    (
+        # A task's run may live on Temporal (TUTTI_BACKEND=temporal), not in this database:
+        # no foreign key; a trigger still drops the tasks of a run pruned here.
+        "0008_tasks_of_runs_elsewhere",
+        """
+        CREATE TABLE tasks_new (
+            id TEXT PRIMARY KEY,
+            run_id TEXT,
+            tool TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            ttl_ms INTEGER,
+            final TEXT,
+            final_at REAL,
+            result TEXT
+        ) WITHOUT ROWID;
+        INSERT INTO tasks_new SELECT id, run_id, tool, created_at, ttl_ms, final, final_at, result
+            FROM tasks;
+        DROP TABLE tasks;
+        ALTER TABLE tasks_new RENAME TO tasks;
+        CREATE INDEX tasks_by_created ON tasks(created_at);
+        CREATE INDEX tasks_by_run ON tasks(run_id);
+        CREATE TRIGGER tasks_of_pruned_runs AFTER DELETE ON runs BEGIN
+            DELETE FROM tasks WHERE run_id = old.id;
+        END;
+        """,
+    ),
 ]
 
 

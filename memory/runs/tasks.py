@@ -59,7 +59,14 @@ class TaskStore:
         `task_id`: one made by new_task_id() beforehand (default: a new one)."""
         now = time.time()
         task = TaskRecord(
-            task_id or new_task_id(), run_id, tool, now, ttl_ms, final, now if final else None, result
+            task_id or new_task_id(),
+            run_id,
+            tool,
+            now,
+            ttl_ms,
+            final,
+            now if final else None,
+            result,
         )
         await self.db.write(
             [

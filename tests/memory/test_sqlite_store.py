@@ -20,6 +20,7 @@ from tutti_mcp.memory.migrations import MIGRATIONS, apply_migrations
 from tutti_mcp.memory.runs.owner import current_owner
 from tutti_mcp.memory.runs.records import Checkpoint, RunRecord, RunStatus, StepStatus
 from tutti_mcp.memory.runs.sqlite_store import SqliteRunStore
+from tutti_mcp.memory.runs.tasks import TaskStore
 
 pytestmark = pytest.mark.anyio
 
@@ -342,6 +343,21 @@ async def test_prune_deletes_old_finished_runs_with_their_steps_checkpoints_and_
     kept = {"old_interrupted", "old_waiting", "new_ok"}  # resumable or recent runs stay
     for table in ("runs", "steps", "checkpoints", "events"):
         assert _run_ids(db, table) == kept, table
+
+
+async def test_prune_deletes_the_tasks_of_pruned_runs_and_keeps_tasks_of_runs_elsewhere(
+    db: Path, store: SqliteRunStore
+) -> None:
+    """A task's run may live on Temporal, not in this database: such a task is stored (no
+    foreign key refuses it) and survives a prune; the task of a pruned run goes with it."""
+    await _seed_for_prune(store)
+    tasks = TaskStore(store.db)
+    await tasks.create("old_ok", "workflow_start", None)
+    await tasks.create("run_on_temporal", "workflow_start", None)
+
+    await store.prune(older_than_s=30 * DAY)
+
+    assert _run_ids(db, "tasks") == {"run_on_temporal"}
 
 
 async def test_prune_keeps_the_newest_old_runs_when_asked(db: Path, store: SqliteRunStore) -> None:

@@ -14,7 +14,16 @@ import pytest
 from temporalio.client import Client as TemporalClient
 
 from tests.seed import SEED_CHAIN
-from tests.server.mcp_support import BUILTIN_CHAIN, call, connect, fail, settings, tasks_of
+from tests.server.mcp_support import (
+    BUILTIN_CHAIN,
+    ONE_CLIENT_STEP,
+    call,
+    connect,
+    fail,
+    settings,
+    tasks_of,
+)
+from tests.server.tasks_support import TasksClaim, request, start_task_v2
 from tests.temporal.devserver import DevServer
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.executors.shell import ShellExecutor
@@ -186,3 +195,29 @@ async def test_fork_with_new_inputs_keeps_the_steps_that_do_not_read_them(
     assert forked["forked_from"] == run["run_id"]
     assert "names" in forked["kept"] and "greet" not in forked["kept"]
     assert result["outputs"]["done"] == "ready after 3"
+
+
+async def test_a_temporal_run_as_an_mcp_task_is_answered_through_tasks_update(
+    backend: Settings,
+) -> None:
+    """2026-07-28 tasks on a Temporal run: the client step shows in inputRequests,
+    tasks/update answers it (an update to the workflow), the task completes with the
+    run's result."""
+    with anyio.fail_after(60):
+        async with connect("auto", backend, extensions=[TasksClaim()]) as c:
+            created = await start_task_v2(c, "workflow_start", {"spec": ONE_CLIENT_STEP})
+            rid = created.meta and created.meta["tutti/runId"]
+            await call(c, "workflow_status", run_id=rid, wait_s=20)
+            waiting = await request(c, "tasks/get", taskId=created.task_id)
+            ((key, _ask),) = waiting["inputRequests"].items()
+            await request(
+                c,
+                "tasks/update",
+                taskId=created.task_id,
+                inputResponses={key: {"action": "accept", "content": {"output": "7"}}},
+            )
+            await call(c, "workflow_status", run_id=rid, wait_s=20)
+            done = await request(c, "tasks/get", taskId=created.task_id)
+    assert waiting["status"] == "input_required"
+    assert done["status"] == "completed", done
+    assert done["result"]["structuredContent"]["outputs"] == {"ask": "7"}
