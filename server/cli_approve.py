@@ -17,6 +17,7 @@ from tutti_mcp.memory.runs.records import RunStatus
 from tutti_mcp.server.cli_runs import finish_run, with_engine
 from tutti_mcp.server.console import err
 from tutti_mcp.server.exit_codes import EXIT_OK
+from tutti_mcp.server.settings import Settings
 
 
 def _user() -> str:
@@ -27,6 +28,12 @@ def _user() -> str:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
+    if Settings.from_env(db=args.db).backend == "temporal":
+        from tutti_mcp.server import cli_temporal
+
+        answer = {"approve": bool(args.approve), "note": args.note or f"by {_user()} (cli)"}
+        return cli_temporal.complete(args, answer, done="approved" if args.approve else "rejected")
+
     async def go(engine: Engine) -> int:
         run = await engine.load(args.run_id)
         wf = engine.compile(run.spec)

@@ -137,11 +137,14 @@ def list_runs(args: argparse.Namespace, render: Callable[[list[RunRecord]], int]
     return anyio.run(_with_runs, args, go)
 
 
-def complete(args: argparse.Namespace, output: Any) -> int:
+def complete(args: argparse.Namespace, output: Any, done: str = "completed") -> int:
+    """A client step's result or a gate's answer: an update to the run's workflow, which
+    carries on at once on the workers."""
+
     async def go(runs: TemporalRuns) -> int:
-        await runs.complete(args.run_id, args.step_id, output, args.error)
-        err.print(f"step {args.step_id} of run {args.run_id} completed")
-        if args.resume:
+        await runs.complete(args.run_id, args.step_id, output, getattr(args, "error", None))
+        err.print(f"step {args.step_id} of run {args.run_id} {done}")
+        if getattr(args, "resume", True):
             progress = TerminalProgress(err, enabled=not args.json)
             with progress:
                 record = await follow(runs, args.run_id, progress)
