@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -36,6 +37,13 @@ _OPEN = WorkflowExecutionStatus.RUNNING
 
 class TemporalUnavailable(ConfigurationError):
     """The Temporal frontend does not answer."""
+
+
+class NoWorker(ConfigurationError):
+    """No worker answers for a run's task queue."""
+
+
+QUERY_TIMEOUT_S = 10.0  # a worker answers a query in milliseconds; none answers: say so
 
 
 @dataclass(frozen=True)
@@ -146,7 +154,7 @@ class TemporalRuns:
         desc = await self.describe(run_id)
         handle = self.handle(run_id)
         if desc.status == _OPEN:
-            data = await handle.query("run")
+            data = await self._query(run_id, "run")
             if data is None:  # not created in the workflow yet
                 return RunView(await _pending(run_id, desc), False, True)
             record = run_from_json(data)
@@ -165,8 +173,24 @@ class TemporalRuns:
 
     async def events(self, run_id: str, after: int) -> list[dict[str, Any]]:
         """The run's events after sequence number `after` (an open run's only)."""
-        data: list[dict[str, Any]] = await self.handle(run_id).query("events", after)
+        data: list[dict[str, Any]] = await self._query(run_id, "events", after)
         return data
+
+    async def _query(self, run_id: str, name: str, *args: Any) -> Any:
+        """An open run is read from its workflow, which a worker must answer for."""
+        try:
+            return await self.handle(run_id).query(
+                name, *args, rpc_timeout=timedelta(seconds=QUERY_TIMEOUT_S)
+            )
+        except RPCError as exc:
+            if exc.status in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED):
+                raise NoWorker(
+                    f"run {run_id} is open on Temporal, but no `tutti worker` answered for "
+                    f"task queue {self.task_queue!r} within {QUERY_TIMEOUT_S:g}s: start one "
+                    f"(TUTTI_TEMPORAL_TASK_QUEUE={self.task_queue} tutti worker); the run "
+                    "goes on from where it is once a worker takes it"
+                ) from None
+            raise
 
     async def record(self, run_id: str) -> RunRecord:
         return (await self.view(run_id)).record
