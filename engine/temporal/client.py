@@ -25,7 +25,7 @@ from tutti_mcp.engine.errors import ConfigurationError, RunStateError, TuttiErro
 from tutti_mcp.engine.inputs import coerce_inputs
 from tutti_mcp.engine.service import Engine, new_run_id
 from tutti_mcp.engine.spec import ExecutorKind, WorkflowSpec
-from tutti_mcp.engine.temporal.codec import run_from_json
+from tutti_mcp.engine.temporal.codec import run_from_json, to_wire
 from tutti_mcp.engine.temporal.workflow import RUN_WORKFLOW
 from tutti_mcp.engine.workflow import Workflow
 from tutti_mcp.memory.runs.records import RunRecord, RunStatus
@@ -122,7 +122,9 @@ class TemporalRuns:
         }
         await self.client.start_workflow(
             RUN_WORKFLOW,
-            args,
+            # as JSON text: Temporal's converter would sort the keys of the spec's objects,
+            # and a step's output may be such an object, read in order by a later template
+            to_wire(args),
             id=run_id,
             task_queue=self.task_queue,
             memo={"name": name},
@@ -184,7 +186,10 @@ class TemporalRuns:
             )
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
-            raise TuttiError(str(cause) if cause else str(exc)) from None
+            # the engine's message alone, as the embedded backend says it (str() of an
+            # ApplicationError starts with its type)
+            text = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
+            raise TuttiError(text) from None
         return RunStatus(status)
 
     async def cancel(self, run_id: str) -> None:

@@ -35,8 +35,10 @@ from tutti_mcp.engine.temporal.codec import (
     STEP_ERROR,
     call_to_json,
     error_from_json,
+    from_wire,
     outcome_from_json,
     run_to_json,
+    to_wire,
 )
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
 
@@ -72,9 +74,10 @@ class ActivityExecutor:
     async def execute(self, call: StepCall) -> StepOutcome:
         payload = {"kind": self.kind.value, "call": call_to_json(call, self.step_ids)}
         try:
-            data = await workflow.execute_activity(
+            handle = workflow.start_activity(
                 STEP_ACTIVITY,
-                payload,
+                to_wire(payload),
+                result_type=str,
                 # the runner's own timeout cancels it first; this is the backstop
                 start_to_close_timeout=timedelta(seconds=call.timeout_s + 60),
                 heartbeat_timeout=timedelta(seconds=self.setup.heartbeat_s),
@@ -84,9 +87,17 @@ class ActivityExecutor:
                 ),
                 summary=f"{call.step.id} #{call.attempt}",
             )
+            try:
+                # Shielded: a cancelled activity's handle ends only once the server says
+                # so, in a later activation; until then anyio's cancel scope would re-deliver
+                # the cancellation in a busy loop and the workflow would never yield.
+                wire = await asyncio.shield(handle)
+            except asyncio.CancelledError:
+                handle.cancel()  # asks the worker to stop the step; no wait for it
+                raise
         except ActivityError as exc:
             raise _step_error(exc, call) from None
-        return outcome_from_json(data)
+        return outcome_from_json(from_wire(wire))
 
 
 def _step_error(exc: ActivityError, call: StepCall) -> StepError:
@@ -112,8 +123,9 @@ class TuttiRunWorkflow:
         self._final: dict[str, Any] | None = None
 
     @workflow.run
-    async def run(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def run(self, wire: str) -> dict[str, Any]:
         RENDER_INLINE.set(True)
+        args: dict[str, Any] = from_wire(wire)  # JSON text: keeps the spec's key order
         setup = SETUP
         self._run_id = args["run_id"]
         step_ids: set[str] = set()
