@@ -41,7 +41,7 @@ _STEP = (
 )
 # The long step is long the first time only: once it has run again after a kill, the test
 # need not wait for it.
-_LONG = 'if [ -e long.once ]; then sleep 0.2; else : > long.once; sleep 120; fi'
+_LONG = "if [ -e long.once ]; then sleep 0.2; else : > long.once; sleep 120; fi"
 
 
 def step(sid: str, body: str = "true", **more: Any) -> dict[str, Any]:
@@ -218,3 +218,44 @@ async def test_a_worker_killed_mid_step_hands_the_run_to_another_worker(
     assert {x.key for x in lines if x.step == "long"} == {f"{run_id}:long"}
     assert record.steps["long"].attempts == 1  # one tutti attempt; Temporal retried it
     assert time.monotonic() - began < DEADLINE_S
+
+
+@pytest.fixture
+def own_devserver(tmp_path: Path) -> Iterator[DevServer]:
+    """A dev server this test may kill: its state in a database file of its own."""
+    server = DevServer(tmp_path / "temporal-own.db").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_a_run_goes_on_after_the_temporal_server_is_killed_and_restarted(
+    own_devserver: DevServer, task_queue: str, tmp_path: Path
+) -> None:
+    """The Temporal server killed with SIGKILL while a step runs, and started again on the
+    same database file and port: the workers reconnect by themselves, the run goes on and
+    succeeds, and no step committed before the kill runs again. The step that was running
+    may run again (at-least-once) if its worker could not report it while the server was
+    down."""
+    ws = Workers(own_devserver.address, task_queue, tmp_path)
+    try:
+        ws.start(2)
+        runs = TemporalRuns(await Client.connect(own_devserver.address), task_queue)
+        path = tmp_path / "journal"
+        with anyio.fail_after(DEADLINE_S):
+            run_id = await start_run(runs, tmp_path, durable_spec("sleep 1"))
+            await until_journal(path, "long started", lambda ls: any(x.step == "long" for x in ls))
+            own_devserver.kill()
+            before = starts_and_ends(journal(path))
+            await anyio.to_thread.run_sync(own_devserver.start)
+            record = await finished(runs, run_id)
+    finally:
+        ws.stop()
+    assert record.status is RunStatus.SUCCEEDED, ws.logs()
+    counts = starts_and_ends(journal(path))
+    for sid in ("a", "b", "c"):  # committed before the kill
+        assert before[sid] == counts[sid] == (1, 1)
+    long_starts, long_ends = counts["long"]
+    assert 1 <= long_starts <= 2 and long_ends >= 1
+    assert counts["d"] == (1, 1)
