@@ -168,11 +168,10 @@ def normalized(outcome: Outcome) -> dict[str, Any]:
     run = outcome.record
     steps = {}
     for sid, rec in run.steps.items():
-        detail = dict(rec.detail or {})
-        if "decision" in detail:
-            detail["decision"] = {k: v for k, v in detail["decision"].items() if k != "at"}
-        if "instructions" in detail:  # a client request: keep what the caller is told
-            detail = {k: v for k, v in detail.items() if k not in ("handed_at", "deadline")}
+        detail: dict[str, Any] = dict(rec.detail or {})
+        decision = detail.get("decision")
+        if isinstance(decision, dict):  # a gate's: when it was decided differs
+            detail["decision"] = {k: v for k, v in decision.items() if k != "at"}
         output = rec.output
         if rec.executor == "gate" and isinstance(output, dict):  # the decision's time
             output = {k: v for k, v in output.items() if k != "at"}
@@ -200,7 +199,8 @@ def normalized(outcome: Outcome) -> dict[str, Any]:
         "status_counts": (run.metrics or {}).get("status_counts"),
         "rejections": outcome.rejections,
     }
-    return _unrun(out, run.id)
+    same: dict[str, Any] = _unrun(out, run.id)
+    return same
 
 
 _FAKE_REPLY = re.compile(r"fake reply \d+:")  # the fake API numbers its replies

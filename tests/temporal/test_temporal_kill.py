@@ -6,6 +6,7 @@ sees what ran, where, and what finished."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -167,10 +168,8 @@ async def finished(runs: TemporalRuns, run_id: str) -> RunRecord:
 def kill_step_processes(line: Line) -> None:
     """The killed worker's step child (its own process group) would live on, as it would
     not when a machine dies: end it too."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(line.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def starts_and_ends(lines: list[Line]) -> dict[str, tuple[int, int]]:
