@@ -158,11 +158,10 @@ async def start_run(runs: TemporalRuns, tmp: Path, spec: dict[str, Any]) -> str:
 
 
 async def finished(runs: TemporalRuns, run_id: str) -> RunRecord:
-    while True:
-        view = await runs.view(run_id)
-        if not view.open:
-            return view.record
-        await anyio.sleep(POLL_S)
+    """The run's record once it has ended (a long poll on its result: no query to a worker
+    that may be busy replaying it)."""
+    await runs.handle(run_id).result()
+    return (await runs.view(run_id)).record
 
 
 def kill_step_processes(line: Line) -> None:
