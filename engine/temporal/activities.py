@@ -18,7 +18,7 @@ import anyio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from tutti_mcp.engine.errors import StepError, TuttiError
+from tutti_mcp.engine.errors import StepError, StepErrorKind
 from tutti_mcp.engine.execution.attempts import step_error
 from tutti_mcp.engine.executors.base import StepExecutor
 from tutti_mcp.engine.models import ModelTable
@@ -27,7 +27,9 @@ from tutti_mcp.engine.temporal.codec import (
     STEP_ERROR,
     call_from_json,
     error_to_json,
+    from_wire,
     outcome_to_json,
+    to_wire,
 )
 
 STEP_ACTIVITY = "tutti.step"
@@ -43,7 +45,8 @@ class StepActivities:
     workspace: Path | None = None
 
     @activity.defn(name=STEP_ACTIVITY)
-    async def execute_step(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def execute_step(self, wire: str) -> str:
+        payload: dict[str, Any] = from_wire(wire)
         kind = ExecutorKind(payload["kind"])
         call_data = payload["call"]
         executor = self.executors.get(kind)
@@ -58,21 +61,32 @@ class StepActivities:
         workspace = self.workspace or Path(call_data["workspace"])
         try:
             call = call_from_json(call_data, self.models, workspace)
-        except (ValueError, KeyError, TuttiError) as exc:  # another tutti version's call
+        except (ValueError, KeyError, TypeError) as exc:
+            # Another worker would read it no better: the step's attempt fails, once, and
+            # tutti's retry policy decides, instead of Temporal retrying it for minutes.
             raise _failure(
-                StepError(f"this worker cannot read the step: {exc}", retryable=False)
+                StepError(
+                    f"this worker cannot read step {call_data.get('step', {}).get('id')!r}: "
+                    f"{exc}. Run the same tutti version on every worker and the server",
+                    retryable=False,
+                    kind=StepErrorKind.CONFIGURATION,
+                )
             ) from None
         beat = max(0.2, (activity.info().heartbeat_timeout or _DEFAULT_BEAT).total_seconds() / 3)
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_heartbeat, beat)
-                try:
-                    outcome = await executor.execute(call)
-                finally:
-                    tg.cancel_scope.cancel()
-        except Exception as exc:  # the step boundary, as in engine/execution/attempts.py
-            raise _failure(step_error(exc, call.timeout_s, call.attempt)) from None
-        return outcome_to_json(outcome)
+        failed: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_heartbeat, beat)
+            try:
+                outcome = await executor.execute(call)
+            # the step boundary, as in engine/execution/attempts.py; caught inside the task
+            # group, which would wrap it in an ExceptionGroup and hide the StepError
+            except Exception as exc:
+                failed = exc
+            finally:
+                tg.cancel_scope.cancel()
+        if failed is not None:
+            raise _failure(step_error(failed, call.timeout_s, call.attempt)) from None
+        return to_wire(outcome_to_json(outcome))
 
 
 async def _heartbeat(every_s: float) -> None:

@@ -26,7 +26,7 @@ from tutti_mcp.engine.errors import ConfigurationError, RunStateError, TuttiErro
 from tutti_mcp.engine.inputs import coerce_inputs
 from tutti_mcp.engine.service import Engine, new_run_id
 from tutti_mcp.engine.spec import ExecutorKind, WorkflowSpec
-from tutti_mcp.engine.temporal.codec import run_from_json
+from tutti_mcp.engine.temporal.codec import from_wire, run_from_json, to_wire
 from tutti_mcp.engine.temporal.workflow import RUN_WORKFLOW
 from tutti_mcp.engine.workflow import Workflow
 from tutti_mcp.memory.runs.records import RunRecord, RunStatus
@@ -132,7 +132,9 @@ class TemporalRuns:
         }
         await self.client.start_workflow(
             RUN_WORKFLOW,
-            args,
+            # as JSON text: Temporal's converter would sort the keys of the spec's objects,
+            # and a step's output may be such an object, read in order by a later template
+            to_wire(args),
             id=run_id,
             task_queue=self.task_queue,
             memo={"name": name},
@@ -154,7 +156,8 @@ class TemporalRuns:
         desc = await self.describe(run_id)
         handle = self.handle(run_id)
         if desc.status == _OPEN:
-            data = await self._query(run_id, "run")
+            wire = await self._query(run_id, "run")
+            data = None if wire is None else from_wire(wire)
             if data is None:  # not created in the workflow yet
                 return RunView(await _pending(run_id, desc), False, True)
             record = run_from_json(data)
@@ -163,7 +166,7 @@ class TemporalRuns:
                 record.status = RunStatus.WAITING  # only the caller can move it on now
             return RunView(record, blocked, True)
         try:
-            data = await handle.result()
+            data = from_wire(await handle.result())
         except WorkflowFailureError as exc:
             record = await _pending(run_id, desc)
             record.status = RunStatus.FAILED
@@ -173,7 +176,7 @@ class TemporalRuns:
 
     async def events(self, run_id: str, after: int) -> list[dict[str, Any]]:
         """The run's events after sequence number `after` (an open run's only)."""
-        data: list[dict[str, Any]] = await self._query(run_id, "events", after)
+        data: list[dict[str, Any]] = from_wire(await self._query(run_id, "events", after))
         return data
 
     async def _query(self, run_id: str, name: str, *args: Any) -> Any:
@@ -206,11 +209,14 @@ class TemporalRuns:
             )
         try:
             status = await self.handle(run_id).execute_update(
-                "complete_step", {"step_id": step_id, "output": output, "error": error}
+                "complete_step", to_wire({"step_id": step_id, "output": output, "error": error})
             )
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
-            raise TuttiError(str(cause) if cause else str(exc)) from None
+            # the engine's message alone, as the embedded backend says it (str() of an
+            # ApplicationError starts with its type)
+            text = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
+            raise TuttiError(text) from None
         return RunStatus(status)
 
     async def cancel(self, run_id: str) -> None:

@@ -8,6 +8,8 @@ results, the inputs and any iteration variables."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,12 +48,22 @@ def call_to_json(call: StepCall, step_ids: frozenset[str] | set[str]) -> dict[st
     }
 
 
+def to_wire(value: Any) -> str:
+    """A value as JSON text: Temporal's JSON converter would sort the keys of every object,
+    and a step's template may read an output's keys in the order the step wrote them."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def from_wire(text: str) -> Any:
+    return json.loads(text)
+
+
 def call_from_json(data: Mapping[str, Any], models: ModelTable, workspace: Path) -> StepCall:
     th = data.get("thinking")
     model = data.get("model")
     return StepCall(
         run_id=data["run_id"],
-        step=_step(data["step"]),
+        step=_step_from_json(data["step"]),
         attempt=data["attempt"],
         context=data["context"],
         deps=tuple(data["deps"]),
@@ -70,11 +82,12 @@ def call_from_json(data: Mapping[str, Any], models: ModelTable, workspace: Path)
     )
 
 
-def _step(data: Mapping[str, Any]) -> Step:
-    """The step as the workflow had it. An instance's id (`review[2]`, `draft#1`) is not
-    one a spec may write: validated under a stand-in, then given back its own."""
-    step = Step.model_validate({**data, "id": "instance"})
-    return step.model_copy(update={"id": data["id"]})
+def _step_from_json(data: Mapping[str, Any]) -> Step:
+    """A step's definition; a step added at run time (`greet[0]`, `draft#2`) has an id no
+    spec may use, so the definition is checked under its spec's id, then given its own."""
+    sid = data["id"]
+    written = re.split(r"[\[#]", sid, maxsplit=1)[0] or "step"
+    return Step.model_validate({**data, "id": written}).model_copy(update={"id": sid})
 
 
 def outcome_to_json(outcome: StepOutcome) -> dict[str, Any]:
@@ -121,14 +134,18 @@ def error_from_json(data: Mapping[str, Any]) -> StepError:
 
 def run_to_json(run: RunRecord) -> dict[str, Any]:
     out = dataclasses.asdict(run)
+    # Temporal's JSON converter sorts object keys: the steps' order goes alongside
+    out["step_order"] = list(run.steps)
     return out
 
 
 def run_from_json(data: Mapping[str, Any]) -> RunRecord:
     fields = dict(data)
     fields.pop("blocked_on_client", None)
+    stored = fields.pop("steps", {})
+    order = fields.pop("step_order", None) or list(stored)
     steps = {
-        sid: StepRecord(**{**rec, "status": StepStatus(rec["status"])})
-        for sid, rec in fields.pop("steps", {}).items()
+        sid: StepRecord(**{**stored[sid], "status": StepStatus(stored[sid]["status"])})
+        for sid in order
     }
     return RunRecord(**{**fields, "status": RunStatus(fields["status"])}, steps=steps)

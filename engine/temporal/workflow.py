@@ -11,7 +11,6 @@ every worker that replays a run."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -35,8 +34,10 @@ from tutti_mcp.engine.temporal.codec import (
     STEP_ERROR,
     call_to_json,
     error_from_json,
+    from_wire,
     outcome_from_json,
     run_to_json,
+    to_wire,
 )
 from tutti_mcp.engine.temporal.seeds import plant
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
@@ -73,9 +74,10 @@ class ActivityExecutor:
     async def execute(self, call: StepCall) -> StepOutcome:
         payload = {"kind": self.kind.value, "call": call_to_json(call, self.step_ids)}
         try:
-            data = await workflow.execute_activity(
+            handle = workflow.start_activity(
                 STEP_ACTIVITY,
-                payload,
+                to_wire(payload),
+                result_type=str,
                 # the runner's own timeout cancels it first; this is the backstop
                 start_to_close_timeout=timedelta(seconds=call.timeout_s + 60),
                 heartbeat_timeout=timedelta(seconds=self.setup.heartbeat_s),
@@ -85,9 +87,17 @@ class ActivityExecutor:
                 ),
                 summary=f"{call.step.id} #{call.attempt}",
             )
+            try:
+                # Shielded: a cancelled activity's handle ends only once the server says
+                # so, in a later activation; until then anyio's cancel scope would re-deliver
+                # the cancellation in a busy loop and the workflow would never yield.
+                wire = await asyncio.shield(handle)
+            except asyncio.CancelledError:
+                handle.cancel()  # asks the worker to stop the step; no wait for it
+                raise
         except ActivityError as exc:
             raise _step_error(exc, call) from None
-        return outcome_from_json(data)
+        return outcome_from_json(from_wire(wire))
 
 
 def _step_error(exc: ActivityError, call: StepCall) -> StepError:
@@ -113,8 +123,9 @@ class TuttiRunWorkflow:
         self._final: dict[str, Any] | None = None
 
     @workflow.run
-    async def run(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def run(self, wire: str) -> str:
         RENDER_INLINE.set(True)
+        args: dict[str, Any] = from_wire(wire)  # JSON text: keeps the spec's key order
         setup = SETUP
         self._run_id = args["run_id"]
         step_ids: set[str] = set()
@@ -159,31 +170,43 @@ class TuttiRunWorkflow:
             engine.cancel(self._run_id)
             record = await running
         self._final = run_to_json(record)
-        return self._final
+        return to_wire(self._final)
 
+    # Records, events and answers cross as JSON text, as step payloads do: Temporal's JSON
+    # converter would sort the keys of the outputs in them.
     @workflow.query(name="run")
-    def run_record(self, run_id: str | None = None) -> dict[str, Any] | None:
+    def run_record(self, run_id: str | None = None) -> str | None:
         """The run's record as it stands (a `workflow` step's child run by its id)."""
         wanted = run_id or self._run_id
         if self._final is not None and wanted == self._run_id:
-            return self._final
+            return to_wire(self._final)
         engine = self._engine
         if engine is not None and wanted in engine.live:
             execution = engine.live[wanted]
-            return {**run_to_json(execution.run), "blocked_on_client": execution.blocked_on_client}
+            live = run_to_json(execution.run)
+            return to_wire({**live, "blocked_on_client": execution.blocked_on_client})
         record = self._store.peek(wanted)
-        return None if record is None else run_to_json(record)
+        return None if record is None else to_wire(run_to_json(record))
 
     @workflow.query(name="events")
-    def events(self, after: int = 0) -> list[dict[str, Any]]:
-        return [
-            {"seq": seq, "at": at, "kind": ev.kind.value, "step_id": ev.step_id, "data": ev.data}
-            for seq, at, ev in self._store.peek_events(self._run_id, after)
-        ]
+    def events(self, after: int = 0) -> str:
+        return to_wire(
+            [
+                {
+                    "seq": seq,
+                    "at": at,
+                    "kind": ev.kind.value,
+                    "step_id": ev.step_id,
+                    "data": ev.data,
+                }
+                for seq, at, ev in self._store.peek_events(self._run_id, after)
+            ]
+        )
 
     @workflow.update(name="complete_step")
-    async def complete_step(self, args: Mapping[str, Any]) -> str:
+    async def complete_step(self, wire: str) -> str:
         """A client step's output or failure, or an approval gate's answer."""
+        args: dict[str, Any] = from_wire(wire)
         await workflow.wait_condition(lambda: self._engine is not None)
         assert self._engine is not None
         run_id = args.get("run_id") or self._run_id

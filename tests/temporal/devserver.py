@@ -18,6 +18,13 @@ from pathlib import Path
 START_TIMEOUT_S = 60.0  # a loaded 2-core machine takes a few seconds
 
 
+START_TRIES = 3
+
+
+class PortTaken(RuntimeError):
+    """The dev server could not bind one of its ports."""
+
+
 def temporal_binary() -> str:
     here = Path(sys.executable).parent / "temporal"
     found = str(here) if here.exists() else shutil.which("temporal")
@@ -43,12 +50,25 @@ class DevServer:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    _log_from: int = 0  # where this start's output begins in the log
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> DevServer:
+        """Start it (again, on the same database file and frontend port). The binary picks
+        its internal services' ports itself; one taken meanwhile by another process is
+        tried again, a few times."""
+        for attempt in range(START_TRIES):
+            try:
+                return self._start_once()
+            except PortTaken:
+                if attempt == START_TRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> DevServer:
         ui = free_port()
         metrics = free_port()
         self.log = self.db.with_suffix(".log")
@@ -70,6 +90,7 @@ class DevServer:
             "--log-level",
             "error",
         ]
+        self._log_from = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -82,7 +103,10 @@ class DevServer:
         assert self.proc is not None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"temporal dev server exited: {self._tail()}")
+                tail = self._tail()
+                if "address already in use" in tail:
+                    raise PortTaken(tail)
+                raise RuntimeError(f"temporal dev server exited: {tail}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     pass
@@ -132,4 +156,6 @@ class DevServer:
     def _tail(self) -> str:
         if self.log is None or not self.log.exists():
             return "(no log)"
-        return self.log.read_text(errors="replace")[-2000:]
+        with self.log.open("rb") as f:  # this start's output only
+            f.seek(self._log_from)
+            return f.read().decode(errors="replace")[-2000:]

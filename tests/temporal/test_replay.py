@@ -21,6 +21,7 @@ from tests.temporal.devserver import DevServer
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.spec import ExecutorKind
+from tutti_mcp.engine.temporal.codec import from_wire, to_wire
 from tutti_mcp.engine.temporal.worker import new_worker
 from tutti_mcp.engine.temporal.workflow import RUN_WORKFLOW, TuttiRunWorkflow
 
@@ -95,11 +96,12 @@ async def test_a_runs_history_replays_the_same_here_and_under_another_hash_seed(
         async with worker:
             record = await client.execute_workflow(
                 RUN_WORKFLOW,
-                {"run_id": run_id, "spec": BUSY, "inputs": {}, "workspace": str(tmp_path)},
+                to_wire({"run_id": run_id, "spec": BUSY, "inputs": {}, "workspace": str(tmp_path)}),
                 id=run_id,
                 task_queue=queue,
             )
         history = await client.get_workflow_handle(run_id).fetch_history()
+    record = from_wire(record) if isinstance(record, str) else record
     assert record["status"] == "succeeded", record
     assert record["steps"]["no"]["status"] == "skipped"
 
