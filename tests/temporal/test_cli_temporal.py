@@ -38,24 +38,15 @@ steps:
 """
 
 
-@pytest.fixture(scope="module")
-def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    server = DevServer(tmp_path_factory.mktemp("temporal") / "dev.db").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def on_temporal(
-    dev_server: DevServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    devserver: DevServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
     """This process's `tutti` on Temporal, and one `tutti worker` process on its queue."""
     queue = f"cli-{uuid.uuid4().hex[:8]}"
     env = {
         "TUTTI_BACKEND": "temporal",
-        "TUTTI_TEMPORAL_ADDRESS": dev_server.address,
+        "TUTTI_TEMPORAL_ADDRESS": devserver.address,
         "TUTTI_TEMPORAL_TASK_QUEUE": queue,
     }
     for name, value in env.items():

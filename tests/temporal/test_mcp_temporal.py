@@ -5,7 +5,7 @@ tools as embedded runs. Each test has its own task queue on one dev server."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +35,11 @@ from tutti_mcp.server.settings import Settings, TemporalSettings
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="module")
-def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    server = DevServer(tmp_path_factory.mktemp("temporal") / "dev.db").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-async def backend(dev_server: DevServer) -> AsyncIterator[Settings]:
+async def on_temporal(devserver: DevServer) -> AsyncIterator[Settings]:
     """Settings for a server on Temporal, and a worker for its queue while the test runs."""
     queue = f"tutti-test-{uuid.uuid4().hex[:8]}"
-    client = await TemporalClient.connect(dev_server.address)
+    client = await TemporalClient.connect(devserver.address)
     worker = new_worker(
         client,
         queue,
@@ -61,18 +52,18 @@ async def backend(dev_server: DevServer) -> AsyncIterator[Settings]:
     async with worker:
         yield settings(
             backend="temporal",
-            temporal=TemporalSettings(address=dev_server.address, task_queue=queue),
+            temporal=TemporalSettings(address=devserver.address, task_queue=queue),
         )
 
 
-async def test_seed_chain_with_client_steps_runs_on_temporal(backend: Settings) -> None:
+async def test_seed_chain_with_client_steps_runs_on_temporal(on_temporal: Settings) -> None:
     answers = {
         "analyze_codebase": "SQL injection in db.py line 12",
         "fix_issues": "parameterised the query in db.py",
         "validate_fixes": "bandit: no issues",
     }
     with anyio.fail_after(60):
-        async with connect("auto", backend) as c:
+        async with connect("auto", on_temporal) as c:
             run = await call(c, "workflow_start", spec=SEED_CHAIN, wait_s=20)
             rid = run["run_id"]
             tasks = tasks_of(run)
@@ -95,18 +86,18 @@ async def test_seed_chain_with_client_steps_runs_on_temporal(backend: Settings) 
     assert rid in {r["run_id"] for r in listed["runs"]}
 
 
-async def test_builtin_chain_runs_on_a_worker_and_reads_back(backend: Settings) -> None:
+async def test_builtin_chain_runs_on_a_worker_and_reads_back(on_temporal: Settings) -> None:
     with anyio.fail_after(60):
-        async with connect("legacy", backend) as c:
+        async with connect("legacy", on_temporal) as c:
             run = await call(c, "workflow_start", spec=BUILTIN_CHAIN, wait_s=20)
             assert run["status"] == "succeeded", run
             cps = await call(c, "checkpoint_list", run_id=run["run_id"])
     assert [cp["step_id"] for cp in cps["checkpoints"]] == ["a", "b", "c"]
 
 
-async def test_step_complete_for_a_step_not_waiting_says_so(backend: Settings) -> None:
+async def test_step_complete_for_a_step_not_waiting_says_so(on_temporal: Settings) -> None:
     with anyio.fail_after(60):
-        async with connect("auto", backend) as c:
+        async with connect("auto", on_temporal) as c:
             run = await call(c, "workflow_start", spec=SEED_CHAIN, wait_s=20)
             rid = run["run_id"]
             text = await fail(c, "step_complete", run_id=rid, step_id="validate_fixes", output="x")
@@ -115,7 +106,7 @@ async def test_step_complete_for_a_step_not_waiting_says_so(backend: Settings) -
     assert cancelled["status"] == "cancelled"
 
 
-async def test_a_pipeline_spec_is_refused_before_it_is_submitted(backend: Settings) -> None:
+async def test_a_pipeline_spec_is_refused_before_it_is_submitted(on_temporal: Settings) -> None:
     spec = {
         "name": "p",
         "steps": [
@@ -129,7 +120,7 @@ async def test_a_pipeline_spec_is_refused_before_it_is_submitted(backend: Settin
         ],
     }
     with anyio.fail_after(60):
-        async with connect("auto", backend) as c:
+        async with connect("auto", on_temporal) as c:
             text = await fail(c, "workflow_start", spec=spec)
     assert "pipeline steps run on the embedded backend only" in text
 
@@ -156,12 +147,12 @@ def _finished(result: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_resume_of_a_failed_run_keeps_what_it_committed(
-    backend: Settings, tmp_path: Path
+    on_temporal: Settings, tmp_path: Path
 ) -> None:
     """A closed run that failed runs again under its id, from every step it committed
     (the foreach's instances too): only the failed step and what follows it run."""
     with anyio.fail_after(90):
-        async with connect("auto", backend, workspace=tmp_path) as c:
+        async with connect("auto", on_temporal, workspace=tmp_path) as c:
             run = await call(c, "workflow_start", spec=FLAKY, wait_s=30)
             rid = run["run_id"]
             assert run["status"] == "failed", run
@@ -179,11 +170,11 @@ async def test_resume_of_a_failed_run_keeps_what_it_committed(
 
 
 async def test_fork_with_new_inputs_keeps_the_steps_that_do_not_read_them(
-    backend: Settings, tmp_path: Path
+    on_temporal: Settings, tmp_path: Path
 ) -> None:
     (tmp_path / "ready").write_text("")
     with anyio.fail_after(90):
-        async with connect("auto", backend, workspace=tmp_path) as c:
+        async with connect("auto", on_temporal, workspace=tmp_path) as c:
             run = await call(c, "workflow_start", spec=FLAKY, wait_s=30)
             assert run["status"] == "succeeded", run
             forked = await call(
@@ -198,13 +189,13 @@ async def test_fork_with_new_inputs_keeps_the_steps_that_do_not_read_them(
 
 
 async def test_a_temporal_run_as_an_mcp_task_is_answered_through_tasks_update(
-    backend: Settings,
+    on_temporal: Settings,
 ) -> None:
     """2026-07-28 tasks on a Temporal run: the client step shows in inputRequests,
     tasks/update answers it (an update to the workflow), the task completes with the
     run's result."""
     with anyio.fail_after(60):
-        async with connect("auto", backend, extensions=[TasksClaim()]) as c:
+        async with connect("auto", on_temporal, extensions=[TasksClaim()]) as c:
             created = await start_task_v2(c, "workflow_start", {"spec": ONE_CLIENT_STEP})
             rid = created.meta and created.meta["tutti/runId"]
             await call(c, "workflow_status", run_id=rid, wait_s=20)

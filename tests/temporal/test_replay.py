@@ -8,7 +8,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,20 +67,11 @@ BUSY: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
-def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    server = DevServer(tmp_path_factory.mktemp("temporal") / "dev.db").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 async def test_a_runs_history_replays_the_same_here_and_under_another_hash_seed(
-    dev_server: DevServer, tmp_path: Path
+    devserver: DevServer, tmp_path: Path
 ) -> None:
     queue = f"replay-{uuid.uuid4().hex[:8]}"
-    client = await Client.connect(dev_server.address)
+    client = await Client.connect(devserver.address)
     worker = new_worker(
         client,
         queue,
