@@ -77,12 +77,14 @@ def timed_out(step_id: str, timeout_s: float, deadline: float) -> GateRejected:
     return GateRejected(step_id, decision(False, note, "timeout", deadline))
 
 
-def gate_answer(step_id: str, output: Any, error: str | None, by: str = "client") -> Decision:
+def gate_answer(
+    step_id: str, output: Any, error: str | None, by: str = "client", at: float | None = None
+) -> Decision:
     """The decision a client's report on a gate makes: `output` must be
     {"approve": true|false, "note": "..."}; an `error` is a rejection with it as the note.
     Raises StepOutputRejected, saying what to send, for anything else."""
     if error is not None:
-        return decision(False, error, by)
+        return decision(False, error, by, at)
     if not isinstance(output, dict) or not isinstance(output.get("approve"), bool):
         raise StepOutputRejected(
             step_id,
@@ -97,7 +99,7 @@ def gate_answer(step_id: str, output: Any, error: str | None, by: str = "client"
             f"an approval gate's answer has only `approve` (true or false) and `note` (text); "
             f"got {', '.join(extra) or 'a note that is not text'}. Send output={ANSWER_FORM}",
         )
-    return decision(output["approve"], note, by)
+    return decision(output["approve"], note, by, at)
 
 
 def approval_request(

@@ -4,6 +4,7 @@ the CLI) is seen by polling the store while steps wait."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,8 +34,16 @@ from tutti_mcp.memory.runs.store import RunStore
 
 
 class ClientSteps:
-    def __init__(self, store: RunStore, run: RunRecord, wf: Workflow, poll_s: float) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        run: RunRecord,
+        wf: Workflow,
+        poll_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
+        self.clock = clock  # the run's: when a gate's answer was taken
         self.run = run  # the ledger's mirror: read here, never written
         self.run_id = run.id
         self.wf = wf
@@ -56,7 +65,7 @@ class ClientSteps:
         if p is not None:  # a batch of a pipeline's items: an answer per item
             return check_answer(sid, p, self.run.steps[sid].request, output, error)
         if self.wf.steps[sid].approve is not None:  # an approval gate: yes, or a rejection
-            answer = gate_answer(sid, output, error)
+            answer = gate_answer(sid, output, error, at=self.clock())
             return answer if answer["approved"] else GateRejected(sid, answer)
         if error is not None:
             return None

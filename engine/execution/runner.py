@@ -76,7 +76,7 @@ class RunExecution:
         workspace = Path(run.workspace) if run.workspace else cfg.workspace
         self.attempts = Attempts(ctx, self.ledger, self.core, wf.spec, workspace)
         self.workspace = workspace
-        self.client = ClientSteps(ctx.store, run, wf, cfg.client_poll_s)
+        self.client = ClientSteps(ctx.store, run, wf, cfg.client_poll_s, cfg.clock)
         self.children = ChildSteps(
             ctx.children, self.ledger, cfg.clock, workspace, wf.spec.defaults.model_executor
         )

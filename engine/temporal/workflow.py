@@ -114,11 +114,17 @@ def _step_error(exc: ActivityError, call: StepCall) -> StepError:
     return StepError(f"step {call.step.id!r} failed on a worker: {cause or exc}")
 
 
+def _now() -> float:
+    """The run's clock inside the workflow: the time of the current workflow task, the
+    same on every replay."""
+    return workflow.now().timestamp()
+
+
 @workflow.defn(name=RUN_WORKFLOW, sandboxed=False)
 class TuttiRunWorkflow:
     def __init__(self) -> None:
         self._engine: Engine | None = None
-        self._store = InMemoryRunStore()
+        self._store = InMemoryRunStore(clock=_now)
         self._run_id = ""
         self._final: dict[str, Any] | None = None
 
@@ -144,7 +150,7 @@ class TuttiRunWorkflow:
             executor_limits=limits,
             workspace=Path(args["workspace"]),
             client_poll_s=86_400.0,  # answers come by update, not by polling a store
-            clock=lambda: workflow.now().timestamp(),
+            clock=_now,
             rand=workflow.random().random,
         )
         engine = Engine(self._store, executors, config)

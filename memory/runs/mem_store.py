@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tutti_mcp.memory.runs import history
@@ -30,7 +30,8 @@ from tutti_mcp.memory.runs.store import RUN_FIELDS, STEP_FIELDS, RunNotFound
 
 
 class InMemoryRunStore:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock  # when events happen (a durable workflow's own clock)
         self._runs: dict[str, RunRecord] = {}
         self._checkpoints: dict[str, dict[str, Checkpoint]] = {}
         self._events: dict[str, list[tuple[int, float, Event]]] = {}
@@ -100,7 +101,7 @@ class InMemoryRunStore:
 
     def append_event(self, event: Event) -> None:
         self._next_event += 1
-        self._events[event.run_id].append((self._next_event, time.time(), event))
+        self._events[event.run_id].append((self._next_event, self.clock(), event))
 
     async def commit_checkpoint(self, run_id: str, cp: Checkpoint) -> None:
         if not cp.seq:  # after the highest, as SQLite numbers it: a runner may skip numbers
