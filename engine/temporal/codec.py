@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from tutti_mcp.memory.runs.records import RunRecord, RunStatus, StepRecord, Step
 STEP_ERROR = "tutti.StepError"  # the ApplicationError type of a step's failed attempt
 
 
-def call_to_json(call: StepCall, step_ids: frozenset[str] | set[str]) -> dict[str, Any]:
+def call_to_json(call: StepCall, step_ids: Collection[str]) -> dict[str, Any]:
     context = {k: v for k, v in call.context.items() if k not in step_ids or k in call.deps}
     th = call.thinking
     return {

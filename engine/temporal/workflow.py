@@ -11,6 +11,7 @@ every worker that replays a run."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -66,13 +67,21 @@ SETUP = WorkflowSetup()  # replaced by the worker before it polls
 class ActivityExecutor:
     """A step's attempt as an activity, on whichever worker takes it."""
 
-    def __init__(self, kind: ExecutorKind, step_ids: set[str], setup: WorkflowSetup) -> None:
+    def __init__(
+        self,
+        kind: ExecutorKind,
+        step_ids: Callable[[str], Collection[str]],
+        setup: WorkflowSetup,
+    ) -> None:
         self.kind = kind
-        self.step_ids = step_ids
+        self.step_ids = step_ids  # a run's steps now, those foreach and loops added included
         self.setup = setup
 
     async def execute(self, call: StepCall) -> StepOutcome:
-        payload = {"kind": self.kind.value, "call": call_to_json(call, self.step_ids)}
+        # only the results the step reads go with it: a fan-out's instances would otherwise
+        # each carry every earlier instance's output (n² in the history)
+        steps = self.step_ids(call.run_id)
+        payload = {"kind": self.kind.value, "call": call_to_json(call, steps)}
         try:
             handle = workflow.start_activity(
                 STEP_ACTIVITY,
@@ -134,13 +143,12 @@ class TuttiRunWorkflow:
         args: dict[str, Any] = from_wire(wire)  # JSON text: keeps the spec's key order
         setup = SETUP
         self._run_id = args["run_id"]
-        step_ids: set[str] = set()
         executors: dict[ExecutorKind, StepExecutor] = {
             ExecutorKind.CLIENT: ClientExecutor(),
             ExecutorKind.GATE: GateExecutor(),
         }
         for kind in WORKER_KINDS:
-            executors[kind] = ActivityExecutor(kind, step_ids, setup)
+            executors[kind] = ActivityExecutor(kind, self._steps_of, setup)
         limits = dict(EngineConfig().executor_limits)
         limits.update(setup.executor_limits or {})
         config = EngineConfig(
@@ -167,7 +175,6 @@ class TuttiRunWorkflow:
                 prepared.run = await self._store.load_run(self._run_id)
         except TuttiError as exc:  # checked before submission; a changed worker may differ
             raise ApplicationError(str(exc), type="tutti.InvalidRun", non_retryable=True) from None
-        step_ids.update(prepared.workflow.steps)
         self._engine = engine
         running = asyncio.ensure_future(engine.execute(prepared, attached=True))
         try:
@@ -180,6 +187,10 @@ class TuttiRunWorkflow:
 
     # Records, events and answers cross as JSON text, as step payloads do: Temporal's JSON
     # converter would sort the keys of the outputs in them.
+    def _steps_of(self, run_id: str) -> Collection[str]:
+        execution = self._engine.live.get(run_id) if self._engine is not None else None
+        return () if execution is None else execution.run.steps.keys()
+
     @workflow.query(name="run")
     def run_record(self, run_id: str | None = None) -> str | None:
         """The run's record as it stands (a `workflow` step's child run by its id)."""
