@@ -82,8 +82,8 @@ class Processes:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start_server(self) -> DevServer:
-        self.server = DevServer(self.tmp / "temporal.db").start()
-        return self.server
+        self.server = DevServer(self.tmp / "temporal.db")  # known before it starts: stop() sees it
+        return self.server.start()
 
     def start_workers(self, n: int, queue: str) -> list[subprocess.Popen[bytes]]:
         assert self.server is not None
@@ -402,14 +402,17 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = BENCH / "results" / f"{stamp}-temporal"
     rec = Recorder(out_dir / "raw.jsonl")
     load0 = os.getloadavg()[0]
-    with contextlib.ExitStack() as stack:
-        tmp = (
-            Path(a.tmpdir) if a.tmpdir else Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        )
-        procs = stack.enter_context(processes(tmp))
-        t0 = time.perf_counter()
-        asyncio.run(bench(procs, rec, a, cases))
-        elapsed = time.perf_counter() - t0
+    try:
+        with contextlib.ExitStack() as stack:
+            tmp = Path(a.tmpdir or stack.enter_context(tempfile.TemporaryDirectory()))
+            procs = stack.enter_context(processes(tmp))
+            t0 = time.perf_counter()
+            asyncio.run(bench(procs, rec, a, cases))
+            elapsed = time.perf_counter() - t0
+    except (KeyboardInterrupt, SystemExit) as exc:
+        code = exc.code if isinstance(exc, SystemExit) else 128 + signal.SIGINT
+        progress(f"stopped (the dev server and workers with it); partial results in {rec.path}")
+        return code if isinstance(code, int) else 1
     head = [
         f"TEMPORAL BACKEND  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{a.repeats} repeats, {elapsed:.0f} s; Python {platform.python_version()}, "
