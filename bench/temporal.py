@@ -12,19 +12,20 @@ Ctrl-C, SIGTERM or an error.
   `join` (critical path 50 ms), templated. Wall = from submitting the run (TemporalRuns:
   compile, start the workflow) to its workflow being closed (`handle.result()`); the run's
   record must say `succeeded`. Reported: median and min wall, and wall / critical path, for
-  1, 2 and 4 workers; beside them the same spec on the embedded Engine (SQLite file) and
-  the plain-asyncio reference scheduler in this process.
+  1, 2 and 4 workers, with the CPU the dev server and the workers used per step; beside
+  them the same spec on the embedded Engine (SQLite file) and the plain-asyncio reference
+  scheduler in this process.
 - CHAIN: `dagbench.chain(50)` templated, every step 0 ms (builtin `pass` of its
   predecessor's output): ms per step = wall / steps on Temporal (1 worker), on the embedded
   Engine with SQLite (create + execute, as a user's run) and on the reference scheduler.
 
 Before measuring, each worker count waits (bounded) until all its workers poll the task
-queue (Temporal's DescribeTaskQueue lists them by pid), then runs a 1-step workflow and one
-unmeasured run of each DAG.
+queue (Temporal lists them by pid), then runs a 1-step workflow and one unmeasured run of
+each DAG (not with --quick).
 
-    uv run python bench/temporal.py                 # 5 repeats, about 1-2 minutes
+    uv run python bench/temporal.py                 # 5 repeats: 1-3 minutes on 2 cores
     uv run python bench/temporal.py --repeats 3
-    uv run python bench/temporal.py --quick         # 1 and 4 workers, 2 repeats: < 1 minute
+    uv run python bench/temporal.py --quick         # 1 and 2 workers, 1 repeat: < 1 minute
     uv run python bench/temporal.py --workers 1,2 --width 100 --chain 20
 
 Results: bench/results/<stamp>-temporal/ (raw.jsonl: one JSON object per measurement;
@@ -202,19 +203,30 @@ async def wait_polling(
     )
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux: /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def temporal_run(
-    runs: Any, engine: Any, spec: dict[str, Any], workspace: str
+    runs: Any, engine: Any, spec: dict[str, Any], workspace: str, procs: Processes
 ) -> dict[str, Any]:
-    """Seconds from submitting the run to its workflow being closed (the run must succeed),
-    and what its event history shows: workflow tasks, and those that timed out (a worker
-    that did not take its task in time: the run waited for Temporal to give it to another)."""
+    """Seconds from submitting the run to its workflow being closed (the run must succeed);
+    the CPU seconds the dev server and the workers used meanwhile; and what the run's event
+    history shows: workflow tasks, and those that timed out (a worker that did not take its
+    task in time: the run waited for Temporal to give it to another)."""
     from temporalio.api.enums.v1 import EventType, TimeoutType
 
+    assert procs.server is not None and procs.server.proc is not None
+    server, workers = procs.server.proc.pid, [w.pid for w in procs.workers]
+    cpu0 = cpu_s(server), sum(map(cpu_s, workers))
     t0 = time.perf_counter()
     run_id = await runs.start(engine, spec, {}, workspace)
     async with asyncio.timeout(RUN_TIMEOUT_S):
         await runs.handle(run_id).result()
     wall = time.perf_counter() - t0
+    server_cpu, workers_cpu = cpu_s(server) - cpu0[0], sum(map(cpu_s, workers)) - cpu0[1]
     record = await runs.record(run_id)
     if record.status.value != "succeeded":
         raise RuntimeError(f"{spec['name']} on Temporal: run {record.status.value}: {record.error}")
@@ -227,6 +239,8 @@ async def temporal_run(
     ]
     return {
         "wall_s": wall,
+        "server_cpu_s": server_cpu,
+        "workers_cpu_s": workers_cpu,
         "run_id": run_id,
         "events": len(kinds),
         "workflow_tasks": kinds.count(EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED),
@@ -282,7 +296,7 @@ async def in_process(rec: Recorder, cases: Cases, repeats: int, tmpdir: str) -> 
 
 
 async def on_temporal(
-    procs: Processes, rec: Recorder, cases: Cases, counts: list[int], repeats: int, chain_on: int
+    procs: Processes, rec: Recorder, cases: Cases, counts: list[int], repeats: int, quick: bool
 ) -> None:
     from tutti_mcp.engine.temporal.client import TemporalRuns
 
@@ -296,15 +310,15 @@ async def on_temporal(
         await wait_polling(procs, runs, queue, workers)
         progress(f"{n} worker(s) polling {queue}; warm-up")
         one = {"name": "warm_up", "steps": [{"id": "one", "value": 1}]}
-        await temporal_run(runs, engine, one, workspace)
+        await temporal_run(runs, engine, one, workspace, procs)
         cases_here = [(cases.wide, cases.wide_spec)]
-        if n == chain_on:
+        if n == min(counts):
             cases_here.append((cases.chain, cases.chain_spec))
-        for _dag, spec in cases_here:
-            await temporal_run(runs, engine, spec, workspace)  # unmeasured
+        for _dag, spec in [] if quick else cases_here:
+            await temporal_run(runs, engine, spec, workspace, procs)  # unmeasured
         for r in range(repeats):
             for dag, spec in cases_here:
-                got = await temporal_run(runs, engine, spec, workspace)
+                got = await temporal_run(runs, engine, spec, workspace, procs)
                 row = {"case": dag["name"], "variant": f"temporal-{n}w", "workers": n, "repeat": r}
                 rec.add({**row, **got})
                 late = (
@@ -316,43 +330,56 @@ async def on_temporal(
         procs.stop_workers()
 
 
-def _late(rows: list[dict[str, Any]]) -> str:
-    """Runs in which a workflow task timed out (Temporal's runs only), e.g. `1/5`."""
-    if not rows or "wft_timeouts" not in rows[0]:
-        return ""
-    return f"{sum(1 for r in rows if r['wft_timeouts'])}/{len(rows)}"
+def _row(rec: Recorder, dag: dict[str, Any], variant: str, per_step: bool) -> str:
+    """One line: wall (median, min; in ms per step for `per_step`), wall / critical path,
+    and for Temporal the CPU the dev server and the workers spent per step (medians), and
+    the runs in which a workflow task timed out."""
+    rows = rec.get(case=dag["name"], variant=variant)
+    walls = rec.walls(case=dag["name"], variant=variant)
+    n, cp = dag["n_steps"], dag["critical_path_ms"] / 1000.0
+    med = statistics.median(walls)
+    if per_step:
+        cells = [f"{1000 * med / n:9.3f}", f"{1000 * min(walls) / n:8.3f}", f"{'':>8}"]
+    else:
+        cells = [f"{med:9.3f}", f"{min(walls):8.3f}", f"{med / cp:8.1f}"]
+    if "wft_timeouts" in rows[0]:
+        server = statistics.median(r["server_cpu_s"] for r in rows)
+        workers = statistics.median(r["workers_cpu_s"] for r in rows)
+        late = sum(1 for r in rows if r["wft_timeouts"])
+        cells += [
+            f"{1000 * server / n:10.1f}",
+            f"{1000 * workers / n:11.1f}",
+            f"{late:>5}/{len(rows)}",
+        ]
+    return f"  {variant:<14} " + " ".join(cells)
 
 
 def report(rec: Recorder, cases: Cases, head: list[str]) -> str:
+    extra = f"{'server CPU':>10} {'workers CPU':>11} {'WFT late':>8}"
     lines = [*head, ""]
-    cp = cases.wide["critical_path_ms"] / 1000.0
+    wide, chain = cases.wide, cases.chain
     lines.append(
-        f"WIDE  {cases.wide['name']}: {cases.wide['n_steps']} steps, critical path "
-        f"{cases.wide['critical_path_ms']:.0f} ms; wall = submit -> closed"
+        f"WIDE  {wide['name']}: {wide['n_steps']} steps, critical path "
+        f"{wide['critical_path_ms']:.0f} ms; wall = submit -> closed (s); CPU in ms per step"
     )
-    lines.append(f"  {'variant':<14} {'median s':>9} {'min s':>8} {'wall/cp':>8} {'WFT late':>9}")
+    lines.append(f"  {'variant':<14} {'median':>9} {'min':>8} {'wall/cp':>8} {extra}")
     variants = sorted(
-        {r["variant"] for r in rec.get(case=cases.wide["name"])},
+        {r["variant"] for r in rec.get(case=wide["name"])},
         key=lambda v: (not v.startswith("temporal"), len(v), v),
     )
-    for v in variants:
-        walls = rec.walls(case=cases.wide["name"], variant=v)
-        med = statistics.median(walls)
-        late = _late(rec.get(case=cases.wide["name"], variant=v))
-        lines.append(f"  {v:<14} {med:9.3f} {min(walls):8.3f} {med / cp:8.1f} {late:>9}")
-    n = cases.chain["n_steps"]
-    lines += ["", f"CHAIN {cases.chain['name']} templated, 0 ms steps: ms per step (wall / {n})"]
-    lines.append(f"  {'variant':<14} {'median':>9} {'min':>8} {'':>8} {'WFT late':>9}")
-    for v in sorted({r["variant"] for r in rec.get(case=cases.chain["name"])}):
-        walls = rec.walls(case=cases.chain["name"], variant=v)
-        late = _late(rec.get(case=cases.chain["name"], variant=v))
-        med, low = 1000 * statistics.median(walls) / n, 1000 * min(walls) / n
-        lines.append(f"  {v:<14} {med:9.3f} {low:8.3f} {'':>8} {late:>9}")
+    lines += [_row(rec, wide, v, per_step=False) for v in variants]
+    lines += ["", f"CHAIN {chain['name']} templated, 0 ms steps: wall / {chain['n_steps']} (ms)"]
+    lines.append(f"  {'variant':<14} {'median':>9} {'min':>8} {'':>8} {extra}")
+    variants = sorted({r["variant"] for r in rec.get(case=chain["name"])})
+    lines += [_row(rec, chain, v, per_step=True) for v in variants]
     lines += [
         "",
+        "server / workers CPU: CPU seconds the dev server / all workers used during a run, per "
+        "step (median).",
         "WFT late: runs in which a workflow task timed out (raw.jsonl: wft_timeouts); "
-        "SCHEDULE_TO_START = no worker took it from the sticky queue in time "
-        "(engine/temporal/worker.py: min(5 s, heartbeat))",
+        "SCHEDULE_TO_START:",
+        "no worker took it from the sticky queue within min(5 s, TUTTI_TEMPORAL_HEARTBEAT_S) "
+        "(engine/temporal/worker.py).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -365,7 +392,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--repeats", type=int, default=5, help="measured runs per case (default 5)")
     ap.add_argument(
-        "--quick", action="store_true", help="1 and 4 workers, 2 repeats (under a minute)"
+        "--quick",
+        action="store_true",
+        help="1 and 2 workers, 1 repeat, no warm-up runs (over --workers, --repeats)",
     )
     ap.add_argument("--workers", default="1,2,4", help="worker counts (default 1,2,4)")
     ap.add_argument("--width", type=int, default=200, help="wide DAG's width (default 200)")
@@ -376,7 +405,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     a = ap.parse_args(argv)
     if a.quick:
-        a.repeats, a.workers = 2, "1,4"
+        a.repeats, a.workers = 1, "1,2"
     a.counts = [int(x) for x in a.workers.split(",") if x.strip()]
     if not a.counts or min(a.counts) < 1 or a.repeats < 1:
         ap.error("--workers needs counts >= 1 and --repeats >= 1")
@@ -388,7 +417,7 @@ async def bench(procs: Processes, rec: Recorder, a: argparse.Namespace, cases: C
     await in_process(rec, cases, a.repeats, str(procs.tmp))
     progress("temporal dev server")
     procs.start_server()
-    await on_temporal(procs, rec, cases, a.counts, a.repeats, chain_on=min(a.counts))
+    await on_temporal(procs, rec, cases, a.counts, a.repeats, a.quick)
 
 
 def main(argv: list[str] | None = None) -> int:
