@@ -351,7 +351,7 @@ def _row(rec: Recorder, dag: dict[str, Any], variant: str, per_step: bool) -> st
             f"{1000 * workers / n:11.1f}",
             f"{late:>5}/{len(rows)}",
         ]
-    return f"  {variant:<14} " + " ".join(cells)
+    return (f"  {variant:<14} " + " ".join(cells)).rstrip()
 
 
 def report(rec: Recorder, cases: Cases, head: list[str]) -> str:
