@@ -97,7 +97,7 @@ def test_every_command_the_parser_names_is_a_function_that_exists() -> None:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 targets[name] = sub.get_default("target")
-    assert len(targets) == 12  # run ... memory, schema, and approve
+    assert len(targets) == 13  # run ... memory, schema, approve, and worker
     for name, target in targets.items():
         module, _, function = target.partition(":")
         assert callable(getattr(import_module(module), function, None)), (name, target)
