@@ -183,12 +183,14 @@ def step_setup(ctx: RunContext, wf: Workflow, plan: Plan, sid: str) -> StepSetup
     timeout = step.timeout or spec.defaults.timeout
     max_duration = getattr(ctx.executors.get(kind), "max_duration", None)
     bound = max_duration(step) if max_duration is not None else None
+    # an executor that enforces the step's timeout itself (a Temporal activity)
+    timed = bool(getattr(ctx.executors.get(kind), "times_itself", False))
     thinking = plan.steps[sid].thinking
     return StepSetup(
         kind=kind,
         retry=step.retry or spec.defaults.retry,
         timeout_s=timeout,
-        bounded=bound is not None and bound < timeout,
+        bounded=(bound is not None and bound < timeout) or timed,
         # quick steps fold their "running" state into their completion's commit
         lasting=bound is None or bound > 0.005,
         thinking=thinking,

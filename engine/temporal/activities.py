@@ -77,7 +77,9 @@ class StepActivities:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_heartbeat, beat)
             try:
-                outcome = await executor.execute(call)
+                # the step's timeout, here where it runs: the workflow sets no timer per step
+                with anyio.fail_after(call.timeout_s):
+                    outcome = await executor.execute(call)
             # the step boundary, as in engine/execution/attempts.py; caught inside the task
             # group, which would wrap it in an ExceptionGroup and hide the StepError
             except Exception as exc:

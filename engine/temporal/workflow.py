@@ -67,6 +67,10 @@ SETUP = WorkflowSetup()  # replaced by the worker before it polls
 class ActivityExecutor:
     """A step's attempt as an activity, on whichever worker takes it."""
 
+    # The activity times the step itself (engine/temporal/activities.py): a timer in the
+    # workflow per attempt would add two events to the history of every step.
+    times_itself = True
+
     def __init__(
         self,
         kind: ExecutorKind,

@@ -169,6 +169,23 @@ FAIL = Case(
     },
 )
 
+TIMEOUT = Case(
+    "a-step-over-its-timeout-is-retried-then-fails",
+    {
+        "name": "slow",
+        "steps": [
+            {
+                "id": "slow",
+                "argv": ["sleep", "5"],
+                "timeout": 0.5,
+                "retry": {"attempts": 2, "backoff_s": 0},
+                "on_failure": "continue",
+            },
+            {"id": "after", "args": "went on"},
+        ],
+    },
+)
+
 _SCHEMA = {
     "type": "object",
     "properties": {"colour": {"type": "string"}},
@@ -300,6 +317,7 @@ CASES = [
     LOOP,
     POLICIES,
     FAIL,
+    TIMEOUT,
     CLIENT,
     GATES,
     GATE_REJECTED_FAILS,

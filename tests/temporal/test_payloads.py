@@ -37,3 +37,7 @@ async def test_a_foreach_instances_call_does_not_carry_the_other_instances_outpu
     # every instance's call is about as large as the first one's: ~200 bytes of output
     # from each of 39 others would add ~8 KB to the last
     assert max(sizes) - min(sizes[1:]) < 1000, sizes
+    # the activity times its step: no timer per step in the workflow (two more events
+    # each); one timer is the client-step watcher's day-long wait
+    timers = [e for e in history.events if e.HasField("timer_started_event_attributes")]
+    assert len(timers) <= 1, timers
