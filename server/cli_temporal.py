@@ -6,6 +6,7 @@ caller; `show`, `runs`, `complete`, `resume` read and steer runs there. The step
 from __future__ import annotations
 
 import argparse
+import shlex
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from tutti_mcp.server.cli_output import print_run, print_summary, run_json
 from tutti_mcp.server.console import err, out
 from tutti_mcp.server.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_WAITING
 from tutti_mcp.server.progress import TerminalProgress
-from tutti_mcp.server.settings import Settings, build_engine
+from tutti_mcp.server.settings import Settings, TemporalSettings, build_engine
 
 if TYPE_CHECKING:  # temporalio is imported once the backend is chosen
     from tutti_mcp.engine.temporal.client import TemporalRuns
@@ -60,8 +61,23 @@ async def follow(runs: TemporalRuns, run_id: str, progress: TerminalProgress) ->
         await anyio.sleep(FOLLOW_EVERY_S)
 
 
+def _hint(args: argparse.Namespace) -> str:
+    """The commands the output suggests, with the settings that find the run on Temporal:
+    typed as printed, they work whether or not the shell exports them."""
+    t = Settings.from_env(db=args.db).temporal
+    env = ["TUTTI_BACKEND=temporal"]
+    for name, value, default in (
+        ("TUTTI_TEMPORAL_ADDRESS", t.address, TemporalSettings.address),
+        ("TUTTI_TEMPORAL_NAMESPACE", t.namespace, TemporalSettings.namespace),
+        ("TUTTI_TEMPORAL_TASK_QUEUE", t.task_queue, TemporalSettings.task_queue),
+    ):
+        if value != default:
+            env.append(f"{name}={shlex.quote(value)}")
+    return " ".join(env) + " " + hint_command(args)
+
+
 def _print(args: argparse.Namespace, run: RunRecord) -> int:
-    cmd = hint_command(args)
+    cmd = _hint(args)
     if args.json:
         out.print_json(data=run_json(run, cmd))
     elif getattr(args, "full", False):
@@ -117,7 +133,7 @@ def resume(args: argparse.Namespace) -> int:
 def show(args: argparse.Namespace) -> int:
     async def go(runs: TemporalRuns) -> int:
         record = await runs.record(args.run_id)
-        cmd = hint_command(args)
+        cmd = _hint(args)
         if args.json:
             out.print_json(data=run_json(record, cmd))
         else:

@@ -78,7 +78,7 @@ def tutti(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str
 
 
 def test_run_waits_at_the_gate_approve_finishes_it_and_show_reads_it(
-    on_temporal: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    on_temporal: str, devserver: DevServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = tmp_path / "gated.yaml"
     spec.write_text(GATED)
@@ -87,6 +87,11 @@ def test_run_waits_at_the_gate_approve_finishes_it_and_show_reads_it(
     code, out, err = tutti(capsys, "--db", db, "run", str(spec), "--input", "who=temporal")
     assert code == EXIT_WAITING, (out, err)
     assert "on Temporal" in err and "confirm" in out
+    # the commands it suggests find the run on Temporal as typed
+    assert (
+        f"TUTTI_BACKEND=temporal TUTTI_TEMPORAL_ADDRESS={devserver.address} "
+        f"TUTTI_TEMPORAL_TASK_QUEUE={on_temporal}"
+    ) in out.replace("\n", " ")
     run_id = err.split("run ", 1)[1].split(" ", 1)[0]
 
     code, out, err = tutti(capsys, "--db", db, "approve", run_id, "confirm", "--yes")
