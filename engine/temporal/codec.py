@@ -142,6 +142,7 @@ def run_to_json(run: RunRecord) -> dict[str, Any]:
 def run_from_json(data: Mapping[str, Any]) -> RunRecord:
     fields = dict(data)
     fields.pop("blocked_on_client", None)
+    fields.pop("rolls", None)
     stored = fields.pop("steps", {})
     order = fields.pop("step_order", None) or list(stored)
     steps = {

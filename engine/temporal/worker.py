@@ -48,6 +48,7 @@ def new_worker(
     workspace: Path | None,
     max_concurrency: int,
     heartbeat_s: float,
+    roll_at_events: int | None = None,
 ) -> Worker:
     """A worker for the runs and steps of `task_queue`. The workflow's setup is this
     process's: every worker of a queue must be configured alike (same models table)."""
@@ -55,6 +56,8 @@ def new_worker(
     run_workflow.SETUP = WorkflowSetup(
         models=models, max_concurrency=max_concurrency, heartbeat_s=heartbeat_s
     )
+    if roll_at_events is not None:  # tests roll runs over early
+        run_workflow.SETUP.roll_at_events = roll_at_events
     acts = StepActivities(executors, models, workspace)
     return Worker(
         client,

@@ -40,10 +40,12 @@ from tutti_mcp.engine.temporal.codec import (
     run_to_json,
     to_wire,
 )
-from tutti_mcp.engine.temporal.seeds import plant
+from tutti_mcp.engine.temporal.seeds import plant, seed_of
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.records import RunRecord
 
 RUN_WORKFLOW = "tutti.run"
+ROLL_REASON = "the run's Temporal history is long: it goes on in a new execution"
 # Steps that run on workers; client steps and gates are handed to the caller from the
 # workflow itself, and answered by the `complete_step` update.
 WORKER_KINDS = (ExecutorKind.BUILTIN, ExecutorKind.SHELL, ExecutorKind.PROMPT)
@@ -59,6 +61,9 @@ class WorkflowSetup:
     executor_limits: dict[ExecutorKind, int] | None = None
     heartbeat_s: float = 30.0  # a worker silent this long is taken for dead
     activity_attempts: int = 10  # tries of a step's attempt when its worker dies
+    # A run whose history grows past this many events goes on in a new execution (Temporal
+    # refuses a history past 51,200 events; a step costs about 4).
+    roll_at_events: int = 40_000
 
 
 SETUP = WorkflowSetup()  # replaced by the worker before it polls
@@ -140,6 +145,7 @@ class TuttiRunWorkflow:
         self._store = InMemoryRunStore(clock=_now)
         self._run_id = ""
         self._final: dict[str, Any] | None = None
+        self._rolling = False  # the run goes on in a new execution once this one drains
 
     @workflow.run
     async def run(self, wire: str) -> str:
@@ -181,16 +187,44 @@ class TuttiRunWorkflow:
             raise ApplicationError(str(exc), type="tutti.InvalidRun", non_retryable=True) from None
         self._engine = engine
         running = asyncio.ensure_future(engine.execute(prepared, attached=True))
+        watcher = asyncio.ensure_future(self._roll_when_long(engine, running, setup))
         try:
             record = await asyncio.shield(running)
         except asyncio.CancelledError:  # the run was cancelled through Temporal
+            self._rolling = False
             engine.cancel(self._run_id)
             record = await running
-        self._final = run_to_json(record)
+        finally:
+            watcher.cancel()
+        if self._rolling:
+            # as a resume would: every committed step kept, the others run in the new one
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            rolls = int(args.get("rolls", 0)) + 1
+            workflow.continue_as_new(to_wire({**args, "seed": seed_of(record), "rolls": rolls}))
+        # `rolls`: how many executions before this one the run went on from
+        self._final = {**run_to_json(record), "rolls": int(args.get("rolls", 0))}
         return to_wire(self._final)
 
     # Records, events and answers cross as JSON text, as step payloads do: Temporal's JSON
     # converter would sort the keys of the outputs in them.
+    async def _roll_when_long(
+        self, engine: Engine, running: asyncio.Future[RunRecord], setup: WorkflowSetup
+    ) -> None:
+        """Once the history is long, start no more steps; when those in flight have
+        committed (and only the caller's steps are left, if any), the run ends here and goes
+        on in a new execution, before Temporal's history limit ends it."""
+        await workflow.wait_condition(
+            lambda: workflow.info().get_current_history_length() >= setup.roll_at_events
+        )
+        execution = engine.live.get(self._run_id)
+        if execution is None or running.done():
+            return
+        self._rolling = True
+        execution.core.stop(ROLL_REASON)
+        await workflow.wait_condition(lambda: running.done() or execution.blocked_on_client)
+        if not running.done():  # steps wait on the caller: handed over again in the new one
+            engine.cancel(self._run_id)
+
     def _steps_of(self, run_id: str) -> Collection[str]:
         execution = self._engine.live.get(run_id) if self._engine is not None else None
         return () if execution is None else execution.run.steps.keys()

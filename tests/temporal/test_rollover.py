@@ -1,0 +1,122 @@
+"""A run longer than one Temporal history allows goes on in new executions of the same
+workflow (continue-as-new), as a resume would: every committed step is kept, none runs
+twice, and the run ends as it would have in one execution."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import pytest
+from temporalio.client import Client
+
+from tests.temporal.devserver import DevServer
+from tutti_mcp.engine.config import EngineConfig
+from tutti_mcp.engine.executors.base import StepCall, StepOutcome
+from tutti_mcp.engine.executors.builtin import BuiltinExecutor
+from tutti_mcp.engine.models import ModelTable
+from tutti_mcp.engine.service import Engine
+from tutti_mcp.engine.spec import ExecutorKind
+from tutti_mcp.engine.temporal.client import TemporalRuns
+from tutti_mcp.engine.temporal.codec import from_wire
+from tutti_mcp.engine.temporal.worker import new_worker
+from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
+
+pytestmark = pytest.mark.anyio
+
+
+class Counting(BuiltinExecutor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: Counter[str] = Counter()
+
+    async def execute(self, call: StepCall) -> StepOutcome:
+        self.runs[call.step.id] += 1
+        return await super().execute(call)
+
+
+LONG = {
+    "name": "long",
+    "steps": [
+        {"id": "s0", "value": 0},
+        *[{"id": f"s{i}", "value": f"${{s{i - 1}.output + 1}}"} for i in range(1, 12)],
+        {"id": "items", "value": list(range(8))},
+        {"id": "each", "foreach": "${items.output}", "value": "${item * 10}"},
+        {"id": "end", "args": "${s11.output} ${each.output | sum}"},
+    ],
+}
+
+
+async def test_a_long_run_rolls_over_into_new_executions_and_runs_each_step_once(
+    devserver: DevServer, tmp_path: Path
+) -> None:
+    queue = f"roll-{uuid.uuid4().hex[:8]}"
+    client = await Client.connect(devserver.address)
+    counting = Counting()
+    worker = new_worker(
+        client,
+        queue,
+        {ExecutorKind.BUILTIN: counting},
+        ModelTable(),
+        workspace=None,
+        max_concurrency=4,
+        heartbeat_s=5,
+        roll_at_events=40,
+    )
+    runs = TemporalRuns(client, queue)
+    submitter = Engine(InMemoryRunStore(), {}, EngineConfig(workspace=tmp_path))
+    with anyio.fail_after(90):
+        async with worker:
+            run_id = await runs.start(submitter, LONG, {}, str(tmp_path))
+            final = from_wire(await runs.handle(run_id).result())
+            record = await runs.record(run_id)
+    assert record.status.value == "succeeded", record.error
+    assert record.steps["end"].output == "11 280"
+    assert all(n == 1 for n in counting.runs.values()), counting.runs
+    assert len(counting.runs) == 12 + 1 + 8 + 1  # s0..s11, items, 8 instances, end
+    assert final["rolls"] >= 2  # it did go on in new executions
+
+
+async def test_a_client_step_waiting_when_the_run_rolls_over_is_asked_again_and_answered(
+    devserver: DevServer, tmp_path: Path
+) -> None:
+    queue = f"roll-{uuid.uuid4().hex[:8]}"
+    client = await Client.connect(devserver.address)
+    counting = Counting()
+    worker = new_worker(
+        client,
+        queue,
+        {ExecutorKind.BUILTIN: counting},
+        ModelTable(),
+        workspace=None,
+        max_concurrency=4,
+        heartbeat_s=5,
+        roll_at_events=30,
+    )
+    spec = {
+        "name": "asks",
+        "steps": [
+            *LONG["steps"][:12],  # s0..s11
+            # handed to the caller early, waiting while the chain rolls the run over: each
+            # roll hands it over again in the new execution
+            {"id": "ask", "run": "client", "prompt": "name a number", "depends_on": ["s0"]},
+            {"id": "end", "args": "${s11.output} ${ask.output}"},
+        ],
+    }
+    runs = TemporalRuns(client, queue)
+    submitter = Engine(InMemoryRunStore(), {}, EngineConfig(workspace=tmp_path))
+    with anyio.fail_after(90):
+        async with worker:
+            run_id = await runs.start(submitter, spec, {}, str(tmp_path))
+            while not (view := await runs.view(run_id)).blocked_on_client or (
+                view.record.steps["s11"].status.value != "succeeded"
+            ):
+                await anyio.sleep(0.05)  # polling the run's state, as a client does
+            await runs.complete(run_id, "ask", "7", None)
+            final = from_wire(await runs.handle(run_id).result())
+    assert final["status"] == "succeeded", final.get("error")
+    assert final["steps"]["end"]["output"] == "11 7"
+    assert all(n == 1 for n in counting.runs.values()), counting.runs
+    assert final["rolls"] >= 1 and view.record.steps["ask"].status.value == "waiting"
