@@ -246,7 +246,9 @@ async def test_status_long_poll_reports_progress(mode: str) -> None:
     config = settings(allow_shell=frozenset({"sleep"}))
     with anyio.fail_after(20):
         async with connect(mode, config) as c:
-            run = await call(c, "workflow_start", spec=slow_spec("0.3"))
+            # long enough that the first status call is waiting when it ends (0.3 s was not,
+            # once in a loaded full run: no call saw the step finish, none reported it)
+            run = await call(c, "workflow_start", spec=slow_spec("1.5"))
             rid = run["run_id"]
             for _ in range(10):  # each call returns when a step finishes
                 run = await call(c, "workflow_status", on_progress, run_id=rid, wait_s=10)
