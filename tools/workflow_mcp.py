@@ -9,11 +9,10 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar, cast
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.resolve import ListRoots, Resolve, Sample
+from mcp.server.mcpserver.resolve import Resolve, Sample
 from mcp_types import (
     CallToolResult,
     CreateMessageResult,
-    ListRootsResult,
     TextContent,
     ToolAnnotations,
 )
@@ -21,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from tutti_mcp.engine.executors.sampling import SamplingRequest
 from tutti_mcp.engine.supervisor import ReportProgress
+from tutti_mcp.tools import roots_mcp
 from tutti_mcp.tools import workflow as wfl
 from tutti_mcp.tools.errors import tool_errors
 from tutti_mcp.tools.results import (
@@ -32,6 +32,7 @@ from tutti_mcp.tools.results import (
     RunResult,
     RunState,
 )
+from tutti_mcp.tools.roots_mcp import RootUris
 from tutti_mcp.tools.sampling import as_sample, client_can_sample
 
 M = TypeVar("M", bound=BaseModel)
@@ -125,39 +126,24 @@ Req = [Annotated[SamplingRequest | None, Resolve(p)] for p, _ in _SLOTS]
 Reply = [Annotated[CreateMessageResult | None, Resolve(a)] for _, a in _SLOTS]
 
 
-def _ask_roots(ctx: Context) -> ListRoots | None:
-    """The client's roots choose the workspace where it offers them and the server's
-    workspace is not fixed (tools/workspace.py); asked on both protocol generations."""
-    caps = ctx.client_capabilities
-    if caps is None or caps.roots is None or state_of(ctx).workspace_fixed is not None:
-        return None
-    return ListRoots()
-
-
-Roots = Annotated[ListRootsResult | None, Resolve(_ask_roots)]
-
-
-def root_uris(roots: ListRootsResult | None) -> list[str] | None:
-    return None if roots is None else [str(r.uri) for r in roots.roots]
-
-
 def register(server: MCPServer[Any]) -> None:
+    roots_mcp.register(server)  # a client's roots/list_changed drops its kept roots
     read_only = ToolAnnotations(read_only_hint=True)
 
     @server.tool(annotations=read_only)
-    async def workflow_plan(spec: SpecArg, ctx: Context, roots: Roots) -> PlanResult:
+    async def workflow_plan(spec: SpecArg, ctx: Context, roots: RootUris) -> PlanResult:
         """Check a workflow spec without running it: mode and why, DAG as Mermaid, parallel
         groups, critical path, speedup, thinking per step, cost range. Spec: {name, inputs?,
         steps: [{id, prompt|command|argv|op, depends_on?, when?, run?, thinking?, output?}]};
         templates: ${inputs.x}, ${step_id.output}."""
         with tool_errors():
-            return reply(await wfl.plan(state_of(ctx), spec, root_uris(roots)))
+            return reply(await wfl.plan(state_of(ctx), spec, roots))
 
     @server.tool()
     async def workflow_start(
         spec: SpecArg,
         ctx: Context,
-        roots: Roots,
+        roots: RootUris,
         inputs: Inputs = None,
         wait_s: Wait = 0,
     ) -> RunState:
@@ -173,7 +159,7 @@ def register(server: MCPServer[Any]) -> None:
                 can_sample=client_can_sample(ctx),
                 progress=progress_of(ctx),
                 bind=binder(state, ctx),
-                roots=root_uris(roots),
+                roots=roots,
             )
             return reply(out)
 

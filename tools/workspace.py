@@ -12,11 +12,16 @@
   directory: a client chooses among what the server would accept anyway, never more
   (shell steps' cwd, workspace files, the agents' file tools are all confined to the
   workspace). Each other root is skipped, and the reason is told.
+
+A client's roots are asked for each call that chooses a workspace, unless the client can
+tell the server when they change: then its answer is kept for its connection
+(`KnownRoots`) until it says they changed, for at most ROOTS_TTL_S.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,45 @@ class Workspace:
 
     def as_dict(self) -> dict[str, str]:
         return {"path": str(self.path), "why": self.why}
+
+
+# A client that declares `roots.listChanged` promises to announce changes; the SDKs declare
+# it whenever they can answer `roots/list` (mcp 2.3.0's ClientSession does), whether or
+# not they ever send the notification. This bounds how stale their roots can get.
+ROOTS_TTL_S = 60.0
+# A longer answer is used for the call that asked, not kept for the connection.
+MAX_KEPT_ROOTS = 100
+
+
+class KnownRoots:
+    """The roots one client connection listed, kept until it says they changed
+    (`changed`) or `ttl_s` has passed. `generation` counts the changes: an answer asked
+    for before the latest change is not kept (it may be the old list)."""
+
+    def __init__(
+        self, ttl_s: float = ROOTS_TTL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self.generation = 0
+        self._uris: tuple[str, ...] | None = None
+        self._at = 0.0
+
+    def get(self) -> list[str] | None:
+        """The kept root URIs, None when there are none or they are too old."""
+        if self._uris is None or self.clock() - self._at >= self.ttl_s:
+            return None
+        return list(self._uris)
+
+    def keep(self, uris: Sequence[str], asked_in: int) -> None:
+        """Keep the client's answer to a `roots/list` asked in generation `asked_in`."""
+        if asked_in == self.generation and len(uris) <= MAX_KEPT_ROOTS:
+            self._uris, self._at = tuple(uris), self.clock()
+
+    def changed(self) -> None:
+        """The client said its roots changed: ask again next time."""
+        self.generation += 1
+        self._uris = None
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,42 @@
 """The workspace of a run started over MCP, chosen by the client's roots (`roots/list`)
 inside the directory the server runs in; TUTTI_WORKSPACE overrides them. The runs report
-where they worked through a `pwd` shell step (its cwd is the run's workspace)."""
+where they worked through a `pwd` shell step (its cwd is the run's workspace). A client
+that announces changes of its roots is asked once per connection, until it announces one;
+any other client is asked every time."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import anyio
 import pytest
+from anyio.streams.text import TextReceiveStream
+from mcp.client import Client
+from mcp.client._memory import InMemoryTransport
 from mcp.client.session import ClientRequestContext
-from mcp_types import InputRequiredResult, ListRootsResult, Root
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.session import ServerSession
+from mcp.shared.message import SessionMessage
+from mcp_types import (
+    InputRequiredResult,
+    JSONRPCRequest,
+    ListRootsResult,
+    Root,
+    RootsListChangedNotification,
+)
 
-from tests.server.mcp_support import MODES, call, connect, fail, settings
+from tests.server.mcp_support import MODES, call, connect, fail, settings, until_settled
 from tests.server.tasks_support import TaskCreated, TasksClaim, start_task_v1
-from tutti_mcp.tools.workspace import usable_roots
+from tests.server.test_serve_http import free_port
+from tests.test_durability import cli_env
+from tutti_mcp.server.app import create_server
+from tutti_mcp.tools.roots_mcp import kept_roots
+from tutti_mcp.tools.workspace import MAX_KEPT_ROOTS, KnownRoots, usable_roots
 
 pytestmark = pytest.mark.anyio
 
@@ -74,7 +96,8 @@ async def test_a_run_works_in_the_clients_first_root_and_the_plan_says_why(
         "why": f"the client's first root, {first.as_uri()}",
     }
     assert cwd == str(first)
-    assert roots.asked == 2  # once per call that chooses a workspace
+    # 2025-11-25: once per connection (the client announces changes); 2026-07-28: per call
+    assert roots.asked == (1 if mode == "legacy" else 2)
 
 
 async def test_a_spec_given_as_a_path_runs_in_its_files_directory_in_the_root_that_has_it(
@@ -215,7 +238,180 @@ async def test_a_run_started_as_a_task_works_in_the_clients_first_root(
             else:
                 legacy = await start_task_v1(c, "workflow_start", {"spec": WHERE})
                 rid = legacy["_meta"]["tutti/runId"]
-            done = await call(c, "workflow_status", run_id=rid, wait_s=10)
+            done = await until_settled(c, rid)  # a step may finish before its run does
     assert done["status"] == "succeeded", done
     assert done["outputs"]["here"].strip() == str(root)
     assert roots.asked == 1
+
+
+# -- kept per connection -----------------------------------------------------------------------
+async def announce_change(client: Client) -> None:
+    # Client.send_roots_list_changed is deprecated (roots are, from 2026-07-28): this is it
+    await client.session.send_notification(RootsListChangedNotification())
+
+
+class _DeclaresNoListChanged:
+    """A client's write stream whose `initialize` declares `roots: {}`: the client lists
+    roots but does not say it will announce their changes (the SDK's client always does)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def send(self, item: SessionMessage) -> None:
+        msg = item.message
+        if isinstance(msg, JSONRPCRequest) and msg.method == "initialize" and msg.params:
+            msg.params["capabilities"]["roots"] = {}
+        await self.inner.send(item)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def __aenter__(self) -> _DeclaresNoListChanged:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        return bool(await self.inner.__aexit__(kind, exc, tb))
+
+
+@asynccontextmanager
+async def without_list_changed(server: Any) -> AsyncIterator[tuple[Any, Any]]:
+    """An in-process 2025-11-25 transport to `server` for a client without
+    `roots.listChanged`."""
+    async with InMemoryTransport(server) as (read, write):
+        yield read, _DeclaresNoListChanged(write)
+
+
+async def test_a_client_that_announces_root_changes_is_asked_once_per_connection(
+    server_dir: Path,
+) -> None:
+    root = mkdir(server_dir / "root")
+    server = create_server(SHELL, workspace=None)
+    one, two = Roots(root.as_uri()), Roots(root.as_uri())
+    with anyio.fail_after(20):
+        async with (
+            Client(server, mode="legacy", list_roots_callback=one) as a,
+            Client(server, mode="legacy", list_roots_callback=two) as b,
+        ):
+            plans = [await call(c, "workflow_plan", spec=WHERE) for c in (a, b, a, b)]
+            cwd = await ran_in(a, WHERE)
+    assert [p["workspace"]["path"] for p in plans] == [str(root)] * 4
+    assert cwd == str(root)
+    assert (one.asked, two.asked) == (1, 1)  # each connection asks its own client, once
+
+
+async def test_after_the_client_announces_a_change_the_next_plan_asks_again_and_uses_the_new_root(
+    server_dir: Path,
+) -> None:
+    first, second = mkdir(server_dir / "first"), mkdir(server_dir / "second")
+    roots = Roots(first.as_uri())
+    with anyio.fail_after(20):
+        async with connect("legacy", SHELL, workspace=None, list_roots_callback=roots) as c:
+            before = await call(c, "workflow_plan", spec=WHERE)
+            roots.uris = (second.as_uri(),)
+            unannounced = await call(c, "workflow_plan", spec=WHERE)
+            await announce_change(c)
+            after = await call(c, "workflow_plan", spec=WHERE)
+            cwd = await ran_in(c, WHERE)
+    paths = [p["workspace"]["path"] for p in (before, unannounced, after)]
+    assert paths == [str(first), str(first), str(second)]
+    assert cwd == str(second)
+    assert roots.asked == 2
+
+
+@pytest.mark.parametrize("client", ["2025-11-25 without roots.listChanged", "2026-07-28"])
+async def test_a_client_that_cannot_announce_root_changes_is_asked_every_time(
+    client: str, server_dir: Path
+) -> None:
+    """2026-07-28 has no notifications/roots/list_changed: whatever the client declares
+    (the SDK's declares listChanged), it cannot announce a change."""
+    first, second = mkdir(server_dir / "first"), mkdir(server_dir / "second")
+    roots = Roots(first.as_uri())
+    server = create_server(SHELL, workspace=None)
+    legacy = client.startswith("2025")
+    target: Any = without_list_changed(server) if legacy else server
+    with anyio.fail_after(20):
+        async with Client(
+            target, mode="legacy" if legacy else "auto", list_roots_callback=roots
+        ) as c:
+            before = await call(c, "workflow_plan", spec=WHERE)
+            roots.uris = (second.as_uri(),)
+            after = await call(c, "workflow_plan", spec=WHERE)
+            cwd = await ran_in(c, WHERE)
+    assert [before["workspace"]["path"], after["workspace"]["path"]] == [str(first), str(second)]
+    assert cwd == str(second)
+    assert roots.asked == 3
+
+
+async def test_the_kept_roots_are_dropped_when_the_connection_ends(server_dir: Path) -> None:
+    root = mkdir(server_dir / "root")
+    server = create_server(SHELL, workspace=None)
+    sessions: list[ServerSession] = []
+
+    async def record(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method == "tools/call":
+            sessions.append(ctx.session)
+        return await call_next(ctx)
+
+    server.middleware.append(record)
+    with anyio.fail_after(20):
+        async with Client(server, mode="legacy", list_roots_callback=Roots(root.as_uri())) as c:
+            await call(c, "workflow_plan", spec=WHERE)
+            during = kept_roots(sessions[0])
+            kept = None if during is None else during.get()
+    assert kept == [root.as_uri()]
+    assert kept_roots(sessions[0]) is None
+
+
+def test_kept_roots_expire_and_an_answer_asked_before_a_change_is_not_kept() -> None:
+    now = [0.0]
+    known = KnownRoots(ttl_s=60, clock=lambda: now[0])
+    known.keep(["file:///a"], known.generation)
+    now[0] = 59.9
+    assert known.get() == ["file:///a"]
+    now[0] = 60.0
+    assert known.get() is None  # a client that never announces still gets asked again
+    asked_in = known.generation
+    known.changed()
+    known.keep(["file:///old"], asked_in)  # answered before the change, stored after it
+    assert known.get() is None
+    known.keep([f"file:///r{i}" for i in range(MAX_KEPT_ROOTS + 1)], known.generation)
+    assert known.get() is None  # too long to keep for the connection
+    known.keep(["file:///new"], known.generation)
+    assert known.get() == ["file:///new"]
+
+
+async def test_over_streamable_http_the_roots_are_kept_per_session_until_it_announces_a_change(
+    server_dir: Path,
+) -> None:
+    """The announcement arrives in a POST of its own: the session id ties it to the
+    connection that keeps the roots."""
+    first, second = mkdir(server_dir / "first"), mkdir(server_dir / "second")
+    port = free_port()
+    env = {**cli_env(), "TUTTI_DB": str(server_dir / "runs.db")}
+    cmd = [sys.executable, "-m", "tutti_mcp", "serve", "--http", "--port", str(port)]
+    roots, other = Roots(first.as_uri()), Roots(second.as_uri())
+    url = f"http://127.0.0.1:{port}/mcp"
+    with anyio.fail_after(30):
+        async with await anyio.open_process(cmd, cwd=server_dir, env=env) as process:
+            try:
+                assert process.stderr is not None
+                seen = ""
+                async for chunk in TextReceiveStream(process.stderr):
+                    seen += chunk
+                    if "Uvicorn running on" in seen:
+                        break
+                async with Client(url, mode="legacy", list_roots_callback=roots) as c:
+                    plans = [await call(c, "workflow_plan", spec=WHERE) for _ in range(2)]
+                    async with Client(url, mode="legacy", list_roots_callback=other) as d:
+                        plans.append(await call(d, "workflow_plan", spec=WHERE))
+                    roots.uris = (second.as_uri(),)
+                    await announce_change(c)
+                    plans += [await call(c, "workflow_plan", spec=WHERE) for _ in range(2)]
+            finally:
+                process.kill()
+    paths = [p["workspace"]["path"] for p in plans]
+    assert paths == [str(first), str(first), str(second), str(second), str(second)]
+    assert (roots.asked, other.asked) == (2, 1)
