@@ -6,7 +6,6 @@ any other client is asked every time."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio.streams.text import TextReceiveStream
 from mcp.client import Client
 from mcp.client._memory import InMemoryTransport
 from mcp.client.session import ClientRequestContext
@@ -30,9 +28,9 @@ from mcp_types import (
     RootsListChangedNotification,
 )
 
+from tests.server.http_support import serving_http
 from tests.server.mcp_support import MODES, call, connect, fail, settings, until_settled
 from tests.server.tasks_support import TaskCreated, TasksClaim, start_task_v1
-from tests.server.test_serve_http import free_port
 from tests.test_durability import cli_env
 from tutti_mcp.server.app import create_server
 from tutti_mcp.tools.roots_mcp import kept_roots
@@ -389,29 +387,18 @@ async def test_over_streamable_http_the_roots_are_kept_per_session_until_it_anno
     """The announcement arrives in a POST of its own: the session id ties it to the
     connection that keeps the roots."""
     first, second = mkdir(server_dir / "first"), mkdir(server_dir / "second")
-    port = free_port()
     env = {**cli_env(), "TUTTI_DB": str(server_dir / "runs.db")}
-    cmd = [sys.executable, "-m", "tutti_mcp", "serve", "--http", "--port", str(port)]
     roots, other = Roots(first.as_uri()), Roots(second.as_uri())
-    url = f"http://127.0.0.1:{port}/mcp"
     with anyio.fail_after(30):
-        async with await anyio.open_process(cmd, cwd=server_dir, env=env) as process:
-            try:
-                assert process.stderr is not None
-                seen = ""
-                async for chunk in TextReceiveStream(process.stderr):
-                    seen += chunk
-                    if "Uvicorn running on" in seen:
-                        break
-                async with Client(url, mode="legacy", list_roots_callback=roots) as c:
-                    plans = [await call(c, "workflow_plan", spec=WHERE) for _ in range(2)]
-                    async with Client(url, mode="legacy", list_roots_callback=other) as d:
-                        plans.append(await call(d, "workflow_plan", spec=WHERE))
-                    roots.uris = (second.as_uri(),)
-                    await announce_change(c)
-                    plans += [await call(c, "workflow_plan", spec=WHERE) for _ in range(2)]
-            finally:
-                process.kill()
+        async with serving_http(env, server_dir) as served:
+            url = served.url
+            async with Client(url, mode="legacy", list_roots_callback=roots) as c:
+                plans = [await call(c, "workflow_plan", spec=WHERE) for _ in range(2)]
+                async with Client(url, mode="legacy", list_roots_callback=other) as d:
+                    plans.append(await call(d, "workflow_plan", spec=WHERE))
+                roots.uris = (second.as_uri(),)
+                await announce_change(c)
+                plans += [await call(c, "workflow_plan", spec=WHERE) for _ in range(2)]
     paths = [p["workspace"]["path"] for p in plans]
     assert paths == [str(first), str(first), str(second), str(second), str(second)]
     assert (roots.asked, other.asked) == (2, 1)

@@ -12,12 +12,11 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio.streams.text import TextReceiveStream
 from mcp.client import Client
 
+from tests.server.http_support import serving_http
 from tests.server.mcp_support import BUILTIN_CHAIN
 from tests.server.tasks_support import TasksClaim, raw, request, start_task_v1, start_task_v2
-from tests.server.test_serve_http import free_port
 from tests.test_durability import ROOT, cli_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.skipif(sys.platform == "win32", reason="signals")]
@@ -26,39 +25,24 @@ OUTPUT = "<hello world>"
 
 
 async def test_a_tool_call_runs_as_a_task_over_streamable_http(tmp_path: Path) -> None:
-    port = free_port()
     env = {
         **cli_env(),
         "TUTTI_DB": str(tmp_path / "runs.db"),
         "TUTTI_LOG_LEVEL": "INFO",
         "TUTTI_TASK_POLL_MS": str(POLL_MS),
     }
-    cmd = [sys.executable, "-m", "tutti_mcp", "serve", "--http", "--port", str(port)]
-    url = f"http://127.0.0.1:{port}/mcp"
     with anyio.fail_after(30):
-        async with await anyio.open_process(cmd, cwd=ROOT, env=env) as process:
-            try:
-                assert process.stderr is not None
-                seen = ""
-                async for chunk in TextReceiveStream(process.stderr):
-                    seen += chunk
-                    if "Uvicorn running on" in seen:
-                        break
-                async with Client(url, mode="legacy") as c:
-                    created = await start_task_v1(c, "workflow_start", {"spec": BUILTIN_CHAIN})
-                    tid = created["task"]["taskId"]
-                    polled = await _poll(lambda: raw(c, "tasks/get", {"taskId": tid}), "ttl")
-                    result = await raw(c, "tasks/result", {"taskId": tid})
-                async with Client(url, mode="auto", extensions=[TasksClaim()]) as c:
-                    task = await start_task_v2(c, "workflow_start", {"spec": BUILTIN_CHAIN})
-                    done = await _poll(
-                        lambda: request(c, "tasks/get", taskId=task.task_id), "ttlMs"
-                    )
-                process.send_signal(signal.SIGTERM)
-                assert await process.wait() == 0
-            finally:
-                if process.returncode is None:
-                    process.kill()
+        async with serving_http(env, ROOT) as served:
+            async with Client(served.url, mode="legacy") as c:
+                created = await start_task_v1(c, "workflow_start", {"spec": BUILTIN_CHAIN})
+                tid = created["task"]["taskId"]
+                polled = await _poll(lambda: raw(c, "tasks/get", {"taskId": tid}), "ttl")
+                result = await raw(c, "tasks/result", {"taskId": tid})
+            async with Client(served.url, mode="auto", extensions=[TasksClaim()]) as c:
+                task = await start_task_v2(c, "workflow_start", {"spec": BUILTIN_CHAIN})
+                done = await _poll(lambda: request(c, "tasks/get", taskId=task.task_id), "ttlMs")
+            served.process.send_signal(signal.SIGTERM)
+            assert await served.process.wait() == 0
     assert created["task"]["status"] == "working"
     assert polled["status"] == "completed"
     assert result["structuredContent"]["outputs"]["c"] == OUTPUT

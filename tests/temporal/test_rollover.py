@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from tests.temporal.devserver import DevServer
 from tutti_mcp.engine.config import EngineConfig
@@ -37,6 +38,26 @@ class Counting(BuiltinExecutor):
         return await super().execute(call)
 
 
+async def rolling(
+    devserver: DevServer, counting: Counting, workspace: Path, *, roll_at_events: int
+) -> tuple[Worker, TemporalRuns, Engine]:
+    """A worker on a queue of its own that rolls runs over after `roll_at_events`."""
+    queue = f"roll-{uuid.uuid4().hex[:8]}"
+    client = await Client.connect(devserver.address)
+    worker = new_worker(
+        client,
+        queue,
+        {ExecutorKind.BUILTIN: counting},
+        ModelTable(),
+        workspace=None,
+        max_concurrency=4,
+        heartbeat_s=5,
+        roll_at_events=roll_at_events,
+    )
+    submitter = Engine(InMemoryRunStore(), {}, EngineConfig(workspace=workspace))
+    return worker, TemporalRuns(client, queue), submitter
+
+
 LONG = {
     "name": "long",
     "steps": [
@@ -52,21 +73,8 @@ LONG = {
 async def test_a_long_run_rolls_over_into_new_executions_and_runs_each_step_once(
     devserver: DevServer, tmp_path: Path
 ) -> None:
-    queue = f"roll-{uuid.uuid4().hex[:8]}"
-    client = await Client.connect(devserver.address)
     counting = Counting()
-    worker = new_worker(
-        client,
-        queue,
-        {ExecutorKind.BUILTIN: counting},
-        ModelTable(),
-        workspace=None,
-        max_concurrency=4,
-        heartbeat_s=5,
-        roll_at_events=40,
-    )
-    runs = TemporalRuns(client, queue)
-    submitter = Engine(InMemoryRunStore(), {}, EngineConfig(workspace=tmp_path))
+    worker, runs, submitter = await rolling(devserver, counting, tmp_path, roll_at_events=40)
     with anyio.fail_after(90):
         async with worker:
             run_id = await runs.start(submitter, LONG, {}, str(tmp_path))
@@ -82,19 +90,8 @@ async def test_a_long_run_rolls_over_into_new_executions_and_runs_each_step_once
 async def test_a_client_step_waiting_when_the_run_rolls_over_is_asked_again_and_answered(
     devserver: DevServer, tmp_path: Path
 ) -> None:
-    queue = f"roll-{uuid.uuid4().hex[:8]}"
-    client = await Client.connect(devserver.address)
     counting = Counting()
-    worker = new_worker(
-        client,
-        queue,
-        {ExecutorKind.BUILTIN: counting},
-        ModelTable(),
-        workspace=None,
-        max_concurrency=4,
-        heartbeat_s=5,
-        roll_at_events=30,
-    )
+    worker, runs, submitter = await rolling(devserver, counting, tmp_path, roll_at_events=30)
     spec = {
         "name": "asks",
         "steps": [
@@ -105,8 +102,6 @@ async def test_a_client_step_waiting_when_the_run_rolls_over_is_asked_again_and_
             {"id": "end", "args": "${s11.output} ${ask.output}"},
         ],
     }
-    runs = TemporalRuns(client, queue)
-    submitter = Engine(InMemoryRunStore(), {}, EngineConfig(workspace=tmp_path))
     with anyio.fail_after(90):
         async with worker:
             run_id = await runs.start(submitter, spec, {}, str(tmp_path))
