@@ -50,8 +50,11 @@ async def _with_runs(args: argparse.Namespace, fn: Callable[[TemporalRuns], Awai
 async def follow(runs: TemporalRuns, run_id: str, progress: TerminalProgress) -> RunRecord:
     """Show the run's events as they come, until it ends or only the caller can move it on."""
     seen = 0
+    rolls = 0
     while True:
         view = await runs.view(run_id)
+        if view.rolls != rolls:  # a new execution numbers its events from 1 again
+            seen, rolls = 0, view.rolls
         if view.open:
             for ev in await runs.events(run_id, seen):
                 seen = max(seen, ev["seq"])

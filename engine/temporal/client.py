@@ -53,6 +53,7 @@ class RunView:
     record: RunRecord
     blocked_on_client: bool
     open: bool
+    rolls: int = 0  # executions before this one (a long run goes on in new ones)
 
 
 def refusals(wf: Workflow) -> list[str]:
@@ -164,7 +165,7 @@ class TemporalRuns:
             blocked = bool(data.get("blocked_on_client"))
             if blocked and record.status is RunStatus.RUNNING:
                 record.status = RunStatus.WAITING  # only the caller can move it on now
-            return RunView(record, blocked, True)
+            return RunView(record, blocked, True, int(data.get("rolls", 0)))
         try:
             data = from_wire(await handle.result())
         except WorkflowFailureError as exc:

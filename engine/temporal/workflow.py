@@ -146,6 +146,7 @@ class TuttiRunWorkflow:
         self._run_id = ""
         self._final: dict[str, Any] | None = None
         self._rolling = False  # the run goes on in a new execution once this one drains
+        self._rolls = 0  # executions of the run before this one
 
     @workflow.run
     async def run(self, wire: str) -> str:
@@ -153,6 +154,7 @@ class TuttiRunWorkflow:
         args: dict[str, Any] = from_wire(wire)  # JSON text: keeps the spec's key order
         setup = SETUP
         self._run_id = args["run_id"]
+        self._rolls = int(args.get("rolls", 0))
         executors: dict[ExecutorKind, StepExecutor] = {
             ExecutorKind.CLIENT: ClientExecutor(),
             ExecutorKind.GATE: GateExecutor(),
@@ -239,7 +241,8 @@ class TuttiRunWorkflow:
         if engine is not None and wanted in engine.live:
             execution = engine.live[wanted]
             live = run_to_json(execution.run)
-            return to_wire({**live, "blocked_on_client": execution.blocked_on_client})
+            blocked = execution.blocked_on_client
+            return to_wire({**live, "blocked_on_client": blocked, "rolls": self._rolls})
         record = self._store.peek(wanted)
         return None if record is None else to_wire(run_to_json(record))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -20,10 +21,12 @@ from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.models import ModelTable
 from tutti_mcp.engine.service import Engine
 from tutti_mcp.engine.spec import ExecutorKind
-from tutti_mcp.engine.temporal.client import TemporalRuns
+from tutti_mcp.engine.temporal.client import RunView, TemporalRuns
 from tutti_mcp.engine.temporal.codec import from_wire
 from tutti_mcp.engine.temporal.worker import new_worker
 from tutti_mcp.memory.runs.mem_store import InMemoryRunStore
+from tutti_mcp.memory.runs.records import RunRecord, RunStatus
+from tutti_mcp.server.cli_temporal import follow
 
 pytestmark = pytest.mark.anyio
 
@@ -115,3 +118,42 @@ async def test_a_client_step_waiting_when_the_run_rolls_over_is_asked_again_and_
     assert final["steps"]["end"]["output"] == "11 7"
     assert all(n == 1 for n in counting.runs.values()), counting.runs
     assert final["rolls"] >= 1 and view.record.steps["ask"].status.value == "waiting"
+    assert view.rolls >= 1  # an open run's query says how many executions came before
+
+
+async def test_following_a_run_reads_a_new_executions_events_from_its_start() -> None:
+    """Event numbers start at 1 again in each execution of a rolled-over run."""
+    record = RunRecord("r", "n", RunStatus.RUNNING, {}, {}, 0.0)
+    views = iter(
+        [
+            RunView(record, False, True, 0),
+            RunView(record, False, True, 1),
+            RunView(record, False, False, 1),
+        ]
+    )
+    events: dict[int, list[dict[str, Any]]] = {
+        0: [{"seq": 7, "kind": "step_succeeded", "step_id": "a", "data": None}],
+        1: [{"seq": 1, "kind": "step_succeeded", "step_id": "b", "data": None}],
+    }
+    asked: list[int] = []
+    shown: list[str | None] = []
+
+    class Runs:
+        current = 0
+
+        async def view(self, run_id: str) -> RunView:
+            v = next(views)
+            self.current = v.rolls
+            return v
+
+        async def events(self, run_id: str, after: int) -> list[dict[str, Any]]:
+            asked.append(after)
+            return [e for e in events[self.current] if e["seq"] > after]
+
+    class Progress:
+        def on_event(self, kind: Any, step_id: str | None, data: Any) -> None:
+            shown.append(step_id)
+
+    with anyio.fail_after(10):
+        await follow(Runs(), "r", Progress())  # type: ignore[arg-type]
+    assert asked == [0, 0] and shown == ["a", "b"]
