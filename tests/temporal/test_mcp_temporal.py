@@ -13,6 +13,7 @@ import anyio
 import pytest
 from temporalio.client import Client as TemporalClient
 
+from tests.engine.test_swarm import SEED
 from tests.seed import SEED_CHAIN
 from tests.server.mcp_support import (
     BUILTIN_CHAIN,
@@ -24,6 +25,7 @@ from tests.server.mcp_support import (
     tasks_of,
 )
 from tests.server.tasks_support import TasksClaim, request, start_task_v2
+from tests.server.test_mcp_swarm import do_turn
 from tests.temporal.devserver import DevServer
 from tutti_mcp.engine.executors.builtin import BuiltinExecutor
 from tutti_mcp.engine.executors.shell import ShellExecutor
@@ -212,3 +214,32 @@ async def test_a_temporal_run_as_an_mcp_task_is_answered_through_tasks_update(
     assert waiting["status"] == "input_required"
     assert done["status"] == "completed", done
     assert done["result"]["structuredContent"]["outputs"] == {"ask": "7"}
+
+
+async def test_the_seeds_swarm_runs_on_temporal_with_the_client_doing_every_turn(
+    on_temporal: Settings,
+) -> None:
+    """A swarm's turns are steps added as it goes: on Temporal, handed to the caller from
+    the workflow and answered by updates, the coordinator's plan driving the rest."""
+    done: list[str] = []
+    with anyio.fail_after(90):
+        async with connect("legacy", on_temporal) as c:
+            run = await call(
+                c, "workflow_start", spec=SEED, inputs={"task": "Review the web app"}, wait_s=20
+            )
+            run_id = run["run_id"]
+            for _ in range(8):
+                tasks = tasks_of(run)
+                if not tasks:
+                    break
+                for sid, task in tasks.items():
+                    run = await call(
+                        c, "step_complete", run_id=run_id, step_id=sid, output=do_turn(sid, task)
+                    )
+                    done.append(sid)
+                if run["status"] == "running":
+                    run = await call(c, "workflow_status", run_id=run_id, wait_s=20)
+            result = await call(c, "workflow_result", run_id=run_id)
+    assert run["status"] == "succeeded", run
+    assert done[0] == "swarm[coordinator:plan]" and done[-1] == "swarm[coordinator:synthesis]"
+    assert result["outputs"]["swarm"]["result"] == "ship it after fixing the login flow"
